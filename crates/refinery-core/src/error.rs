@@ -1,0 +1,142 @@
+//! The one error type of `refinery-core`.
+//!
+//! Variants carry data (paths, ids, values) rather than preformatted strings, so the MCP layer
+//! can map them to stable codes and the CLI can print them with context added once. Every
+//! message says what was wrong and what to do next.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file operation failed; `fs_err` already names the path in the inner error.
+    /// Returned by every store operation; the caller reports it and leaves state as it was.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+
+    /// A state file exists but is not what we wrote. Never reset silently: the user decides.
+    #[error("state file `{}` is corrupt ({reason}); repair or move it away — it is never reset silently", path.display())]
+    CorruptFile {
+        /// The file that failed to parse.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+
+    /// A session id that could leave the sessions folder or is otherwise unusable.
+    #[error("invalid session id `{id}`: {reason}")]
+    InvalidSessionId {
+        /// The rejected id.
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// The current-session pointer names an id that is not valid.
+    #[error("`{}` names session `{id}`, which is not a valid session id; call init_session to start a new session", path.display())]
+    BadSessionPointer {
+        /// The pointer file.
+        path: PathBuf,
+        /// The id it holds.
+        id: String,
+    },
+
+    /// A session that does not exist on disk.
+    #[error("no session `{id}` under `{}`; list sessions with `refinery session list`", sessions_dir.display())]
+    UnknownSession {
+        /// The id asked for.
+        id: String,
+        /// Where we looked.
+        sessions_dir: PathBuf,
+    },
+
+    /// A criteria list that cannot be stored.
+    #[error("invalid criteria: {0}")]
+    InvalidCriteria(String),
+
+    /// A checklist or plan was submitted before any criteria were stored.
+    #[error(
+        "session `{session}` has no criteria yet; call generate_eval_criteria with 1 or more criteria first"
+    )]
+    NoCriteria {
+        /// The session.
+        session: String,
+    },
+
+    /// Scores that cannot be accepted.
+    #[error(transparent)]
+    Scores(#[from] crate::checklist::ScoreError),
+
+    /// An improvement plan that cannot be accepted.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+
+    /// A round cap configured on the session was reached.
+    #[error(
+        "session `{session}` is capped at {max_rounds} round(s) and round {round} would exceed it; stop the loop and report the best round"
+    )]
+    MaxRoundsReached {
+        /// The session.
+        session: String,
+        /// The configured cap.
+        max_rounds: u32,
+        /// The round that was refused.
+        round: u32,
+    },
+
+    /// A path given by a caller that cannot be used.
+    #[error("path `{path}` {reason}")]
+    BadPath {
+        /// The path as given.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
+    /// A round that has no snapshot.
+    #[error("session `{session}` has no submission for round {round}")]
+    UnknownRound {
+        /// The session.
+        session: String,
+        /// The round asked for.
+        round: u32,
+    },
+
+    /// A stored object is missing or does not match its hash.
+    #[error("snapshot object `{hash}` is missing or damaged in `{}`", objects_dir.display())]
+    DamagedObject {
+        /// The content hash.
+        hash: String,
+        /// The object store.
+        objects_dir: PathBuf,
+    },
+
+    /// A vote that cannot be recorded.
+    #[error("invalid vote: {0}")]
+    InvalidVote(String),
+}
+
+/// `Result` with the core's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A short stable code for clients (the MCP layer sends it beside the message).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Io(_) => "io_error",
+            Error::CorruptFile { .. } => "corrupt_state",
+            Error::InvalidSessionId { .. } | Error::BadSessionPointer { .. } => "invalid_session",
+            Error::UnknownSession { .. } => "unknown_session",
+            Error::InvalidCriteria(_) => "invalid_criteria",
+            Error::NoCriteria { .. } => "no_criteria",
+            Error::Scores(_) => "invalid_scores",
+            Error::Plan(_) => "invalid_plan",
+            Error::MaxRoundsReached { .. } => "max_rounds_reached",
+            Error::BadPath { .. } => "bad_path",
+            Error::UnknownRound { .. } => "unknown_round",
+            Error::DamagedObject { .. } => "damaged_object",
+            Error::InvalidVote(_) => "invalid_vote",
+        }
+    }
+}

@@ -1,0 +1,785 @@
+//! The on-disk store: sessions under a state folder, and every operation the tools perform.
+//!
+//! ```text
+//! <state>/session_metadata.json   current-session pointer (read by the MCP servers per call)
+//! <state>/objects/                 content-addressed blobs shared by all snapshots
+//! <state>/sessions/<id>/
+//!     session.json  criteria.json  state.json  events.jsonl  .lock
+//!     round_NNN/submission.json  round_NNN/plan.json  round_NNN/.scratch/verification/
+//!     archive/reset_K/round_NNN/  rounds set aside by reset_evaluation
+//! ```
+//!
+//! Every mutating operation takes the session's lock, reads `state.json`, validates *before*
+//! writing anything, writes `state.json` atomically and then appends one line to
+//! `events.jsonl`. So concurrent callers in several processes never lose an update, and a
+//! rejected call leaves every file as it was. `state.json` stays small (no growing history):
+//! the full checklist history lives in the append-only journal.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::checklist::{self, ChecklistOutcome, PLATEAU_WINDOW, RoundScores, Verdict};
+use crate::criteria::{Category, CriteriaSet};
+use crate::error::{Error, Result};
+use crate::fsutil::{LockGuard, append_json_line, read_json, read_json_lines, write_json};
+use crate::plan::{self, ImprovementPlan, PlanError};
+use crate::session::{SessionId, SessionInfo, SessionSettings};
+use crate::snapshot::{self, ManifestEntry, ObjectStore, Skipped};
+
+const POINTER_FILE: &str = "session_metadata.json";
+const SESSIONS_DIR: &str = "sessions";
+const OBJECTS_DIR: &str = "objects";
+const EVENTS_FILE: &str = "events.jsonl";
+
+/// A state folder and the workspace it belongs to.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+    workspace: PathBuf,
+}
+
+/// What the current-session pointer holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionPointer {
+    /// The current session.
+    pub session_id: String,
+    /// When it was set, RFC 3339.
+    #[serde(default)]
+    pub timestamp: String,
+    /// The label given to `init_session`.
+    #[serde(default)]
+    pub label: String,
+}
+
+impl StateDir {
+    /// A state folder at `root` for the project at `workspace`. Nothing is created yet.
+    pub fn new(root: impl Into<PathBuf>, workspace: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            workspace: workspace.into(),
+        }
+    }
+
+    /// The state folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The project folder that snapshots are taken from.
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+
+    /// Where sessions live.
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.root.join(SESSIONS_DIR)
+    }
+
+    /// The shared object store.
+    pub fn objects(&self) -> ObjectStore {
+        ObjectStore::new(self.root.join(OBJECTS_DIR))
+    }
+
+    /// The pointer file path.
+    pub fn pointer_path(&self) -> PathBuf {
+        self.root.join(POINTER_FILE)
+    }
+
+    /// Starts a new session and makes it current. Ids are unique: a second session in the
+    /// same second with the same label gets a counter (`…_2`) instead of sharing a folder.
+    pub fn init_session(
+        &self,
+        label: &str,
+        settings: SessionSettings,
+        now: OffsetDateTime,
+    ) -> Result<Session> {
+        let _lock = LockGuard::acquire(&self.root.join(".lock"))?;
+        let sessions = self.sessions_dir();
+        fs_err::create_dir_all(&sessions)?;
+        let base = SessionId::generate(now, label);
+        let mut id = base.clone();
+        let mut counter = 1;
+        loop {
+            match fs_err::create_dir(sessions.join(id.as_str())) {
+                Ok(()) => break,
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    counter += 1;
+                    id = base.with_counter(counter);
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        let session = self.session(id.clone());
+        let info = SessionInfo {
+            id: id.clone(),
+            label: label.to_owned(),
+            created_at: now,
+            settings,
+        };
+        write_json(&session.dir.join("session.json"), &info)?;
+        write_json(
+            &self.pointer_path(),
+            &SessionPointer {
+                session_id: id.to_string(),
+                timestamp: rfc3339(now),
+                label: label.to_owned(),
+            },
+        )?;
+        let _session_lock = session.lock()?;
+        session.log(
+            now,
+            "init_session",
+            json!({"label": label, "cutoff": settings.cutoff.get(), "max_rounds": settings.max_rounds}),
+        )?;
+        Ok(session)
+    }
+
+    /// The session the pointer names, or `default` when there is no pointer.
+    pub fn current_session_id(&self) -> Result<SessionId> {
+        let path = self.pointer_path();
+        let Some(value) = read_json::<Value>(&path)? else {
+            return Ok(SessionId::default_session());
+        };
+        let raw = match value.get("session_id") {
+            None | Some(Value::Null) => return Ok(SessionId::default_session()),
+            Some(Value::String(raw)) if raw.is_empty() => return Ok(SessionId::default_session()),
+            Some(Value::String(raw)) => raw.clone(),
+            Some(_) => {
+                return Err(Error::CorruptFile {
+                    path,
+                    reason: "`session_id` is not a string".to_owned(),
+                });
+            }
+        };
+        SessionId::parse(&raw).map_err(|_| Error::BadSessionPointer { path, id: raw })
+    }
+
+    /// A handle on a session (it may not exist yet; write operations create it).
+    pub fn session(&self, id: SessionId) -> Session {
+        Session {
+            dir: self.sessions_dir().join(id.as_str()),
+            id,
+            state_dir: self.clone(),
+        }
+    }
+
+    /// A handle on a session that must already exist.
+    pub fn existing_session(&self, raw_id: &str) -> Result<Session> {
+        let id = SessionId::parse(raw_id)?;
+        let session = self.session(id);
+        if session.dir.is_dir() {
+            Ok(session)
+        } else {
+            Err(Error::UnknownSession {
+                id: raw_id.to_owned(),
+                sessions_dir: self.sessions_dir(),
+            })
+        }
+    }
+
+    /// Every session folder, sorted by id (ids start with their creation time).
+    pub fn list_sessions(&self) -> Result<Vec<Session>> {
+        let dir = self.sessions_dir();
+        let entries = match fs_err::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err.into()),
+        };
+        let mut sessions = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if let Ok(id) = SessionId::parse(&name) {
+                sessions.push(self.session(id));
+            }
+        }
+        sessions.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(sessions)
+    }
+}
+
+/// The mutable part of a session, rewritten atomically on every operation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// Checklists recorded since the last reset; the next checklist is round `round + 1`.
+    pub round: u32,
+    /// Bumped every time criteria are stored; plateaus only compare rounds of one revision.
+    #[serde(default)]
+    pub criteria_revision: u32,
+    /// The latest checklist result.
+    #[serde(default)]
+    pub last_result: Option<ChecklistOutcome>,
+    /// Scores of the last few rounds, for plateau detection.
+    #[serde(default)]
+    pub recent: Vec<RoundScores>,
+    /// The submission waiting to be scored.
+    #[serde(default)]
+    pub pending_answer: Option<AnswerRef>,
+    /// The plan accepted after the latest iterate verdict.
+    #[serde(default)]
+    pub plan: Option<ImprovementPlan>,
+    /// How many times the evaluation was reset.
+    #[serde(default)]
+    pub resets: u32,
+}
+
+/// Which submission a checklist scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerRef {
+    /// The round it was submitted for.
+    pub round: u32,
+    /// 1 for the first submission of the round, 2 for a replacement, …
+    pub revision: u32,
+}
+
+/// A checklist as recorded in the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecklistRecord {
+    /// When it was recorded.
+    pub timestamp: String,
+    /// The criteria revision it was scored against.
+    pub criteria_revision: u32,
+    /// The submission it scored, if one was made for that round.
+    pub submission: Option<AnswerRef>,
+    /// The report the evaluator pointed at.
+    pub report_path: Option<String>,
+    /// The result.
+    #[serde(flatten)]
+    pub outcome: ChecklistOutcome,
+}
+
+/// The manifest of one round's submission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The round.
+    pub round: u32,
+    /// Which submission of the round this is.
+    pub revision: u32,
+    /// When it was taken.
+    pub timestamp: String,
+    /// The builder's summary of the answer.
+    pub answer_summary: String,
+    /// The paths as given.
+    pub original_paths: Vec<String>,
+    /// The stored paths, relative to the workspace.
+    pub snapshot_paths: Vec<String>,
+    /// Every stored file with its hash.
+    pub files: Vec<ManifestEntry>,
+    /// Paths left out, with reasons.
+    pub skipped: Vec<Skipped>,
+    /// Files left out by ignore rules.
+    #[serde(default)]
+    pub ignored: u64,
+    /// Total size of the stored files.
+    pub total_bytes: u64,
+    /// Bytes this submission added to the object store.
+    pub new_bytes: u64,
+}
+
+/// What `register_criteria` reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CriteriaStored {
+    /// How many criteria were stored.
+    pub criteria_count: usize,
+    /// Where.
+    pub path: PathBuf,
+    /// The stored ids in order.
+    pub criteria_ids: Vec<String>,
+    /// Advice that did not block storing (count outside 3–7, primaries).
+    pub warnings: Vec<String>,
+}
+
+/// What `reset_evaluation` reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ResetDone {
+    /// Round folders moved aside.
+    pub archived_rounds: Vec<String>,
+    /// Where they went.
+    pub archive_dir: Option<PathBuf>,
+}
+
+/// A handle on one session's folder.
+#[derive(Clone, Debug)]
+pub struct Session {
+    id: SessionId,
+    dir: PathBuf,
+    state_dir: StateDir,
+}
+
+impl Session {
+    /// The id.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The folder of round `round`.
+    pub fn round_dir(&self, round: u32) -> PathBuf {
+        self.dir.join(format!("round_{round:03}"))
+    }
+
+    fn lock(&self) -> Result<LockGuard> {
+        LockGuard::acquire(&self.dir.join(".lock"))
+    }
+
+    fn log(&self, now: OffsetDateTime, op: &str, detail: Value) -> Result<()> {
+        let mut line = serde_json::Map::new();
+        line.insert("ts".to_owned(), Value::String(rfc3339(now)));
+        line.insert("op".to_owned(), Value::String(op.to_owned()));
+        if let Value::Object(detail) = detail {
+            line.extend(detail);
+        }
+        append_json_line(&self.dir.join(EVENTS_FILE), &Value::Object(line))
+    }
+
+    /// The session's description; an implicit session (such as `default`) that was never
+    /// initialised reports default settings.
+    pub fn info(&self) -> Result<SessionInfo> {
+        let stored = read_json::<SessionInfo>(&self.dir.join("session.json"))?;
+        Ok(stored.unwrap_or_else(|| SessionInfo {
+            id: self.id.clone(),
+            label: String::new(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            settings: SessionSettings::default(),
+        }))
+    }
+
+    /// The stored criteria, if any.
+    pub fn criteria(&self) -> Result<Option<CriteriaSet>> {
+        read_json(&self.criteria_path())
+    }
+
+    fn criteria_path(&self) -> PathBuf {
+        self.dir.join("criteria.json")
+    }
+
+    /// The current state (empty for a new session).
+    pub fn state(&self) -> Result<SessionState> {
+        Ok(read_json(&self.dir.join("state.json"))?.unwrap_or_default())
+    }
+
+    fn write_state(&self, state: &SessionState) -> Result<()> {
+        write_json(&self.dir.join("state.json"), state)
+    }
+
+    /// Makes sure an implicit session has its folder and `session.json`.
+    fn ensure_exists(&self, now: OffsetDateTime) -> Result<()> {
+        fs_err::create_dir_all(&self.dir)?;
+        let path = self.dir.join("session.json");
+        if !path.exists() {
+            write_json(
+                &path,
+                &SessionInfo {
+                    id: self.id.clone(),
+                    label: String::new(),
+                    created_at: now,
+                    settings: SessionSettings::default(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Stores the criteria, replacing earlier ones. Replacing criteria starts a new criteria
+    /// revision: the last verdict and plan no longer apply and plateaus start over.
+    pub fn register_criteria(
+        &self,
+        criteria: &CriteriaSet,
+        now: OffsetDateTime,
+    ) -> Result<CriteriaStored> {
+        self.ensure_exists(now)?;
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        let path = self.criteria_path();
+        write_json(&path, criteria)?;
+        state.criteria_revision += 1;
+        state.last_result = None;
+        state.plan = None;
+        state.recent.clear();
+        self.write_state(&state)?;
+        let ids = criteria.ids();
+        self.log(
+            now,
+            "generate_eval_criteria",
+            json!({"criteria_ids": ids, "criteria_revision": state.criteria_revision}),
+        )?;
+        Ok(CriteriaStored {
+            criteria_count: criteria.len(),
+            path,
+            criteria_ids: ids,
+            warnings: criteria_warnings(criteria),
+        })
+    }
+
+    /// Scores a round. Nothing is written unless the scores are valid.
+    pub fn submit_checklist(
+        &self,
+        scores: &Value,
+        report_path: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<ChecklistRecord> {
+        let _lock = self.lock()?;
+        let criteria = self.criteria()?.ok_or_else(|| Error::NoCriteria {
+            session: self.id.to_string(),
+        })?;
+        let parsed = checklist::parse_scores(&criteria, scores)?;
+        let info = self.info()?;
+        let mut state = self.state()?;
+        let round = state.round + 1;
+        self.check_round_cap(&info, round)?;
+        let report_path = match report_path.map(str::trim).filter(|path| !path.is_empty()) {
+            Some(raw) => Some(self.check_report_path(raw)?),
+            None => None,
+        };
+        let outcome = checklist::evaluate(
+            &criteria,
+            &parsed,
+            info.settings.cutoff,
+            round,
+            &state.recent,
+        );
+        let submission = state.pending_answer.filter(|answer| answer.round == round);
+        let record = ChecklistRecord {
+            timestamp: rfc3339(now),
+            criteria_revision: state.criteria_revision,
+            submission,
+            report_path,
+            outcome,
+        };
+        state.round = round;
+        state.last_result = Some(record.outcome.clone());
+        state.plan = None;
+        state.recent.push(RoundScores {
+            round,
+            scores: record
+                .outcome
+                .items
+                .iter()
+                .map(|item| (item.id.clone(), item.score))
+                .collect(),
+        });
+        let excess = state.recent.len().saturating_sub(PLATEAU_WINDOW);
+        state.recent.drain(..excess);
+        self.write_state(&state)?;
+        let mut event = serde_json::to_value(&record).map_err(std::io::Error::other)?;
+        if let Value::Object(map) = &mut event {
+            map.remove("timestamp");
+        }
+        self.log(now, "submit_checklist", event)?;
+        Ok(record)
+    }
+
+    /// Refuses a round past the session's `max_rounds`: the cap is enforced by the tools,
+    /// not left to a prompt.
+    fn check_round_cap(&self, info: &SessionInfo, round: u32) -> Result<()> {
+        match info.settings.max_rounds {
+            Some(max_rounds) if round > max_rounds => Err(Error::MaxRoundsReached {
+                session: self.id.to_string(),
+                max_rounds,
+                round,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_report_path(&self, raw: &str) -> Result<String> {
+        let workspace = fs_err::canonicalize(self.state_dir.workspace())?;
+        let given = Path::new(raw);
+        let joined = if given.is_absolute() {
+            given.to_path_buf()
+        } else {
+            workspace.join(given)
+        };
+        let bad = |reason: &str| Error::BadPath {
+            path: raw.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let real = fs_err::canonicalize(&joined)
+            .map_err(|_| bad("does not exist; write the report first or leave report_path out"))?;
+        if !real.starts_with(&workspace) {
+            return Err(bad("is outside the workspace"));
+        }
+        if !real.is_file() {
+            return Err(bad("is not a file"));
+        }
+        Ok(real.strip_prefix(&workspace).map_or_else(
+            |_| raw.to_owned(),
+            |relative| relative.display().to_string(),
+        ))
+    }
+
+    /// Validates and stores an improvement plan for the latest iterate verdict.
+    pub fn propose_improvements(
+        &self,
+        improvements: &Value,
+        preserve: Option<Value>,
+        vision: Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<(ImprovementPlan, PathBuf)> {
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        let Some(last) = state.last_result.clone() else {
+            return Err(PlanError::NoChecklist.into());
+        };
+        if last.verdict == Verdict::Converge {
+            return Err(PlanError::NotIterating.into());
+        }
+        let criteria = self.criteria()?.ok_or_else(|| Error::NoCriteria {
+            session: self.id.to_string(),
+        })?;
+        let plan = plan::validate_plan(
+            &criteria,
+            &last.failed_criteria,
+            last.round,
+            improvements,
+            preserve,
+            vision,
+        )?;
+        let path = self.round_dir(last.round).join("plan.json");
+        write_json(&path, &plan)?;
+        state.plan = Some(plan.clone());
+        self.write_state(&state)?;
+        self.log(
+            now,
+            "propose_improvements",
+            json!({
+                "after_round": last.round,
+                "improvements_count": plan.entry_count(),
+                "non_incremental_count": plan.non_incremental_count(&last.failed_criteria),
+            }),
+        )?;
+        Ok((plan, path))
+    }
+
+    /// Forgets checklist results while keeping the criteria. Round folders are moved to
+    /// `archive/reset_K/` so the next round 1 never overwrites or merges into an old one.
+    pub fn reset_evaluation(&self, now: OffsetDateTime) -> Result<ResetDone> {
+        self.ensure_exists(now)?;
+        let _lock = self.lock()?;
+        let old = self.state()?;
+        let mut rounds: Vec<String> = fs_err::read_dir(&self.dir)?
+            .filter_map(std::result::Result::ok)
+            .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
+            .filter(|name| name.starts_with("round_"))
+            .collect();
+        rounds.sort();
+        let resets = old.resets + 1;
+        let archive_dir = if rounds.is_empty() {
+            None
+        } else {
+            let dir = self.dir.join("archive").join(format!("reset_{resets}"));
+            fs_err::create_dir_all(&dir)?;
+            for name in &rounds {
+                fs_err::rename(self.dir.join(name), dir.join(name))?;
+            }
+            Some(dir)
+        };
+        let state = SessionState {
+            criteria_revision: old.criteria_revision,
+            resets,
+            ..SessionState::default()
+        };
+        self.write_state(&state)?;
+        self.log(now, "reset_evaluation", json!({"archived_rounds": rounds}))?;
+        Ok(ResetDone {
+            archived_rounds: rounds,
+            archive_dir,
+        })
+    }
+
+    /// Snapshots the deliverable for the next round to be scored.
+    ///
+    /// Files are hashed into the shared store before the lock is taken (objects are
+    /// immutable and content-addressed, so concurrent writers cannot conflict); the round
+    /// number is assigned under the lock. A second submission before the round is scored
+    /// replaces the first, which stays on disk as `submission.<revision>.json`.
+    pub fn new_answer(
+        &self,
+        answer: &str,
+        paths: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Submission> {
+        self.ensure_exists(now)?;
+        let snapshot = snapshot::take_snapshot(
+            &self.state_dir.objects(),
+            self.state_dir.workspace(),
+            &[self.state_dir.root().to_path_buf()],
+            paths,
+        )?;
+        let _lock = self.lock()?;
+        let info = self.info()?;
+        let mut state = self.state()?;
+        let round = state.round + 1;
+        self.check_round_cap(&info, round)?;
+        let revision = match state.pending_answer {
+            Some(pending) if pending.round == round => pending.revision + 1,
+            _ => 1,
+        };
+        let round_dir = self.round_dir(round);
+        fs_err::create_dir_all(round_dir.join(".scratch").join("verification"))?;
+        let manifest_path = round_dir.join("submission.json");
+        if revision > 1 && manifest_path.exists() {
+            fs_err::rename(
+                &manifest_path,
+                round_dir.join(format!("submission.{}.json", revision - 1)),
+            )?;
+        }
+        let submission = Submission {
+            round,
+            revision,
+            timestamp: rfc3339(now),
+            answer_summary: answer.to_owned(),
+            original_paths: paths.to_vec(),
+            snapshot_paths: snapshot
+                .entries
+                .iter()
+                .map(|entry| entry.path.clone())
+                .collect(),
+            total_bytes: snapshot.total_bytes(),
+            new_bytes: snapshot.new_bytes,
+            files: snapshot.entries,
+            skipped: snapshot.skipped,
+            ignored: snapshot.ignored,
+        };
+        write_json(&manifest_path, &submission)?;
+        state.pending_answer = Some(AnswerRef { round, revision });
+        self.write_state(&state)?;
+        self.log(
+            now,
+            "new_answer",
+            json!({
+                "round": round,
+                "revision": revision,
+                "files": submission.files.len(),
+                "skipped": submission.skipped.len(),
+                "total_bytes": submission.total_bytes,
+                "new_bytes": submission.new_bytes,
+            }),
+        )?;
+        Ok(submission)
+    }
+
+    /// Records a vote in the journal.
+    pub fn vote(&self, choice: &str, reasoning: &str, now: OffsetDateTime) -> Result<u32> {
+        let choice = choice.trim();
+        if choice.is_empty() {
+            return Err(Error::InvalidVote(
+                "`choice` is empty; name the answer you vote for".to_owned(),
+            ));
+        }
+        self.ensure_exists(now)?;
+        let _lock = self.lock()?;
+        let state = self.state()?;
+        self.log(
+            now,
+            "vote",
+            json!({"choice": choice, "reasoning": reasoning, "round": state.round}),
+        )?;
+        Ok(state.round)
+    }
+
+    /// Every checklist recorded in the journal, oldest first (across resets).
+    pub fn history(&self) -> Result<Vec<ChecklistRecord>> {
+        let events: Vec<Value> = read_json_lines(&self.dir.join(EVENTS_FILE))?;
+        events
+            .into_iter()
+            .filter(|event| event.get("op").and_then(Value::as_str) == Some("submit_checklist"))
+            .map(|mut event| {
+                if let Value::Object(map) = &mut event {
+                    if let Some(ts) = map.remove("ts") {
+                        map.insert("timestamp".to_owned(), ts);
+                    }
+                    map.remove("op");
+                }
+                serde_json::from_value(event).map_err(|err| Error::CorruptFile {
+                    path: self.dir.join(EVENTS_FILE),
+                    reason: err.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every journal line, oldest first.
+    pub fn events(&self) -> Result<Vec<Value>> {
+        read_json_lines(&self.dir.join(EVENTS_FILE))
+    }
+
+    /// The current submission of each round present on disk, by round.
+    pub fn submissions(&self) -> Result<BTreeMap<u32, Submission>> {
+        let mut rounds = BTreeMap::new();
+        let entries = match fs_err::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(rounds),
+            Err(err) => return Err(err.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(number) = name
+                .to_str()
+                .and_then(|name| name.strip_prefix("round_"))
+                .and_then(|digits| digits.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(submission) =
+                read_json::<Submission>(&entry.path().join("submission.json"))?
+            {
+                rounds.insert(number, submission);
+            }
+        }
+        Ok(rounds)
+    }
+
+    /// Writes round `round`'s submission into `dest`, byte-identical.
+    pub fn restore_round(&self, round: u32, dest: &Path) -> Result<Submission> {
+        let submission = read_json::<Submission>(&self.round_dir(round).join("submission.json"))?
+            .ok_or_else(|| Error::UnknownRound {
+            session: self.id.to_string(),
+            round,
+        })?;
+        snapshot::restore(&self.state_dir.objects(), &submission.files, dest)?;
+        Ok(submission)
+    }
+}
+
+fn criteria_warnings(criteria: &CriteriaSet) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let count = criteria.len();
+    if !(3..=7).contains(&count) {
+        warnings.push(format!(
+            "{count} criteria stored; 3–7 usually works best (fewer miss failure modes, more dilute the verdict)"
+        ));
+    }
+    let primaries = criteria
+        .as_slice()
+        .iter()
+        .filter(|criterion| criterion.category == Category::Primary)
+        .count();
+    if primaries > 1 {
+        warnings.push(format!(
+            "{primaries} criteria are primary; one primary criterion keeps the focus clear"
+        ));
+    }
+    warnings
+}
+
+/// Formats a time as RFC 3339 (UTC).
+pub fn rfc3339(now: OffsetDateTime) -> String {
+    now.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
