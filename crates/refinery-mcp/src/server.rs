@@ -1,0 +1,338 @@
+//! The tool handlers: each one parses its arguments, makes one call into `refinery-core`
+//! on a blocking thread (store calls take file locks and may wait), and renders the result.
+
+use std::path::Path;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolResult, Implementation, ServerCapabilities, ServerConfig as McpServerConfig,
+};
+use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use refinery_core::{CriteriaSet, Cutoff, Session, SessionId, SessionSettings, StateDir};
+
+use crate::error::{internal_error, tool_error};
+use crate::protocol::{
+    GenerateEvalCriteriaParams, GenerateEvalCriteriaResponse, InitSessionParams,
+    InitSessionResponse, NewAnswerArguments, NewAnswerParams, NewAnswerResponse,
+    ProposeImprovementsParams, ProposeImprovementsResponse, ResetEvaluationParams,
+    ResetEvaluationResponse, SubmitChecklistParams, SubmitChecklistResponse, VoteArguments,
+    VoteParams, VoteResponse,
+};
+
+const WORKFLOW_SERVER_NAME: &str = "refinery_workflow";
+
+/// Which tools a server offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolSet {
+    /// Criteria, checklist, plans, reset.
+    Quality,
+    /// Answers and votes.
+    Workflow,
+    /// Both on one connection.
+    All,
+}
+
+/// Where a server keeps its state and which session it serves.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The state folder and workspace.
+    pub store: StateDir,
+    /// Serve this session instead of the one the pointer file names.
+    pub session: Option<SessionId>,
+}
+
+/// An MCP server exposing Refinery's tools.
+#[derive(Clone)]
+pub struct RefineryServer {
+    tool_router: ToolRouter<Self>,
+    config: ServerConfig,
+}
+
+impl RefineryServer {
+    /// A server offering `tools`.
+    pub fn new(tools: ToolSet, config: ServerConfig) -> Self {
+        let tool_router = match tools {
+            ToolSet::Quality => Self::quality_router(),
+            ToolSet::Workflow => Self::workflow_router(),
+            ToolSet::All => Self::quality_router() + Self::workflow_router(),
+        };
+        Self {
+            tool_router,
+            config,
+        }
+    }
+
+    fn current_session(store: &StateDir, pinned: Option<&SessionId>) -> refinery_core::Result<Session> {
+        let id = match pinned {
+            Some(id) => id.clone(),
+            None => store.current_session_id()?,
+        };
+        Ok(store.session(id))
+    }
+
+    /// Runs a store operation on a blocking thread and renders its result.
+    async fn call<T, F>(&self, op: F) -> Result<CallToolResult, ErrorData>
+    where
+        T: Serialize + Send + 'static,
+        F: FnOnce(&StateDir, Option<&SessionId>, OffsetDateTime) -> refinery_core::Result<T>
+            + Send
+            + 'static,
+    {
+        let config = self.config.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            op(&config.store, config.session.as_ref(), OffsetDateTime::now_utc())
+        })
+        .await;
+        Ok(match outcome {
+            Ok(Ok(response)) => match serde_json::to_value(response) {
+                Ok(value) => CallToolResult::structured(value),
+                Err(err) => internal_error(&format!("could not encode the result: {err}")),
+            },
+            Ok(Err(err)) => {
+                tracing::debug!(code = err.code(), "tool call refused");
+                tool_error(&err)
+            }
+            Err(join_error) => {
+                tracing::error!(%join_error, "tool worker failed");
+                internal_error("the tool failed unexpectedly; state was not changed by this call")
+            }
+        })
+    }
+
+    async fn propose(&self, params: ProposeImprovementsParams) -> Result<CallToolResult, ErrorData> {
+        self.call(move |store, pinned, now| {
+            let session = Self::current_session(store, pinned)?;
+            let (plan, path) =
+                session.propose_improvements(&params.improvements, params.preserve, params.vision, now)?;
+            let failed = session
+                .state()?
+                .last_result
+                .map(|result| result.failed_criteria)
+                .unwrap_or_default();
+            let non_incremental = plan.non_incremental_count(&failed);
+            Ok(ProposeImprovementsResponse {
+                status: "accepted".to_owned(),
+                valid: true,
+                message: format!(
+                    "Plan accepted for {} failing criteria ({non_incremental} structural or transformative change(s)). Build it next round, keeping what works.",
+                    failed.len()
+                ),
+                improvements_count: plan.entry_count(),
+                non_incremental_count: non_incremental,
+                failed_criteria: failed,
+                plan_path: display(&path),
+            })
+        })
+        .await
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[tool_router(router = quality_router, vis = "pub(crate)")]
+impl RefineryServer {
+    #[tool(
+        description = "Start a new refinement session and make it current. Optional: label, cutoff (pass mark 1-10, default 7), max_rounds.",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<InitSessionResponse>()
+    )]
+    async fn init_session(
+        &self,
+        Parameters(params): Parameters<InitSessionParams>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.call(move |store, _pinned, now| {
+            let cutoff = params.cutoff.map(Cutoff::new).transpose()?.unwrap_or_default();
+            let settings = SessionSettings {
+                cutoff,
+                max_rounds: params.max_rounds,
+            };
+            let session = store.init_session(&params.label, settings, now)?;
+            Ok(InitSessionResponse {
+                status: "ok".to_owned(),
+                session_id: session.id().to_string(),
+                session_dir: display(session.dir()),
+                cutoff: settings.cutoff.get(),
+                max_rounds: settings.max_rounds,
+            })
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Store the evaluation criteria for this session (replaces earlier ones). Each criterion: id, text, and optionally category, rationale, anti_patterns, score_anchors, verify_by.",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<GenerateEvalCriteriaResponse>()
+    )]
+    async fn generate_eval_criteria(
+        &self,
+        Parameters(params): Parameters<GenerateEvalCriteriaParams>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.call(move |store, pinned, now| {
+            let criteria = CriteriaSet::from_json(&params.criteria)?;
+            let session = Self::current_session(store, pinned)?;
+            let stored = session.register_criteria(&criteria, now)?;
+            Ok(GenerateEvalCriteriaResponse {
+                status: "ok".to_owned(),
+                criteria_count: stored.criteria_count,
+                path: display(&stored.path),
+                criteria_ids: stored.criteria_ids,
+                warnings: stored.warnings,
+            })
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Record this round's scores (every criterion, whole numbers 0-10 with reasoning) and get the verdict: converge when all meet the cutoff, else iterate with the failing criteria.",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<SubmitChecklistResponse>()
+    )]
+    async fn submit_checklist(
+        &self,
+        Parameters(params): Parameters<SubmitChecklistParams>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.call(move |store, pinned, now| {
+            let session = Self::current_session(store, pinned)?;
+            let record = session.submit_checklist(&params.scores, params.report_path.as_deref(), now)?;
+            let max_rounds = session.info()?.settings.max_rounds;
+            let outcome = record.outcome;
+            Ok(SubmitChecklistResponse {
+                status: "accepted".to_owned(),
+                verdict: outcome.verdict,
+                round: outcome.round,
+                cutoff: outcome.cutoff,
+                explanation: outcome.explanation,
+                items: outcome.items,
+                failed_criteria: outcome.failed_criteria,
+                failing_criteria_detail: outcome.failing_criteria_detail,
+                plateaued_criteria: outcome.plateaued_criteria,
+                submission: record.submission,
+                report_path: record.report_path,
+                max_rounds,
+            })
+        })
+        .await
+    }
+
+    #[tool(
+        description = "After an iterate verdict: plan the next round. Give every failing criterion at least one {plan, impact} entry; at least one must be structural or transformative.",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<ProposeImprovementsResponse>()
+    )]
+    async fn propose_improvements(
+        &self,
+        Parameters(params): Parameters<ProposeImprovementsParams>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.propose(params).await
+    }
+
+    #[tool(
+        description = "Same as propose_improvements (kept for MassGen compatibility).",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<ProposeImprovementsResponse>()
+    )]
+    async fn draft_approach(
+        &self,
+        Parameters(params): Parameters<ProposeImprovementsParams>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.propose(params).await
+    }
+
+    #[tool(
+        description = "Forget this session's scores and plans but keep the criteria; earlier round folders are archived, and the next checklist is round 1.",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<ResetEvaluationResponse>()
+    )]
+    async fn reset_evaluation(
+        &self,
+        Parameters(_params): Parameters<ResetEvaluationParams>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.call(move |store, pinned, now| {
+            let session = Self::current_session(store, pinned)?;
+            let done = session.reset_evaluation(now)?;
+            Ok(ResetEvaluationResponse {
+                status: "ok".to_owned(),
+                message: format!(
+                    "Scores and plans cleared; criteria kept. {} earlier round folder(s) archived.",
+                    done.archived_rounds.len()
+                ),
+                archived_rounds: done.archived_rounds,
+            })
+        })
+        .await
+    }
+}
+
+#[tool_router(router = workflow_router, vis = "pub(crate)")]
+impl RefineryServer {
+    #[tool(
+        description = "Submit this round's deliverable: snapshots the listed files and folders (relative to the workspace) so the round can be evaluated and restored.",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<NewAnswerResponse>()
+    )]
+    async fn new_answer(
+        &self,
+        Parameters(params): Parameters<NewAnswerParams>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.call(move |store, pinned, now| {
+            let session = Self::current_session(store, pinned)?;
+            let paths = params.file_paths.clone().unwrap_or_default();
+            let submission = session.new_answer(&params.answer, &paths, now)?;
+            let round_dir = session.round_dir(submission.round);
+            Ok(NewAnswerResponse {
+                status: "ok".to_owned(),
+                server: WORKFLOW_SERVER_NAME.to_owned(),
+                tool_name: "new_answer".to_owned(),
+                round: submission.round,
+                revision: submission.revision,
+                session_id: session.id().to_string(),
+                session_dir: display(session.dir()),
+                scratch_dir: display(&round_dir.join(".scratch")),
+                round_dir: display(&round_dir),
+                snapshots: submission.snapshot_paths,
+                skipped: submission.skipped,
+                ignored: submission.ignored,
+                total_bytes: submission.total_bytes,
+                new_bytes: submission.new_bytes,
+                arguments: NewAnswerArguments {
+                    answer: params.answer,
+                    file_paths: params.file_paths,
+                },
+            })
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Vote for an answer (by its label) with your reasoning; the vote is recorded in the session journal.",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<VoteResponse>()
+    )]
+    async fn vote(&self, Parameters(params): Parameters<VoteParams>) -> Result<CallToolResult, ErrorData> {
+        self.call(move |store, pinned, now| {
+            let session = Self::current_session(store, pinned)?;
+            let round = session.vote(&params.choice, &params.reasoning, now)?;
+            Ok(VoteResponse {
+                status: "ok".to_owned(),
+                server: WORKFLOW_SERVER_NAME.to_owned(),
+                tool_name: "vote".to_owned(),
+                recorded: true,
+                round,
+                arguments: VoteArguments {
+                    choice: params.choice,
+                    reasoning: params.reasoning,
+                },
+            })
+        })
+        .await
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for RefineryServer {
+    fn get_info(&self) -> McpServerConfig {
+        McpServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("refinery", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Refinery's refinement tools. Typical round: new_answer (snapshot the work), submit_checklist (scores → verdict), and after iterate, propose_improvements. Start with init_session and generate_eval_criteria.",
+            )
+    }
+}

@@ -1,0 +1,37 @@
+//! The command line as clap sees it. These types only parse and validate; `settings` turns
+//! them into resolved paths, and the commands never see clap types beyond their own `Args`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::{mcp::McpArgs, session::SessionArgs};
+
+/// Refinery: make AI-produced work genuinely good, one fresh-context round at a time.
+#[derive(Debug, Parser)]
+#[command(name = "refinery", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command understands.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Where Refinery keeps its state [default: <workspace>/.refinery].
+    #[arg(long, global = true, env = "REFINERY_STATE_DIR", value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// The project folder [default: the current folder].
+    #[arg(long, global = true, env = "REFINERY_WORKSPACE", value_name = "DIR")]
+    pub(crate) workspace: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve Refinery's MCP tools over stdio (used by the Claude Code plugin).
+    Mcp(McpArgs),
+    /// Inspect sessions: criteria, checklist history, rounds.
+    Session(SessionArgs),
+}

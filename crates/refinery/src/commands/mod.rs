@@ -1,0 +1,14 @@
+//! One module per subcommand, each with a `run_main` taking its parsed arguments.
+
+pub(crate) mod mcp;
+pub(crate) mod session;
+
+use crate::ExitStatus;
+use crate::cli::{Cli, Command};
+
+pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
+    match cli.command {
+        Command::Mcp(args) => mcp::run_main(&cli.global, &args),
+        Command::Session(args) => session::run_main(&cli.global, &args),
+    }
+}

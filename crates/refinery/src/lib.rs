@@ -1,0 +1,71 @@
+//! The `refinery` command: parses arguments, resolves settings, and hands each subcommand to
+//! its `run_main`. Human and `--json` output come from the same results; nothing here decides
+//! anything about quality — that lives in `refinery-core` (and later the engine).
+
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
+mod cli;
+mod commands;
+mod output;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+/// How the process ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything worked.
+    Success,
+    /// The command ran but its answer is negative (reserved for verdicts and findings).
+    Negative,
+    /// The command could not do its job.
+    Error,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        match status {
+            ExitStatus::Success => ExitCode::SUCCESS,
+            ExitStatus::Negative => ExitCode::from(1),
+            ExitStatus::Error => ExitCode::from(2),
+        }
+    }
+}
+
+/// Runs the command line of this process.
+pub fn run() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help and version to stdout and usage errors to stderr itself.
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitStatus::Error.into()
+            } else {
+                ExitStatus::Success.into()
+            };
+        }
+    };
+    init_tracing();
+    match commands::dispatch(cli) {
+        Ok(status) => status.into(),
+        Err(err) if err.is::<output::BrokenPipe>() => ExitStatus::Success.into(),
+        Err(err) => {
+            output::error(&err);
+            ExitStatus::Error.into()
+        }
+    }
+}
+
+/// Logs go to stderr only (stdout may be an MCP stream); `RUST_LOG` picks the level.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}

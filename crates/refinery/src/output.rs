@@ -1,0 +1,30 @@
+//! The one place the binary writes to stdout. A closed pipe (`refinery session list | head`)
+//! is not an error: the command stops quietly and exits 0, as ripgrep does.
+
+use std::io::Write as _;
+
+/// Raised when stdout was closed by the reader; `run` turns it into a clean exit.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub(crate) struct BrokenPipe;
+
+/// Writes `text` and a newline to stdout.
+pub(crate) fn line(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(BrokenPipe.into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Writes `value` as pretty JSON to stdout.
+pub(crate) fn json(value: &serde_json::Value) -> anyhow::Result<()> {
+    line(&serde_json::to_string_pretty(value)?)
+}
+
+/// Writes an error chain and hints to stderr.
+pub(crate) fn error(err: &anyhow::Error) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {err:#}");
+}

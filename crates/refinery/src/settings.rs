@@ -1,0 +1,39 @@
+//! Second-stage settings: turns raw flags and environment into resolved paths, so commands
+//! get a ready [`StateDir`] and never look at the environment themselves.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use refinery_core::StateDir;
+
+use crate::cli::GlobalArgs;
+
+/// Resolves the workspace (flag, else the current folder) and the state folder (flag or
+/// `REFINERY_STATE_DIR`, else `<workspace>/.refinery`). Relative paths are taken from the
+/// current folder, as a user typing them expects.
+pub(crate) fn resolve_store(global: &GlobalArgs) -> anyhow::Result<StateDir> {
+    let cwd = std::env::current_dir().context("cannot read the current folder")?;
+    let workspace = match &global.workspace {
+        Some(path) => absolute(&cwd, path),
+        None => cwd.clone(),
+    };
+    if !workspace.is_dir() {
+        anyhow::bail!(
+            "workspace `{}` is not a folder; pass an existing folder with --workspace",
+            workspace.display()
+        );
+    }
+    let state_dir = match &global.state_dir {
+        Some(path) => absolute(&cwd, path),
+        None => workspace.join(".refinery"),
+    };
+    Ok(StateDir::new(state_dir, workspace))
+}
+
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    }
+}
