@@ -42,10 +42,7 @@ pub(crate) fn error_payload(err: &Error) -> Value {
                 PlanError::AllIncremental { failed_criteria } => {
                     body.insert("failed_criteria".to_owned(), json!(failed_criteria));
                 }
-                PlanError::NoChecklist
-                | PlanError::NotIterating
-                | PlanError::NotAnObject { .. }
-                | PlanError::BadEntry { .. } => {}
+                // NoChecklist, NotIterating, NotAnObject, BadEntry: the message says it all.
                 _ => {}
             }
         }

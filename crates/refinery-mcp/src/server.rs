@@ -66,7 +66,10 @@ impl RefineryServer {
         }
     }
 
-    fn current_session(store: &StateDir, pinned: Option<&SessionId>) -> refinery_core::Result<Session> {
+    fn current_session(
+        store: &StateDir,
+        pinned: Option<&SessionId>,
+    ) -> refinery_core::Result<Session> {
         let id = match pinned {
             Some(id) => id.clone(),
             None => store.current_session_id()?,
@@ -84,7 +87,11 @@ impl RefineryServer {
     {
         let config = self.config.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            op(&config.store, config.session.as_ref(), OffsetDateTime::now_utc())
+            op(
+                &config.store,
+                config.session.as_ref(),
+                OffsetDateTime::now_utc(),
+            )
         })
         .await;
         Ok(match outcome {
@@ -103,7 +110,10 @@ impl RefineryServer {
         })
     }
 
-    async fn propose(&self, params: ProposeImprovementsParams) -> Result<CallToolResult, ErrorData> {
+    async fn propose(
+        &self,
+        params: ProposeImprovementsParams,
+    ) -> Result<CallToolResult, ErrorData> {
         self.call(move |store, pinned, now| {
             let session = Self::current_session(store, pinned)?;
             let (plan, path) =
@@ -146,7 +156,11 @@ impl RefineryServer {
         Parameters(params): Parameters<InitSessionParams>,
     ) -> Result<CallToolResult, ErrorData> {
         self.call(move |store, _pinned, now| {
-            let cutoff = params.cutoff.map(Cutoff::new).transpose()?.unwrap_or_default();
+            let cutoff = params
+                .cutoff
+                .map(Cutoff::new)
+                .transpose()?
+                .unwrap_or_default();
             let settings = SessionSettings {
                 cutoff,
                 max_rounds: params.max_rounds,
@@ -196,7 +210,8 @@ impl RefineryServer {
     ) -> Result<CallToolResult, ErrorData> {
         self.call(move |store, pinned, now| {
             let session = Self::current_session(store, pinned)?;
-            let record = session.submit_checklist(&params.scores, params.report_path.as_deref(), now)?;
+            let record =
+                session.submit_checklist(&params.scores, params.report_path.as_deref(), now)?;
             let max_rounds = session.info()?.settings.max_rounds;
             let outcome = record.outcome;
             Ok(SubmitChecklistResponse {
@@ -306,7 +321,10 @@ impl RefineryServer {
         description = "Vote for an answer (by its label) with your reasoning; the vote is recorded in the session journal.",
         output_schema = rmcp::handler::server::tool::schema_for_output::<VoteResponse>()
     )]
-    async fn vote(&self, Parameters(params): Parameters<VoteParams>) -> Result<CallToolResult, ErrorData> {
+    async fn vote(
+        &self,
+        Parameters(params): Parameters<VoteParams>,
+    ) -> Result<CallToolResult, ErrorData> {
         self.call(move |store, pinned, now| {
             let session = Self::current_session(store, pinned)?;
             let round = session.vote(&params.choice, &params.reasoning, now)?;

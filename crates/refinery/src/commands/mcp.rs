@@ -49,6 +49,9 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &McpArgs) -> anyhow::Result<Ex
         .enable_all()
         .build()
         .context("could not start the async runtime")?;
-    runtime.block_on(refinery_mcp::run_stdio(tools, ServerConfig { store, session }))?;
+    runtime.block_on(refinery_mcp::run_stdio(
+        tools,
+        ServerConfig { store, session },
+    ))?;
     Ok(ExitStatus::Success)
 }

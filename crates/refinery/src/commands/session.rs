@@ -150,10 +150,15 @@ fn list(store: &StateDir, as_json: bool) -> anyhow::Result<ExitStatus> {
     ]];
     for row in &rows {
         table.push(vec![
-            if row.current { "*".into() } else { String::new() },
+            if row.current {
+                "*".into()
+            } else {
+                String::new()
+            },
             row.id.clone(),
             row.label.clone(),
-            row.criteria.map_or_else(|| "-".into(), |count| count.to_string()),
+            row.criteria
+                .map_or_else(|| "-".into(), |count| count.to_string()),
             row.rounds.to_string(),
             match (&row.problem, row.verdict) {
                 (Some(problem), _) => format!("error: {problem}"),
@@ -216,12 +221,17 @@ fn show(store: &StateDir, id: &str, as_json: bool) -> anyhow::Result<ExitStatus>
     ));
     lines.push(format!(
         "  max rounds   {}",
-        info.settings.max_rounds.map_or_else(|| "none".to_owned(), |max| max.to_string())
+        info.settings
+            .max_rounds
+            .map_or_else(|| "none".to_owned(), |max| max.to_string())
     ));
     lines.push(format!(
         "  scored       {} round(s), last verdict {}",
         state.round,
-        state.last_result.as_ref().map_or("-", |result| result.verdict.as_str())
+        state
+            .last_result
+            .as_ref()
+            .map_or("-", |result| result.verdict.as_str())
     ));
     lines.push(String::new());
     match &criteria {
@@ -236,7 +246,11 @@ fn show(store: &StateDir, id: &str, as_json: bool) -> anyhow::Result<ExitStatus>
                     criterion.text.clone(),
                 ]);
             }
-            lines.extend(render_table(&table).into_iter().map(|line| format!("  {line}")));
+            lines.extend(
+                render_table(&table)
+                    .into_iter()
+                    .map(|line| format!("  {line}")),
+            );
         }
     }
     lines.push(String::new());
@@ -246,7 +260,14 @@ fn show(store: &StateDir, id: &str, as_json: bool) -> anyhow::Result<ExitStatus>
         lines.push("Checklist history".to_owned());
         let ids: Vec<String> = history
             .last()
-            .map(|record| record.outcome.items.iter().map(|item| item.id.clone()).collect())
+            .map(|record| {
+                record
+                    .outcome
+                    .items
+                    .iter()
+                    .map(|item| item.id.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         let mut header = vec!["ROUND".to_owned(), "VERDICT".to_owned()];
         header.extend(ids.iter().cloned());
@@ -267,7 +288,11 @@ fn show(store: &StateDir, id: &str, as_json: bool) -> anyhow::Result<ExitStatus>
             }
             table.push(row);
         }
-        lines.extend(render_table(&table).into_iter().map(|line| format!("  {line}")));
+        lines.extend(
+            render_table(&table)
+                .into_iter()
+                .map(|line| format!("  {line}")),
+        );
     }
     lines.push(String::new());
     if submissions.is_empty() {
@@ -292,7 +317,11 @@ fn show(store: &StateDir, id: &str, as_json: bool) -> anyhow::Result<ExitStatus>
                 first_line(&submission.answer_summary, 60),
             ]);
         }
-        lines.extend(render_table(&table).into_iter().map(|line| format!("  {line}")));
+        lines.extend(
+            render_table(&table)
+                .into_iter()
+                .map(|line| format!("  {line}")),
+        );
     }
     if let Some(plan) = &state.plan {
         lines.push(String::new());
