@@ -777,9 +777,11 @@ fn criteria_warnings(criteria: &CriteriaSet) -> Vec<String> {
     warnings
 }
 
-/// Formats a time as RFC 3339 (UTC).
+/// Formats a time as RFC 3339 in UTC, to the second (what people and journals need).
 pub fn rfc3339(now: OffsetDateTime) -> String {
     now.to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(now)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
