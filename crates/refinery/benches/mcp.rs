@@ -189,7 +189,7 @@ fn run_suite(label: &str, base: &Path) {
         .collect();
     let submit: Vec<Duration> = (0..CALLS)
         .map(|i| {
-            let score = 3 + (i % 5);
+            let score = 2 + (i % 5);
             quality.call("submit_checklist", &json!({"scores": {"E1": score, "E2": {"score": 8, "reasoning": "ran the tests; all pass"}, "E3": 6, "E4": 9}}))
         })
         .collect();

@@ -251,3 +251,33 @@ async fn state_dir_flag_and_session_pin_are_honoured() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("invalid session id"), "{stderr}");
 }
+
+/// Claude Code 2.1.330 probes with `server/discover` (MCP 2026-07-28) and then stays
+/// stateless; make sure that path works end to end too.
+#[tokio::test]
+async fn modern_discover_lifecycle_over_stdio() {
+    use rmcp::model::ProtocolVersion;
+    use rmcp::service::{ClientLifecycleMode, ClientServiceExt as _};
+
+    let project = Project::new();
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args(["mcp", "all"])
+        .current_dir(&project.workspace)
+        .env_remove("REFINERY_STATE_DIR")
+        .env_remove("REFINERY_SESSION");
+    let transport = rmcp::transport::TokioChildProcess::new(command).unwrap();
+    let client = ()
+        .serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .unwrap();
+    let (error, body) = call(&client, "init_session", json!({"label": "modern"})).await;
+    assert!(!error, "{body}");
+    assert!(body["session_id"].as_str().unwrap().ends_with("_modern"));
+    client.cancel().await.unwrap();
+}
