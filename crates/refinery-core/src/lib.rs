@@ -45,6 +45,6 @@ pub use plan::{Impact, ImprovementPlan, PlanError};
 pub use session::{Cutoff, SessionId, SessionInfo, SessionSettings};
 pub use snapshot::{ManifestEntry, ObjectStore, Snapshot};
 pub use store::{
-    AnswerRef, ChecklistRecord, CriteriaStored, ResetDone, Session, SessionPointer, SessionState,
-    StateDir, Submission, rfc3339,
+    AnswerRef, ChecklistRecord, CriteriaStored, PlanAccepted, ResetDone, Session, SessionPointer,
+    SessionState, StateDir, Submission, rfc3339,
 };

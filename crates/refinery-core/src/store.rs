@@ -298,6 +298,17 @@ pub struct CriteriaStored {
     pub warnings: Vec<String>,
 }
 
+/// What `propose_improvements` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanAccepted {
+    /// The validated plan.
+    pub plan: ImprovementPlan,
+    /// Where it was saved.
+    pub path: PathBuf,
+    /// The failing criteria it answers.
+    pub failed_criteria: Vec<String>,
+}
+
 /// What `reset_evaluation` reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ResetDone {
@@ -528,7 +539,7 @@ impl Session {
         preserve: Option<Value>,
         vision: Option<String>,
         now: OffsetDateTime,
-    ) -> Result<(ImprovementPlan, PathBuf)> {
+    ) -> Result<PlanAccepted> {
         let _lock = self.lock()?;
         let mut state = self.state()?;
         let Some(last) = state.last_result.clone() else {
@@ -561,7 +572,11 @@ impl Session {
                 "non_incremental_count": plan.non_incremental_count(&last.failed_criteria),
             }),
         )?;
-        Ok((plan, path))
+        Ok(PlanAccepted {
+            plan,
+            path,
+            failed_criteria: last.failed_criteria,
+        })
     }
 
     /// Forgets checklist results while keeping the criteria. Round folders are moved to

@@ -12,7 +12,9 @@ use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use refinery_core::{CriteriaSet, Cutoff, Session, SessionId, SessionSettings, StateDir};
+use refinery_core::{
+    CriteriaSet, Cutoff, PlanAccepted, Session, SessionId, SessionSettings, StateDir,
+};
 
 use crate::error::{internal_error, tool_error};
 use crate::protocol::{
@@ -116,13 +118,16 @@ impl RefineryServer {
     ) -> Result<CallToolResult, ErrorData> {
         self.call(move |store, pinned, now| {
             let session = Self::current_session(store, pinned)?;
-            let (plan, path) =
-                session.propose_improvements(&params.improvements, params.preserve, params.vision, now)?;
-            let failed = session
-                .state()?
-                .last_result
-                .map(|result| result.failed_criteria)
-                .unwrap_or_default();
+            let PlanAccepted {
+                plan,
+                path,
+                failed_criteria: failed,
+            } = session.propose_improvements(
+                &params.improvements,
+                params.preserve,
+                params.vision,
+                now,
+            )?;
             let non_incremental = plan.non_incremental_count(&failed);
             Ok(ProposeImprovementsResponse {
                 status: "accepted".to_owned(),
