@@ -33,6 +33,7 @@ pub mod criteria;
 mod error;
 mod fsutil;
 pub mod plan;
+pub mod rounds;
 pub mod session;
 pub mod snapshot;
 mod store;
