@@ -1,0 +1,634 @@
+//! The scanning core: keyword prefilter → the rules' regexes on the text around each hit →
+//! the rule's check (placeholder filter, entropy gate, structure) → findings.
+//!
+//! One Aho-Corasick pass finds every keyword (case-insensitively). A rule's regex then runs only
+//! on the line around a hit of one of its keywords, once per line. Rules without a usable
+//! keyword run over the whole text, relying on the regex engine's own literal search.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
+use serde::Deserialize;
+
+use crate::checks;
+use crate::error::{Error, Result};
+use crate::finding::{Finding, Fingerprint, Preview};
+use crate::rules::{BUILTIN_RULES, Check, GENERIC_ID, Window};
+
+/// The inline comment that accepts the findings on its line.
+pub const ALLOW_MARKER: &[u8] = b"refinery:allow";
+
+/// How far before a keyword hit a line window starts (long minified lines are not scanned
+/// whole for every hit). Generic assignments put the keyword in the name, before the value.
+const WINDOW_BEFORE: usize = 256;
+/// How far after a keyword hit a line window ends: tokens are at most a few hundred bytes.
+const WINDOW_AFTER: usize = 1024;
+/// Private key blocks are a few KiB; PGP blocks for large keys up to ~16 KiB.
+const BLOCK_WINDOW: usize = 64 * 1024;
+
+/// A rule added from configuration (`[[rule]]` in `.refinery-secrets.toml`).
+///
+/// The value is the regex's named group `secret` when present, otherwise the whole match.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RuleDefinition {
+    /// Unique id, shown in findings (e.g. `acme-deploy-token`).
+    pub id: String,
+    /// One line saying what the rule finds.
+    #[serde(default)]
+    pub description: String,
+    /// The regular expression (Rust `regex` syntax, ASCII; `(?i)` for case-insensitivity).
+    pub regex: String,
+    /// Literals that must occur near a match (case-insensitive). Without keywords the regex
+    /// runs over every whole file, which is slower.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Minimum Shannon entropy (bits per byte) of the value; 0 disables the gate.
+    #[serde(default)]
+    pub min_entropy: f64,
+    /// Leading characters that may be shown in previews (a public prefix such as `acme_`).
+    #[serde(default)]
+    pub visible_prefix: usize,
+}
+
+struct Rule {
+    id: String,
+    description: String,
+    regex: Regex,
+    /// Capture indices of the `secret`, `secret2`, ... groups, in order of preference.
+    secret_groups: Vec<usize>,
+    name_group: Option<usize>,
+    user_group: Option<usize>,
+    host_group: Option<usize>,
+    min_entropy: f64,
+    visible_prefix: usize,
+    check: Check,
+    window: Window,
+    /// Overlapping findings keep the more specific rule: provider rules beat the generic one.
+    is_generic: bool,
+}
+
+impl Rule {
+    fn compile(
+        id: &str,
+        description: &str,
+        pattern: &str,
+        min_entropy: f64,
+        visible_prefix: usize,
+        check: Check,
+        window: Window,
+    ) -> Result<Self> {
+        if id.is_empty() || id.contains(char::is_whitespace) {
+            return Err(Error::InvalidRule {
+                rule: id.to_owned(),
+                reason: "the id must be non-empty and contain no whitespace",
+            });
+        }
+        let regex = RegexBuilder::new(pattern)
+            .unicode(false)
+            // Bounded repetitions over large classes make big automata; allow them.
+            .size_limit(64 * 1024 * 1024)
+            .build()
+            .map_err(|source| Error::InvalidRegex {
+                rule: id.to_owned(),
+                source: Box::new(source),
+            })?;
+        let index_of = |wanted: &str| {
+            regex
+                .capture_names()
+                .position(|name| name == Some(wanted))
+        };
+        let mut secret_groups = Vec::new();
+        for suffix in ["", "2", "3", "4", "5"] {
+            if let Some(index) = index_of(&format!("secret{suffix}")) {
+                secret_groups.push(index);
+            }
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            description: description.to_owned(),
+            secret_groups,
+            name_group: index_of("name"),
+            user_group: index_of("user"),
+            host_group: index_of("host"),
+            regex,
+            min_entropy,
+            visible_prefix,
+            check,
+            window,
+            is_generic: id == GENERIC_ID,
+        })
+    }
+}
+
+/// Public facts about a rule, for listings and SARIF rule descriptors.
+#[derive(Clone, Copy, Debug)]
+pub struct RuleInfo<'a> {
+    /// The rule id.
+    pub id: &'a str,
+    /// What it finds.
+    pub description: &'a str,
+}
+
+/// Builds a [`Scanner`] from the built-in rules plus configured ones.
+#[derive(Clone, Debug, Default)]
+pub struct ScannerBuilder {
+    extra_rules: Vec<RuleDefinition>,
+    disabled: Vec<String>,
+}
+
+impl ScannerBuilder {
+    /// Starts from the built-in rules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a rule.
+    #[must_use]
+    pub fn with_rule(mut self, rule: RuleDefinition) -> Self {
+        self.extra_rules.push(rule);
+        self
+    }
+
+    /// Turns a built-in or added rule off by id.
+    #[must_use]
+    pub fn with_disabled_rule(mut self, id: impl Into<String>) -> Self {
+        self.disabled.push(id.into());
+        self
+    }
+
+    /// Compiles the rules and the keyword prefilter.
+    pub fn build(self) -> Result<Scanner> {
+        let mut rules = Vec::new();
+        let mut keywords_per_rule: Vec<Vec<String>> = Vec::new();
+        for builtin in BUILTIN_RULES {
+            if self.disabled.iter().any(|id| id == builtin.id) {
+                continue;
+            }
+            rules.push(Rule::compile(
+                builtin.id,
+                builtin.description,
+                builtin.pattern,
+                builtin.min_entropy,
+                builtin.visible_prefix,
+                builtin.check,
+                builtin.window,
+            )?);
+            keywords_per_rule.push(builtin.keywords.iter().map(|&k| k.to_owned()).collect());
+        }
+        for definition in self.extra_rules {
+            if self.disabled.iter().any(|id| *id == definition.id) {
+                continue;
+            }
+            if rules.iter().any(|rule| rule.id == definition.id) {
+                return Err(Error::InvalidRule {
+                    rule: definition.id,
+                    reason: "a rule with this id already exists",
+                });
+            }
+            let keywords: Vec<String> = definition
+                .keywords
+                .iter()
+                .filter(|keyword| !keyword.is_empty())
+                .map(|keyword| keyword.to_ascii_lowercase())
+                .collect();
+            let window = if keywords.is_empty() {
+                Window::Whole
+            } else {
+                Window::Line
+            };
+            rules.push(Rule::compile(
+                &definition.id,
+                &definition.description,
+                &definition.regex,
+                definition.min_entropy,
+                definition.visible_prefix,
+                Check::Plain,
+                window,
+            )?);
+            keywords_per_rule.push(keywords);
+        }
+
+        let mut patterns: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        let mut whole_rules = Vec::new();
+        for (rule_index, keywords) in keywords_per_rule.iter().enumerate() {
+            if rules[rule_index].window == Window::Whole || keywords.is_empty() {
+                whole_rules.push(rule_index);
+                continue;
+            }
+            for keyword in keywords {
+                if let Some(pattern) = patterns.iter().position(|known| known == keyword) {
+                    keyword_rules[pattern].push(rule_index);
+                } else {
+                    patterns.push(keyword.clone());
+                    keyword_rules.push(vec![rule_index]);
+                }
+            }
+        }
+        let prefilter = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&patterns)?;
+        Ok(Scanner {
+            rules,
+            prefilter,
+            keyword_rules,
+            whole_rules,
+        })
+    }
+}
+
+/// A compiled rule set. Cheap to share between threads; build once and reuse.
+///
+/// ```
+/// let scanner = refinery_secrets::Scanner::builtin();
+/// let token = format!("ghp_{}", "Zq7Rk2Lw9Tn4Vb8Xc3Hy6Md1Pf5Sg0JaKu2E");
+/// let text = format!("GITHUB_TOKEN={token}\n");
+/// let findings = scanner.scan(text.as_bytes());
+/// assert_eq!(findings[0].rule_id, "github-pat");
+/// assert!(!format!("{findings:?}").contains(&token));
+/// ```
+pub struct Scanner {
+    rules: Vec<Rule>,
+    prefilter: AhoCorasick,
+    keyword_rules: Vec<Vec<usize>>,
+    whole_rules: Vec<usize>,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Scanner")
+            .field("rules", &self.rules.iter().map(|rule| &rule.id).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A candidate before line numbers are computed.
+struct Candidate {
+    rule: usize,
+    span: Range<usize>,
+}
+
+impl Scanner {
+    /// The built-in rules, compiled once per process.
+    #[expect(
+        clippy::expect_used,
+        reason = "the built-in rules are constants; every one is compiled by the unit tests"
+    )]
+    pub fn builtin() -> &'static Scanner {
+        static SCANNER: OnceLock<Scanner> = OnceLock::new();
+        SCANNER.get_or_init(|| {
+            ScannerBuilder::new()
+                .build()
+                .expect("built-in rules compile")
+        })
+    }
+
+    /// The rules, in evaluation order.
+    pub fn rules(&self) -> impl Iterator<Item = RuleInfo<'_>> {
+        self.rules.iter().map(|rule| RuleInfo {
+            id: &rule.id,
+            description: &rule.description,
+        })
+    }
+
+    /// Finds the secrets in `text`, skipping those on a line with a `refinery:allow` comment.
+    /// Findings are ordered by position and carry no path.
+    pub fn scan(&self, text: &[u8]) -> Vec<Finding> {
+        self.find(text, AllowComments::Honour)
+    }
+
+    /// Replaces every secret in `text` with `[REDACTED:<rule-id>]` and returns the findings.
+    ///
+    /// Inline `refinery:allow` comments are *not* honoured here: this is the last check before
+    /// text leaves the machine (to a model), and a comment in a model-written file must not be
+    /// able to switch it off.
+    pub fn redact(&self, text: &str) -> (String, Vec<Finding>) {
+        let findings = self.find(text.as_bytes(), AllowComments::Ignore);
+        let mut output = String::with_capacity(text.len());
+        let mut position = 0;
+        for finding in &findings {
+            // Spans are byte ranges; widen them to char boundaries so slicing cannot panic.
+            let mut start = finding.span.start.max(position);
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            let mut end = finding.span.end.max(start);
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            if start < position {
+                start = position;
+            }
+            output.push_str(&text[position..start]);
+            output.push_str("[REDACTED:");
+            output.push_str(&finding.rule_id);
+            output.push(']');
+            position = end;
+        }
+        output.push_str(&text[position..]);
+        (output, findings)
+    }
+
+    fn find(&self, text: &[u8], allow: AllowComments) -> Vec<Finding> {
+        let mut candidates = Vec::new();
+        let mut locations: Vec<CaptureLocations> = self
+            .rules
+            .iter()
+            .map(|rule| rule.regex.capture_locations())
+            .collect();
+        let mut scanned_until = vec![0_usize; self.rules.len()];
+
+        for hit in self.prefilter.find_overlapping_iter(text) {
+            for &rule_index in &self.keyword_rules[hit.pattern().as_usize()] {
+                let rule = &self.rules[rule_index];
+                let window = match rule.window {
+                    Window::Line => line_window(text, hit.start(), hit.end()),
+                    Window::Block => {
+                        let start = line_start(text, hit.start());
+                        start..text.len().min(start + BLOCK_WINDOW)
+                    }
+                    Window::Whole => 0..text.len(),
+                };
+                if window.end <= scanned_until[rule_index] {
+                    continue;
+                }
+                scanned_until[rule_index] = window.end;
+                self.run_rule(
+                    rule_index,
+                    text,
+                    window,
+                    &mut locations[rule_index],
+                    &mut candidates,
+                );
+            }
+        }
+        for &rule_index in &self.whole_rules {
+            self.run_rule(
+                rule_index,
+                text,
+                0..text.len(),
+                &mut locations[rule_index],
+                &mut candidates,
+            );
+        }
+
+        self.into_findings(text, candidates, allow)
+    }
+
+    fn run_rule(
+        &self,
+        rule_index: usize,
+        text: &[u8],
+        window: Range<usize>,
+        locations: &mut CaptureLocations,
+        candidates: &mut Vec<Candidate>,
+    ) {
+        let rule = &self.rules[rule_index];
+        // Slicing the end (not the start) keeps the bytes before the window visible to `\b`.
+        let haystack = &text[..window.end];
+        let mut position = window.start;
+        while position <= haystack.len() {
+            let Some(found) = rule.regex.captures_read_at(locations, haystack, position) else {
+                break;
+            };
+            position = if found.end() > found.start() {
+                found.end()
+            } else {
+                found.end() + 1
+            };
+            let span = rule
+                .secret_groups
+                .iter()
+                .find_map(|&group| locations.get(group))
+                .map_or(found.start()..found.end(), |(start, end)| start..end);
+            let value = &text[span.clone()];
+            if value.is_empty() || !self.accepts(rule, text, value, locations) {
+                continue;
+            }
+            candidates.push(Candidate {
+                rule: rule_index,
+                span,
+            });
+        }
+    }
+
+    fn accepts(
+        &self,
+        rule: &Rule,
+        text: &[u8],
+        value: &[u8],
+        locations: &CaptureLocations,
+    ) -> bool {
+        let group = |index: Option<usize>| {
+            index
+                .and_then(|index| locations.get(index))
+                .map_or(&b""[..], |(start, end)| &text[start..end])
+        };
+        if rule.min_entropy > 0.0 && checks::shannon_entropy(value) < rule.min_entropy {
+            return false;
+        }
+        match rule.check {
+            Check::Plain => !checks::is_placeholder(value),
+            Check::Generic => {
+                // Quoted values are captured by `secret`, `secret2` and `secret3`.
+                let quoted = rule.secret_groups[..rule.secret_groups.len().saturating_sub(1)]
+                    .iter()
+                    .any(|&index| locations.get(index).is_some());
+                checks::is_generic_secret(group(rule.name_group), value, quoted)
+            }
+            Check::Jwt => checks::is_jwt(value),
+            Check::PrivateKey => checks::is_private_key_block(value),
+            Check::UrlCredentials => checks::is_url_credential(
+                group(rule.user_group),
+                value,
+                group(rule.host_group),
+            ),
+        }
+    }
+
+    fn into_findings(
+        &self,
+        text: &[u8],
+        mut candidates: Vec<Candidate>,
+        allow: AllowComments,
+    ) -> Vec<Finding> {
+        // Specific rules first at equal starts, then drop anything overlapping a kept span.
+        candidates.sort_by_key(|candidate| {
+            (
+                candidate.span.start,
+                self.rules[candidate.rule].is_generic,
+                std::cmp::Reverse(candidate.span.end),
+            )
+        });
+        let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            if let Some(index) = kept
+                .iter()
+                .rposition(|other| other.span.end > candidate.span.start)
+            {
+                let other = &kept[index];
+                let candidate_wins = self.rules[other.rule].is_generic
+                    && !self.rules[candidate.rule].is_generic;
+                if candidate_wins {
+                    kept[index] = candidate;
+                }
+                continue;
+            }
+            kept.push(candidate);
+        }
+        kept.sort_by_key(|candidate| candidate.span.start);
+
+        let mut findings = Vec::with_capacity(kept.len());
+        let mut line = 1;
+        let mut counted_until = 0;
+        for candidate in kept {
+            line += memchr::memchr_iter(b'\n', &text[counted_until..candidate.span.start]).count();
+            counted_until = candidate.span.start;
+            let start_of_line = line_start(text, candidate.span.start);
+            if allow == AllowComments::Honour && is_allowed(text, start_of_line, candidate.span.end)
+            {
+                continue;
+            }
+            let rule = &self.rules[candidate.rule];
+            let value = &text[candidate.span.clone()];
+            findings.push(Finding {
+                rule_id: rule.id.clone(),
+                path: None,
+                commit: None,
+                line,
+                column: candidate.span.start - start_of_line + 1,
+                fingerprint: Fingerprint::compute(&rule.id, value),
+                preview: Preview::new(value, rule.visible_prefix),
+                span: candidate.span,
+            });
+        }
+        findings
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AllowComments {
+    Honour,
+    Ignore,
+}
+
+/// The marker may sit on the first line of the finding or on the line right before it
+/// (for formats without trailing comments, and for key blocks).
+fn is_allowed(text: &[u8], start_of_line: usize, _end: usize) -> bool {
+    let end_of_line =
+        memchr::memchr(b'\n', &text[start_of_line..]).map_or(text.len(), |offset| start_of_line + offset);
+    if memchr::memmem::find(&text[start_of_line..end_of_line], ALLOW_MARKER).is_some() {
+        return true;
+    }
+    if start_of_line == 0 {
+        return false;
+    }
+    let previous_start = line_start(text, start_of_line - 1);
+    memchr::memmem::find(&text[previous_start..start_of_line], b"refinery:allow-next-line")
+        .is_some()
+}
+
+fn line_start(text: &[u8], position: usize) -> usize {
+    memchr::memrchr(b'\n', &text[..position]).map_or(0, |newline| newline + 1)
+}
+
+/// The line around `hit`, including its newline (so a token at the end of a line still sees
+/// the boundary after it), clamped around the hit on very long lines.
+fn line_window(text: &[u8], hit_start: usize, hit_end: usize) -> Range<usize> {
+    let lower = hit_start.saturating_sub(WINDOW_BEFORE);
+    let start = memchr::memrchr(b'\n', &text[lower..hit_start]).map_or(lower, |newline| lower + newline + 1);
+    let upper = text.len().min(hit_end + WINDOW_AFTER);
+    let end = memchr::memchr(b'\n', &text[hit_end..upper]).map_or(upper, |newline| hit_end + newline + 1);
+    start..end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::BUILTIN_RULES;
+
+    #[test]
+    fn every_builtin_rule_compiles() {
+        for rule in BUILTIN_RULES {
+            Rule::compile(
+                rule.id,
+                rule.description,
+                rule.pattern,
+                rule.min_entropy,
+                rule.visible_prefix,
+                rule.check,
+                rule.window,
+            )
+            .unwrap_or_else(|error| panic!("{}: {error}", rule.id));
+            assert!(
+                rule.window == Window::Whole || !rule.keywords.is_empty(),
+                "{} needs keywords",
+                rule.id
+            );
+            for keyword in rule.keywords {
+                assert_eq!(*keyword, keyword.to_ascii_lowercase(), "{}", rule.id);
+            }
+        }
+        assert!(Scanner::builtin().rules().count() >= 25);
+    }
+
+    #[test]
+    fn keyword_of_every_rule_occurs_in_its_own_match_shape() {
+        // A keyword that a real token never contains would make its rule dead.
+        let samples = [
+            ("anthropic-api-key", "sk-ant-api03-"),
+            ("openai-legacy-key", "T3BlbkFJ"),
+            ("google-api-key", "AIza"),
+            ("pypi-token", "pypi-AgEIcHlwaS5vcmc"),
+        ];
+        for (id, sample) in samples {
+            let rule = BUILTIN_RULES.iter().find(|rule| rule.id == id).unwrap();
+            let lower = sample.to_ascii_lowercase();
+            assert!(rule.keywords.iter().any(|keyword| lower.contains(keyword)), "{id}");
+        }
+    }
+
+    #[test]
+    fn line_window_table() {
+        let text = b"first line\nsecond key line\nthird";
+        let hit = 18; // "key"
+        assert_eq!(line_window(text, hit, hit + 3), 11..27);
+        let long = vec![b'a'; 5000];
+        let window = line_window(&long, 2500, 2503);
+        assert_eq!(window, 2500 - WINDOW_BEFORE..2503 + WINDOW_AFTER);
+    }
+
+    #[test]
+    fn invalid_extra_rules_are_errors() {
+        let bad_regex = RuleDefinition {
+            id: "bad".to_owned(),
+            description: String::new(),
+            regex: "(".to_owned(),
+            keywords: vec![],
+            min_entropy: 0.0,
+            visible_prefix: 0,
+        };
+        assert!(matches!(
+            ScannerBuilder::new().with_rule(bad_regex).build(),
+            Err(Error::InvalidRegex { .. })
+        ));
+        let duplicate = RuleDefinition {
+            id: "github-pat".to_owned(),
+            description: String::new(),
+            regex: "x".to_owned(),
+            keywords: vec![],
+            min_entropy: 0.0,
+            visible_prefix: 0,
+        };
+        assert!(matches!(
+            ScannerBuilder::new().with_rule(duplicate).build(),
+            Err(Error::InvalidRule { .. })
+        ));
+    }
+}
