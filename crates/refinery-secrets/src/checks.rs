@@ -301,7 +301,12 @@ pub(crate) fn base64url_decode(input: &[u8]) -> Option<Vec<u8>> {
 /// The body of a private key block must look like key material: many distinct base64
 /// characters and no long runs (a header over `AAAA...` or `xxxx...` is a placeholder).
 pub(crate) fn is_private_key_block(block: &[u8]) -> bool {
-    let body: Vec<u8> = block
+    // Keys inside JSON or code strings use escaped newlines.
+    let unescaped = String::from_utf8_lossy(block)
+        .replace("\\r", "")
+        .replace("\\n", "\n");
+    let body: Vec<u8> = unescaped
+        .as_bytes()
         .split(|&byte| byte == b'\n')
         .filter(|line| !line.contains(&b'-') && !line.contains(&b':'))
         .flat_map(|line| line.iter().copied())

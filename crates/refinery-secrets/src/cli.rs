@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{AllowedPaths, Config, CONFIG_FILE_NAME};
 use crate::error::{Error, Result};
 use crate::finding::Finding;
-use crate::git::{FileAdditions, Git};
+use crate::git::{Additions, Git};
 use crate::ignore_file::{IgnoreList, IGNORE_FILE_NAME};
 use crate::report::render;
 use crate::scanner::Scanner;
@@ -253,13 +253,9 @@ impl Setup {
             .map_or_else(|_| display_path(file), display_path)
     }
 
-    fn scan_additions(&self, additions: &[FileAdditions], report: &mut ScanReport) {
-        let mut commits = BTreeSet::new();
+    fn scan_additions(&self, additions: &Additions, report: &mut ScanReport) {
         let mut seen = BTreeSet::new();
-        for file in additions {
-            if let Some(commit) = &file.commit {
-                commits.insert(commit.clone());
-            }
+        for file in &additions.files {
             let size: usize = file.blocks.iter().map(|block| block.text.len()).sum();
             if file.binary || file.blocks.iter().any(|block| is_binary(&block.text)) {
                 report.stats.skipped_binary += 1;
@@ -292,7 +288,7 @@ impl Setup {
                 }
             }
         }
-        report.stats.commits_scanned += commits.len() as u64;
+        report.stats.commits_scanned += additions.commits as u64;
     }
 
     fn scan_pre_push(&self, source: &PrePushSource, report: &mut ScanReport) -> Result<()> {
@@ -314,9 +310,11 @@ impl Setup {
                 format!("--remotes={remote}"),
             ]],
         };
-        let mut additions = Vec::new();
+        let mut additions = Additions::default();
         for revisions in &revision_sets {
-            additions.extend(git.log_additions(revisions)?);
+            let more = git.log_additions(revisions)?;
+            additions.files.extend(more.files);
+            additions.commits += more.commits;
         }
         self.scan_additions(&additions, report);
         Ok(())

@@ -83,7 +83,8 @@ pub(crate) struct Git {
     root: PathBuf,
 }
 
-/// Options every diff gets: no colour, no external diff or textconv drivers (they could print
+/// Options every diff gets (no `--diff-filter`: in `git log` it would also hide commits that
+/// only delete, which then go uncounted; deletions simply add no lines): no colour, no external diff or textconv drivers (they could print
 /// anything), no context lines, stable prefixes whatever the user's config says, raw paths.
 const DIFF_OPTIONS: &[&str] = &[
     "--no-color",
@@ -91,7 +92,6 @@ const DIFF_OPTIONS: &[&str] = &[
     "--no-textconv",
     "--unified=0",
     "--find-renames",
-    "--diff-filter=ACMRT",
     "--src-prefix=a/",
     "--dst-prefix=b/",
 ];
@@ -114,7 +114,7 @@ impl Git {
 
     /// Lines added in the index relative to `HEAD` (or to the empty tree before the first
     /// commit, which `git diff --cached` handles itself).
-    pub(crate) fn staged_additions(&self) -> Result<Vec<FileAdditions>> {
+    pub(crate) fn staged_additions(&self) -> Result<Additions> {
         let mut args = vec!["-c", "core.quotePath=false", "diff", "--cached"];
         args.extend_from_slice(DIFF_OPTIONS);
         let output = run_git(&self.root, &args)?;
@@ -122,7 +122,7 @@ impl Git {
     }
 
     /// Lines added by the commits `revisions` selects (`git log` syntax), per commit.
-    pub(crate) fn log_additions(&self, revisions: &[String]) -> Result<Vec<FileAdditions>> {
+    pub(crate) fn log_additions(&self, revisions: &[String]) -> Result<Additions> {
         let mut args: Vec<&str> = vec!["-c", "core.quotePath=false", "log", "-p"];
         args.extend_from_slice(DIFF_OPTIONS);
         args.push("--format=format:%x00refinery-commit %H");
@@ -195,9 +195,17 @@ fn run_git(directory: &Path, args: &[&str]) -> Result<Vec<u8>> {
     Ok(output.stdout)
 }
 
+/// What a patch adds, and how many commits it covered (commits that only delete count too).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Additions {
+    pub(crate) files: Vec<FileAdditions>,
+    pub(crate) commits: usize,
+}
+
 /// Parses `git diff -U0` / `git log -p -U0` output into the added lines per file.
-pub(crate) fn parse_patch(output: &[u8]) -> Result<Vec<FileAdditions>> {
+pub(crate) fn parse_patch(output: &[u8]) -> Result<Additions> {
     let mut files: Vec<FileAdditions> = Vec::new();
+    let mut commits = 0;
     let mut commit: Option<String> = None;
     let mut current: Option<FileAdditions> = None;
     let mut remaining_old = 0_usize;
@@ -242,6 +250,7 @@ pub(crate) fn parse_patch(output: &[u8]) -> Result<Vec<FileAdditions>> {
         }
         if let Some(sha) = line.strip_prefix(COMMIT_MARKER) {
             files.extend(current.take());
+            commits += 1;
             commit = Some(String::from_utf8_lossy(sha).trim().to_owned());
         } else if let Some(rest) = line.strip_prefix(b"diff --git ") {
             files.extend(current.take());
@@ -268,7 +277,7 @@ pub(crate) fn parse_patch(output: &[u8]) -> Result<Vec<FileAdditions>> {
         // Other header lines (index, mode, rename, similarity, ---) carry nothing we need.
     }
     files.extend(current.take());
-    Ok(files)
+    Ok(Additions { files, commits })
 }
 
 fn count_lines(text: &[u8]) -> usize {
@@ -390,7 +399,7 @@ index 1..2 100644\n\
 diff --git a/img.png b/img.png\n\
 new file mode 100644\n\
 Binary files /dev/null and b/img.png differ\n";
-        let files = parse_patch(patch).unwrap();
+        let files = parse_patch(patch).unwrap().files;
         assert_eq!(files.len(), 2);
         assert_eq!(files[0].path, "src/a.txt");
         assert_eq!(
@@ -407,7 +416,7 @@ Binary files /dev/null and b/img.png differ\n";
     #[test]
     fn content_that_looks_like_headers_stays_content() {
         let patch = b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -0,0 +1,2 @@\n++++ b/evil\n+diff --git a/y b/y\n";
-        let files = parse_patch(patch).unwrap();
+        let files = parse_patch(patch).unwrap().files;
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].blocks[0].text, b"+++ b/evil\ndiff --git a/y b/y".to_vec());
     }
@@ -415,9 +424,10 @@ Binary files /dev/null and b/img.png differ\n";
     #[test]
     fn commit_markers_attach_to_files() {
         let patch = b"\x00refinery-commit abc123\n\ndiff --git a/x b/x\n+++ b/x\n@@ -0,0 +1 @@\n+hello\n\x00refinery-commit def456\ndiff --git a/y b/y\n+++ b/y\n@@ -0,0 +1 @@\n+bye\n";
-        let files = parse_patch(patch).unwrap();
+        let files = parse_patch(patch).unwrap().files;
         assert_eq!(files[0].commit.as_deref(), Some("abc123"));
         assert_eq!(files[1].commit.as_deref(), Some("def456"));
+        assert_eq!(parse_patch(patch).unwrap().commits, 2);
     }
 
     #[test]

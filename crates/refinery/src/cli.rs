@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{mcp::McpArgs, session::SessionArgs};
+use crate::commands::{mcp::McpArgs, secrets::SecretsArgs, session::SessionArgs};
 
 /// Refinery: make AI-produced work genuinely good, one fresh-context round at a time.
 #[derive(Debug, Parser)]
@@ -34,4 +34,6 @@ pub(crate) enum Command {
     Mcp(McpArgs),
     /// Inspect sessions: criteria, checklist history, rounds.
     Session(SessionArgs),
+    /// Scan for secrets (files, staged diff, pushes) and install git hooks that do.
+    Secrets(SecretsArgs),
 }

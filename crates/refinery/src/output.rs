@@ -28,3 +28,19 @@ pub(crate) fn error(err: &anyhow::Error) {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "error: {err:#}");
 }
+
+/// Writes already-rendered bytes (a report that ends in its own newline) to stdout.
+pub(crate) fn bytes(data: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(data).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(BrokenPipe.into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Writes already-rendered diagnostics to stderr; a closed stderr is not worth failing over.
+pub(crate) fn stderr_bytes(data: &[u8]) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(data).and_then(|()| stderr.flush());
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand, each with a `run_main` taking its parsed arguments.
 
 pub(crate) mod mcp;
+pub(crate) mod secrets;
 pub(crate) mod session;
 
 use crate::ExitStatus;
@@ -10,5 +11,6 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Mcp(args) => mcp::run_main(&cli.global, &args),
         Command::Session(args) => session::run_main(&cli.global, &args),
+        Command::Secrets(args) => secrets::run_main(&cli.global, &args),
     }
 }
