@@ -79,8 +79,7 @@ pub(crate) fn is_placeholder(value: &[u8]) -> bool {
 /// `${VAR}`, `$VAR`, `<VAR>`, `{{ var }}`, `%(var)s`, `$(cmd)`, `%VAR%`.
 fn is_template_reference(value: &[u8]) -> bool {
     let contains = |needle: &[u8]| memchr::memmem::find(value, needle).is_some();
-    if contains(b"${") || contains(b"{{") || contains(b"}}") || contains(b"%(") || contains(b"$(")
-    {
+    if contains(b"${") || contains(b"{{") || contains(b"}}") || contains(b"%(") || contains(b"$(") {
         return true;
     }
     match (value.first(), value.last()) {
@@ -100,9 +99,16 @@ fn has_repeated_run(value: &[u8], run: usize) -> bool {
 
 /// `abcdef`, `123456`, `fedcba`: ascending or descending by one, `run` long.
 fn has_sequential_run(value: &[u8], run: usize) -> bool {
-    let ascending = |window: &[u8]| window.windows(2).all(|pair| pair[1] == pair[0].wrapping_add(1));
-    let descending =
-        |window: &[u8]| window.windows(2).all(|pair| pair[1] == pair[0].wrapping_sub(1));
+    let ascending = |window: &[u8]| {
+        window
+            .windows(2)
+            .all(|pair| pair[1] == pair[0].wrapping_add(1))
+    };
+    let descending = |window: &[u8]| {
+        window
+            .windows(2)
+            .all(|pair| pair[1] == pair[0].wrapping_sub(1))
+    };
     value.windows(run).any(|window| {
         window.iter().all(u8::is_ascii_alphanumeric) && (ascending(window) || descending(window))
     })
@@ -153,7 +159,20 @@ const NON_SECRET_NAME_PARTS: &[&str] = &[
     "sitekey",
     "site_key",
     "recaptcha",
+    // Field names and pointers (`result_key`, `output_token`, `s3_key`): names of keys, not keys.
+    "result",
+    "output",
+    "input",
+    "limit",
+    "field",
+    "column",
+    "attribute",
+    "s3",
 ];
+
+/// A value that names itself (`export-token-ab12`, `generatedwebdavpassword1`, `Ec2KeyName`) is
+/// a label or an example, not a credential.
+const SELF_NAMING_WORDS: &[&str] = &["password", "passwd", "token", "secret", "key"];
 
 /// The `generic-secret` rule's judgment of a `name = value` pair. `quoted` tells whether the
 /// value sat in quotes: unquoted values in code are usually expressions, not literals.
@@ -165,7 +184,8 @@ pub(crate) fn is_generic_secret(name: &[u8], value: &[u8], quoted: bool) -> bool
     {
         return false;
     }
-    if value.len() < 8 || value.iter().any(|byte| byte.is_ascii_whitespace()) {
+    // The regex leaves lengths open (bounded repetitions make its automaton slow).
+    if !(8..=256).contains(&value.len()) || value.iter().any(u8::is_ascii_whitespace) {
         return false;
     }
     if is_placeholder(value) || looks_like_uuid(value) {
@@ -183,25 +203,104 @@ pub(crate) fn is_generic_secret(name: &[u8], value: &[u8], quoted: bool) -> bool
     }
     let lower = value.to_ascii_lowercase();
     let contains = |needle: &[u8]| memchr::memmem::find(&lower, needle).is_some();
+    if SELF_NAMING_WORDS
+        .iter()
+        .any(|word| contains(word.as_bytes()))
+    {
+        return false;
+    }
+    // Resource names (`arn:aws:kms:...`), escaped or entity-encoded text (`\xe5`, `&lt;`) and
+    // Windows paths (`HKLM\Software\Python`) are not literal credentials.
+    if lower.starts_with(b"arn:")
+        || contains(b"\\x")
+        || contains(b"&lt;")
+        || contains(b"&#")
+        || memchr::memchr_iter(b'\\', value).nth(1).is_some()
+    {
+        return false;
+    }
     if contains(b"://") || value.starts_with(b"/") || value.starts_with(b"./") {
         return false;
     }
-    if [".pem", ".key", ".json", ".txt", ".yaml", ".yml", ".env", ".p12"]
-        .iter()
-        .any(|extension| lower.ends_with(extension.as_bytes()))
+    if [
+        ".pem", ".key", ".json", ".txt", ".yaml", ".yml", ".env", ".p12",
+    ]
+    .iter()
+    .any(|extension| lower.ends_with(extension.as_bytes()))
     {
         return false;
     }
-    if ["ssh-rsa", "ssh-ed25519", "ecdsa-sha2", "-----begin", "sha256:", "sha512-", "sha1-"]
-        .iter()
-        .any(|prefix| lower.starts_with(prefix.as_bytes()))
+    if [
+        "ssh-rsa",
+        "ssh-ed25519",
+        "ecdsa-sha2",
+        "-----begin",
+        "sha256:",
+        "sha512-",
+        "sha1-",
+    ]
+    .iter()
+    .any(|prefix| lower.starts_with(prefix.as_bytes()))
     {
         return false;
     }
-    if !quoted && looks_like_code(value) {
+    // Interpolation and format strings: `f"HTTP_{key}"`, `"%s/PKG-INFO"`.
+    let is_format_directive =
+        |pair: &[u8]| pair[0] == b'%' && matches!(pair[1], b's' | b'd' | b'r' | b'i' | b'f' | b'(');
+    if value.iter().any(|byte| matches!(byte, b'{' | b'}'))
+        || memchr::memmem::find(value, b"::").is_some()
+        || value.windows(2).any(is_format_directive)
+    {
         return false;
     }
-    true
+    if !quoted && (looks_like_code(value) || value.ends_with(b":") || looks_like_type_name(value)) {
+        return false;
+    }
+    // Hex shorter than 128 bits is an id or a short hash, not a key.
+    if value.iter().all(u8::is_ascii_hexdigit) && value.len() < 32 {
+        return false;
+    }
+    has_secret_composition(value)
+}
+
+/// `X25519PrivateKey`, `OAuth2Token`: CamelCase names, as in type annotations
+/// (`key: X25519PrivateKey`). Random strings rarely have two capitalised words and a majority
+/// of lower-case letters at once.
+fn looks_like_type_name(value: &[u8]) -> bool {
+    if !value.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    let lower = value
+        .iter()
+        .filter(|byte| byte.is_ascii_lowercase())
+        .count();
+    let word_starts = value
+        .windows(3)
+        .filter(|window| {
+            window[0].is_ascii_uppercase()
+                && window[1].is_ascii_lowercase()
+                && window[2].is_ascii_lowercase()
+        })
+        .count();
+    word_starts >= 2 && lower * 2 >= value.len()
+}
+
+/// Random material mixes character classes: three of lower, upper, digit, symbol (generated
+/// passwords), or letters and digits over at least 16 characters (hex and base32 keys).
+/// Identifiers, words and type names do not.
+fn has_secret_composition(value: &[u8]) -> bool {
+    let lower = value.iter().any(u8::is_ascii_lowercase);
+    let upper = value.iter().any(u8::is_ascii_uppercase);
+    let digit = value.iter().any(u8::is_ascii_digit);
+    // Identifier punctuation does not count: `CVSS2_VECTOR`, `@creationTime`.
+    let symbol = value
+        .iter()
+        .any(|byte| !byte.is_ascii_alphanumeric() && !matches!(byte, b'_' | b'-' | b'.' | b'@'));
+    let classes = [lower, upper, digit, symbol]
+        .iter()
+        .filter(|&&present| present)
+        .count();
+    classes >= 3 || (digit && (lower || upper) && value.len() >= 16)
 }
 
 /// Unquoted expressions: calls, indexing, member access (`os.environ[`, `self.token`,
@@ -219,7 +318,8 @@ fn looks_like_code(value: &[u8]) -> bool {
     // A dotted path of identifiers: `settings.api_key`.
     value.contains(&b'.')
         && value.split(|&byte| byte == b'.').all(|part| {
-            part.first().is_some_and(|first| first.is_ascii_alphabetic() || *first == b'_')
+            part.first()
+                .is_some_and(|first| first.is_ascii_alphabetic() || *first == b'_')
                 && part
                     .iter()
                     .all(|byte| byte.is_ascii_alphanumeric() || *byte == b'_' || *byte == b'$')
@@ -233,10 +333,15 @@ fn is_words_and_numbers(value: &[u8]) -> bool {
         .split(|&byte| matches!(byte, b'_' | b'-' | b'.' | b':' | b'/'))
         .filter(|part| !part.is_empty())
         .collect();
-    parts.len() >= 2
-        && parts.iter().all(|part| {
-            part.iter().all(u8::is_ascii_alphabetic) || part.iter().all(u8::is_ascii_digit)
-        })
+    // A part is a word, a number, or a word with a version number (`v2`, `sha256`).
+    let is_word = |part: &&[u8]| {
+        let letters = part
+            .iter()
+            .take_while(|byte| byte.is_ascii_alphabetic())
+            .count();
+        part[letters..].iter().all(u8::is_ascii_digit)
+    };
+    parts.len() >= 2 && parts.iter().all(is_word)
 }
 
 fn looks_like_uuid(value: &[u8]) -> bool {
@@ -274,7 +379,10 @@ fn is_placeholder_jwt_payload(payload: &[u8]) -> bool {
 
 /// Decodes unpadded base64url (padding tolerated). Returns `None` on any invalid byte.
 pub(crate) fn base64url_decode(input: &[u8]) -> Option<Vec<u8>> {
-    let input = input.strip_suffix(b"==").or_else(|| input.strip_suffix(b"=")).unwrap_or(input);
+    let input = input
+        .strip_suffix(b"==")
+        .or_else(|| input.strip_suffix(b"="))
+        .unwrap_or(input);
     let mut output = Vec::with_capacity(input.len() * 3 / 4);
     let mut buffer = 0_u32;
     let mut bits = 0_u32;
@@ -359,8 +467,7 @@ pub(crate) fn is_url_credential(user: &[u8], password: &[u8], host: &[u8]) -> bo
         return false;
     }
     if DOCUMENTATION_HOSTS.iter().any(|doc_host| {
-        lower_host == doc_host.as_bytes()
-            || lower_host.ends_with(format!(".{doc_host}").as_bytes())
+        lower_host == doc_host.as_bytes() || lower_host.ends_with(format!(".{doc_host}").as_bytes())
     }) {
         return false;
     }
@@ -376,7 +483,7 @@ pub(crate) fn is_url_credential(user: &[u8], password: &[u8], host: &[u8]) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{random_string, ALNUM};
+    use crate::testutil::{ALNUM, random_string};
 
     #[test]
     fn entropy_table() {
@@ -435,11 +542,68 @@ mod tests {
             ("token", "os.environ[\"TOKEN\"]".to_owned(), false, false),
             ("token", "settings.github_token".to_owned(), false, false),
             ("token", "my-prod-token-2".to_owned(), true, false),
-            ("key", "550e8400-e29b-41d4-a716-446655440000".to_owned(), true, false),
+            (
+                "key",
+                "550e8400-e29b-41d4-a716-446655440000".to_owned(),
+                true,
+                false,
+            ),
             ("secret", "Please set a secret".to_owned(), true, false),
-            ("key_file", "/etc/ssl/private/server.pem".to_owned(), true, false),
+            (
+                "key_file",
+                "/etc/ssl/private/server.pem".to_owned(),
+                true,
+                false,
+            ),
             ("password", "${DB_PASSWORD}".to_owned(), true, false),
             ("password", "changeme123".to_owned(), true, false),
+            ("key", "X25519PrivateKey".to_owned(), false, false),
+            ("token", "OAuth2Token".to_owned(), false, false),
+            ("key", "CVSS2_VECTOR".to_owned(), true, false),
+            ("keys", "V2_REMOVED_KEYS".to_owned(), false, false),
+            ("key", "@creationTime".to_owned(), true, false),
+            ("ApiKey", "48205d4ffd7feba3".to_owned(), true, false),
+            ("key", "HTTP_{key}".to_owned(), true, false),
+            (
+                "LocalKey",
+                "struct@crate::task::LocalKey".to_owned(),
+                false,
+                false,
+            ),
+            (
+                "ExportToken",
+                "export-token-cu4lg26ofcziixny".to_owned(),
+                true,
+                false,
+            ),
+            ("dest_key", "Ec2KeyName".to_owned(), true, false),
+            (
+                "encryptionKey",
+                "arn:aws:kms:us-west-2:111122223333:alias/x".to_owned(),
+                true,
+                false,
+            ),
+            ("result_key", "PublicIpv4Pools".to_owned(), true, false),
+            ("key", "\\xe5\\xf6\\xf6&lt;&gt;".to_owned(), true, false),
+            (
+                "hkey",
+                "HKLM\\Software\\Python\\PythonCore\\9.8-XY".to_owned(),
+                true,
+                false,
+            ),
+            (
+                "S3Key",
+                "867139942017-EntitiesDetection-ab98".to_owned(),
+                true,
+                false,
+            ),
+            ("key", "%s/PKG-INFO".to_owned(), true, false),
+            (
+                "api_key",
+                "3f6c9a1e0b7d4f2a8c5e1d9b7a3f6c0e".to_owned(),
+                true,
+                true,
+            ),
         ];
         for (name, value, quoted, expected) in cases {
             assert_eq!(

@@ -6,17 +6,17 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::config::{AllowedPaths, Config, CONFIG_FILE_NAME};
+use crate::config::{AllowedPaths, CONFIG_FILE_NAME, Config};
 use crate::error::{Error, Result};
 use crate::finding::Finding;
 use crate::git::{Additions, Git};
-use crate::ignore_file::{IgnoreList, IGNORE_FILE_NAME};
+use crate::ignore_file::{IGNORE_FILE_NAME, IgnoreList};
 use crate::report::render;
 use crate::scanner::Scanner;
-use crate::walk::{display_path, is_binary, list_files, read_file, FileContent};
+use crate::walk::{FileContent, display_path, is_binary, list_files, read_file};
 
 pub use crate::git::PushUpdate;
-pub use crate::hooks::{install, HookKind, InstallOptions, InstalledHook};
+pub use crate::hooks::{HookKind, InstallOptions, InstalledHook, install};
 pub use crate::report::{OutputFormat, ScanReport, ScanStats, ScanStatus};
 pub use crate::walk::IgnoreRules;
 
@@ -100,7 +100,11 @@ impl ScanOptions {
 
 /// Runs a scan and renders it to `stdout`/`stderr`. Returns how it ended; a failure to write
 /// the report is itself a failure.
-pub fn run_scan(options: &ScanOptions, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ScanStatus {
+pub fn run_scan(
+    options: &ScanOptions,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> ScanStatus {
     let (report, setup) = scan(options);
     let scanner: &Scanner = match &setup {
         Some(setup) => setup.scanner(),
@@ -133,7 +137,10 @@ fn scan(options: &ScanOptions) -> (ScanReport, Option<Setup>) {
         }
     };
     let result = match &options.target {
-        ScanTarget::Paths(paths) => setup.scan_paths(options, paths, &mut report),
+        ScanTarget::Paths(paths) => {
+            setup.scan_paths(options, paths, &mut report);
+            Ok(())
+        }
         ScanTarget::Staged => setup
             .git()
             .and_then(Git::staged_additions)
@@ -220,14 +227,19 @@ impl Setup {
         })
     }
 
-    fn scan_paths(&self, options: &ScanOptions, paths: &[PathBuf], report: &mut ScanReport) -> Result<()> {
+    fn scan_paths(&self, options: &ScanOptions, paths: &[PathBuf], report: &mut ScanReport) {
         let paths: Vec<PathBuf> = if paths.is_empty() {
             vec![options.working_dir.clone()]
         } else {
-            paths.iter().map(|path| options.working_dir.join(path)).collect()
+            paths
+                .iter()
+                .map(|path| options.working_dir.join(path))
+                .collect()
         };
         let (files, walk_errors) = list_files(&paths, options.ignore_rules);
-        report.errors.extend(walk_errors.iter().map(ToString::to_string));
+        report
+            .errors
+            .extend(walk_errors.iter().map(ToString::to_string));
         for file in files {
             let shown = self.shown_path(&file);
             match read_file(&file, self.max_file_size) {
@@ -244,7 +256,6 @@ impl Setup {
                 Err(error) => report.errors.push(error.to_string()),
             }
         }
-        Ok(())
     }
 
     /// Root-relative when the file is under the root, as given otherwise.
@@ -297,7 +308,7 @@ impl Setup {
             PrePushSource::Stdin { input, remote } => {
                 let mut sets = Vec::new();
                 for update in crate::git::parse_pre_push(input)? {
-                    if let Some(revisions) = git.push_revisions(&update, remote.as_deref())? {
+                    if let Some(revisions) = git.push_revisions(&update, remote.as_deref()) {
                         sets.push(revisions);
                     }
                 }
@@ -338,12 +349,14 @@ pub fn run_install(options: &InstallOptions, stdout: &mut dyn Write, stderr: &mu
     match install(options) {
         Ok(installed) => {
             for hook in installed {
-                let written = writeln!(stdout, "installed {}", hook.path.display()).and_then(|()| {
-                    match &hook.backup {
-                        Some(backup) => writeln!(stdout, "  previous hook kept as {}", backup.display()),
+                let written = writeln!(stdout, "installed {}", hook.path.display()).and_then(
+                    |()| match &hook.backup {
+                        Some(backup) => {
+                            writeln!(stdout, "  previous hook kept as {}", backup.display())
+                        }
                         None => Ok(()),
-                    }
-                });
+                    },
+                );
                 if written.is_err() {
                     return 2;
                 }

@@ -79,13 +79,11 @@ impl Config {
     pub(crate) fn allowed_paths(&self, root: &Path, source: &Path) -> Result<AllowedPaths> {
         let mut builder = GitignoreBuilder::new(root);
         for glob in &self.allow_paths {
-            builder
-                .add_line(None, glob)
-                .map_err(|error| Error::Glob {
-                    path: source.to_owned(),
-                    glob: glob.clone(),
-                    source: Box::new(error),
-                })?;
+            builder.add_line(None, glob).map_err(|error| Error::Glob {
+                path: source.to_owned(),
+                glob: glob.clone(),
+                source: Box::new(error),
+            })?;
         }
         let matcher = builder.build().map_err(|error| Error::Glob {
             path: source.to_owned(),
@@ -137,7 +135,9 @@ keywords = ["acme_"]
         let scanner = config.scanner().unwrap();
         assert!(scanner.rules().any(|rule| rule.id == "acme-token"));
         assert!(!scanner.rules().any(|rule| rule.id == "jwt"));
-        let allowed = config.allowed_paths(Path::new("/repo"), Path::new("c.toml")).unwrap();
+        let allowed = config
+            .allowed_paths(Path::new("/repo"), Path::new("c.toml"))
+            .unwrap();
         assert!(allowed.is_allowed("fixtures/a/b.txt"));
         assert!(!allowed.is_allowed("src/main.rs"));
     }

@@ -59,7 +59,8 @@ pub(crate) fn parse_pre_push(input: &str) -> Result<Vec<PushUpdate>> {
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
         let is_sha = |text: &str| {
-            (text.len() == 40 || text.len() == 64) && text.bytes().all(|byte| byte.is_ascii_hexdigit())
+            (text.len() == 40 || text.len() == 64)
+                && text.bytes().all(|byte| byte.is_ascii_hexdigit())
         };
         match fields.as_slice() {
             [local_ref, local_sha, remote_ref, remote_sha]
@@ -138,28 +139,31 @@ impl Git {
         &self,
         update: &PushUpdate,
         remote: Option<&str>,
-    ) -> Result<Option<Vec<String>>> {
+    ) -> Option<Vec<String>> {
         if update.is_deletion() {
-            return Ok(None);
+            return None;
         }
         if !is_zero_sha(&update.remote_sha) && self.has_commit(&update.remote_sha) {
-            return Ok(Some(vec![
+            return Some(vec![
                 update.local_sha.clone(),
                 format!("^{}", update.remote_sha),
-            ]));
+            ]);
         }
         // A new branch, or a remote tip we have not fetched: everything no remote-tracking
         // ref of this remote already has.
-        let exclude = remote.map_or_else(|| "--remotes".to_owned(), |remote| format!("--remotes={remote}"));
-        Ok(Some(vec![
-            update.local_sha.clone(),
-            "--not".to_owned(),
-            exclude,
-        ]))
+        let exclude = remote.map_or_else(
+            || "--remotes".to_owned(),
+            |remote| format!("--remotes={remote}"),
+        );
+        Some(vec![update.local_sha.clone(), "--not".to_owned(), exclude])
     }
 
     fn has_commit(&self, sha: &str) -> bool {
-        run_git(&self.root, &["cat-file", "-e", &format!("{sha}^{{commit}}")]).is_ok()
+        run_git(
+            &self.root,
+            &["cat-file", "-e", &format!("{sha}^{{commit}}")],
+        )
+        .is_ok()
     }
 
     /// `git rev-parse --git-path hooks`, absolute.
@@ -220,12 +224,12 @@ pub(crate) fn parse_patch(output: &[u8]) -> Result<Additions> {
         if remaining_old > 0 || remaining_new > 0 {
             match line.first() {
                 Some(b'+') => {
-                    let file = current.as_mut().ok_or_else(|| parse_error("an added line outside a file"))?;
+                    let file = current
+                        .as_mut()
+                        .ok_or_else(|| parse_error("an added line outside a file"))?;
                     let content = &line[1..];
                     match file.blocks.last_mut() {
-                        Some(block)
-                            if block.first_line + count_lines(&block.text) == new_line =>
-                        {
+                        Some(block) if block.first_line + count_lines(&block.text) == new_line => {
                             block.text.push(b'\n');
                             block.text.extend_from_slice(content);
                         }
@@ -314,10 +318,12 @@ fn parse_hunk_header(rest: &[u8]) -> Result<(usize, usize, usize)> {
 /// `a/x b/x` → `x` (best effort; `+++` overrides it when present).
 fn path_from_diff_header(rest: &[u8]) -> String {
     let text = String::from_utf8_lossy(rest);
-    if text.starts_with('"') {
-        if let Some(index) = text.rfind(" \"b/") {
-            return unquote(&text[index + 1..]).trim_start_matches("b/").to_owned();
-        }
+    if text.starts_with('"')
+        && let Some(index) = text.rfind(" \"b/")
+    {
+        return unquote(&text[index + 1..])
+            .trim_start_matches("b/")
+            .to_owned();
     }
     text.rfind(" b/")
         .map_or_else(|| text.to_string(), |index| text[index + 3..].to_owned())
@@ -405,8 +411,14 @@ Binary files /dev/null and b/img.png differ\n";
         assert_eq!(
             files[0].blocks,
             vec![
-                AddedBlock { first_line: 2, text: b"two\nthree".to_vec() },
-                AddedBlock { first_line: 11, text: b"eleven".to_vec() },
+                AddedBlock {
+                    first_line: 2,
+                    text: b"two\nthree".to_vec()
+                },
+                AddedBlock {
+                    first_line: 11,
+                    text: b"eleven".to_vec()
+                },
             ]
         );
         assert!(files[1].binary);
@@ -418,7 +430,10 @@ Binary files /dev/null and b/img.png differ\n";
         let patch = b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -0,0 +1,2 @@\n++++ b/evil\n+diff --git a/y b/y\n";
         let files = parse_patch(patch).unwrap().files;
         assert_eq!(files.len(), 1);
-        assert_eq!(files[0].blocks[0].text, b"+++ b/evil\ndiff --git a/y b/y".to_vec());
+        assert_eq!(
+            files[0].blocks[0].text,
+            b"+++ b/evil\ndiff --git a/y b/y".to_vec()
+        );
     }
 
     #[test]

@@ -68,7 +68,9 @@ pub fn install(options: &InstallOptions) -> Result<Vec<InstalledHook>> {
             // Unreadable or not UTF-8: certainly not ours.
             Err(_) => Some(String::new()),
         };
-        let is_foreign = existing.as_deref().is_some_and(|text| !text.contains(MARKER));
+        let is_foreign = existing
+            .as_deref()
+            .is_some_and(|text| !text.contains(MARKER));
         if is_foreign && !options.force {
             return Err(Error::ForeignHook { path });
         }
@@ -138,7 +140,9 @@ mod tests {
         let text = script(HookKind::PrePush, Path::new("/opt/it's here/refinery"));
         assert!(text.starts_with("#!/bin/sh\n"));
         assert!(text.contains(MARKER));
-        assert!(text.contains(r"exec '/opt/it'\''s here/refinery' secrets scan --pre-push --remote "));
+        assert!(
+            text.contains(r"exec '/opt/it'\''s here/refinery' secrets scan --pre-push --remote ")
+        );
         let text = script(HookKind::PreCommit, Path::new("refinery"));
         assert!(text.contains("exec 'refinery' secrets scan --staged\n"));
     }

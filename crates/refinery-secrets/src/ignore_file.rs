@@ -43,7 +43,9 @@ impl IgnoreList {
             }
             let mut fields = line.split_whitespace();
             let fingerprint = fields.next().and_then(Fingerprint::parse);
-            let scope = fields.next().map(|scope| scope.trim_start_matches("./").to_owned());
+            let scope = fields
+                .next()
+                .map(|scope| scope.trim_start_matches("./").to_owned());
             match (fingerprint, fields.next()) {
                 (Some(fingerprint), None) => entries.push((fingerprint, scope)),
                 _ => {
@@ -60,10 +62,7 @@ impl IgnoreList {
     /// Is this fingerprint accepted at `path`?
     pub fn is_ignored(&self, fingerprint: Fingerprint, path: Option<&str>) -> bool {
         self.entries.iter().any(|(entry, scope)| {
-            *entry == fingerprint
-                && scope
-                    .as_deref()
-                    .is_none_or(|scope| path == Some(scope))
+            *entry == fingerprint && scope.as_deref().is_none_or(|scope| path == Some(scope))
         })
     }
 

@@ -42,11 +42,11 @@ mod walk;
 #[cfg(test)]
 mod testutil;
 
-pub use config::{Config, CONFIG_FILE_NAME};
+pub use config::{CONFIG_FILE_NAME, Config};
 pub use error::{Error, Result};
 pub use finding::{Finding, Fingerprint, Preview};
-pub use ignore_file::{IgnoreList, IGNORE_FILE_NAME};
-pub use scanner::{RuleDefinition, RuleInfo, Scanner, ScannerBuilder, ALLOW_MARKER};
+pub use ignore_file::{IGNORE_FILE_NAME, IgnoreList};
+pub use scanner::{ALLOW_MARKER, RuleDefinition, RuleInfo, Scanner, ScannerBuilder};
 
 /// Redacts every secret the built-in rules find in `text`, replacing each value with
 /// `[REDACTED:<rule-id>]`, and returns the cleaned text with the findings (which hold no

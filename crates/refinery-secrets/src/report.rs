@@ -1,6 +1,7 @@
 //! Rendering a scan's result: human lines, JSON, or SARIF 2.1.0. All three render the same
 //! [`ScanReport`]; none has access to a matched value.
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 use serde::Serialize;
@@ -147,14 +148,20 @@ fn render_human(report: &ScanReport, stdout: &mut dyn Write, stderr: &mut dyn Wr
         stats.bytes_scanned,
     );
     if stats.commits_scanned > 0 {
-        summary.push_str(&format!(", {} commit{}", stats.commits_scanned, plural(stats.commits_scanned)));
+        let _ = write!(
+            summary,
+            ", {} commit{}",
+            stats.commits_scanned,
+            plural(stats.commits_scanned)
+        );
     }
-    summary.push_str(&format!(
+    let _ = write!(
+        summary,
         "; skipped {} binary, {} over the size limit",
         stats.skipped_binary, stats.skipped_too_large
-    ));
+    );
     if stats.ignored_findings > 0 {
-        summary.push_str(&format!("; {} ignored", stats.ignored_findings));
+        let _ = write!(summary, "; {} ignored", stats.ignored_findings);
     }
     summary.push(')');
     writeln!(stderr, "{summary}")?;
@@ -168,7 +175,10 @@ fn render_human(report: &ScanReport, stdout: &mut dyn Write, stderr: &mut dyn Wr
             )?;
         }
         ScanStatus::Failed => {
-            writeln!(stderr, "refinery secrets: the scan did not complete; treat this as a failure, not as \"no findings\"")?;
+            writeln!(
+                stderr,
+                "refinery secrets: the scan did not complete; treat this as a failure, not as \"no findings\""
+            )?;
         }
     }
     Ok(())

@@ -40,7 +40,9 @@ pub(crate) enum Window {
 pub(crate) struct BuiltinRule {
     pub(crate) id: &'static str,
     pub(crate) description: &'static str,
-    /// Lower-case literals, matched ASCII-case-insensitively. Empty means [`Window::Whole`].
+    /// Literals, matched case-sensitively (list the spellings that occur, `aws`/`AWS`/`Aws`);
+    /// `generic-secret`'s are lower-case and matched case-insensitively. Empty means
+    /// [`Window::Whole`].
     pub(crate) keywords: &'static [&'static str],
     pub(crate) pattern: &'static str,
     /// Shannon entropy floor (bits per byte) of the captured value; 0 disables it.
@@ -74,7 +76,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "anthropic-api-key",
         description: "Anthropic API or admin key",
-        keywords: &["sk-ant-"],
+        keywords: &["sk-"],
         pattern: concat!(
             r"\b(?P<secret>sk-ant-(?:api|admin|oat|sid)[0-9]{2}-[A-Za-z0-9_\-]{32,200})",
             end!()
@@ -87,7 +89,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "openai-project-key",
         description: "OpenAI project or service-account key",
-        keywords: &["sk-proj-", "sk-svcacct-", "sk-none-"],
+        keywords: &["sk-"],
         pattern: concat!(
             r"\b(?P<secret>sk-(?:proj|svcacct|None)-[A-Za-z0-9_\-]{40,250})",
             end!()
@@ -100,7 +102,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "openai-admin-key",
         description: "OpenAI admin key",
-        keywords: &["sk-admin-"],
+        keywords: &["sk-"],
         pattern: concat!(r"\b(?P<secret>sk-admin-[A-Za-z0-9_\-]{40,250})", end!()),
         min_entropy: 0.0,
         visible_prefix: 9,
@@ -111,7 +113,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
         id: "openai-legacy-key",
         description: "OpenAI user key (legacy format)",
         // The base64 of "OpenAI" sits in the middle of every legacy key.
-        keywords: &["t3blbkfj"],
+        keywords: &["T3BlbkFJ"],
         pattern: concat!(
             r"\b(?P<secret>sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})",
             end!()
@@ -124,7 +126,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "google-api-key",
         description: "Google API key (Gemini, Maps, Firebase...)",
-        keywords: &["aiza"],
+        keywords: &["AIza"],
         pattern: concat!(r"\b(?P<secret>AIza[0-9A-Za-z_\-]{35})", end!()),
         min_entropy: 0.0,
         visible_prefix: 4,
@@ -144,7 +146,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "openrouter-api-key",
         description: "OpenRouter API key",
-        keywords: &["sk-or-"],
+        keywords: &["sk-"],
         pattern: concat!(r"\b(?P<secret>sk-or-v1-[a-f0-9]{64})", end!()),
         min_entropy: 0.0,
         visible_prefix: 9,
@@ -154,7 +156,17 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "elevenlabs-api-key",
         description: "ElevenLabs API key",
-        keywords: &["sk_", "elevenlabs", "xi-api-key", "xi_api_key", "xiapikey"],
+        keywords: &[
+            "sk_",
+            "elevenlabs",
+            "ELEVENLABS",
+            "ElevenLabs",
+            "xi-api-key",
+            "xi_api_key",
+            "XI_API_KEY",
+            "XI-API-KEY",
+            "xiApiKey",
+        ],
         pattern: concat!(
             r"\b(?P<secret>sk_[a-f0-9]{48})",
             end!(),
@@ -169,10 +181,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
         id: "huggingface-token",
         description: "Hugging Face access token",
         keywords: &["hf_", "api_org_"],
-        pattern: concat!(
-            r"\b(?P<secret>(?:hf_|api_org_)[A-Za-z0-9]{34,40})",
-            end!()
-        ),
+        pattern: concat!(r"\b(?P<secret>(?:hf_|api_org_)[A-Za-z0-9]{34,40})", end!()),
         min_entropy: 0.0,
         visible_prefix: 3,
         check: Check::Plain,
@@ -181,7 +190,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "aws-access-key-id",
         description: "AWS access key id",
-        keywords: &["akia", "asia", "abia", "acca", "a3t"],
+        keywords: &["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
         pattern: r"\b(?P<secret>(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16})\b",
         min_entropy: 0.0,
         visible_prefix: 4,
@@ -191,7 +200,18 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "aws-secret-access-key",
         description: "AWS secret access key",
-        keywords: &["aws", "amazon", "secretaccesskey", "secret_access_key"],
+        keywords: &[
+            "aws",
+            "AWS",
+            "Aws",
+            "amazon",
+            "AMAZON",
+            "Amazon",
+            "SecretAccessKey",
+            "secretAccessKey",
+            "secret_access_key",
+            "SECRET_ACCESS_KEY",
+        ],
         pattern: concat!(
             r#"(?i:aws|amazon)[A-Za-z0-9_.\-]{0,30}?(?i:secret|private)[A-Za-z0-9_.\-]{0,30}["'`]?[ \t]*(?::=|=>|=|:)[ \t]*["'`]?(?P<secret>[A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
             r#"|(?i:secret_?access_?key)["'`]?[ \t]*(?::=|=>|=|:)[ \t]*["'`]?(?P<secret2>[A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#
@@ -245,8 +265,16 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
         id: "gitlab-token",
         description: "GitLab access, deploy, runner or trigger token",
         keywords: &[
-            "glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "glft-", "glimt-", "glcbt-",
-            "gloas-", "gr1348941",
+            "glpat-",
+            "gldt-",
+            "glrt-",
+            "glptt-",
+            "glsoat-",
+            "glft-",
+            "glimt-",
+            "glcbt-",
+            "gloas-",
+            "GR1348941",
         ],
         pattern: concat!(
             r"\b(?P<secret>(?:(?:glpat|gldt|glrt|glptt|glsoat|glft|glimt|glcbt|gloas)-|GR1348941)[A-Za-z0-9_\-]{20,64})",
@@ -260,9 +288,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "slack-token",
         description: "Slack bot, user, app or configuration token",
-        keywords: &[
-            "xoxa-", "xoxb-", "xoxe-", "xoxo-", "xoxp-", "xoxr-", "xoxs-", "xapp-",
-        ],
+        keywords: &["xox", "xapp-"],
         pattern: concat!(
             r"\b(?P<secret>xox[abeoprs]-[0-9A-Za-z][0-9A-Za-z\-]{14,250})",
             end!(),
@@ -287,9 +313,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "stripe-secret-key",
         description: "Stripe secret or restricted key",
-        keywords: &[
-            "sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_",
-        ],
+        keywords: &["sk_", "rk_"],
         pattern: concat!(
             r"\b(?P<secret>(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{20,247})",
             end!()
@@ -337,7 +361,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "pypi-token",
         description: "PyPI or TestPyPI API token",
-        keywords: &["pypi-age"],
+        keywords: &["pypi-AgE"],
         pattern: concat!(
             r"\b(?P<secret>pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_\-]{50,300})",
             end!()
@@ -350,7 +374,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "private-key",
         description: "Private key block (RSA, EC, DSA, OpenSSH, PKCS#8, PGP)",
-        keywords: &["private key"],
+        keywords: &["PRIVATE KEY"],
         pattern: concat!(
             r"(?P<secret>-----BEGIN[ A-Z0-9]{0,24}PRIVATE KEY(?: BLOCK)?-----[ \t]*",
             sep!(),
@@ -377,7 +401,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
     BuiltinRule {
         id: "jwt",
         description: "JSON Web Token (signed)",
-        keywords: &["eyj"],
+        keywords: &["eyJ"],
         pattern: concat!(
             r"\b(?P<secret>eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})",
             end!()
@@ -410,13 +434,13 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
             "credential",
         ],
         pattern: concat!(
-            r#"(?P<name>[A-Za-z0-9_.\-]{0,40}?(?i:key|secret|token|passw(?:or)?d|passphrase|pwd|credentials?)(?i:s)?)"#,
+            r#"(?P<name>[A-Za-z0-9_.\-]*?(?i:key|secret|token|passw(?:or)?d|passphrase|pwd|credentials?)(?i:s)?)"#,
             r#"["'`]?\]?[ \t]*"#,
             // An optional type annotation: `password: str = "..."`.
-            r#"(?::[ \t]*[A-Za-z_][A-Za-z0-9_\[\]., ]{0,30}?[ \t]*)?"#,
-            r#"(?::=|=>|=|:|,)[ \t]*"#,
+            r#"(?::[ \t]*[A-Za-z_][A-Za-z0-9_\[\]., ]*?[ \t]*)?"#,
+            r#"(?::=|=>|=|:)[ \t]*"#,
             // Quoted values may carry a Python string prefix (`b"..."`, `r'...'`).
-            r#"(?:[bBrRuUfF]{0,2}"(?P<secret>[^"\r\n]{8,200})"|[bBrRuUfF]{0,2}'(?P<secret2>[^'\r\n]{8,200})'|`(?P<secret3>[^`\r\n]{8,200})`|(?P<secret4>[^\s"'`,;]{8,200}))"#
+            r#"(?:[bBrRuUfF]{0,2}"(?P<secret>[^"\r\n]{8,})"|[bBrRuUfF]{0,2}'(?P<secret2>[^'\r\n]{8,})'|`(?P<secret3>[^`\r\n]{8,})`|(?P<secret4>[^\s"'`,;]{8,}))"#
         ),
         min_entropy: 3.0,
         visible_prefix: 2,

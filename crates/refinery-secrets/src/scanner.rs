@@ -1,14 +1,16 @@
 //! The scanning core: keyword prefilter → the rules' regexes on the text around each hit →
 //! the rule's check (placeholder filter, entropy gate, structure) → findings.
 //!
-//! One Aho-Corasick pass finds every keyword (case-insensitively). A rule's regex then runs only
-//! on the line around a hit of one of its keywords, once per line. Rules without a usable
-//! keyword run over the whole text, relying on the regex engine's own literal search.
+//! One Aho-Corasick pass finds the built-in rules' keywords (case-sensitive literals such as
+//! `ghp_` or `AKIA`, which lets it use a fast literal prefilter); the generic rule and configured
+//! rules each get one case-insensitive alternation regex. A rule's regex then runs only on the
+//! line around a hit of one of its keywords, once per line. Rules without a usable keyword run
+//! over the whole text, relying on the regex engine's own literal search.
 
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, Input, MatchKind};
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 use serde::Deserialize;
 
@@ -95,11 +97,7 @@ impl Rule {
                 rule: id.to_owned(),
                 source: Box::new(source),
             })?;
-        let index_of = |wanted: &str| {
-            regex
-                .capture_names()
-                .position(|name| name == Some(wanted))
-        };
+        let index_of = |wanted: &str| regex.capture_names().position(|name| name == Some(wanted));
         let mut secret_groups = Vec::new();
         for suffix in ["", "2", "3", "4", "5"] {
             if let Some(index) = index_of(&format!("secret{suffix}")) {
@@ -137,6 +135,7 @@ pub struct RuleInfo<'a> {
 pub struct ScannerBuilder {
     extra_rules: Vec<RuleDefinition>,
     disabled: Vec<String>,
+    without_prefilter: bool,
 }
 
 impl ScannerBuilder {
@@ -159,10 +158,21 @@ impl ScannerBuilder {
         self
     }
 
+    /// Runs every rule over the whole text instead of around keyword hits. Same findings,
+    /// slower; exists so the benchmark can measure what the prefilter buys.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn without_keyword_prefilter(mut self) -> Self {
+        self.without_prefilter = true;
+        self
+    }
+
     /// Compiles the rules and the keyword prefilter.
     pub fn build(self) -> Result<Scanner> {
         let mut rules = Vec::new();
         let mut keywords_per_rule: Vec<Vec<String>> = Vec::new();
+        // Case-insensitive keywords: the generic rule's and every configured rule's.
+        let mut keywords_are_folded = Vec::new();
         for builtin in BUILTIN_RULES {
             if self.disabled.iter().any(|id| id == builtin.id) {
                 continue;
@@ -177,9 +187,10 @@ impl ScannerBuilder {
                 builtin.window,
             )?);
             keywords_per_rule.push(builtin.keywords.iter().map(|&k| k.to_owned()).collect());
+            keywords_are_folded.push(builtin.id == GENERIC_ID);
         }
         for definition in self.extra_rules {
-            if self.disabled.iter().any(|id| *id == definition.id) {
+            if self.disabled.contains(&definition.id) {
                 continue;
             }
             if rules.iter().any(|rule| rule.id == definition.id) {
@@ -192,7 +203,7 @@ impl ScannerBuilder {
                 .keywords
                 .iter()
                 .filter(|keyword| !keyword.is_empty())
-                .map(|keyword| keyword.to_ascii_lowercase())
+                .cloned()
                 .collect();
             let window = if keywords.is_empty() {
                 Window::Whole
@@ -209,34 +220,57 @@ impl ScannerBuilder {
                 window,
             )?);
             keywords_per_rule.push(keywords);
+            keywords_are_folded.push(true);
         }
 
         let mut patterns: Vec<String> = Vec::new();
-        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        let mut exact_rules: Vec<Vec<usize>> = Vec::new();
+        let mut folded = Vec::new();
         let mut whole_rules = Vec::new();
         for (rule_index, keywords) in keywords_per_rule.iter().enumerate() {
+            if self.without_prefilter {
+                rules[rule_index].window = Window::Whole;
+            }
             if rules[rule_index].window == Window::Whole || keywords.is_empty() {
+                rules[rule_index].window = Window::Whole;
                 whole_rules.push(rule_index);
+                continue;
+            }
+            if keywords_are_folded[rule_index] {
+                let alternation = keywords
+                    .iter()
+                    .map(|keyword| regex::escape(keyword))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                let regex = RegexBuilder::new(&format!("(?i:{alternation})"))
+                    .unicode(false)
+                    .build()
+                    .map_err(|source| Error::InvalidRegex {
+                        rule: rules[rule_index].id.clone(),
+                        source: Box::new(source),
+                    })?;
+                folded.push((regex, rule_index));
                 continue;
             }
             for keyword in keywords {
                 if let Some(pattern) = patterns.iter().position(|known| known == keyword) {
-                    keyword_rules[pattern].push(rule_index);
+                    exact_rules[pattern].push(rule_index);
                 } else {
                     patterns.push(keyword.clone());
-                    keyword_rules.push(vec![rule_index]);
+                    exact_rules.push(vec![rule_index]);
                 }
             }
         }
-        let prefilter = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
+        // Leftmost-first (not overlapping) search keeps the literal prefilter; overlapping
+        // keywords are still found because the search resumes one byte after each hit.
+        let exact = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
             .build(&patterns)?;
         Ok(Scanner {
             rules,
-            prefilter,
-            keyword_rules,
+            exact,
+            exact_rules,
+            folded,
             whole_rules,
         })
     }
@@ -254,8 +288,11 @@ impl ScannerBuilder {
 /// ```
 pub struct Scanner {
     rules: Vec<Rule>,
-    prefilter: AhoCorasick,
-    keyword_rules: Vec<Vec<usize>>,
+    exact: AhoCorasick,
+    /// For each pattern of `exact`, the rules it triggers.
+    exact_rules: Vec<Vec<usize>>,
+    /// A case-insensitive keyword alternation and the one rule it triggers.
+    folded: Vec<(Regex, usize)>,
     whole_rules: Vec<usize>,
 }
 
@@ -263,9 +300,21 @@ impl std::fmt::Debug for Scanner {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Scanner")
-            .field("rules", &self.rules.iter().map(|rule| &rule.id).collect::<Vec<_>>())
+            .field(
+                "rules",
+                &self.rules.iter().map(|rule| &rule.id).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
+}
+
+/// The state of one [`Scanner::find`] call.
+struct Search<'text> {
+    text: &'text [u8],
+    candidates: Vec<Candidate>,
+    locations: Vec<CaptureLocations>,
+    /// Per rule, where its last window ended: a line is scanned once per rule.
+    scanned_until: Vec<usize>,
 }
 
 /// A candidate before line numbers are computed.
@@ -336,49 +385,56 @@ impl Scanner {
     }
 
     fn find(&self, text: &[u8], allow: AllowComments) -> Vec<Finding> {
-        let mut candidates = Vec::new();
-        let mut locations: Vec<CaptureLocations> = self
-            .rules
-            .iter()
-            .map(|rule| rule.regex.capture_locations())
-            .collect();
-        let mut scanned_until = vec![0_usize; self.rules.len()];
-
-        for hit in self.prefilter.find_overlapping_iter(text) {
-            for &rule_index in &self.keyword_rules[hit.pattern().as_usize()] {
-                let rule = &self.rules[rule_index];
-                let window = match rule.window {
-                    Window::Line => line_window(text, hit.start(), hit.end()),
-                    Window::Block => {
-                        let start = line_start(text, hit.start());
-                        start..text.len().min(start + BLOCK_WINDOW)
-                    }
-                    Window::Whole => 0..text.len(),
-                };
-                if window.end <= scanned_until[rule_index] {
-                    continue;
-                }
-                scanned_until[rule_index] = window.end;
-                self.run_rule(
-                    rule_index,
-                    text,
-                    window,
-                    &mut locations[rule_index],
-                    &mut candidates,
-                );
+        let mut search = Search {
+            text,
+            candidates: Vec::new(),
+            locations: self
+                .rules
+                .iter()
+                .map(|rule| rule.regex.capture_locations())
+                .collect(),
+            scanned_until: vec![0; self.rules.len()],
+        };
+        let mut position = 0;
+        while let Some(hit) = self.exact.find(Input::new(text).span(position..text.len())) {
+            for &rule_index in &self.exact_rules[hit.pattern().as_usize()] {
+                self.visit_hit(&mut search, rule_index, hit.start(), hit.end());
+            }
+            position = hit.start() + 1;
+        }
+        for (regex, rule_index) in &self.folded {
+            for hit in regex.find_iter(text) {
+                self.visit_hit(&mut search, *rule_index, hit.start(), hit.end());
             }
         }
         for &rule_index in &self.whole_rules {
-            self.run_rule(
-                rule_index,
-                text,
-                0..text.len(),
-                &mut locations[rule_index],
-                &mut candidates,
-            );
+            self.run_rule(rule_index, text, 0..text.len(), &mut search);
         }
+        self.to_findings(text, search.candidates, allow)
+    }
 
-        self.into_findings(text, candidates, allow)
+    /// Runs a rule around one keyword hit, unless the hit's window was already scanned.
+    fn visit_hit(&self, search: &mut Search<'_>, rule_index: usize, start: usize, end: usize) {
+        let rule = &self.rules[rule_index];
+        let text = search.text;
+        // Most `key`/`token` hits are identifiers and prose; only an assignment right after
+        // the keyword can match, and checking that is far cheaper than a regex call.
+        if rule.check == Check::Generic && !is_followed_by_assignment(text, end) {
+            return;
+        }
+        let window = match rule.window {
+            Window::Line => line_window(text, start, end),
+            Window::Block => {
+                let line = line_start(text, start);
+                line..text.len().min(line + BLOCK_WINDOW)
+            }
+            Window::Whole => 0..text.len(),
+        };
+        if window.end <= search.scanned_until[rule_index] {
+            return;
+        }
+        search.scanned_until[rule_index] = window.end;
+        self.run_rule(rule_index, text, window, search);
     }
 
     fn run_rule(
@@ -386,10 +442,10 @@ impl Scanner {
         rule_index: usize,
         text: &[u8],
         window: Range<usize>,
-        locations: &mut CaptureLocations,
-        candidates: &mut Vec<Candidate>,
+        search: &mut Search<'_>,
     ) {
         let rule = &self.rules[rule_index];
+        let locations = &mut search.locations[rule_index];
         // Slicing the end (not the start) keeps the bytes before the window visible to `\b`.
         let haystack = &text[..window.end];
         let mut position = window.start;
@@ -408,23 +464,17 @@ impl Scanner {
                 .find_map(|&group| locations.get(group))
                 .map_or(found.start()..found.end(), |(start, end)| start..end);
             let value = &text[span.clone()];
-            if value.is_empty() || !self.accepts(rule, text, value, locations) {
+            if value.is_empty() || !Self::accepts(rule, text, value, locations) {
                 continue;
             }
-            candidates.push(Candidate {
+            search.candidates.push(Candidate {
                 rule: rule_index,
                 span,
             });
         }
     }
 
-    fn accepts(
-        &self,
-        rule: &Rule,
-        text: &[u8],
-        value: &[u8],
-        locations: &CaptureLocations,
-    ) -> bool {
+    fn accepts(rule: &Rule, text: &[u8], value: &[u8], locations: &CaptureLocations) -> bool {
         let group = |index: Option<usize>| {
             index
                 .and_then(|index| locations.get(index))
@@ -437,22 +487,32 @@ impl Scanner {
             Check::Plain => !checks::is_placeholder(value),
             Check::Generic => {
                 // Quoted values are captured by `secret`, `secret2` and `secret3`.
-                let quoted = rule.secret_groups[..rule.secret_groups.len().saturating_sub(1)]
-                    .iter()
-                    .any(|&index| locations.get(index).is_some());
-                checks::is_generic_secret(group(rule.name_group), value, quoted)
+                let unquoted_end = rule
+                    .secret_groups
+                    .last()
+                    .and_then(|&index| locations.get(index))
+                    .map(|(_, end)| end);
+                if let Some(end) = unquoted_end {
+                    // An unquoted config value ends its line (a comment may follow); anything
+                    // else after it (`| None`, `)`, `+ suffix`) means code.
+                    let rest = &text[end..];
+                    let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                    let rest = rest[..line_end].trim_ascii();
+                    if !(rest.is_empty() || rest.starts_with(b"#") || rest.starts_with(b"//")) {
+                        return false;
+                    }
+                }
+                checks::is_generic_secret(group(rule.name_group), value, unquoted_end.is_none())
             }
             Check::Jwt => checks::is_jwt(value),
             Check::PrivateKey => checks::is_private_key_block(value),
-            Check::UrlCredentials => checks::is_url_credential(
-                group(rule.user_group),
-                value,
-                group(rule.host_group),
-            ),
+            Check::UrlCredentials => {
+                checks::is_url_credential(group(rule.user_group), value, group(rule.host_group))
+            }
         }
     }
 
-    fn into_findings(
+    fn to_findings(
         &self,
         text: &[u8],
         mut candidates: Vec<Candidate>,
@@ -473,8 +533,8 @@ impl Scanner {
                 .rposition(|other| other.span.end > candidate.span.start)
             {
                 let other = &kept[index];
-                let candidate_wins = self.rules[other.rule].is_generic
-                    && !self.rules[candidate.rule].is_generic;
+                let candidate_wins =
+                    self.rules[other.rule].is_generic && !self.rules[candidate.rule].is_generic;
                 if candidate_wins {
                     kept[index] = candidate;
                 }
@@ -521,8 +581,8 @@ enum AllowComments {
 /// The marker may sit on the first line of the finding or on the line right before it
 /// (for formats without trailing comments, and for key blocks).
 fn is_allowed(text: &[u8], start_of_line: usize, _end: usize) -> bool {
-    let end_of_line =
-        memchr::memchr(b'\n', &text[start_of_line..]).map_or(text.len(), |offset| start_of_line + offset);
+    let end_of_line = memchr::memchr(b'\n', &text[start_of_line..])
+        .map_or(text.len(), |offset| start_of_line + offset);
     if memchr::memmem::find(&text[start_of_line..end_of_line], ALLOW_MARKER).is_some() {
         return true;
     }
@@ -530,8 +590,32 @@ fn is_allowed(text: &[u8], start_of_line: usize, _end: usize) -> bool {
         return false;
     }
     let previous_start = line_start(text, start_of_line - 1);
-    memchr::memmem::find(&text[previous_start..start_of_line], b"refinery:allow-next-line")
-        .is_some()
+    memchr::memmem::find(
+        &text[previous_start..start_of_line],
+        b"refinery:allow-next-line",
+    )
+    .is_some()
+}
+
+/// After a keyword: up to three more letters (`password`, `tokens`), an optional closing
+/// quote and bracket, blanks, then `=`, `:` or `,`. A superset of what `generic-secret`'s regex
+/// accepts there.
+fn is_followed_by_assignment(text: &[u8], keyword_end: usize) -> bool {
+    let rest = &text[keyword_end..text.len().min(keyword_end + 16)];
+    let mut index = 0;
+    while index < 3 && rest.get(index).is_some_and(u8::is_ascii_alphabetic) {
+        index += 1;
+    }
+    if matches!(rest.get(index), Some(b'"' | b'\'' | b'`')) {
+        index += 1;
+    }
+    if rest.get(index) == Some(&b']') {
+        index += 1;
+    }
+    while matches!(rest.get(index), Some(b' ' | b'\t')) {
+        index += 1;
+    }
+    matches!(rest.get(index), Some(b'=' | b':' | b','))
 }
 
 fn line_start(text: &[u8], position: usize) -> usize {
@@ -542,16 +626,18 @@ fn line_start(text: &[u8], position: usize) -> usize {
 /// the boundary after it), clamped around the hit on very long lines.
 fn line_window(text: &[u8], hit_start: usize, hit_end: usize) -> Range<usize> {
     let lower = hit_start.saturating_sub(WINDOW_BEFORE);
-    let start = memchr::memrchr(b'\n', &text[lower..hit_start]).map_or(lower, |newline| lower + newline + 1);
+    let start = memchr::memrchr(b'\n', &text[lower..hit_start])
+        .map_or(lower, |newline| lower + newline + 1);
     let upper = text.len().min(hit_end + WINDOW_AFTER);
-    let end = memchr::memchr(b'\n', &text[hit_end..upper]).map_or(upper, |newline| hit_end + newline + 1);
+    let end =
+        memchr::memchr(b'\n', &text[hit_end..upper]).map_or(upper, |newline| hit_end + newline + 1);
     start..end
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::BUILTIN_RULES;
+    use crate::rules::{BUILTIN_RULES, GENERIC_ID};
 
     #[test]
     fn every_builtin_rule_compiles() {
@@ -571,8 +657,10 @@ mod tests {
                 "{} needs keywords",
                 rule.id
             );
-            for keyword in rule.keywords {
-                assert_eq!(*keyword, keyword.to_ascii_lowercase(), "{}", rule.id);
+            if rule.id == GENERIC_ID {
+                for keyword in rule.keywords {
+                    assert_eq!(*keyword, keyword.to_ascii_lowercase());
+                }
             }
         }
         assert!(Scanner::builtin().rules().count() >= 25);
@@ -589,8 +677,37 @@ mod tests {
         ];
         for (id, sample) in samples {
             let rule = BUILTIN_RULES.iter().find(|rule| rule.id == id).unwrap();
-            let lower = sample.to_ascii_lowercase();
-            assert!(rule.keywords.iter().any(|keyword| lower.contains(keyword)), "{id}");
+            assert!(
+                rule.keywords.iter().any(|keyword| sample.contains(keyword)),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn assignment_gate_table() {
+        // (text, where the keyword ends, expected)
+        let cases: &[(&[u8], usize, bool)] = &[
+            (b"key = 1", 3, true),
+            (b"Key\": \"x", 3, true),
+            (b"keys: x", 3, true),
+            (b"passw", 5, false),
+            (b"password=x", 5, true),
+            (b"passwd :x", 5, true),
+            (b"Key\"] = x", 3, true),
+            (b"key, x", 3, true),
+            (b"keyboard = x", 3, false),
+            (b"token_count = 1", 5, false),
+            (b"token in tokens", 5, false),
+            (b"key", 3, false),
+        ];
+        for (text, keyword_end, expected) in cases {
+            assert_eq!(
+                is_followed_by_assignment(text, *keyword_end),
+                *expected,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 

@@ -28,7 +28,10 @@ pub enum IgnoreRules {
 
 /// Lists the files under `paths` (files given directly are always included). Walk errors do
 /// not stop the walk; they are returned so the caller can report them and fail the scan.
-pub(crate) fn list_files(paths: &[PathBuf], ignore_rules: IgnoreRules) -> (Vec<PathBuf>, Vec<Error>) {
+pub(crate) fn list_files(
+    paths: &[PathBuf],
+    ignore_rules: IgnoreRules,
+) -> (Vec<PathBuf>, Vec<Error>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for path in paths {

@@ -4,19 +4,27 @@
 //! Nothing secret-shaped is committed: every value is assembled at run time from a public
 //! prefix and characters from a seeded generator, so runs are reproducible while the source
 //! stays clean for our own scanner, GitHub push protection and `detect-private-key`.
-#![allow(dead_code, reason = "the tests and the benchmark each use a different part")]
+#![allow(
+    dead_code,
+    reason = "the tests and the benchmark each use a different part"
+)]
+
+use std::fmt::Write as _;
 
 pub(crate) const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 pub(crate) const LETTERS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 pub(crate) const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-pub(crate) const URLSAFE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-pub(crate) const BASE64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub(crate) const URLSAFE: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+pub(crate) const BASE64: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 pub(crate) const HEX: &[u8] = b"0123456789abcdef";
 pub(crate) const DIGITS: &[u8] = b"0123456789";
 pub(crate) const BASE32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 pub(crate) const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 /// What password generators emit for config files.
-pub(crate) const PASSWORD: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789!#%+-_=~^";
+pub(crate) const PASSWORD: &[u8] =
+    b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789!#%+-_=~^";
 
 /// splitmix64: small, seedable, deterministic.
 pub(crate) struct Rng(u64);
@@ -44,8 +52,8 @@ impl Rng {
             .collect()
     }
 
-    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
     }
 }
 
@@ -54,11 +62,17 @@ pub(crate) fn base64(data: &[u8], url_safe: bool) -> String {
     let alphabet = if url_safe { URLSAFE } else { BASE64 };
     let mut output = String::new();
     for chunk in data.chunks(3) {
-        let bytes = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let bytes = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let value = (u32::from(bytes[0]) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
         for index in 0..4 {
             if index <= chunk.len() {
-                output.push(char::from(alphabet[((value >> (18 - 6 * index)) & 63) as usize]));
+                output.push(char::from(
+                    alphabet[((value >> (18 - 6 * index)) & 63) as usize],
+                ));
             } else if !url_safe {
                 output.push('=');
             }
@@ -74,12 +88,12 @@ pub(crate) fn pem(kind: &str, body_lines: &[String]) -> String {
     } else {
         [kind, "PRIVATE", "KEY"].join(" ")
     };
-    let mut text = format!("-----{} {label}-----\n", "BEGIN");
+    let mut text = format!("-----BEGIN {label}-----\n");
     for line in body_lines {
         text.push_str(line);
         text.push('\n');
     }
-    text.push_str(&format!("-----{} {label}-----\n", "END"));
+    let _ = writeln!(text, "-----END {label}-----");
     text
 }
 
@@ -146,15 +160,11 @@ pub(crate) fn secret(rule: &str, rng: &mut Rng) -> String {
             rng.string(ALNUM, 99)
         ),
         "twilio-api-key" => format!("SK{}", rng.string(HEX, 32)),
-        "sendgrid-api-key" => format!(
-            "SG.{}.{}",
-            rng.string(URLSAFE, 22),
-            rng.string(URLSAFE, 43)
-        ),
+        "sendgrid-api-key" => format!("SG.{}.{}", rng.string(URLSAFE, 22), rng.string(URLSAFE, 43)),
         "npm-token" => format!("npm_{}", rng.string(ALNUM, 36)),
         "pypi-token" => format!("pypi-AgEIcHlwaS5vcmc{}", rng.string(URLSAFE, 150)),
         "private-key" => {
-            let kind = *rng.pick(&["RSA", "EC", "OPENSSH", ""]);
+            let kind = rng.pick(&["RSA", "EC", "OPENSSH", ""]);
             let body = key_body(rng, 12, 64);
             pem(kind, &body)
         }
@@ -255,23 +265,41 @@ pub(crate) fn place(rule: &'static str, secret: String, variant: usize, rng: &mu
             ),
         },
         "url-credentials" => {
-            let scheme = *rng.pick(&["postgres", "mysql", "redis", "amqp", "https"]);
-            let user = *rng.pick(&["app", "svc_deploy", "admin", ""]);
-            let url = format!("{scheme}://{user}:{secret}@db-{}.prod.acme-corp.net:5432/app", rng.below(9));
+            let scheme = rng.pick(&["postgres", "mysql", "redis", "amqp", "https"]);
+            let user = rng.pick(&["app", "svc_deploy", "admin", ""]);
+            let url = format!(
+                "{scheme}://{user}:{secret}@db-{}.prod.acme-corp.net:5432/app",
+                rng.below(9)
+            );
             match variant % 2 {
                 0 => (".env".to_owned(), format!("DATABASE_URL={url}\n")),
-                _ => ("config.yaml".to_owned(), format!("database:\n  url: \"{url}\"\n")),
+                _ => (
+                    "config.yaml".to_owned(),
+                    format!("database:\n  url: \"{url}\"\n"),
+                ),
             }
         }
         "generic-secret" => match variant % 4 {
             0 => (".env".to_owned(), format!("DB_PASSWORD={secret}\n")),
-            1 => ("config.yaml".to_owned(), format!("auth:\n  client_secret: \"{secret}\"\n")),
-            2 => ("settings.py".to_owned(), format!("SECRET_KEY = '{secret}'\n")),
-            _ => ("app.json".to_owned(), format!("{{\n  \"apiKey\": \"{secret}\"\n}}\n")),
+            1 => (
+                "config.yaml".to_owned(),
+                format!("auth:\n  client_secret: \"{secret}\"\n"),
+            ),
+            2 => (
+                "settings.py".to_owned(),
+                format!("SECRET_KEY = '{secret}'\n"),
+            ),
+            _ => (
+                "app.json".to_owned(),
+                format!("{{\n  \"apiKey\": \"{secret}\"\n}}\n"),
+            ),
         },
         _ => match variant % 5 {
             0 => (".env".to_owned(), format!("{name}={secret}\n")),
-            1 => ("config.yaml".to_owned(), format!("providers:\n  token: {secret}\n")),
+            1 => (
+                "config.yaml".to_owned(),
+                format!("providers:\n  token: {secret}\n"),
+            ),
             2 => (
                 "client.py".to_owned(),
                 format!("import os\n\nclient = Client(api_key=\"{secret}\")\n"),
@@ -395,7 +423,10 @@ pub(crate) fn decoys(rng: &mut Rng) -> Vec<Sample> {
     // The jwt.io example token's shape: a validly signed HS256 token with tutorial claims.
     // Nothing local can tell it from a real token, so it counts against precision.
     let header = base64(br#"{"alg":"HS256","typ":"JWT"}"#, true);
-    let claims = base64(br#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#, true);
+    let claims = base64(
+        br#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#,
+        true,
+    );
     let mut hard = decoy(
         "jwt",
         "jwt.md",

@@ -23,7 +23,14 @@ fn staged_mode_scans_only_added_lines() {
     // A secret already committed is not what this commit adds.
     write(dir.path(), "app.env", &format!("OLD={old}\nA=1\n"));
     commit_all(dir.path(), "first");
-    write(dir.path(), "app.env", &format!("OLD={old}\nA=1\nNEW={new}\nPLACEHOLDER=sk-ant-api03-{}\n", "x".repeat(93)));
+    write(
+        dir.path(),
+        "app.env",
+        &format!(
+            "OLD={old}\nA=1\nNEW={new}\nPLACEHOLDER=sk-ant-api03-{}\n",
+            "x".repeat(93)
+        ),
+    );
     // Unstaged changes are not scanned either.
     write(dir.path(), "unstaged.env", &format!("K={new}\n"));
     git(dir.path(), &["add", "app.env"]);
@@ -32,7 +39,10 @@ fn staged_mode_scans_only_added_lines() {
     assert_eq!(status, ScanStatus::Findings, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout}");
-    assert!(lines[0].starts_with("app.env:3:5: anthropic-api-key "), "{stdout}");
+    assert!(
+        lines[0].starts_with("app.env:3:5: anthropic-api-key "),
+        "{stdout}"
+    );
     assert_no_leak(&stdout, &new);
     assert_no_leak(&stderr, &new);
 }
@@ -46,11 +56,18 @@ fn staged_mode_works_before_the_first_commit_and_when_clean() {
     let mut rng = Rng::new(42);
     let key = corpus::secret("private-key", &mut rng);
     write(dir.path(), "keys/deploy_key", &key);
-    fs_err::write(dir.path().join("logo.png"), b"\x89PNG\r\n\x1a\n\0\0\0binary").unwrap();
+    fs_err::write(
+        dir.path().join("logo.png"),
+        b"\x89PNG\r\n\x1a\n\0\0\0binary",
+    )
+    .unwrap();
     git(dir.path(), &["add", "-A"]);
     let (status, stdout, stderr) = scan(&ScanOptions::new(ScanTarget::Staged, dir.path()));
     assert_eq!(status, ScanStatus::Findings, "{stderr}");
-    assert!(stdout.starts_with("keys/deploy_key:1:1: private-key "), "{stdout}");
+    assert!(
+        stdout.starts_with("keys/deploy_key:1:1: private-key "),
+        "{stdout}"
+    );
     assert!(stderr.contains("skipped 1 binary"), "{stderr}");
 }
 
@@ -102,9 +119,22 @@ fn pre_push_mode_reads_git_push_input() {
     let work = dir.path().join("work");
     let remote = dir.path().join("remote.git");
     fs_err::create_dir_all(&work).unwrap();
-    git(dir.path(), &["init", "-q", "--bare", "-b", "main", remote.to_str().unwrap()]);
+    git(
+        dir.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            remote.to_str().unwrap(),
+        ],
+    );
     init_repo(&work);
-    git(&work, &["remote", "add", "origin", remote.to_str().unwrap()]);
+    git(
+        &work,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
     let mut rng = Rng::new(44);
     let pushed_before = corpus::secret("gitlab-token", &mut rng);
     write(&work, "old.txt", &format!("GL={pushed_before}\n"));
@@ -126,26 +156,39 @@ fn pre_push_mode_reads_git_push_input() {
         )
     };
     // An existing branch: only what the remote lacks.
-    let (status, stdout, stderr) =
-        scan(&update(format!("refs/heads/main {second} refs/heads/main {first}\n"), Some("origin")));
+    let (status, stdout, stderr) = scan(&update(
+        format!("refs/heads/main {second} refs/heads/main {first}\n"),
+        Some("origin"),
+    ));
     assert_eq!(status, ScanStatus::Findings, "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    assert!(stdout.contains("mail.env:1:10: sendgrid-api-key"), "{stdout}");
+    assert!(
+        stdout.contains("mail.env:1:10: sendgrid-api-key"),
+        "{stdout}"
+    );
     assert_no_leak(&stdout, &key);
 
     // A new branch: everything no ref of the remote has.
-    let (status, stdout, _) =
-        scan(&update(format!("refs/heads/topic {second} refs/heads/topic {zero}\n"), Some("origin")));
+    let (status, stdout, _) = scan(&update(
+        format!("refs/heads/topic {second} refs/heads/topic {zero}\n"),
+        Some("origin"),
+    ));
     assert_eq!(status, ScanStatus::Findings);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
 
     // Deleting a remote branch pushes no content.
-    let (status, _, _) = scan(&update(format!("(delete) {zero} refs/heads/old {first}\n"), Some("origin")));
+    let (status, _, _) = scan(&update(
+        format!("(delete) {zero} refs/heads/old {first}\n"),
+        Some("origin"),
+    ));
     assert_eq!(status, ScanStatus::Clean);
 
     // The pre-commit framework's range.
     let range = ScanOptions::new(
-        ScanTarget::PrePush(PrePushSource::Range { from: first.clone(), to: second.clone() }),
+        ScanTarget::PrePush(PrePushSource::Range {
+            from: first.clone(),
+            to: second.clone(),
+        }),
         &work,
     );
     assert_eq!(scan(&range).0, ScanStatus::Findings);

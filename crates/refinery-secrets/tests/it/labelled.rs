@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use refinery_secrets::cli::{scan_report, IgnoreRules, ScanOptions, ScanTarget};
+use refinery_secrets::cli::{IgnoreRules, ScanOptions, ScanTarget, scan_report};
 
 use crate::corpus::{self, Rng};
 use crate::support::{assert_no_leak, scan};
@@ -36,15 +36,25 @@ fn recall_and_precision_meet_the_goal() {
         .iter()
         .filter_map(|finding| finding.path.as_deref())
         .collect();
-    let found = positive_paths.iter().filter(|path| flagged.contains(path.as_str())).count();
-    let false_alarms: Vec<&String> =
-        decoy_paths.iter().filter(|path| flagged.contains(path.as_str())).collect();
+    let found = positive_paths
+        .iter()
+        .filter(|path| flagged.contains(path.as_str()))
+        .count();
+    let false_alarms: Vec<&String> = decoy_paths
+        .iter()
+        .filter(|path| flagged.contains(path.as_str()))
+        .collect();
     let recall = found as f64 / positive_paths.len() as f64;
     let precision = found as f64 / (found + false_alarms.len()) as f64;
-    let missed: Vec<&String> =
-        positive_paths.iter().filter(|path| !flagged.contains(path.as_str())).collect();
+    let missed: Vec<&String> = positive_paths
+        .iter()
+        .filter(|path| !flagged.contains(path.as_str()))
+        .collect();
     assert!(recall >= 0.95, "recall {recall:.3}; missed {missed:?}");
-    assert!(precision >= 0.95, "precision {precision:.3}; false alarms {false_alarms:?}");
+    assert!(
+        precision >= 0.95,
+        "precision {precision:.3}; false alarms {false_alarms:?}"
+    );
 
     let (_, stdout, stderr) = scan(&options);
     for sample in &positives {

@@ -13,9 +13,14 @@ fn every_rule_has_generators_and_decoys() {
     assert_eq!(ids.len(), corpus::RULES.len(), "{ids:?}");
     let decoys = corpus::decoys(&mut Rng::new(1));
     for id in ids {
-        assert!(corpus::RULES.contains(&id), "rule `{id}` has no true-positive generator");
         assert!(
-            decoys.iter().any(|decoy| decoy.rule == id && !decoy.is_hard),
+            corpus::RULES.contains(&id),
+            "rule `{id}` has no true-positive generator"
+        );
+        assert!(
+            decoys
+                .iter()
+                .any(|decoy| decoy.rule == id && !decoy.is_hard),
             "rule `{id}` has no decoy"
         );
     }
@@ -67,7 +72,10 @@ fn the_specific_rule_wins_over_the_generic_one() {
     let mut rng = Rng::new(7);
     let key = corpus::secret("github-pat", &mut rng);
     let findings = Scanner::builtin().scan(format!("api_token = \"{key}\"\n").as_bytes());
-    let rules: Vec<&str> = findings.iter().map(|finding| finding.rule_id.as_str()).collect();
+    let rules: Vec<&str> = findings
+        .iter()
+        .map(|finding| finding.rule_id.as_str())
+        .collect();
     assert_eq!(rules, ["github-pat"]);
 }
 
@@ -131,7 +139,11 @@ fn crlf_and_long_lines_are_handled() {
     let key = corpus::secret("npm-token", &mut rng);
     let crlf = format!("a=1\r\nNPM_TOKEN={key}\r\nb=2\r\n");
     assert_eq!(Scanner::builtin().scan(crlf.as_bytes()).len(), 1);
-    let minified = format!("{}var t=\"{key}\";{}", "x=1;".repeat(5000), "y=2;".repeat(5000));
+    let minified = format!(
+        "{}var t=\"{key}\";{}",
+        "x=1;".repeat(5000),
+        "y=2;".repeat(5000)
+    );
     let findings = Scanner::builtin().scan(minified.as_bytes());
     assert_eq!(findings.len(), 1);
     assert_eq!(findings[0].line, 1);

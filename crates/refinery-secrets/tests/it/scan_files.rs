@@ -15,7 +15,11 @@ fn options(dir: &std::path::Path) -> ScanOptions {
 #[test]
 fn clean_tree_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "src/main.rs", "fn main() { let max_tokens = 4096; }\n");
+    write(
+        dir.path(),
+        "src/main.rs",
+        "fn main() { let max_tokens = 4096; }\n",
+    );
     let (status, stdout, stderr) = scan(&options(dir.path()));
     assert_eq!(status, ScanStatus::Clean);
     assert_eq!(status.exit_code(), 0);
@@ -28,13 +32,23 @@ fn findings_are_reported_without_values() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(31);
     let key = corpus::secret("github-pat", &mut rng);
-    write(dir.path(), "config/.env", &format!("# tokens\nGITHUB_TOKEN={key}\n"));
+    write(
+        dir.path(),
+        "config/.env",
+        &format!("# tokens\nGITHUB_TOKEN={key}\n"),
+    );
     let (status, stdout, stderr) = scan(&options(dir.path()));
     assert_eq!(status, ScanStatus::Findings);
     assert_eq!(status.exit_code(), 1);
     let line = stdout.lines().next().unwrap();
-    assert!(line.starts_with("config/.env:2:14: github-pat fingerprint="), "{line}");
-    assert!(line.ends_with("preview=`ghp_\u{2026} (40 chars)`"), "{line}");
+    assert!(
+        line.starts_with("config/.env:2:14: github-pat fingerprint="),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("preview=`ghp_\u{2026} (40 chars)`"),
+        "{line}"
+    );
     assert_no_leak(&stdout, &key);
     assert_no_leak(&stderr, &key);
     assert!(stderr.contains("hint:"), "{stderr}");
@@ -51,16 +65,27 @@ fn ignore_file_accepts_fingerprints_everywhere_or_per_path() {
     json_options.format = OutputFormat::Json;
     let (_, stdout, _) = scan(&json_options);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let fingerprint = report["findings"][0]["fingerprint"].as_str().unwrap().to_owned();
+    let fingerprint = report["findings"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(report["findings"][1]["fingerprint"], fingerprint.as_str());
 
-    write(dir.path(), ".refinery-secrets-ignore", &format!("{fingerprint} a.txt # fixture\n"));
+    write(
+        dir.path(),
+        ".refinery-secrets-ignore",
+        &format!("{fingerprint} a.txt # fixture\n"),
+    );
     let (status, stdout, stderr) = scan(&options(dir.path()));
     assert_eq!(status, ScanStatus::Findings);
     assert!(stdout.starts_with("b.txt:3:"), "{stdout}");
     assert!(stderr.contains("1 ignored"), "{stderr}");
 
-    write(dir.path(), ".refinery-secrets-ignore", &format!("{fingerprint}\n"));
+    write(
+        dir.path(),
+        ".refinery-secrets-ignore",
+        &format!("{fingerprint}\n"),
+    );
     let (status, _, _) = scan(&options(dir.path()));
     assert_eq!(status, ScanStatus::Clean);
 }
@@ -68,12 +93,19 @@ fn ignore_file_accepts_fingerprints_everywhere_or_per_path() {
 #[test]
 fn malformed_ignore_file_fails_the_scan() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), ".refinery-secrets-ignore", "0123456789abcdef\nnot-a-fingerprint\n");
+    write(
+        dir.path(),
+        ".refinery-secrets-ignore",
+        "0123456789abcdef\nnot-a-fingerprint\n",
+    );
     let (status, stdout, stderr) = scan(&options(dir.path()));
     assert_eq!(status, ScanStatus::Failed);
     assert_eq!(status.exit_code(), 2);
     assert_eq!(stdout, "");
-    assert!(stderr.contains(".refinery-secrets-ignore` line 2"), "{stderr}");
+    assert!(
+        stderr.contains(".refinery-secrets-ignore` line 2"),
+        "{stderr}"
+    );
     assert!(stderr.contains("did not complete"), "{stderr}");
 }
 
@@ -89,7 +121,11 @@ fn toml_rules_add_disable_and_allow() {
         "disable = [\"github-pat\"]\nallow-paths = [\"fixtures/\"]\n\n[[rule]]\nid = \"acme-token\"\n\
          description = \"ACME token\"\nregex = 'acme_(?P<secret>[A-Za-z0-9]{32})'\nkeywords = [\"acme_\"]\n",
     );
-    write(dir.path(), "deploy.sh", &format!("ACME={custom}\nGH={github}\n"));
+    write(
+        dir.path(),
+        "deploy.sh",
+        &format!("ACME={custom}\nGH={github}\n"),
+    );
     write(dir.path(), "fixtures/data.txt", &format!("ACME={custom}\n"));
     let mut sarif_options = options(dir.path());
     sarif_options.format = OutputFormat::Sarif;
@@ -100,8 +136,13 @@ fn toml_rules_add_disable_and_allow() {
     let results = sarif["runs"][0]["results"].as_array().unwrap();
     assert_eq!(results.len(), 1, "{results:?}");
     assert_eq!(results[0]["ruleId"], "acme-token");
-    assert_eq!(results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "deploy.sh");
-    let rules = sarif["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
+    assert_eq!(
+        results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "deploy.sh"
+    );
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
     assert!(rules.iter().any(|rule| rule["id"] == "acme-token"));
     assert!(!rules.iter().any(|rule| rule["id"] == "github-pat"));
     assert_no_leak(&stdout, &custom);
@@ -110,7 +151,11 @@ fn toml_rules_add_disable_and_allow() {
 #[test]
 fn malformed_config_fails_the_scan() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), ".refinery-secrets.toml", "[[rule]]\nid = \"x\"\nregex = \"(\"\n");
+    write(
+        dir.path(),
+        ".refinery-secrets.toml",
+        "[[rule]]\nid = \"x\"\nregex = \"(\"\n",
+    );
     let (status, _, stderr) = scan(&options(dir.path()));
     assert_eq!(status, ScanStatus::Failed);
     assert!(stderr.contains("rule `x` has an invalid regex"), "{stderr}");
@@ -122,12 +167,19 @@ fn binary_and_large_files_are_skipped_and_counted() {
     let mut rng = Rng::new(34);
     let key = corpus::secret("github-pat", &mut rng);
     fs_err::write(dir.path().join("blob.bin"), format!("\0\0{key}")).unwrap();
-    write(dir.path(), "big.txt", &format!("{}\nGH={key}\n", "a".repeat(2000)));
+    write(
+        dir.path(),
+        "big.txt",
+        &format!("{}\nGH={key}\n", "a".repeat(2000)),
+    );
     let mut limited = options(dir.path());
     limited.max_file_size = Some(1000);
     let (status, _, stderr) = scan(&limited);
     assert_eq!(status, ScanStatus::Clean);
-    assert!(stderr.contains("skipped 1 binary, 1 over the size limit"), "{stderr}");
+    assert!(
+        stderr.contains("skipped 1 binary, 1 over the size limit"),
+        "{stderr}"
+    );
 }
 
 #[test]

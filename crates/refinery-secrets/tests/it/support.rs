@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use refinery_secrets::cli::{run_scan, ScanOptions, ScanStatus};
+use refinery_secrets::cli::{ScanOptions, ScanStatus, run_scan};
 
 pub(crate) fn write(dir: &Path, name: &str, content: &str) {
     let path = dir.join(name);
@@ -61,7 +61,10 @@ pub(crate) fn assert_no_leak(output: &str, secret: &str) {
     if secret.is_empty() {
         return;
     }
-    assert!(!output.contains(secret), "output contains the secret:\n{output}");
+    assert!(
+        !output.contains(secret),
+        "output contains the secret:\n{output}"
+    );
     let bytes = secret.as_bytes();
     if bytes.len() > 28 {
         for window in bytes[16..].windows(12) {
