@@ -82,7 +82,7 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
             end!()
         ),
         min_entropy: 0.0,
-        visible_prefix: 14,
+        visible_prefix: 13,
         check: Check::Plain,
         window: Window::Line,
     },

@@ -384,7 +384,7 @@ pub(crate) fn decoys(rng: &mut Rng) -> Vec<Sample> {
         decoy("twilio-api-key", "inventory.csv", "SKU,name\nSKU00012,widget\n".to_owned()),
         decoy("sendgrid-api-key", "mail.md", "SENDGRID_API_KEY=SG.xxxxxxxxxxxxxxxxxxxxxx.yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\n".to_owned()),
         decoy("npm-token", "ci.sh", "echo \"$npm_config_cache\" && echo $npm_package_version\n".to_owned()),
-        decoy("npm-token", ".npmrc", "//registry.npmjs.org/:_authToken=${NPM_TOKEN}\n".to_owned()),
+        decoy("npm-token", ".npmrc", "//npm.acme-corp.internal/:_authToken=${NPM_TOKEN}\n".to_owned()),
         decoy("pypi-token", ".pypirc", "[pypi]\nusername = __token__\npassword = pypi-AgEIcHlwaS5vcmc...\n".to_owned()),
         decoy("private-key", "server.pub", {
             let body = key_body(rng, 6, 64);

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `refinery` binary: MCP over real stdio with a real rmcp client,
-//! several server processes writing one session at once, the `session` commands, and
-//! snapshots of a large tree.
+//! several server processes writing one session at once, the `session` commands,
+//! snapshots of a large tree, and the secret scanner with its git hooks.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,6 +10,7 @@
 
 mod concurrency;
 mod mcp_stdio;
+mod secrets;
 mod session_cli;
 mod snapshots;
 mod support;
