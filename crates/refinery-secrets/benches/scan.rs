@@ -4,11 +4,13 @@
 //! ```text
 //! cargo bench -p refinery-secrets --bench scan
 //! REFINERY_BENCH_MIB=50 cargo bench -p refinery-secrets --bench scan      # smaller tree
-//! REFINERY_BENCH_TREE=/usr/lib/python3 cargo bench -p refinery-secrets --bench scan
+//! REFINERY_BENCH_TREE=/usr/lib/python3:/usr/share/doc cargo bench -p refinery-secrets --bench scan
 //! ```
 //!
-//! `REFINERY_BENCH_TREE` adds a run over an existing folder of real text (up to the same size),
-//! read into memory first. Everything runs on one thread.
+//! `REFINERY_BENCH_TREE` adds a run over existing folders of real text (`:`-separated, up to
+//! the same size), read into memory first. `REFINERY_BENCH_DENSE=1` generates a keyword-dense
+//! tree (a stress case), `REFINERY_BENCH_DIR` keeps the generated tree. Everything runs on one
+//! thread; the machine's other load shows in the numbers, so compare runs made side by side.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -114,7 +116,18 @@ fn main() {
     }
 
     if let Ok(real) = std::env::var("REFINERY_BENCH_TREE") {
-        let texts = read_tree(Path::new(&real), mebibytes * MIB);
+        // Several folders may be given, separated by `:`.
+        let mut texts = Vec::new();
+        for folder in real.split(':') {
+            let have: usize = texts
+                .iter()
+                .map(|(_, text): &(PathBuf, Vec<u8>)| text.len())
+                .sum();
+            texts.extend(read_tree(
+                Path::new(folder),
+                (mebibytes * MIB).saturating_sub(have),
+            ));
+        }
         if std::env::var_os("REFINERY_BENCH_SHOW").is_some() {
             show_findings(with_prefilter, &texts);
         }

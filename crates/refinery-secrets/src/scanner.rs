@@ -551,8 +551,7 @@ impl Scanner {
             line += memchr::memchr_iter(b'\n', &text[counted_until..candidate.span.start]).count();
             counted_until = candidate.span.start;
             let start_of_line = line_start(text, candidate.span.start);
-            if allow == AllowComments::Honour && is_allowed(text, start_of_line, candidate.span.end)
-            {
+            if allow == AllowComments::Honour && is_allowed(text, start_of_line) {
                 continue;
             }
             let rule = &self.rules[candidate.rule];
@@ -580,7 +579,7 @@ enum AllowComments {
 
 /// The marker may sit on the first line of the finding or on the line right before it
 /// (for formats without trailing comments, and for key blocks).
-fn is_allowed(text: &[u8], start_of_line: usize, _end: usize) -> bool {
+fn is_allowed(text: &[u8], start_of_line: usize) -> bool {
     let end_of_line = memchr::memchr(b'\n', &text[start_of_line..])
         .map_or(text.len(), |offset| start_of_line + offset);
     if memchr::memmem::find(&text[start_of_line..end_of_line], ALLOW_MARKER).is_some() {

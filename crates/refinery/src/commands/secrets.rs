@@ -138,8 +138,9 @@ fn run_scan(working_dir: PathBuf, args: &ScanArgs) -> anyhow::Result<ExitStatus>
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let status = refinery_secrets::cli::run_scan(&options, &mut stdout, &mut stderr);
-    output::stderr_bytes(&stderr);
+    // Findings first, then the summary and hints that refer to them.
     output::bytes(&stdout)?;
+    output::stderr_bytes(&stderr);
     Ok(match status {
         ScanStatus::Clean => ExitStatus::Success,
         ScanStatus::Findings => ExitStatus::Negative,
@@ -197,8 +198,9 @@ fn run_install(working_dir: PathBuf, args: &InstallArgs) -> anyhow::Result<ExitS
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let code = refinery_secrets::cli::run_install(&options, &mut stdout, &mut stderr);
-    output::stderr_bytes(&stderr);
+    // Findings first, then the summary and hints that refer to them.
     output::bytes(&stdout)?;
+    output::stderr_bytes(&stderr);
     Ok(if code == 0 {
         ExitStatus::Success
     } else {

@@ -7,6 +7,10 @@
     clippy::expect_used,
     reason = "a test should fail loudly at the first surprise"
 )]
+#![allow(
+    clippy::print_stderr,
+    reason = "a test that skips for a missing tool says why"
+)]
 
 mod concurrency;
 mod mcp_stdio;

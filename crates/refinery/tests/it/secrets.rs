@@ -44,10 +44,16 @@ fn github_token(seed: u64) -> String {
 /// The output must not contain the value nor any 12-character piece of it past the public
 /// prefix.
 fn assert_no_leak(output: &str, secret: &str) {
-    assert!(!output.contains(secret), "output contains the secret:\n{output}");
+    assert!(
+        !output.contains(secret),
+        "output contains the secret:\n{output}"
+    );
     for window in secret.as_bytes()[16..].windows(12) {
         let piece = std::str::from_utf8(window).unwrap();
-        assert!(!output.contains(piece), "output contains `{piece}`:\n{output}");
+        assert!(
+            !output.contains(piece),
+            "output contains `{piece}`:\n{output}"
+        );
     }
 }
 
@@ -106,7 +112,10 @@ fn new_repo() -> tempfile::TempDir {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// An optional external tool: `Some(path)` when installed; otherwise the test prints why it
@@ -122,7 +131,9 @@ fn tool(name: &str) -> Option<PathBuf> {
             std::env::var("CI").as_deref() != Ok("true"),
             "`{name}` is not installed; .ci/run installs it with pip"
         );
-        eprintln!("skipping: `{name}` is not installed (pip install pre-commit==4.7.0 pre-commit-hooks==6.0.0)");
+        eprintln!(
+            "skipping: `{name}` is not installed (pip install pre-commit==4.7.0 pre-commit-hooks==6.0.0)"
+        );
     }
     found
 }
@@ -131,26 +142,44 @@ fn tool(name: &str) -> Option<PathBuf> {
 fn scan_exit_codes_and_output() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "src/lib.rs", "pub fn add() {}\n");
-    let clean = refinery(dir.path()).args(["secrets", "scan"]).output().unwrap();
+    let clean = refinery(dir.path())
+        .args(["secrets", "scan"])
+        .output()
+        .unwrap();
     assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
 
     let key = anthropic_key(1);
     write(dir.path(), ".env", &format!("ANTHROPIC_API_KEY={key}\n"));
-    let found = refinery(dir.path()).args(["secrets", "scan", "."]).output().unwrap();
+    let found = refinery(dir.path())
+        .args(["secrets", "scan", "."])
+        .output()
+        .unwrap();
     assert_eq!(found.status.code(), Some(1), "{}", text(&found));
     let stdout = String::from_utf8_lossy(&found.stdout);
-    assert!(stdout.starts_with(".env:1:19: anthropic-api-key fingerprint="), "{stdout}");
-    assert!(stdout.contains("preview=`sk-ant-api03-\u{2026} (108 chars)`"), "{stdout}");
+    assert!(
+        stdout.starts_with(".env:1:19: anthropic-api-key fingerprint="),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("preview=`sk-ant-api03-\u{2026} (108 chars)`"),
+        "{stdout}"
+    );
     assert_no_leak(&text(&found), &key);
 
-    let json = refinery(dir.path()).args(["secrets", "scan", "--json"]).output().unwrap();
+    let json = refinery(dir.path())
+        .args(["secrets", "scan", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(json.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["status"], "findings");
     assert_eq!(report["findings"][0]["rule_id"], "anthropic-api-key");
     assert_no_leak(&text(&json), &key);
 
-    let sarif = refinery(dir.path()).args(["secrets", "scan", "--sarif"]).output().unwrap();
+    let sarif = refinery(dir.path())
+        .args(["secrets", "scan", "--sarif"])
+        .output()
+        .unwrap();
     let log: serde_json::Value = serde_json::from_slice(&sarif.stdout).unwrap();
     assert_eq!(log["version"], "2.1.0");
     assert_eq!(log["runs"][0]["results"][0]["ruleId"], "anthropic-api-key");
@@ -161,15 +190,28 @@ fn scan_exit_codes_and_output() {
 fn a_scan_that_cannot_run_exits_two() {
     let dir = tempfile::tempdir().unwrap();
     // Not a repository: the staged mode cannot run, and must not say "clean".
-    let staged = refinery(dir.path()).args(["secrets", "scan", "--staged"]).output().unwrap();
+    let staged = refinery(dir.path())
+        .args(["secrets", "scan", "--staged"])
+        .output()
+        .unwrap();
     assert_eq!(staged.status.code(), Some(2), "{}", text(&staged));
-    assert!(text(&staged).contains("did not complete"), "{}", text(&staged));
+    assert!(
+        text(&staged).contains("did not complete"),
+        "{}",
+        text(&staged)
+    );
 
     let repo = new_repo();
-    let since = refinery(repo.path()).args(["secrets", "scan", "--since", "nope"]).output().unwrap();
+    let since = refinery(repo.path())
+        .args(["secrets", "scan", "--since", "nope"])
+        .output()
+        .unwrap();
     assert_eq!(since.status.code(), Some(2), "{}", text(&since));
 
-    let usage = refinery(repo.path()).args(["secrets", "scan", "--staged", "x.txt"]).output().unwrap();
+    let usage = refinery(repo.path())
+        .args(["secrets", "scan", "--staged", "x.txt"])
+        .output()
+        .unwrap();
     assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
 }
 
@@ -179,17 +221,36 @@ fn our_own_repository_is_clean() {
     let output = refinery(&root).args(["secrets", "scan"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     // The scan looked at the repository (the summary names how many files it read).
-    assert!(!text(&output).contains(" 0 files scanned"), "{}", text(&output));
+    assert!(
+        !text(&output).contains(" 0 files scanned"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]
 fn detect_private_key_does_not_trip_on_our_repository() {
-    let Some(detect) = tool("detect-private-key") else { return };
+    let Some(detect) = tool("detect-private-key") else {
+        return;
+    };
     let root = workspace_root();
-    let files = git(&root, &["ls-files", "--cached", "--others", "--exclude-standard", "-z"]);
+    let files = git(
+        &root,
+        &[
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "-z",
+        ],
+    );
     let files: Vec<&str> = files.split('\0').filter(|name| !name.is_empty()).collect();
     assert!(files.len() > 10, "{files:?}");
-    let output = Command::new(detect).current_dir(&root).args(&files).output().unwrap();
+    let output = Command::new(detect)
+        .current_dir(&root)
+        .args(&files)
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", text(&output));
 }
 
@@ -197,7 +258,8 @@ fn detect_private_key_does_not_trip_on_our_repository() {
 fn pre_commit(repo: &Path, home: &Path, args: &[&str]) -> Output {
     let binary_dir = cargo_bin("refinery").parent().unwrap().to_owned();
     let path = std::env::join_paths(
-        std::iter::once(binary_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+        std::iter::once(binary_dir)
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
     )
     .unwrap();
     let mut command = Command::new("pre-commit");
@@ -222,19 +284,38 @@ fn pre_commit_try_repo_blocks_a_staged_key_and_passes_a_placeholder() {
 
     let repo = new_repo();
     let key = github_token(2);
-    write(repo.path(), "deploy.sh", &format!("export GITHUB_TOKEN={key}\n"));
+    write(
+        repo.path(),
+        "deploy.sh",
+        &format!("export GITHUB_TOKEN={key}\n"),
+    );
     git(repo.path(), &["add", "deploy.sh"]);
-    let blocked = pre_commit(repo.path(), home.path(), &["try-repo", root, "refinery-secrets", "--verbose"]);
+    let blocked = pre_commit(
+        repo.path(),
+        home.path(),
+        &["try-repo", root, "refinery-secrets", "--verbose"],
+    );
     let output = text(&blocked);
     assert_eq!(blocked.status.code(), Some(1), "{output}");
-    assert!(output.contains("refinery secrets (staged changes)"), "{output}");
+    assert!(
+        output.contains("refinery secrets (staged changes)"),
+        "{output}"
+    );
     assert!(output.contains("deploy.sh:1:21: github-pat"), "{output}");
     assert_no_leak(&output, &key);
 
     let clean = new_repo();
-    write(clean.path(), "deploy.sh", &format!("export GITHUB_TOKEN=ghp_{}\n", "x".repeat(36)));
+    write(
+        clean.path(),
+        "deploy.sh",
+        &format!("export GITHUB_TOKEN=ghp_{}\n", "x".repeat(36)),
+    );
     git(clean.path(), &["add", "deploy.sh"]);
-    let passed = pre_commit(clean.path(), home.path(), &["try-repo", root, "refinery-secrets"]);
+    let passed = pre_commit(
+        clean.path(),
+        home.path(),
+        &["try-repo", root, "refinery-secrets"],
+    );
     assert_eq!(passed.status.code(), Some(0), "{}", text(&passed));
     assert!(text(&passed).contains("Passed"), "{}", text(&passed));
 
@@ -249,8 +330,16 @@ fn pre_commit_try_repo_blocks_a_staged_key_and_passes_a_placeholder() {
         clean.path(),
         home.path(),
         &[
-            "try-repo", root, "refinery-secrets-pre-push", "--hook-stage", "pre-push",
-            "--from-ref", &from, "--to-ref", &to, "--verbose",
+            "try-repo",
+            root,
+            "refinery-secrets-pre-push",
+            "--hook-stage",
+            "pre-push",
+            "--from-ref",
+            &from,
+            "--to-ref",
+            &to,
+            "--verbose",
         ],
     );
     let output = text(&push);
@@ -267,8 +356,11 @@ fn pre_commit_installed_hook_blocks_git_commit() {
     let home = tempfile::tempdir().unwrap();
     // A hook repository holding exactly our `.pre-commit-hooks.yaml`, committed.
     let hooks = new_repo();
-    fs_err::copy(workspace_root().join(".pre-commit-hooks.yaml"), hooks.path().join(".pre-commit-hooks.yaml"))
-        .unwrap();
+    fs_err::copy(
+        workspace_root().join(".pre-commit-hooks.yaml"),
+        hooks.path().join(".pre-commit-hooks.yaml"),
+    )
+    .unwrap();
     git(hooks.path(), &["add", "-A"]);
     git(hooks.path(), &["commit", "-q", "-m", "hooks"]);
     let rev = git(hooks.path(), &["rev-parse", "HEAD"]).trim().to_owned();
@@ -297,15 +389,24 @@ fn pre_commit_installed_hook_blocks_git_commit() {
     isolate_git(&mut commit);
     let blocked = commit.output().unwrap();
     assert!(!blocked.status.success(), "{}", text(&blocked));
-    assert!(text(&blocked).contains("anthropic-api-key"), "{}", text(&blocked));
+    assert!(
+        text(&blocked).contains("anthropic-api-key"),
+        "{}",
+        text(&blocked)
+    );
     assert_no_leak(&text(&blocked), &key);
-    assert!(!git_output(repo.path(), &["rev-parse", "--verify", "HEAD"]).status.success());
+    assert!(
+        !git_output(repo.path(), &["rev-parse", "--verify", "HEAD"])
+            .status
+            .success()
+    );
 }
 
 fn pre_commit_path() -> std::ffi::OsString {
     let binary_dir = cargo_bin("refinery").parent().unwrap().to_owned();
     std::env::join_paths(
-        std::iter::once(binary_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+        std::iter::once(binary_dir)
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
     )
     .unwrap()
 }
@@ -316,15 +417,39 @@ fn installed_hooks_block_commit_and_push_with_real_git() {
     let remote = dir.path().join("remote.git");
     let work = dir.path().join("work");
     fs_err::create_dir_all(&work).unwrap();
-    git(dir.path(), &["init", "-q", "--bare", "-b", "main", remote.to_str().unwrap()]);
+    git(
+        dir.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            remote.to_str().unwrap(),
+        ],
+    );
     git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["remote", "add", "origin", remote.to_str().unwrap()]);
+    git(
+        &work,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
 
-    let install = refinery(&work).args(["secrets", "install"]).output().unwrap();
+    let install = refinery(&work)
+        .args(["secrets", "install"])
+        .output()
+        .unwrap();
     assert_eq!(install.status.code(), Some(0), "{}", text(&install));
     let hooks = work.join(".git/hooks");
-    assert!(fs_err::read_to_string(hooks.join("pre-commit")).unwrap().contains("--staged"));
-    assert!(fs_err::read_to_string(hooks.join("pre-push")).unwrap().contains("--pre-push"));
+    assert!(
+        fs_err::read_to_string(hooks.join("pre-commit"))
+            .unwrap()
+            .contains("--staged")
+    );
+    assert!(
+        fs_err::read_to_string(hooks.join("pre-push"))
+            .unwrap()
+            .contains("--pre-push")
+    );
 
     write(&work, "README.md", "hello\n");
     git(&work, &["add", "-A"]);
@@ -337,7 +462,11 @@ fn installed_hooks_block_commit_and_push_with_real_git() {
     git(&work, &["add", "-A"]);
     let blocked = git_output(&work, &["commit", "-m", "add token"]);
     assert!(!blocked.status.success(), "{}", text(&blocked));
-    assert!(text(&blocked).contains("ci.env:1:14: github-pat"), "{}", text(&blocked));
+    assert!(
+        text(&blocked).contains("ci.env:1:14: github-pat"),
+        "{}",
+        text(&blocked)
+    );
     assert_no_leak(&text(&blocked), &key);
 
     // A key that slipped past (--no-verify) and was removed again is still in the history:
@@ -347,11 +476,18 @@ fn installed_hooks_block_commit_and_push_with_real_git() {
     git(&work, &["commit", "-q", "-a", "-m", "remove token"]);
     let pushed = git_output(&work, &["push", "origin", "main"]);
     assert!(!pushed.status.success(), "{}", text(&pushed));
-    assert!(text(&pushed).contains("ci.env:1:14: github-pat"), "{}", text(&pushed));
+    assert!(
+        text(&pushed).contains("ci.env:1:14: github-pat"),
+        "{}",
+        text(&pushed)
+    );
     assert_no_leak(&text(&pushed), &key);
     let remote_head = git(&remote, &["rev-parse", "main"]);
     let local_clean = git(&work, &["rev-parse", "HEAD~2"]);
-    assert_eq!(remote_head, local_clean, "the remote must not have received the commits");
+    assert_eq!(
+        remote_head, local_clean,
+        "the remote must not have received the commits"
+    );
 
     // Pushing a new branch without the secret goes through.
     git(&work, &["checkout", "-q", "-b", "topic", "HEAD~2"]);
@@ -369,19 +505,41 @@ fn install_refuses_a_foreign_hook_unless_forced() {
     fs_err::create_dir_all(hook.parent().unwrap()).unwrap();
     fs_err::write(&hook, "#!/bin/sh\necho mine\n").unwrap();
 
-    let refused = refinery(repo.path()).args(["secrets", "install"]).output().unwrap();
+    let refused = refinery(repo.path())
+        .args(["secrets", "install"])
+        .output()
+        .unwrap();
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(text(&refused).contains("--force"), "{}", text(&refused));
-    assert_eq!(fs_err::read_to_string(&hook).unwrap(), "#!/bin/sh\necho mine\n");
-    assert!(!repo.path().join(".git/hooks/pre-push").exists(), "nothing is half-installed");
+    assert_eq!(
+        fs_err::read_to_string(&hook).unwrap(),
+        "#!/bin/sh\necho mine\n"
+    );
+    assert!(
+        !repo.path().join(".git/hooks/pre-push").exists(),
+        "nothing is half-installed"
+    );
 
-    let forced = refinery(repo.path()).args(["secrets", "install", "--force"]).output().unwrap();
+    let forced = refinery(repo.path())
+        .args(["secrets", "install", "--force"])
+        .output()
+        .unwrap();
     assert_eq!(forced.status.code(), Some(0), "{}", text(&forced));
-    assert!(fs_err::read_to_string(&hook).unwrap().contains("refinery-secrets hook"));
+    assert!(
+        fs_err::read_to_string(&hook)
+            .unwrap()
+            .contains("refinery-secrets hook")
+    );
     let backup = repo.path().join(".git/hooks/pre-commit.refinery-backup");
-    assert_eq!(fs_err::read_to_string(backup).unwrap(), "#!/bin/sh\necho mine\n");
+    assert_eq!(
+        fs_err::read_to_string(backup).unwrap(),
+        "#!/bin/sh\necho mine\n"
+    );
 
     // Our own hook is replaced without --force.
-    let again = refinery(repo.path()).args(["secrets", "install"]).output().unwrap();
+    let again = refinery(repo.path())
+        .args(["secrets", "install"])
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
 }
