@@ -57,9 +57,13 @@ impl Config {
 
     /// Parses TOML text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        toml::from_str(text).map_err(|source| Error::Config {
+        toml::from_str(text).map_err(|error| Error::Config {
             path: path.to_owned(),
-            source: Box::new(source),
+            line: error.span().map_or(1, |span| {
+                1 + memchr::memchr_iter(b'\n', &text.as_bytes()[..span.start.min(text.len())])
+                    .count()
+            }),
+            message: error.message().trim().to_owned(),
         })
     }
 
@@ -143,8 +147,19 @@ keywords = ["acme_"]
     }
 
     #[test]
-    fn unknown_fields_are_errors() {
-        let error = Config::parse("colour = true", Path::new("c.toml")).unwrap_err();
-        assert!(error.to_string().contains("c.toml"), "{error}");
+    fn errors_name_the_line_but_never_quote_it() {
+        let quoted = "do-not-echo-this-value";
+        let text = format!("disable = []\ncolour = \"{quoted}\"\n");
+        let error = Config::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("config file `c.toml` line 2: "),
+            "{error}"
+        );
+        assert!(error.contains("colour"), "{error}");
+        assert!(!error.contains(quoted), "{error}");
+        let broken = Config::parse(&format!("x = \"{quoted}"), Path::new("c.toml")).unwrap_err();
+        assert!(!broken.to_string().contains(quoted), "{broken}");
     }
 }

@@ -41,14 +41,16 @@ pub enum Error {
     #[error("could not build the keyword prefilter: {0}")]
     Prefilter(#[from] aho_corasick::BuildError),
 
-    /// The TOML config file is malformed.
-    #[error("config file `{path}` is invalid: {source}")]
+    /// The TOML config file is malformed. Only the parser's message and the line are kept:
+    /// the parser's own rendering quotes the offending line, which could hold a secret.
+    #[error("config file `{path}` line {line}: {message}")]
     Config {
         /// The file that was read.
         path: PathBuf,
-        /// What the parser said.
-        #[source]
-        source: Box<toml::de::Error>,
+        /// 1-based line of the error (1 when the parser gave no position).
+        line: usize,
+        /// What the parser said, without the quoted source.
+        message: String,
     },
 
     /// A glob in the config's `allow-paths` is malformed.

@@ -543,3 +543,74 @@ fn install_refuses_a_foreign_hook_unless_forced() {
         .unwrap();
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
 }
+
+#[test]
+fn pre_push_reads_the_pre_commit_frameworks_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("remote.git");
+    let work = dir.path().join("work");
+    fs_err::create_dir_all(&work).unwrap();
+    git(
+        dir.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            remote.to_str().unwrap(),
+        ],
+    );
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(
+        &work,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    write(&work, "a.txt", "first\n");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    let first = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+    let key = anthropic_key(5);
+    write(&work, "b.env", &format!("KEY={key}\n"));
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "second"]);
+    let second = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
+
+    // PRE_COMMIT_FROM_REF..PRE_COMMIT_TO_REF: an existing branch.
+    let range = refinery(&work)
+        .args(["secrets", "scan", "--pre-push"])
+        .env("PRE_COMMIT_FROM_REF", &first)
+        .env("PRE_COMMIT_TO_REF", &second)
+        .output()
+        .unwrap();
+    assert_eq!(range.status.code(), Some(1), "{}", text(&range));
+    assert!(
+        text(&range).contains("b.env:1:5: anthropic-api-key"),
+        "{}",
+        text(&range)
+    );
+    assert_no_leak(&text(&range), &key);
+
+    // A new branch with its root commit: pre-commit sets only the branch and the remote.
+    let new_branch = refinery(&work)
+        .args(["secrets", "scan", "--pre-push"])
+        .env("PRE_COMMIT_REMOTE_NAME", "origin")
+        .env("PRE_COMMIT_LOCAL_BRANCH", "refs/heads/main")
+        .output()
+        .unwrap();
+    assert_eq!(new_branch.status.code(), Some(1), "{}", text(&new_branch));
+    assert!(
+        text(&new_branch).contains("2 commits"),
+        "{}",
+        text(&new_branch)
+    );
+
+    // Nothing new relative to the remote: clean.
+    let clean = refinery(&work)
+        .args(["secrets", "scan", "--pre-push"])
+        .env("PRE_COMMIT_FROM_REF", &second)
+        .env("PRE_COMMIT_TO_REF", &second)
+        .output()
+        .unwrap();
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+}
