@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::criteria::{CriteriaSet, kind};
+use crate::criteria::{CriteriaSet, as_object, kind};
 use crate::session::Cutoff;
 
 /// A score from 0 to 10.
@@ -123,22 +123,7 @@ pub fn parse_scores(
     criteria: &CriteriaSet,
     scores: &Value,
 ) -> Result<BTreeMap<String, ScoreEntry>, ScoreError> {
-    let decoded;
-    let scores = match scores {
-        Value::String(text) => match serde_json::from_str::<Value>(text) {
-            Ok(value @ Value::Object(_)) => {
-                decoded = value;
-                &decoded
-            }
-            _ => return Err(ScoreError::NotAnObject { found: "a string" }),
-        },
-        other => other,
-    };
-    let Value::Object(map) = scores else {
-        return Err(ScoreError::NotAnObject {
-            found: kind(scores),
-        });
-    };
+    let map = as_object(scores).map_err(|found| ScoreError::NotAnObject { found })?;
     let criteria_ids = criteria.ids();
     if let Some(unknown) = map.keys().find(|id| criteria.get(id).is_none()) {
         return Err(ScoreError::UnknownCriterion {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
@@ -297,6 +297,21 @@ fn optional_string(value: Option<&Value>, id: &str, field: &str) -> Result<Optio
             "criterion `{id}`: `{field}` must be a string, got {}",
             kind(other)
         ))),
+    }
+}
+
+/// The object inside `value`, which may also arrive as a JSON string holding an object (some
+/// agent CLIs serialise tool arguments twice); otherwise what was found, in words.
+pub(crate) fn as_object(
+    value: &Value,
+) -> Result<std::borrow::Cow<'_, Map<String, Value>>, &'static str> {
+    match value {
+        Value::Object(map) => Ok(std::borrow::Cow::Borrowed(map)),
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(std::borrow::Cow::Owned(map)),
+            _ => Err("a string"),
+        },
+        other => Err(kind(other)),
     }
 }
 

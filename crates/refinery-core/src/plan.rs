@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::criteria::{CriteriaSet, kind};
+use crate::criteria::{CriteriaSet, as_object, kind};
 
 /// How deep a planned change goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -168,25 +168,10 @@ pub fn validate_plan(
     preserve: Option<Value>,
     vision: Option<String>,
 ) -> Result<ImprovementPlan, PlanError> {
-    let decoded;
-    let improvements = match improvements {
-        Value::String(text) => match serde_json::from_str::<Value>(text) {
-            Ok(value @ Value::Object(_)) => {
-                decoded = value;
-                &decoded
-            }
-            _ => return Err(PlanError::NotAnObject { found: "a string" }),
-        },
-        other => other,
-    };
-    let Value::Object(map) = improvements else {
-        return Err(PlanError::NotAnObject {
-            found: kind(improvements),
-        });
-    };
+    let map = as_object(improvements).map_err(|found| PlanError::NotAnObject { found })?;
     let mut parsed: BTreeMap<String, Vec<PlanEntry>> = BTreeMap::new();
     let mut unknown = Vec::new();
-    for (id, value) in map {
+    for (id, value) in map.iter() {
         if criteria.get(id).is_none() {
             unknown.push(id.clone());
             continue;
