@@ -34,6 +34,6 @@ pub(crate) enum Command {
     Mcp(McpArgs),
     /// Inspect sessions: criteria, checklist history, rounds.
     Session(SessionArgs),
-    /// Scan for secrets (files, staged diff, pushes) and install git hooks that do.
+    /// Find API keys and other secrets in files, staged changes or pushes; install git hooks.
     Secrets(SecretsArgs),
 }
