@@ -1,0 +1,490 @@
+//! The output contract of each role, and strict parsers for what models actually send.
+//!
+//! A model supplies scores, evidence and prose; these parsers decide whether that output is
+//! usable. Anything that does not meet the contract is an [`OutputError`] whose message can be
+//! fed back to the model verbatim — never a silent default.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use refinery_core::checklist::{self, ScoreEntry};
+use refinery_core::rounds::Preference;
+use refinery_core::{Category, CriteriaSet};
+
+use crate::error::{OutputError, Result};
+
+/// How many criteria a generated set may hold.
+pub const CRITERIA_RANGE: std::ops::RangeInclusive<usize> = 3..=7;
+
+/// Finds the JSON object in a model's reply: the whole text, else a fenced ```json block, else
+/// the span from the first `{` to the last `}` (models like to add a sentence around it).
+pub fn extract_json(text: &str) -> Option<Value> {
+    let trimmed = text.trim();
+    if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(trimmed) {
+        return Some(value);
+    }
+    let mut rest = trimmed;
+    while let Some(start) = rest.find("```") {
+        let after = &rest[start + 3..];
+        let body_start = after.find('\n').map_or(0, |newline| newline + 1);
+        let Some(end) = after[body_start..].find("```") else {
+            break;
+        };
+        let body = &after[body_start..body_start + end];
+        if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(body.trim()) {
+            return Some(value);
+        }
+        rest = &after[body_start + end + 3..];
+    }
+    let (start, end) = (trimmed.find('{')?, trimmed.rfind('}')?);
+    // `get` rather than indexing: a `}` before the first `{` yields no span, not a panic.
+    match serde_json::from_str::<Value>(trimmed.get(start..=end)?) {
+        Ok(value @ Value::Object(_)) => Some(value),
+        _ => None,
+    }
+}
+
+fn object(role: &'static str, text: &str) -> Result<Value> {
+    extract_json(text).ok_or_else(|| OutputError::Shape {
+        role,
+        reason: "no JSON object found; reply with exactly one JSON object".to_owned(),
+    })
+}
+
+fn shape(role: &'static str, err: &serde_json::Error) -> OutputError {
+    OutputError::Shape {
+        role,
+        reason: err.to_string(),
+    }
+}
+
+/// One criterion as the criteria writer proposes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposedCriterion {
+    /// What good looks like, stated as a position a reviewer can check.
+    pub text: String,
+    /// primary, standard or stretch.
+    pub category: String,
+    /// Why it matters for this task.
+    #[serde(default)]
+    pub rationale: String,
+    /// Concrete ways work fails it (at least one).
+    pub anti_patterns: Vec<String>,
+    /// How to check it beyond reading: a command, a page to open, a measurement.
+    pub verify_by: String,
+    /// What scores 3, 5, 7 and 9 look like.
+    #[serde(default)]
+    pub score_anchors: BTreeMap<String, String>,
+}
+
+/// The criteria writer's reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CriteriaWriterOutput {
+    /// 3–7 criteria, the primary one first.
+    pub criteria: Vec<ProposedCriterion>,
+}
+
+/// Parses the criteria writer's reply into a validated set numbered E1…En: 3–7 criteria, at
+/// least one primary, each with anti-patterns and a verify_by hint.
+pub fn parse_criteria_writer(text: &str) -> Result<CriteriaSet> {
+    const ROLE: &str = "criteria writer";
+    let output: CriteriaWriterOutput =
+        serde_json::from_value(object(ROLE, text)?).map_err(|err| shape(ROLE, &err))?;
+    let contract = |reason: String| OutputError::Contract { role: ROLE, reason };
+    let count = output.criteria.len();
+    if !CRITERIA_RANGE.contains(&count) {
+        return Err(contract(format!("{count} criteria given; give 3 to 7")));
+    }
+    let items: Vec<Value> = output
+        .criteria
+        .iter()
+        .enumerate()
+        .map(|(index, criterion)| {
+            let id = format!("E{}", index + 1);
+            if criterion
+                .anti_patterns
+                .iter()
+                .all(|pattern| pattern.trim().is_empty())
+            {
+                return Err(contract(format!(
+                    "{id} has no anti-patterns; name at least one concrete way to fail it"
+                )));
+            }
+            if criterion.verify_by.trim().is_empty() {
+                return Err(contract(format!(
+                    "{id} has no verify_by; say how to check it beyond reading"
+                )));
+            }
+            if Category::parse(&criterion.category).is_none() {
+                return Err(contract(format!(
+                    "{id} has category `{}`; use primary, standard or stretch",
+                    criterion.category
+                )));
+            }
+            Ok(json!({
+                "id": id,
+                "text": criterion.text,
+                "category": criterion.category,
+                "rationale": criterion.rationale,
+                "anti_patterns": criterion.anti_patterns,
+                "verify_by": criterion.verify_by,
+                "score_anchors": criterion.score_anchors,
+            }))
+        })
+        .collect::<Result<_>>()?;
+    let set =
+        CriteriaSet::from_json(&Value::Array(items)).map_err(|err| contract(err.to_string()))?;
+    if !set
+        .as_slice()
+        .iter()
+        .any(|criterion| criterion.category == Category::Primary)
+    {
+        return Err(contract(
+            "no criterion is primary; mark the one the work is mainly judged on".to_owned(),
+        ));
+    }
+    Ok(set)
+}
+
+/// The evaluator's finding on one criterion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CriterionFinding {
+    /// Whole number 0–10.
+    pub score: i64,
+    /// Quotes, paths with line numbers, command output: what the score rests on (at least one).
+    pub evidence: Vec<String>,
+    /// Why this score and not one higher.
+    pub reasoning: String,
+}
+
+/// One step of the improvement spec, in priority order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpecItem {
+    /// The criterion this step serves.
+    pub criterion: String,
+    /// What to change, concretely enough to act on.
+    pub change: String,
+    /// incremental, structural or transformative.
+    pub impact: String,
+}
+
+/// The round evaluator's reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluatorOutput {
+    /// One finding per criterion id.
+    pub scores: BTreeMap<String, CriterionFinding>,
+    /// The critique, most important problem first.
+    pub critique: String,
+    /// What to change next round, most valuable first.
+    pub improvement_spec: Vec<SpecItem>,
+    /// What is good and must survive the next round.
+    pub preserve: Vec<String>,
+}
+
+/// A validated evaluation: scores the core accepted, plus the evaluator's prose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Scores and reasoning per criterion, as the core parsed them.
+    pub scores: BTreeMap<String, ScoreEntry>,
+    /// Evidence per criterion.
+    pub evidence: BTreeMap<String, Vec<String>>,
+    /// The critique.
+    pub critique: String,
+    /// The ordered improvement spec.
+    pub improvement_spec: Vec<SpecItem>,
+    /// The preserve list.
+    pub preserve: Vec<String>,
+}
+
+/// Parses the round evaluator's reply: every criterion scored 0–10 through the core's strict
+/// rules, each with evidence, spec items only for known criteria with a known impact.
+pub fn parse_evaluator(criteria: &CriteriaSet, text: &str) -> Result<Evaluation> {
+    const ROLE: &str = "round evaluator";
+    let output: EvaluatorOutput =
+        serde_json::from_value(object(ROLE, text)?).map_err(|err| shape(ROLE, &err))?;
+    let contract = |reason: String| OutputError::Contract { role: ROLE, reason };
+    let raw_scores: serde_json::Map<String, Value> = output
+        .scores
+        .iter()
+        .map(|(id, finding)| {
+            (
+                id.clone(),
+                json!({"score": finding.score, "reasoning": finding.reasoning}),
+            )
+        })
+        .collect();
+    let scores = checklist::parse_scores(criteria, &Value::Object(raw_scores))
+        .map_err(|err| contract(err.to_string()))?;
+    for (id, finding) in &output.scores {
+        if finding.evidence.iter().all(|item| item.trim().is_empty()) {
+            return Err(contract(format!(
+                "`{id}` has no evidence; quote the work, cite a path and line, or paste command output"
+            )));
+        }
+    }
+    for item in &output.improvement_spec {
+        if criteria.get(&item.criterion).is_none() {
+            return Err(contract(format!(
+                "improvement_spec names `{}`, which is not a criterion",
+                item.criterion
+            )));
+        }
+        if refinery_core::Impact::parse(&item.impact).is_none() {
+            return Err(contract(format!(
+                "improvement_spec impact `{}` is not incremental, structural or transformative",
+                item.impact
+            )));
+        }
+    }
+    Ok(Evaluation {
+        scores,
+        evidence: output
+            .scores
+            .into_iter()
+            .map(|(id, finding)| (id, finding.evidence))
+            .collect(),
+        critique: output.critique,
+        improvement_spec: output.improvement_spec,
+        preserve: output.preserve,
+    })
+}
+
+/// The regression guard's reply for one blind comparison.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegressionGuardOutput {
+    /// Per criterion id: `A`, `B` or `tie`.
+    pub preferences: BTreeMap<String, String>,
+    /// The reasoning behind the preferences.
+    #[serde(default)]
+    pub reasoning: String,
+}
+
+/// Parses one blind comparison: a preference for every criterion, nothing else.
+pub fn parse_regression_guard(
+    criteria: &CriteriaSet,
+    text: &str,
+) -> Result<BTreeMap<String, Preference>> {
+    const ROLE: &str = "regression guard";
+    let output: RegressionGuardOutput =
+        serde_json::from_value(object(ROLE, text)?).map_err(|err| shape(ROLE, &err))?;
+    let contract = |reason: String| OutputError::Contract { role: ROLE, reason };
+    let mut preferences = BTreeMap::new();
+    for (id, raw) in &output.preferences {
+        if criteria.get(id).is_none() {
+            return Err(contract(format!("`{id}` is not a criterion")));
+        }
+        let preference = match raw.trim().to_ascii_lowercase().as_str() {
+            "a" => Preference::A,
+            "b" => Preference::B,
+            "tie" | "equal" | "same" => Preference::Tie,
+            _ => {
+                return Err(contract(format!(
+                    "preference `{raw}` for `{id}` is not A, B or tie"
+                )));
+            }
+        };
+        preferences.insert(id.clone(), preference);
+    }
+    let missing: Vec<String> = criteria
+        .ids()
+        .into_iter()
+        .filter(|id| !preferences.contains_key(id))
+        .collect();
+    if !missing.is_empty() {
+        return Err(contract(format!(
+            "no preference for {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(preferences)
+}
+
+/// The trace analyzer's lessons (its statistics are computed by code, not by the model).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceLessons {
+    /// Habits that helped and should continue.
+    #[serde(rename = "do", default)]
+    pub keep_doing: Vec<String>,
+    /// Habits that wasted effort.
+    #[serde(rename = "dont", default)]
+    pub stop_doing: Vec<String>,
+    /// Mistakes that broke the work or the run.
+    #[serde(default)]
+    pub critical_errors: Vec<String>,
+}
+
+/// Parses the trace analyzer's lessons.
+pub fn parse_trace_lessons(text: &str) -> Result<TraceLessons> {
+    const ROLE: &str = "trace analyzer";
+    serde_json::from_value(object(ROLE, text)?).map_err(|err| shape(ROLE, &err))
+}
+
+/// The JSON schema a role's reply must follow, for structured-output requests.
+pub fn schema_for<T: JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn criteria() -> CriteriaSet {
+        CriteriaSet::from_json(&json!([
+            {"id": "E1", "text": "a", "category": "primary"},
+            {"id": "E2", "text": "b"},
+        ]))
+        .unwrap()
+    }
+
+    fn evaluator_reply(e1: &Value, spec_criterion: &str) -> String {
+        json!({
+            "scores": {
+                "E1": e1,
+                "E2": {"score": 8, "evidence": ["index.html:3 `<h1>Ship faster</h1>`"], "reasoning": "clear"}
+            },
+            "critique": "The hero promises speed but nothing shows it.",
+            "improvement_spec": [{"criterion": spec_criterion, "change": "add a measured benchmark", "impact": "structural"}],
+            "preserve": ["the headline"]
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn json_is_found_in_fences_and_prose() {
+        assert_eq!(extract_json("{\"a\":1}"), Some(json!({"a": 1})));
+        assert_eq!(
+            extract_json("Here you go:\n```json\n{\"a\":1}\n```\nThanks"),
+            Some(json!({"a": 1}))
+        );
+        assert_eq!(
+            extract_json("```\nnot json\n```\n```json\n{\"b\":2}\n```"),
+            Some(json!({"b": 2}))
+        );
+        assert_eq!(
+            extract_json("Result: {\"a\": {\"b\": 1}} done"),
+            Some(json!({"a": {"b": 1}}))
+        );
+        assert_eq!(extract_json("no json here"), None);
+        assert_eq!(extract_json("[1, 2]"), None);
+        assert_eq!(extract_json("} {"), None);
+    }
+
+    #[test]
+    fn a_good_evaluation_parses() {
+        let reply = evaluator_reply(
+            &json!({"score": 5, "evidence": ["no benchmark anywhere"], "reasoning": "unproven"}),
+            "E1",
+        );
+        let evaluation = parse_evaluator(&criteria(), &reply).unwrap();
+        assert_eq!(evaluation.scores["E1"].score.get(), 5);
+        assert_eq!(evaluation.evidence["E2"].len(), 1);
+        assert_eq!(evaluation.preserve, vec!["the headline"]);
+    }
+
+    #[test]
+    fn bad_evaluations_are_refused_with_a_usable_reason() {
+        let cases = [
+            (evaluator_reply(&json!({"score": 11, "evidence": ["x"], "reasoning": ""}), "E1"), "0 to 10"),
+            (evaluator_reply(&json!({"score": 5, "evidence": [], "reasoning": ""}), "E1"), "no evidence"),
+            (evaluator_reply(&json!({"score": 5, "evidence": ["x"], "reasoning": ""}), "E9"), "not a criterion"),
+            (json!({"scores": {"E1": {"score": 5, "evidence": ["x"], "reasoning": ""}}, "critique": "", "improvement_spec": [], "preserve": []}).to_string(), "missing score for E2"),
+            ("I think it is pretty good!".to_owned(), "no JSON object"),
+            (json!({"scores": {}, "critique": 3}).to_string(), "invalid type"),
+        ];
+        for (reply, needle) in cases {
+            let err = parse_evaluator(&criteria(), &reply)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    fn proposed(count: usize, primary: bool) -> String {
+        let items: Vec<Value> = (0..count)
+            .map(|index| {
+                json!({
+                    "text": format!("criterion {index}"),
+                    "category": if primary && index == 0 { "primary" } else { "standard" },
+                    "anti_patterns": ["vague"],
+                    "verify_by": "run it"
+                })
+            })
+            .collect();
+        json!({"criteria": items}).to_string()
+    }
+
+    #[test]
+    fn criteria_writer_contract() {
+        let set = parse_criteria_writer(&proposed(4, true)).unwrap();
+        assert_eq!(set.ids(), vec!["E1", "E2", "E3", "E4"]);
+        assert_eq!(set.as_slice()[0].category, Category::Primary);
+        for (reply, needle) in [
+            (proposed(2, true), "give 3 to 7"),
+            (proposed(8, true), "give 3 to 7"),
+            (proposed(4, false), "primary"),
+            (json!({"criteria": [{"text": "a", "category": "primary", "anti_patterns": [], "verify_by": "x"}, {"text": "b", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}, {"text": "c", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}]}).to_string(), "no anti-patterns"),
+            (json!({"criteria": [{"text": "a", "category": "primary", "anti_patterns": ["z"], "verify_by": " "}, {"text": "b", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}, {"text": "c", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}]}).to_string(), "no verify_by"),
+            (json!({"criteria": [{"text": "a", "category": "vital", "anti_patterns": ["z"], "verify_by": "x"}, {"text": "b", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}, {"text": "c", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}]}).to_string(), "category `vital`"),
+        ] {
+            let err = parse_criteria_writer(&reply).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn regression_guard_contract() {
+        let prefs = parse_regression_guard(
+            &criteria(),
+            &json!({"preferences": {"E1": "A", "E2": "Tie"}}).to_string(),
+        )
+        .unwrap();
+        assert_eq!(prefs["E1"], Preference::A);
+        assert_eq!(prefs["E2"], Preference::Tie);
+        for (reply, needle) in [
+            (json!({"preferences": {"E1": "A"}}), "no preference for E2"),
+            (
+                json!({"preferences": {"E1": "A", "E2": "C"}}),
+                "not A, B or tie",
+            ),
+            (
+                json!({"preferences": {"E1": "A", "E2": "B", "E3": "A"}}),
+                "not a criterion",
+            ),
+        ] {
+            let err = parse_regression_guard(&criteria(), &reply.to_string())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn trace_lessons_and_schemas() {
+        let lessons = parse_trace_lessons(
+            r#"{"do": ["ran the tests first"], "dont": ["rewrote working code"]}"#,
+        )
+        .unwrap();
+        assert_eq!(lessons.keep_doing, vec!["ran the tests first"]);
+        assert!(lessons.critical_errors.is_empty());
+        let schema = schema_for::<EvaluatorOutput>();
+        assert_eq!(schema["type"], "object");
+        assert!(
+            schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|field| field == "scores")
+        );
+    }
+}
