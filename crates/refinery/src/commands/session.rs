@@ -135,7 +135,7 @@ fn list(store: &StateDir, as_json: bool) -> anyhow::Result<ExitStatus> {
     }
     if rows.is_empty() {
         output::line(&format!(
-            "no sessions under {} (the MCP tool init_session or `refinery refine` creates them)",
+            "no sessions under {} (sessions are created by the MCP tools, e.g. init_session)",
             store.root().display()
         ))?;
         return Ok(ExitStatus::Success);
