@@ -1,0 +1,177 @@
+//! JSON-schema structured output, validated on our side.
+//!
+//! Providers are asked to follow the schema, but none is trusted to: the answer is parsed
+//! and validated here. An invalid answer is fed back with the validation errors, up to
+//! `options.schema_retries` more times, then the call fails with
+//! [`Error::InvalidStructuredOutput`].
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::chat::{
+    CallOptions, ChatModel, ChatRequest, ChatResponse, Message, StreamEvent, StreamSink,
+};
+use crate::error::{Error, Result};
+use crate::price::{Cost, Usage};
+
+/// A validated structured answer, with usage and cost summed over every attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StructuredResponse {
+    pub value: Value,
+    /// The last (valid) response.
+    pub response: ChatResponse,
+    pub usage: Usage,
+    pub cost: Cost,
+    /// Model calls made, the first included.
+    pub schema_attempts: u32,
+}
+
+/// Ask for `request.response_schema` and validate the answer, retrying with feedback.
+pub async fn chat_structured(
+    model: &dyn ChatModel,
+    request: &ChatRequest,
+    options: &CallOptions,
+    mut sink: Option<StreamSink<'_>>,
+) -> Result<StructuredResponse> {
+    let schema = request
+        .response_schema
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSchema {
+            message: "the request has no response schema".to_string(),
+        })?;
+    let validator =
+        jsonschema::validator_for(&schema.schema).map_err(|error| Error::InvalidSchema {
+            message: error.to_string(),
+        })?;
+    let mut conversation = request.clone();
+    let mut usage = Usage::default();
+    let mut cost = Cost::Usd(0.0);
+    let total = options.schema_retries + 1;
+    let mut last_problem = String::new();
+    for attempt in 1..=total {
+        let response = match sink.as_mut() {
+            Some(sink) => {
+                model
+                    .chat_stream(&conversation, options, &mut **sink)
+                    .await?
+            }
+            None => model.chat(&conversation, options).await?,
+        };
+        usage.add(response.usage);
+        cost = cost.plus(response.cost);
+        match check_answer(&validator, &response.text) {
+            Ok(value) => {
+                return Ok(StructuredResponse {
+                    value,
+                    response,
+                    usage,
+                    cost,
+                    schema_attempts: attempt,
+                });
+            }
+            Err(problem) => {
+                tracing::warn!(model = %model.id(), attempt, %problem, "structured output failed validation");
+                last_problem = problem;
+            }
+        }
+        if attempt < total {
+            if let Some(sink) = sink.as_mut() {
+                sink(StreamEvent::Retrying {
+                    attempt,
+                    delay: Duration::ZERO,
+                    reason: format!("output did not match the schema: {last_problem}"),
+                });
+            }
+            conversation.messages.push(Message::Assistant {
+                text: response.text,
+                tool_calls: Vec::new(),
+            });
+            conversation.messages.push(Message::user(format!(
+                "Your previous answer did not match the required JSON schema: {last_problem}\n\
+                 Answer again with only one JSON value that matches the schema, no prose and no code fences."
+            )));
+        }
+    }
+    Err(Error::InvalidStructuredOutput {
+        attempts: total,
+        message: last_problem,
+    })
+}
+
+/// Parse an answer as JSON (tolerating a Markdown code fence around it) and validate it.
+fn check_answer(validator: &jsonschema::Validator, text: &str) -> Result<Value, String> {
+    let body = strip_code_fence(text.trim());
+    let value: Value = serde_json::from_str(body)
+        .map_err(|error| format!("the answer is not valid JSON ({error})"))?;
+    let problems: Vec<String> = validator
+        .iter_errors(&value)
+        .take(5)
+        .map(|error| {
+            let path = error.instance_path().to_string();
+            if path.is_empty() {
+                error.to_string()
+            } else {
+                format!("at `{path}`: {error}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(value)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn strip_code_fence(text: &str) -> &str {
+    let Some(rest) = text.strip_prefix("```") else {
+        return text;
+    };
+    let rest = rest.split_once('\n').map_or(rest, |(_, body)| body);
+    rest.trim_end().strip_suffix("```").unwrap_or(rest).trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answers_are_parsed_and_validated() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 10}, "verdict": {"enum": ["pass", "fail"]}},
+            "required": ["score", "verdict"],
+            "additionalProperties": false
+        });
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let cases: &[(&str, Result<Value, &str>)] = &[
+            (
+                r#"{"score": 7, "verdict": "pass"}"#,
+                Ok(json!({"score": 7, "verdict": "pass"})),
+            ),
+            (
+                "```json\n{\"score\": 1, \"verdict\": \"fail\"}\n```",
+                Ok(json!({"score": 1, "verdict": "fail"})),
+            ),
+            (
+                "  {\"score\": 0, \"verdict\": \"fail\"}  ",
+                Ok(json!({"score": 0, "verdict": "fail"})),
+            ),
+            ("not json", Err("not valid JSON")),
+            (r#"{"score": 11, "verdict": "pass"}"#, Err("at `/score`")),
+            (r#"{"score": 3}"#, Err("verdict")),
+            (r#"{"score": 3, "verdict": "maybe"}"#, Err("at `/verdict`")),
+        ];
+        for (text, expected) in cases {
+            match (check_answer(&validator, text), expected) {
+                (Ok(value), Ok(expected)) => assert_eq!(&value, expected, "{text}"),
+                (Err(problem), Err(fragment)) => {
+                    assert!(problem.contains(fragment), "{text}: {problem}");
+                }
+                (got, expected) => panic!("{text}: got {got:?}, expected {expected:?}"),
+            }
+        }
+    }
+}

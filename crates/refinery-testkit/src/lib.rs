@@ -1,0 +1,24 @@
+//! Refinery's test kit (dev only, never published, only ever a `[dev-dependencies]` entry).
+//!
+//! - [`FakeModelServer`]: one scripted HTTP server on `127.0.0.1:0` speaking Anthropic
+//!   Messages, OpenAI Chat Completions and Responses, and Gemini (`generateContent`,
+//!   `streamGenerateContent?alt=sse`), streaming and not, with tool calls, usage, and
+//!   injected faults (429 + `retry-after`, 500, 529, cut streams, a slow first byte). It
+//!   records every request for assertions.
+//! - [`TestContext`]: a throwaway HOME, project folder, state dir and TMPDIR.
+//! - [`agent_cli`]: find the real agent CLIs and build the environment that points each of
+//!   them at a fake.
+//!
+//! It must never listen on, or send to, anything but the loopback address, and never read
+//! or record a real credential.
+
+pub mod agent_cli;
+mod context;
+mod reply;
+mod server;
+mod wire;
+
+pub use context::TestContext;
+pub use reply::{Fault, Reply, ToolCallSpec, Turn, UsageSpec};
+pub use server::{FakeModelServer, RecordedRequest};
+pub use wire::Protocol;

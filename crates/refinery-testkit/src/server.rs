@@ -1,0 +1,540 @@
+//! The fake model server: one HTTP/1.1 listener on `127.0.0.1:0` that speaks every protocol.
+//!
+//! Isolation: it binds only the loopback address with an OS-assigned port, records every
+//! request (headers minus credentials, full body), and stops when dropped.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::reply::{Fault, Reply, Turn};
+use crate::wire::{self, Ids, Protocol};
+
+/// Header names whose values the recorder never keeps: the fake must not become a place
+/// where a key (even a fake one) is written down.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path and query, e.g. `/v1beta/models/m:streamGenerateContent?alt=sse`.
+    pub path: String,
+    /// Lower-case header names; credential headers have the value `<redacted>`.
+    pub headers: Vec<(String, String)>,
+    /// The body parsed as JSON, or `Value::Null` when empty or not JSON.
+    pub body: Value,
+    pub protocol: Option<Protocol>,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Whether this request asks for a streamed answer.
+    pub fn is_stream(&self) -> bool {
+        self.path.contains(":streamGenerateContent")
+            || self.body.get("stream").and_then(Value::as_bool) == Some(true)
+    }
+
+    /// The model the request names (from the body, or the Gemini path).
+    pub fn model(&self) -> String {
+        if let Some(model) = self.body.get("model").and_then(Value::as_str) {
+            return model.to_string();
+        }
+        let path = self.path.split('?').next().unwrap_or_default();
+        path.rsplit('/')
+            .next()
+            .and_then(|last| last.split(':').next())
+            .unwrap_or("fake-model")
+            .to_string()
+    }
+
+    /// Names of the tools the request offers the model, in every protocol's shape.
+    pub fn tool_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for tool in self
+            .body
+            .get("tools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                names.push(name.to_string());
+            } else if let Some(name) = tool.pointer("/function/name").and_then(Value::as_str) {
+                names.push(name.to_string());
+            }
+            for declaration in tool
+                .get("functionDeclarations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(name) = declaration.get("name").and_then(Value::as_str) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names
+    }
+
+    /// Tool results the conversation carries, as `(tool call id or name, result text)`.
+    pub fn tool_results(&self) -> Vec<(String, String)> {
+        let mut results = Vec::new();
+        let text_of = |value: &Value| match value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        for message in self
+            .body
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if message.get("role").and_then(Value::as_str) == Some("tool") {
+                let id = message
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                results.push((
+                    id.to_string(),
+                    text_of(message.get("content").unwrap_or(&Value::Null)),
+                ));
+            }
+            for block in message
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if block.get("type").and_then(Value::as_str) == Some("tool_result") {
+                    let id = block
+                        .get("tool_use_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    results.push((
+                        id.to_string(),
+                        text_of(block.get("content").unwrap_or(&Value::Null)),
+                    ));
+                }
+            }
+        }
+        for item in self
+            .body
+            .get("input")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if item.get("type").and_then(Value::as_str) == Some("function_call_output") {
+                let id = item
+                    .get("call_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                results.push((
+                    id.to_string(),
+                    text_of(item.get("output").unwrap_or(&Value::Null)),
+                ));
+            }
+        }
+        for content in self
+            .body
+            .get("contents")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for part in content
+                .get("parts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(response) = part.get("functionResponse") {
+                    let name = response
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    results.push((
+                        name.to_string(),
+                        text_of(response.get("response").unwrap_or(&Value::Null)),
+                    ));
+                }
+            }
+        }
+        results
+    }
+
+    /// The whole request body as text, for substring assertions.
+    pub fn body_text(&self) -> String {
+        self.body.to_string()
+    }
+}
+
+type Router = Box<dyn Fn(&RecordedRequest) -> Option<Reply> + Send + Sync>;
+
+struct State {
+    queue: VecDeque<Reply>,
+    router: Option<Router>,
+    fallback: Reply,
+    requests: Vec<RecordedRequest>,
+    sequence: u64,
+}
+
+/// A scripted fake model server on 127.0.0.1.
+///
+/// Each model-turn request (Anthropic `/v1/messages`, OpenAI `/v1/chat/completions` and
+/// `/v1/responses`, Gemini `:generateContent` / `:streamGenerateContent`) takes its answer
+/// from, in order: the router (if set and it returns `Some`), the queue, the fallback
+/// (`Reply::text("done")` unless changed). Side endpoints (`HEAD /`, model lists, token
+/// counts) answer fixed values and leave the queue alone. Every request is recorded.
+pub struct FakeModelServer {
+    address: SocketAddr,
+    state: Arc<Mutex<State>>,
+    shutdown: watch::Sender<bool>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panicking test thread must not hide the recorded requests from the next assertion.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl FakeModelServer {
+    /// Bind `127.0.0.1:0` and start serving on the current tokio runtime.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let address = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            queue: VecDeque::new(),
+            router: None,
+            fallback: Reply::text("done"),
+            requests: Vec::new(),
+            sequence: 0,
+        }));
+        let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let accept_state = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = shutdown_rx.changed() => return,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let connection_state = Arc::clone(&accept_state);
+                let mut connection_shutdown = shutdown_rx.clone();
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request| handle(Arc::clone(&connection_state), request));
+                    let connection =
+                        http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = connection_shutdown.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            address,
+            state,
+            shutdown,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash, no `/v1`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Queue one reply for the next model-turn request.
+    pub fn push(&self, reply: Reply) -> &Self {
+        lock(&self.state).queue.push_back(reply);
+        self
+    }
+
+    /// Queue several replies in order.
+    pub fn push_all(&self, replies: impl IntoIterator<Item = Reply>) -> &Self {
+        lock(&self.state).queue.extend(replies);
+        self
+    }
+
+    /// Answer requests with a function of the request; returning `None` falls through to the queue.
+    pub fn route(
+        &self,
+        router: impl Fn(&RecordedRequest) -> Option<Reply> + Send + Sync + 'static,
+    ) -> &Self {
+        lock(&self.state).router = Some(Box::new(router));
+        self
+    }
+
+    /// What to answer when the queue is empty.
+    pub fn set_fallback(&self, reply: Reply) -> &Self {
+        lock(&self.state).fallback = reply;
+        self
+    }
+
+    /// Every request received so far, side endpoints included.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// Only the model-turn requests.
+    pub fn model_requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter(|request| request.protocol.is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// Replies still queued.
+    pub fn pending_replies(&self) -> usize {
+        lock(&self.state).queue.len()
+    }
+}
+
+impl Drop for FakeModelServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn handle(
+    state: Arc<Mutex<State>>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let method = request.method().to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), ToString::to_string);
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let name = name.as_str().to_ascii_lowercase();
+            let value = if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+                "<redacted>".to_string()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name, value)
+        })
+        .collect();
+    let body_bytes = request
+        .into_body()
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
+    let body = serde_json::from_slice(&body_bytes).unwrap_or(Value::Null);
+    let protocol = if method == "POST" {
+        Protocol::from_path(&path)
+    } else {
+        None
+    };
+    let recorded = RecordedRequest {
+        method,
+        path,
+        headers,
+        body,
+        protocol,
+    };
+
+    let (reply, sequence) = {
+        let mut state = lock(&state);
+        state.requests.push(recorded.clone());
+        state.sequence += 1;
+        let sequence = state.sequence;
+        if protocol.is_none() {
+            (None, sequence)
+        } else {
+            let routed = state.router.as_ref().and_then(|router| router(&recorded));
+            let reply = routed
+                .or_else(|| state.queue.pop_front())
+                .unwrap_or_else(|| state.fallback.clone());
+            (Some(reply), sequence)
+        }
+    };
+
+    let Some(reply) = reply else {
+        return Ok(side_endpoint(&recorded));
+    };
+    Ok(answer(reply, &recorded, sequence).await)
+}
+
+fn side_endpoint(request: &RecordedRequest) -> Response<Body> {
+    let path = request.path.split('?').next().unwrap_or_default();
+    if request.method == "HEAD" {
+        return Response::new(full(Bytes::new()));
+    }
+    if path.ends_with("/count_tokens") {
+        return json_response(StatusCode::OK, &json!({"input_tokens": 42}));
+    }
+    if path.ends_with(":countTokens") {
+        return json_response(StatusCode::OK, &json!({"totalTokens": 42}));
+    }
+    if request.method == "GET" && path.ends_with("/models") {
+        return json_response(
+            StatusCode::OK,
+            &json!({"object": "list", "data": [{"id": "fake-model", "object": "model", "display_name": "Fake"}],
+                    "models": [], "has_more": false}),
+        );
+    }
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"error": {"message": format!("fake server: no route for `{path}`")}}),
+    )
+}
+
+async fn answer(reply: Reply, request: &RecordedRequest, sequence: u64) -> Response<Body> {
+    let mut reply = reply;
+    while let Reply::Delayed {
+        delay,
+        reply: inner,
+    } = reply
+    {
+        tokio::time::sleep(delay).await;
+        reply = *inner;
+    }
+    let protocol = request.protocol;
+    match reply {
+        Reply::Turn(turn) => render_turn(&turn, request, sequence, None),
+        Reply::Fault(Fault::CutStream { turn, after_frames }) => {
+            render_turn(&turn, request, sequence, Some(after_frames))
+        }
+        Reply::Fault(Fault::Status {
+            status,
+            retry_after,
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response =
+                json_response(status, &wire::render_error(protocol, status.as_u16()));
+            if let Some(value) = retry_after
+                && let Ok(value) = hyper::header::HeaderValue::from_str(&value)
+            {
+                response.headers_mut().insert("retry-after", value);
+            }
+            response
+        }
+        Reply::Delayed { .. } => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": "unreachable"}),
+        ),
+    }
+}
+
+/// Delay between SSE frames: small, but long enough that a client sees several reads.
+const FRAME_GAP: Duration = Duration::from_millis(2);
+
+fn render_turn(
+    turn: &Turn,
+    request: &RecordedRequest,
+    sequence: u64,
+    cut_after: Option<usize>,
+) -> Response<Body> {
+    let Some(protocol) = request.protocol else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "not a model request"}),
+        );
+    };
+    let ids = Ids::new(sequence);
+    let model = request.model();
+    if request.is_stream() {
+        let frames = wire::render_stream(protocol, turn, &model, &ids);
+        let keep = cut_after.unwrap_or(frames.len()).min(frames.len());
+        let cut = cut_after.is_some();
+        let frames: Vec<String> = frames.into_iter().take(keep).collect();
+        let stream = futures::stream::iter(frames)
+            .then(|frame| async move {
+                tokio::time::sleep(FRAME_GAP).await;
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from(frame)))
+            })
+            .chain(futures::stream::iter(cut.then(|| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "fake server: stream cut",
+                ))
+            })));
+        let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+        let headers = response.headers_mut();
+        headers.insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(
+            "cache-control",
+            hyper::header::HeaderValue::from_static("no-cache"),
+        );
+        return response;
+    }
+    let body = wire::render_json(protocol, turn, &model, &ids).to_string();
+    if cut_after.is_some() {
+        let half = Bytes::from(body.into_bytes());
+        let half = half.slice(..half.len() / 2);
+        let stream = futures::stream::iter(vec![
+            Ok(Frame::data(half)),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "fake server: body cut",
+            )),
+        ]);
+        let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+        response.headers_mut().insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        return response;
+    }
+    json_response(
+        StatusCode::OK,
+        &serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
