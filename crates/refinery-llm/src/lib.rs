@@ -25,7 +25,7 @@ mod retry;
 mod secret;
 mod structured;
 
-pub use agent::AgentCli;
+pub use agent::{AgentCli, AgentEvent, AgentOutcome, AgentRequest, AgentRunner, EventParser};
 pub use chat::{
     CallOptions, ChatModel, ChatRequest, ChatResponse, FinishReason, Message, ResponseSchema,
     StreamEvent, StreamSink, ToolCall, ToolSpec,

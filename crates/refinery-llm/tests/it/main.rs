@@ -2,9 +2,12 @@
 //! the real agent CLIs against the same fakes.
 #![expect(
     clippy::unwrap_used,
+    clippy::expect_used,
     reason = "test helpers outside #[test] fns panic on setup failure by design"
 )]
 
+mod agent_parsers;
+mod agents;
 mod faults;
 mod providers;
 mod support;

@@ -1,0 +1,433 @@
+//! Spawning an agent CLI in its own process group, reading its events, and ending it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use super::parse::EventParser;
+use super::{AgentCli, AgentEvent, AgentOutcome, AgentRequest};
+use crate::error::{Error, Result};
+use crate::price::Cost;
+
+/// How long to keep reading stdout after the CLI exited (a grandchild may still hold the
+/// pipe open; its output after this is dropped with the process group).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// The last bytes of stderr kept for error messages.
+const STDERR_TAIL: usize = 16 * 1024;
+
+/// Runs agent CLIs headless.
+///
+/// Contract:
+/// - The child gets exactly `request.env` (nothing inherited), runs in `request.workdir`,
+///   and leads a new process group.
+/// - On timeout or cancellation the whole process group gets SIGKILL, so tools the agent
+///   started die with it; after a normal exit the group is killed too, so nothing the
+///   agent left running outlives the run.
+/// - A run fails ([`Error::AgentFailed`], carrying the CLI's own message) when the CLI
+///   reports an error (claude `is_error`, codex `turn.failed`, gemini/copilot error
+///   results) or exits non-zero.
+/// - Usage and cost come from the CLI's own reports; a CLI without token counts gives
+///   `usage: None` and a CLI without a cost figure gives [`Cost::Unknown`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AgentRunner;
+
+impl AgentRunner {
+    /// The command line for a request (program excluded), and what to write to stdin.
+    pub fn arguments(request: &AgentRequest) -> (Vec<String>, Option<String>) {
+        let mut args: Vec<String> = Vec::new();
+        let prompt_with_system = match &request.system_prompt {
+            Some(system) => format!("{system}\n\n{}", request.prompt),
+            None => request.prompt.clone(),
+        };
+        let stdin = match request.cli {
+            AgentCli::Claude => {
+                args.extend(
+                    ["-p", "--output-format", "stream-json", "--verbose"].map(String::from),
+                );
+                if let Some(system) = &request.system_prompt {
+                    args.extend(["--append-system-prompt".to_string(), system.clone()]);
+                }
+                if let Some(model) = &request.model {
+                    args.extend(["--model".to_string(), model.clone()]);
+                }
+                if !request.allowed_tools.is_empty() {
+                    args.extend([
+                        "--allowedTools".to_string(),
+                        request.allowed_tools.join(" "),
+                    ]);
+                }
+                if let Some(turns) = request.max_turns {
+                    args.extend(["--max-turns".to_string(), turns.to_string()]);
+                }
+                if let Some(budget) = request.max_budget_usd {
+                    args.extend(["--max-budget-usd".to_string(), budget.to_string()]);
+                }
+                // The prompt goes through stdin: no argv length limit, no prompt parsed as a flag.
+                Some(request.prompt.clone())
+            }
+            AgentCli::Codex => {
+                args.extend(
+                    [
+                        "exec",
+                        "--json",
+                        "--skip-git-repo-check",
+                        "-s",
+                        "workspace-write",
+                    ]
+                    .map(String::from),
+                );
+                if let Some(model) = &request.model {
+                    args.extend(["-m".to_string(), model.clone()]);
+                }
+                args.extend(["-C".to_string(), request.workdir.display().to_string()]);
+                // Codex reads the prompt from stdin when it is `-`; left open, stdin would hang it.
+                Some(prompt_with_system)
+            }
+            AgentCli::Gemini => {
+                args.push(format!("--prompt={prompt_with_system}"));
+                args.extend(
+                    [
+                        "-o",
+                        "stream-json",
+                        "--approval-mode",
+                        "yolo",
+                        "--skip-trust",
+                    ]
+                    .map(String::from),
+                );
+                if let Some(model) = &request.model {
+                    args.extend(["-m".to_string(), model.clone()]);
+                }
+                None
+            }
+            AgentCli::Copilot => {
+                args.push(format!("--prompt={prompt_with_system}"));
+                args.extend(
+                    [
+                        "--output-format",
+                        "json",
+                        "--stream",
+                        "off",
+                        "--no-auto-update",
+                    ]
+                    .map(String::from),
+                );
+                if request.allowed_tools.is_empty() {
+                    args.push("--allow-all-tools".to_string());
+                } else {
+                    for tool in &request.allowed_tools {
+                        args.extend(["--allow-tool".to_string(), tool.clone()]);
+                    }
+                }
+                if let Some(model) = &request.model {
+                    args.extend(["--model".to_string(), model.clone()]);
+                }
+                None
+            }
+        };
+        args.extend(request.extra_args.iter().cloned());
+        if request.cli == AgentCli::Codex {
+            args.push("-".to_string());
+        }
+        (args, stdin)
+    }
+
+    /// Run one request to completion, reporting events as they arrive.
+    pub async fn run(
+        &self,
+        request: &AgentRequest,
+        cancel: &CancellationToken,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<AgentOutcome> {
+        let started = Instant::now();
+        let program = match &request.program {
+            Some(program) => program.clone(),
+            None => find_program(request.cli.program(), &request.env)
+                .ok_or(Error::AgentNotFound { cli: request.cli })?,
+        };
+        let (args, stdin_text) = Self::arguments(request);
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .args(&args)
+            .current_dir(&request.workdir)
+            .env_clear()
+            .envs(&request.env)
+            .stdin(if stdin_text.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| Error::AgentSpawn {
+            cli: request.cli,
+            source,
+        })?;
+        let pid = child.id().unwrap_or_default();
+        let group = ProcessGroup { pid };
+        let mut events = Vec::new();
+        let mut emit = |event: AgentEvent, events: &mut Vec<AgentEvent>| {
+            on_event(&event);
+            events.push(event);
+        };
+        emit(AgentEvent::Spawned { pid }, &mut events);
+
+        if let (Some(text), Some(mut stdin)) = (stdin_text, child.stdin.take()) {
+            // A CLI that exits early closes the pipe; its exit status tells the story.
+            let _ = stdin.write_all(text.as_bytes()).await;
+            drop(stdin);
+        }
+        let stderr_task = child
+            .stderr
+            .take()
+            .map(|stderr| tokio::spawn(read_tail(stderr)));
+        let Some(stdout) = child.stdout.take() else {
+            group.kill();
+            return Err(Error::AgentSpawn {
+                cli: request.cli,
+                source: std::io::Error::other("no stdout pipe"),
+            });
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let mut parser = EventParser::new(request.cli);
+        let deadline = tokio::time::Instant::now() + request.timeout;
+        let mut exit_status = None;
+        let mut drain_until: Option<tokio::time::Instant> = None;
+
+        loop {
+            let stop_reading_at = drain_until.map_or(deadline, |drain| drain.min(deadline));
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    group.kill();
+                    let _ = child.wait().await;
+                    return Err(Error::Cancelled);
+                }
+                () = tokio::time::sleep_until(stop_reading_at) => {
+                    if drain_until.is_some() && tokio::time::Instant::now() < deadline {
+                        break;
+                    }
+                    group.kill();
+                    let _ = child.wait().await;
+                    return Err(Error::AgentTimeout { cli: request.cli, timeout: request.timeout });
+                }
+                status = child.wait(), if exit_status.is_none() => {
+                    exit_status = Some(status.map_err(|source| Error::AgentSpawn { cli: request.cli, source })?);
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                line = lines.next_line() => if let Ok(Some(line)) = line {
+                    for event in parser.parse_line(&line) {
+                        emit(event, &mut events);
+                    }
+                } else {
+                    if exit_status.is_none() {
+                        let waited = tokio::select! {
+                            () = cancel.cancelled() => None,
+                            () = tokio::time::sleep_until(deadline) => None,
+                            status = child.wait() => Some(status),
+                        };
+                        if let Some(status) = waited {
+                            exit_status = Some(status.map_err(|source| Error::AgentSpawn { cli: request.cli, source })?);
+                        } else {
+                            group.kill();
+                            let _ = child.wait().await;
+                            if cancel.is_cancelled() {
+                                return Err(Error::Cancelled);
+                            }
+                            return Err(Error::AgentTimeout { cli: request.cli, timeout: request.timeout });
+                        }
+                    }
+                    break;
+                },
+            }
+        }
+        // Whatever the agent left running in its group ends with the run.
+        group.kill();
+        let stderr_tail = match stderr_task {
+            Some(task) => task.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        let exit_code = exit_status.and_then(|status| status.code());
+        finish(
+            request.cli,
+            &parser,
+            events,
+            exit_code,
+            &stderr_tail,
+            started.elapsed(),
+        )
+    }
+}
+
+fn finish(
+    cli: AgentCli,
+    parser: &EventParser,
+    events: Vec<AgentEvent>,
+    exit_code: Option<i32>,
+    stderr_tail: &str,
+    duration: Duration,
+) -> Result<AgentOutcome> {
+    let failed = !parser.fatal_errors.is_empty() || exit_code != Some(0);
+    if failed {
+        let message = parser
+            .fatal_errors
+            .iter()
+            .rev()
+            .find(|message| !message.trim().is_empty())
+            .cloned()
+            .or_else(|| last_lines(stderr_tail, 5))
+            .unwrap_or_else(|| "the CLI exited without an error message".to_string());
+        return Err(Error::AgentFailed {
+            cli,
+            exit_code,
+            message,
+        });
+    }
+    let (text, usage, cost) = match &parser.result {
+        Some((text, usage, cost, _)) => {
+            let text = if text.is_empty() {
+                parser.trailing_text.clone()
+            } else {
+                text.clone()
+            };
+            (text, usage.or(parser.step_usage), *cost)
+        }
+        None => (
+            parser.trailing_text.clone(),
+            parser.step_usage,
+            Cost::Unknown,
+        ),
+    };
+    Ok(AgentOutcome {
+        cli,
+        session_id: parser.session_id.clone(),
+        text,
+        usage,
+        cost,
+        tool_calls: parser.tool_calls,
+        exit_code,
+        duration,
+        events,
+    })
+}
+
+fn last_lines(text: &str, count: usize) -> Option<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    let start = lines.len().saturating_sub(count);
+    let tail = lines[start..].join("\n");
+    (!tail.is_empty()).then_some(tail)
+}
+
+async fn read_tail(mut stderr: tokio::process::ChildStderr) -> String {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buffer = [0_u8; 8192];
+    loop {
+        match stderr.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => {
+                tail.extend_from_slice(&buffer[..read]);
+                if tail.len() > STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&tail).into_owned()
+}
+
+/// A child that leads its own process group (`process_group(0)`: pgid = pid).
+struct ProcessGroup {
+    pid: u32,
+}
+
+impl ProcessGroup {
+    /// SIGKILL the group, and every descendant that moved to a group or session of its own
+    /// (CLIs may start tool shells detached); descendants are listed first, while the
+    /// parent links still exist.
+    fn kill(&self) {
+        let Ok(pid) = i32::try_from(self.pid) else {
+            return;
+        };
+        if pid <= 1 {
+            return;
+        }
+        let descendants = descendants(pid);
+        // ESRCH (group already gone) is the normal case after a clean exit.
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        for descendant in descendants {
+            let _ = nix::sys::signal::kill(Pid::from_raw(descendant), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Every process below `root`, from `/proc` (Linux); empty where `/proc` is missing.
+fn descendants(root: i32) -> Vec<i32> {
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs_err::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may contain spaces and parentheses, so split
+        // after the last `)`.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if let Some(ppid) = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|field| field.parse::<i32>().ok())
+        {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        index += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Look a program up on the `PATH` of the child's environment (not ours).
+pub(crate) fn find_program(name: &str, env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    let path = env.get("PATH")?;
+    std::env::split_paths(path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata()
+        .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+}

@@ -1,0 +1,491 @@
+//! The real agent CLIs against the fake model server, with a throwaway HOME.
+//!
+//! Each test scripts the fake so the CLI's model calls a file-writing tool, then asserts the
+//! file, the collected usage, and the parsed events. A missing CLI skips with a printed
+//! reason (a failure under `CI=true`). Set `REFINERY_RECORD_FIXTURES=1` to rewrite the
+//! recorded event streams in `tests/fixtures/agent-events/` from these runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use refinery_llm::{AgentCli, AgentEvent, AgentOutcome, AgentRequest, AgentRunner, Cost, Error};
+use refinery_testkit::agent_cli::{self, AgentCliName, FAKE_KEY};
+use refinery_testkit::{FakeModelServer, RecordedRequest, Reply, TestContext};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Setup {
+    context: TestContext,
+    server: FakeModelServer,
+    program: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+async fn setup(cli: AgentCli) -> Option<Setup> {
+    let name = match cli {
+        AgentCli::Claude => AgentCliName::Claude,
+        AgentCli::Codex => AgentCliName::Codex,
+        AgentCli::Gemini => AgentCliName::Gemini,
+        AgentCli::Copilot => AgentCliName::Copilot,
+    };
+    let program = agent_cli::require_agent_cli(name)?;
+    let context = TestContext::new().unwrap();
+    let server = FakeModelServer::start().await.unwrap();
+    let env = match cli {
+        AgentCli::Claude => agent_cli::claude_env(&context, &server, &program),
+        AgentCli::Codex => agent_cli::codex_env(&context, &server, &program).unwrap(),
+        AgentCli::Gemini => agent_cli::gemini_env(&context, &server, &program).unwrap(),
+        AgentCli::Copilot => agent_cli::copilot_env(&context, &server, &program),
+    };
+    Some(Setup {
+        context,
+        server,
+        program,
+        env,
+    })
+}
+
+/// The model's side of the conversation: call `tool` with `input` once, then say done.
+fn script_write(server: &FakeModelServer, tool: &'static str, input: Value) {
+    server.route(move |request: &RecordedRequest| {
+        let offers_tool = request.tool_names().iter().any(|name| name == tool);
+        if !offers_tool {
+            // Side calls (titles, routing, summaries) get a short JSON-ish text.
+            return Some(Reply::text(
+                r#"{"reasoning":"fake","next_speaker":"user","model_choice":"flash"}"#,
+            ));
+        }
+        if request.tool_results().is_empty() {
+            Some(Reply::tool_call(tool, input.clone()).with_usage(1000, 100, 50))
+        } else {
+            Some(Reply::text("Created hello.txt as asked.").with_usage(1200, 300, 30))
+        }
+    });
+}
+
+fn request(setup: &Setup, cli: AgentCli) -> AgentRequest {
+    let mut request = AgentRequest::new(
+        cli,
+        setup.context.project(),
+        "Create hello.txt containing a greeting.",
+    );
+    request.program = Some(setup.program.clone());
+    request.env = setup.env.clone();
+    request.timeout = Duration::from_mins(2);
+    request
+}
+
+async fn run(request: &AgentRequest) -> (Result<AgentOutcome, Error>, Vec<AgentEvent>) {
+    let mut events = Vec::new();
+    let mut on_event = |event: &AgentEvent| events.push(event.clone());
+    let outcome = AgentRunner
+        .run(request, &CancellationToken::new(), &mut on_event)
+        .await;
+    (outcome, events)
+}
+
+/// Rewrite the fixture from a raw run when asked; paths and ids are made stable first.
+async fn maybe_record(cli: AgentCli, scenario: &str, setup: &Setup, request: &AgentRequest) {
+    if std::env::var("REFINERY_RECORD_FIXTURES").as_deref() != Ok("1") {
+        return;
+    }
+    let (args, stdin) = AgentRunner::arguments(request);
+    let mut command = tokio::process::Command::new(&setup.program);
+    command
+        .args(&args)
+        .current_dir(&request.workdir)
+        .env_clear()
+        .envs(&request.env);
+    command.stdin(if stdin.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    });
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().unwrap();
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use tokio::io::AsyncWriteExt as _;
+        pipe.write_all(text.as_bytes()).await.unwrap();
+    }
+    let output = tokio::time::timeout(Duration::from_mins(2), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let root = setup.context.root().display().to_string();
+    let text = String::from_utf8_lossy(&output.stdout)
+        .replace(&root, "/tmp/refinery-test")
+        .replace(FAKE_KEY, "<key>");
+    let path = fixtures_dir().join(format!("{}-{scenario}.jsonl", cli.program()));
+    fs_err::create_dir_all(fixtures_dir()).unwrap();
+    fs_err::write(path, text).unwrap();
+    let _ = fs_err::remove_file(setup.context.project().join("hello.txt"));
+}
+
+pub(crate) fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agent-events")
+}
+
+fn assert_wrote_file(cli: AgentCli, setup: &Setup, outcome: &AgentOutcome, events: &[AgentEvent]) {
+    let written = fs_err::read_to_string(setup.context.project().join("hello.txt"))
+        .unwrap_or_else(|error| panic!("{cli:?}: no hello.txt: {error}; events: {events:#?}"));
+    assert!(written.contains("hello from"), "{cli:?}: {written}");
+    assert!(
+        outcome.text.contains("Created hello.txt"),
+        "{cli:?}: final text {:?}",
+        outcome.text
+    );
+    assert!(outcome.tool_calls >= 1, "{cli:?}");
+    assert!(
+        events
+            .iter()
+            .any(|event| matches!(event, AgentEvent::ToolUse { .. })),
+        "{cli:?}"
+    );
+    assert!(
+        events.iter().any(|event| matches!(
+            event,
+            AgentEvent::ToolResult {
+                is_error: false,
+                ..
+            }
+        )),
+        "{cli:?}"
+    );
+    let serialized = serde_json::to_string(events).unwrap();
+    assert!(
+        !serialized.contains(FAKE_KEY),
+        "{cli:?}: the key leaked into events"
+    );
+    let model_calls = setup.server.model_requests();
+    assert!(
+        model_calls.len() >= 2,
+        "{cli:?}: {} model calls",
+        model_calls.len()
+    );
+}
+
+#[tokio::test]
+async fn claude_writes_a_file_through_a_tool_call() {
+    let Some(setup) = setup(AgentCli::Claude).await else {
+        return;
+    };
+    let path = setup.context.project().join("hello.txt");
+    script_write(
+        &setup.server,
+        "Write",
+        json!({"file_path": path, "content": "hello from claude\n"}),
+    );
+    let mut request = request(&setup, AgentCli::Claude);
+    request.allowed_tools = vec!["Write".to_string()];
+    request.system_prompt = Some("You are terse.".to_string());
+    request.max_turns = Some(4);
+    maybe_record(AgentCli::Claude, "write-file", &setup, &request).await;
+    let (outcome, events) = run(&request).await;
+    let outcome = outcome.unwrap_or_else(|error| panic!("{error}"));
+    assert_wrote_file(AgentCli::Claude, &setup, &outcome, &events);
+    // Totals from the result event: the fake's two turns (1000 + 1200 input, 50 + 30 output).
+    let usage = outcome.usage.unwrap();
+    assert_eq!(usage.output_tokens, 80, "{usage:?}");
+    assert_eq!(usage.input_tokens, 2200, "{usage:?}");
+    assert_eq!(usage.cached_input_tokens, 400, "{usage:?}");
+    assert!(
+        matches!(outcome.cost, Cost::Usd(cost) if cost > 0.0),
+        "{:?}",
+        outcome.cost
+    );
+    assert!(outcome.session_id.is_some());
+    let system_sent = setup
+        .server
+        .model_requests()
+        .iter()
+        .any(|request| request.body_text().contains("You are terse."));
+    assert!(system_sent, "the system prompt did not reach the model");
+}
+
+#[tokio::test]
+async fn codex_writes_a_file_through_a_tool_call() {
+    let Some(setup) = setup(AgentCli::Codex).await else {
+        return;
+    };
+    script_write(
+        &setup.server,
+        "exec_command",
+        json!({"cmd": "printf 'hello from codex\\n' > hello.txt"}),
+    );
+    let request = request(&setup, AgentCli::Codex);
+    maybe_record(AgentCli::Codex, "write-file", &setup, &request).await;
+    let (outcome, events) = run(&request).await;
+    let outcome = outcome.unwrap_or_else(|error| panic!("{error}"));
+    assert_wrote_file(AgentCli::Codex, &setup, &outcome, &events);
+    let usage = outcome.usage.unwrap();
+    assert_eq!(
+        (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_input_tokens
+        ),
+        (2200, 80, 400),
+        "{usage:?}"
+    );
+    assert_eq!(outcome.cost, Cost::Unknown, "codex reports no cost");
+}
+
+#[tokio::test]
+async fn gemini_writes_a_file_through_a_tool_call() {
+    let Some(setup) = setup(AgentCli::Gemini).await else {
+        return;
+    };
+    let path = setup.context.project().join("hello.txt");
+    script_write(
+        &setup.server,
+        "write_file",
+        json!({"file_path": path, "content": "hello from gemini\n"}),
+    );
+    let mut request = request(&setup, AgentCli::Gemini);
+    request.model = Some("gemini-2.5-flash".to_string());
+    maybe_record(AgentCli::Gemini, "write-file", &setup, &request).await;
+    let (outcome, events) = run(&request).await;
+    let outcome = outcome.unwrap_or_else(|error| panic!("{error}"));
+    assert_wrote_file(AgentCli::Gemini, &setup, &outcome, &events);
+    let usage = outcome.usage.unwrap();
+    assert!(
+        usage.input_tokens >= 2200 && usage.output_tokens >= 80,
+        "{usage:?}"
+    );
+}
+
+#[tokio::test]
+async fn copilot_writes_a_file_through_a_tool_call() {
+    let Some(setup) = setup(AgentCli::Copilot).await else {
+        return;
+    };
+    let path = setup.context.project().join("hello.txt");
+    script_write(
+        &setup.server,
+        "create",
+        json!({"path": path, "file_text": "hello from copilot\n"}),
+    );
+    let request = request(&setup, AgentCli::Copilot);
+    maybe_record(AgentCli::Copilot, "write-file", &setup, &request).await;
+    let (outcome, events) = run(&request).await;
+    let outcome = outcome.unwrap_or_else(|error| {
+        panic!(
+            "{error}\n{:#?}",
+            setup
+                .server
+                .model_requests()
+                .iter()
+                .map(refinery_testkit::RecordedRequest::tool_names)
+                .collect::<Vec<_>>()
+        )
+    });
+    assert_wrote_file(AgentCli::Copilot, &setup, &outcome, &events);
+}
+
+/// Every CLI's run against a backend that answers 400 becomes `AgentFailed` with the CLI's
+/// own message.
+async fn assert_failed_run(cli: AgentCli) {
+    let Some(setup) = setup(cli).await else {
+        return;
+    };
+    setup.server.set_fallback(Reply::status(400));
+    let mut request = request(&setup, cli);
+    if cli == AgentCli::Gemini {
+        request.model = Some("gemini-2.5-flash".to_string());
+    }
+    request.timeout = Duration::from_mins(1);
+    maybe_record(cli, "api-error", &setup, &request).await;
+    let started = Instant::now();
+    let (outcome, _events) = run(&request).await;
+    let error = outcome.expect_err("a 400 from the backend must fail the run");
+    let Error::AgentFailed {
+        cli: failed_cli,
+        message,
+        ..
+    } = &error
+    else {
+        panic!("{cli:?}: expected AgentFailed, got {error:?}");
+    };
+    assert_eq!(*failed_cli, cli);
+    assert!(
+        message.contains("400") || message.contains("injected status"),
+        "{cli:?}: message {message:?}"
+    );
+    assert!(!error.to_string().contains(FAKE_KEY));
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "{cli:?}: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn claude_failed_run_is_a_typed_error() {
+    assert_failed_run(AgentCli::Claude).await;
+}
+
+#[tokio::test]
+async fn codex_failed_run_is_a_typed_error() {
+    assert_failed_run(AgentCli::Codex).await;
+}
+
+#[tokio::test]
+async fn gemini_failed_run_is_a_typed_error() {
+    assert_failed_run(AgentCli::Gemini).await;
+}
+
+#[tokio::test]
+async fn copilot_failed_run_is_a_typed_error() {
+    assert_failed_run(AgentCli::Copilot).await;
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs_err::read_dir("/proc").unwrap().flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_none_or(|name| name.parse::<u32>().is_err())
+        {
+            continue;
+        }
+        if let Ok(cmdline) = fs_err::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(marker) {
+                found.push(format!(
+                    "{}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// The scripted model starts a long `sleep` through the CLI's shell tool; the wall-clock
+/// timeout must kill the CLI and that grandchild.
+async fn assert_timeout_kills_the_tree(
+    cli: AgentCli,
+    tool: &'static str,
+    input: fn(&str) -> Value,
+    timeout: Duration,
+) {
+    let Some(setup) = setup(cli).await else {
+        return;
+    };
+    // A marker unique to this run, so parallel tests cannot confuse each other's sleeps.
+    let marker = format!("{}.{}", 600 + (std::process::id() % 300), cli as u32 + 1);
+    let command = format!("echo start && sleep {marker} && echo done");
+    script_write(&setup.server, tool, input(&command));
+    let mut request = request(&setup, cli);
+    request.timeout = timeout;
+    match cli {
+        AgentCli::Claude => request.allowed_tools = vec!["Bash".to_string()],
+        AgentCli::Gemini => request.model = Some("gemini-2.5-flash".to_string()),
+        AgentCli::Codex | AgentCli::Copilot => {}
+    }
+    let started = Instant::now();
+    let mut saw_sleep = false;
+    let mut events = Vec::new();
+    let mut on_event = |event: &AgentEvent| {
+        if let AgentEvent::ToolUse { .. } = event {
+            saw_sleep = true;
+        }
+        events.push(event.clone());
+    };
+    let outcome = AgentRunner
+        .run(&request, &CancellationToken::new(), &mut on_event)
+        .await;
+    let elapsed = started.elapsed();
+    let error = outcome.expect_err("the run must time out");
+    assert!(
+        matches!(error, Error::AgentTimeout { .. }),
+        "{cli:?}: {error:?}"
+    );
+    assert!(
+        elapsed >= timeout && elapsed < timeout + Duration::from_secs(5),
+        "{cli:?}: {elapsed:?}"
+    );
+    assert!(
+        saw_sleep,
+        "{cli:?}: the model's shell call never started: {events:#?}"
+    );
+    let pid = events.iter().find_map(|event| match event {
+        AgentEvent::Spawned { pid } => Some(*pid),
+        _ => None,
+    });
+    assert!(pid.is_some());
+    // SIGKILL is delivered at once, but give the kernel a moment to reap.
+    let mut left = processes_with(&marker);
+    for _ in 0..20 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = processes_with(&marker);
+    }
+    assert!(
+        left.is_empty(),
+        "{cli:?}: still running after the timeout: {left:?}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{}", pid.unwrap_or_default()))
+            .join("cmdline")
+            .exists()
+            || {
+                let stat =
+                    fs_err::read_to_string(format!("/proc/{}/stat", pid.unwrap_or_default()))
+                        .unwrap_or_default();
+                stat.contains(") Z")
+            },
+        "{cli:?}: the CLI process survived"
+    );
+}
+
+#[tokio::test]
+async fn claude_timeout_kills_the_process_tree() {
+    assert_timeout_kills_the_tree(
+        AgentCli::Claude,
+        "Bash",
+        |command| json!({"command": command, "description": "wait"}),
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn codex_timeout_kills_the_process_tree() {
+    assert_timeout_kills_the_tree(
+        AgentCli::Codex,
+        "exec_command",
+        |command| json!({"cmd": command}),
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gemini_timeout_kills_the_process_tree() {
+    assert_timeout_kills_the_tree(
+        AgentCli::Gemini,
+        "run_shell_command",
+        |command| json!({"command": command, "description": "wait"}),
+        Duration::from_secs(10),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn copilot_timeout_kills_the_process_tree() {
+    assert_timeout_kills_the_tree(
+        AgentCli::Copilot,
+        "bash",
+        |command| json!({"command": command, "description": "wait"}),
+        Duration::from_secs(7),
+    )
+    .await;
+}
