@@ -17,6 +17,7 @@
 pub mod agent;
 mod chat;
 mod credentials;
+pub mod doctor;
 mod error;
 mod model;
 mod price;

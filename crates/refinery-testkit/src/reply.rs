@@ -55,10 +55,11 @@ impl Turn {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// An HTTP error status with an optional `retry-after` header value and a
-    /// protocol-shaped error body.
+    /// protocol-shaped error body (or `body`, when given).
     Status {
         status: u16,
         retry_after: Option<String>,
+        body: Option<Value>,
     },
     /// Start the answer normally, then drop the connection after `after_frames` frames
     /// (SSE events for a stream, or half the JSON body for a non-streaming call).
@@ -117,6 +118,16 @@ impl Reply {
         Reply::Fault(Fault::Status {
             status,
             retry_after: None,
+            body: None,
+        })
+    }
+
+    /// An HTTP error status with this exact JSON body (e.g. one that echoes a key back).
+    pub fn status_with_body(status: u16, body: Value) -> Self {
+        Reply::Fault(Fault::Status {
+            status,
+            retry_after: None,
+            body: Some(body),
         })
     }
 
@@ -125,6 +136,7 @@ impl Reply {
         Reply::Fault(Fault::Status {
             status: 429,
             retry_after: Some(retry_after_seconds.to_string()),
+            body: None,
         })
     }
 

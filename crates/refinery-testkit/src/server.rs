@@ -452,10 +452,11 @@ async fn answer(reply: Reply, request: &RecordedRequest, sequence: u64) -> Respo
         Reply::Fault(Fault::Status {
             status,
             retry_after,
+            body,
         }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut response =
-                json_response(status, &wire::render_error(protocol, status.as_u16()));
+            let body = body.unwrap_or_else(|| wire::render_error(protocol, status.as_u16()));
+            let mut response = json_response(status, &body);
             if let Some(value) = retry_after
                 && let Ok(value) = hyper::header::HeaderValue::from_str(&value)
             {

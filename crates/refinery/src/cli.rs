@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{mcp::McpArgs, secrets::SecretsArgs, session::SessionArgs};
+use crate::commands::{
+    ask::AskArgs, doctor::DoctorArgs, mcp::McpArgs, secrets::SecretsArgs, session::SessionArgs,
+};
 
 /// Refinery: make AI-produced work genuinely good, one fresh-context round at a time.
 #[derive(Debug, Parser)]
@@ -36,4 +38,8 @@ pub(crate) enum Command {
     Session(SessionArgs),
     /// Find API keys and other secrets in files, staged changes or pushes; install git hooks.
     Secrets(SecretsArgs),
+    /// Check which agent CLIs, API keys and local model servers this machine has.
+    Doctor(DoctorArgs),
+    /// Send one prompt to a model (`provider/model`) to check a backend.
+    Ask(AskArgs),
 }

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod output;
+mod redact;
 mod settings;
 
 use std::process::ExitCode;
@@ -65,7 +66,7 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(redact::RedactingStderr)
         .with_ansi(false)
         .try_init();
 }

@@ -26,7 +26,27 @@ pub(crate) fn json(value: &serde_json::Value) -> anyhow::Result<()> {
 /// Writes an error chain and hints to stderr.
 pub(crate) fn error(err: &anyhow::Error) {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "error: {err:#}");
+    let _ = writeln!(
+        stderr,
+        "error: {}",
+        crate::redact::text(&format!("{err:#}"))
+    );
+}
+
+/// Writes `text` to stdout without a newline and flushes (streamed model output).
+pub(crate) fn chunk(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match write!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(BrokenPipe.into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Writes a side note (usage, cost, retries) to stderr, so stdout stays the answer.
+pub(crate) fn note(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{}", crate::redact::text(text));
 }
 
 /// Writes already-rendered bytes (a report that ends in its own newline) to stdout.

@@ -37,3 +37,21 @@ fn absolute(cwd: &Path, path: &Path) -> PathBuf {
         cwd.join(path)
     }
 }
+
+/// The workspace alone (flag, else the current folder), for commands with no state to read.
+pub(crate) fn resolve_workspace(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    Ok(resolve_store(global)?.workspace().to_path_buf())
+}
+
+/// A snapshot of the process environment as an explicit map. Libraries get this map and
+/// never read (or change) the process environment themselves.
+pub(crate) fn process_env() -> std::collections::BTreeMap<String, String> {
+    std::env::vars_os()
+        .map(|(key, value)| {
+            (
+                key.to_string_lossy().into_owned(),
+                value.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}

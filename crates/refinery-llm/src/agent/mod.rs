@@ -1,7 +1,7 @@
 //! [`AgentRunner`]: the headless agent CLIs as subprocesses, one event type for all four.
 
 mod parse;
-mod process;
+pub(crate) mod process;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

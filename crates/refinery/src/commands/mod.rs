@@ -1,5 +1,7 @@
 //! One module per subcommand, each with a `run_main` taking its parsed arguments.
 
+pub(crate) mod ask;
+pub(crate) mod doctor;
 pub(crate) mod mcp;
 pub(crate) mod secrets;
 pub(crate) mod session;
@@ -12,5 +14,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Mcp(args) => mcp::run_main(&cli.global, &args),
         Command::Session(args) => session::run_main(&cli.global, &args),
         Command::Secrets(args) => secrets::run_main(&cli.global, &args),
+        Command::Doctor(args) => doctor::run_main(&cli.global, &args),
+        Command::Ask(args) => ask::run_main(&cli.global, &args),
     }
 }

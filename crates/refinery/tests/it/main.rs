@@ -12,7 +12,11 @@
     reason = "a test that skips for a missing tool says why"
 )]
 
+mod ask;
 mod concurrency;
+mod doctor;
+mod key_leaks;
+mod llm_support;
 mod mcp_stdio;
 mod secrets;
 mod session_cli;

@@ -1,0 +1,144 @@
+//! `refinery doctor [--json]`: which agent CLIs, keys (by name) and local model servers this
+//! machine has, and what to install or set next. Also records the usable backends in
+//! `<state dir>/environment.json` (names only, never key values).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use refinery_llm::doctor::{self, DoctorOptions, DoctorReport};
+
+use crate::ExitStatus;
+use crate::cli::GlobalArgs;
+use crate::output;
+use crate::settings::{process_env, resolve_store};
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The llama.cpp server to probe.
+    #[arg(long, env = "REFINERY_LLAMA_CPP_URL", default_value = doctor::LLAMA_CPP_URL, value_name = "URL")]
+    llama_cpp_url: String,
+    /// The Ollama server to probe.
+    #[arg(long, env = "REFINERY_OLLAMA_URL", default_value = doctor::OLLAMA_URL, value_name = "URL")]
+    ollama_url: String,
+}
+
+pub(crate) fn run_main(global: &GlobalArgs, args: &DoctorArgs) -> anyhow::Result<ExitStatus> {
+    let store = resolve_store(global)?;
+    let env = process_env();
+    let home = env
+        .get("HOME")
+        .filter(|home| !home.is_empty())
+        .map(std::path::PathBuf::from);
+    if let Ok(credentials) =
+        refinery_llm::Credentials::load(&env, Some(store.workspace()), home.as_deref())
+    {
+        crate::redact::register(&credentials);
+    }
+    let options = DoctorOptions {
+        home_dir: env
+            .get("HOME")
+            .filter(|home| !home.is_empty())
+            .map(Into::into),
+        env,
+        project_dir: store.workspace().to_path_buf(),
+        llama_cpp_url: args.llama_cpp_url.clone(),
+        ollama_url: args.ollama_url.clone(),
+        probe_timeout: Duration::from_secs(20),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime
+        .block_on(doctor::run_doctor(&options))
+        .context("checking this machine")?;
+    let written = doctor::write_environment_file(store.root(), &report)
+        .context("writing environment.json")?;
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["environment_file"] = serde_json::Value::String(written.display().to_string());
+        output::json(&value)?;
+    } else {
+        render(&report)?;
+        output::line(&format!("\nwrote {}", written.display()))?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "ok  " } else { "--  " }
+}
+
+fn render(report: &DoctorReport) -> anyhow::Result<()> {
+    output::line("Agent CLIs")?;
+    for status in &report.agent_clis {
+        let detail = match (&status.path, &status.version, &status.problem) {
+            (None, _, _) => format!("not found (install: {})", status.install),
+            (Some(path), _, Some(problem)) => format!("{} ({problem})", path.display()),
+            (Some(path), version, None) => {
+                format!(
+                    "{} {}",
+                    version.as_deref().unwrap_or("(no version)"),
+                    path.display()
+                )
+            }
+        };
+        output::line(&format!(
+            "  {}{:<8} {detail}",
+            mark(status.found && status.problem.is_none()),
+            status.cli.program()
+        ))?;
+    }
+    output::line("API keys (names only)")?;
+    for key in &report.keys {
+        let source = match &key.source {
+            Some(refinery_llm::KeySource::Environment) => "environment".to_string(),
+            Some(refinery_llm::KeySource::DotEnv { path }) => path.display().to_string(),
+            None => "not set".to_string(),
+        };
+        output::line(&format!("  {}{:<20} {source}", mark(key.present), key.name))?;
+    }
+    output::line("Local model servers")?;
+    for server in &report.local_servers {
+        let detail = if server.reachable {
+            format!(
+                "{} — models: {}",
+                server.url,
+                if server.models.is_empty() {
+                    "?".to_string()
+                } else {
+                    server.models.join(", ")
+                }
+            )
+        } else {
+            format!("{} — not answering", server.url)
+        };
+        output::line(&format!(
+            "  {}{:<9} {detail}",
+            mark(server.reachable),
+            server.name
+        ))?;
+    }
+    let usable: Vec<&str> = report
+        .usable_backends()
+        .map(|backend| backend.name.as_str())
+        .collect();
+    output::line(&format!(
+        "Usable backends: {}",
+        if usable.is_empty() {
+            "none".to_string()
+        } else {
+            usable.join(", ")
+        }
+    ))?;
+    if !report.next_steps.is_empty() {
+        output::line("Next steps")?;
+        for step in &report.next_steps {
+            output::line(&format!("  - {step}"))?;
+        }
+    }
+    Ok(())
+}
