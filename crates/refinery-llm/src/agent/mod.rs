@@ -149,8 +149,9 @@ pub struct AgentOutcome {
     pub session_id: Option<String>,
     /// The final answer text.
     pub text: String,
-    /// Totals: the final result's figures when the CLI gives them, else the sum of steps.
-    /// `None` when the CLI reports no token counts (copilot).
+    /// Totals: the final result's figures when the CLI gives them, else the sum of steps
+    /// (codex `turn.completed`; copilot's `--usage-output-file`). `None` when the CLI
+    /// reported none.
     pub usage: Option<Usage>,
     /// The CLI's own cost figure (claude), else [`Cost::Unknown`].
     pub cost: Cost,

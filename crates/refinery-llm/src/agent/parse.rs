@@ -99,6 +99,11 @@ impl EventParser {
         events
     }
 
+    /// Account for an event that did not come from a stdout line (copilot's usage file).
+    pub(crate) fn parse_event(&mut self, event: &AgentEvent) {
+        self.remember(event);
+    }
+
     fn remember(&mut self, event: &AgentEvent) {
         match event {
             AgentEvent::Started { session_id, .. } => {

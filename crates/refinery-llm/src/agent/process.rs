@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::parse::EventParser;
 use super::{AgentCli, AgentEvent, AgentOutcome, AgentRequest};
 use crate::error::{Error, Result};
-use crate::price::Cost;
+use crate::price::{Cost, Usage};
 
 /// How long to keep reading stdout after the CLI exited (a grandchild may still hold the
 /// pipe open; its output after this is dropped with the process group).
@@ -152,7 +152,24 @@ impl AgentRunner {
             None => find_program(request.cli.program(), &request.env)
                 .ok_or(Error::AgentNotFound { cli: request.cli })?,
         };
-        let (args, stdin_text) = Self::arguments(request);
+        let (mut args, stdin_text) = Self::arguments(request);
+        // Copilot's JSONL has no token counts; its usage file does.
+        let usage_dir = if request.cli == AgentCli::Copilot {
+            Some(
+                tempfile::Builder::new()
+                    .prefix("refinery-copilot-")
+                    .tempdir()?,
+            )
+        } else {
+            None
+        };
+        let usage_file = usage_dir.as_ref().map(|dir| dir.path().join("usage.json"));
+        if let Some(path) = &usage_file {
+            args.extend([
+                "--usage-output-file".to_string(),
+                path.display().to_string(),
+            ]);
+        }
         let mut command = tokio::process::Command::new(&program);
         command
             .args(&args)
@@ -256,6 +273,11 @@ impl AgentRunner {
             None => String::new(),
         };
         let exit_code = exit_status.and_then(|status| status.code());
+        if let Some(usage) = usage_file.as_deref().and_then(copilot_usage) {
+            let event = AgentEvent::Usage { usage };
+            parser.parse_event(&event);
+            emit(event, &mut events);
+        }
         finish(
             request.cli,
             &parser,
@@ -317,6 +339,30 @@ fn finish(
         duration,
         events,
     })
+}
+
+/// Token totals from copilot's `--usage-output-file` (`modelMetrics.*.usage`), where
+/// `inputTokens` already includes the cache reads it also reports as `cacheReadTokens`
+/// (checked against the fake: 1800 uncached + 400 cached came back as 2200 / 400).
+fn copilot_usage(path: &Path) -> Option<Usage> {
+    let value: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(path).ok()?).ok()?;
+    let mut total = Usage::default();
+    for metrics in value.get("modelMetrics")?.as_object()?.values() {
+        let usage = metrics.get("usage")?;
+        let count = |key: &str| {
+            usage
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        total.add(Usage {
+            input_tokens: count("inputTokens"),
+            output_tokens: count("outputTokens"),
+            cached_input_tokens: count("cacheReadTokens"),
+        });
+    }
+    Some(total)
 }
 
 fn last_lines(text: &str, count: usize) -> Option<String> {

@@ -283,6 +283,22 @@ async fn copilot_writes_a_file_through_a_tool_call() {
         )
     });
     assert_wrote_file(AgentCli::Copilot, &setup, &outcome, &events);
+    // From copilot's --usage-output-file: its JSONL has no token counts.
+    let usage = outcome.usage.unwrap();
+    assert_eq!(
+        (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_input_tokens
+        ),
+        (2200, 80, 400),
+        "{usage:?}"
+    );
+    assert_eq!(
+        outcome.cost,
+        Cost::Unknown,
+        "copilot reports premium requests, not USD"
+    );
 }
 
 /// Every CLI's run against a backend that answers 400 becomes `AgentFailed` with the CLI's
@@ -488,4 +504,48 @@ async fn copilot_timeout_kills_the_process_tree() {
         Duration::from_secs(7),
     )
     .await;
+}
+
+#[tokio::test]
+async fn cancelling_a_run_kills_the_cli() {
+    let Some(setup) = setup(AgentCli::Codex).await else {
+        return;
+    };
+    setup
+        .server
+        .set_fallback(Reply::text("too late").delayed(Duration::from_mins(1)));
+    let request = request(&setup, AgentCli::Codex);
+    let cancel = CancellationToken::new();
+    let mut pid = None;
+    let mut on_event = |event: &AgentEvent| {
+        if let AgentEvent::Spawned { pid: spawned } = event {
+            pid = Some(*spawned);
+        }
+    };
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let error = AgentRunner
+        .run(&request, &cancel, &mut on_event)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Cancelled), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let pid = pid.unwrap();
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z"),
+        "the CLI is still running: {stat}"
+    );
+    assert!(
+        !setup.server.model_requests().is_empty(),
+        "the run was cancelled before it reached the model"
+    );
 }
