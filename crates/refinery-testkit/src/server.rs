@@ -315,6 +315,23 @@ impl FakeModelServer {
             .collect()
     }
 
+    /// Wait until at least `count` model-turn requests arrived, or `timeout` passed;
+    /// returns the model requests seen so far either way.
+    pub async fn wait_for_model_requests(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<RecordedRequest> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let requests = self.model_requests();
+            if requests.len() >= count || tokio::time::Instant::now() >= deadline {
+                return requests;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Replies still queued.
     pub fn pending_replies(&self) -> usize {
         lock(&self.state).queue.len()
@@ -474,6 +491,9 @@ async fn answer(reply: Reply, request: &RecordedRequest, sequence: u64) -> Respo
 /// Delay between SSE frames: small, but long enough that a client sees several reads.
 const FRAME_GAP: Duration = Duration::from_millis(2);
 
+/// Pause between the last frame of a cut stream (or half body) and the connection drop.
+const CUT_GRACE: Duration = Duration::from_millis(50);
+
 fn render_turn(
     turn: &Turn,
     request: &RecordedRequest,
@@ -498,12 +518,15 @@ fn render_turn(
                 tokio::time::sleep(FRAME_GAP).await;
                 Ok::<_, std::io::Error>(Frame::data(Bytes::from(frame)))
             })
-            .chain(futures::stream::iter(cut.then(|| {
+            .chain(futures::stream::iter(cut.then_some(())).then(|()| async {
+                // Let hyper flush the frames already sent, so exactly `after_frames` arrive
+                // before the connection drops.
+                tokio::time::sleep(CUT_GRACE).await;
                 Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionReset,
                     "fake server: stream cut",
                 ))
-            })));
+            }));
         let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
         let headers = response.headers_mut();
         headers.insert(
@@ -520,13 +543,19 @@ fn render_turn(
     if cut_after.is_some() {
         let half = Bytes::from(body.into_bytes());
         let half = half.slice(..half.len() / 2);
-        let stream = futures::stream::iter(vec![
-            Ok(Frame::data(half)),
-            Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "fake server: body cut",
-            )),
-        ]);
+        let stream = futures::stream::iter([0_u8, 1]).then(move |step| {
+            let half = half.clone();
+            async move {
+                if step == 0 {
+                    return Ok(Frame::data(half));
+                }
+                tokio::time::sleep(CUT_GRACE).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "fake server: body cut",
+                ))
+            }
+        });
         let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
         response.headers_mut().insert(
             "content-type",
