@@ -126,7 +126,7 @@ async fn every_protocol_answers_in_its_own_shape() {
         (
             format!("{url}/v1beta/models/g:streamGenerateContent?alt=sse"),
             json!({}),
-            "data: {\"candidates\"",
+            "\"candidates\":[{\"content\"",
         ),
         (
             format!("{url}/v1beta/models/g:generateContent"),
