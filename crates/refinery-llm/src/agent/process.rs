@@ -215,6 +215,7 @@ impl AgentRunner {
             });
         };
         let mut lines = BufReader::new(stdout).lines();
+        let secrets = secret_values(&request.env);
         let mut parser = EventParser::new(request.cli);
         let deadline = tokio::time::Instant::now() + request.timeout;
         let mut exit_status = None;
@@ -241,7 +242,7 @@ impl AgentRunner {
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
                 }
                 line = lines.next_line() => if let Ok(Some(line)) = line {
-                    for event in parser.parse_line(&line) {
+                    for event in parser.parse_line(&redact(&secrets, &line)) {
                         emit(event, &mut events);
                     }
                 } else {
@@ -269,7 +270,7 @@ impl AgentRunner {
         // Whatever the agent left running in its group ends with the run.
         group.kill();
         let stderr_tail = match stderr_task {
-            Some(task) => task.await.unwrap_or_default(),
+            Some(task) => redact(&secrets, &task.await.unwrap_or_default()),
             None => String::new(),
         };
         let exit_code = exit_status.and_then(|status| status.code());
@@ -363,6 +364,28 @@ fn copilot_usage(path: &Path) -> Option<Usage> {
         });
     }
     Some(total)
+}
+
+/// Values of the child's credential-like variables (`*KEY*`, `*TOKEN*`, `*SECRET*`,
+/// `*PASSWORD*`), so nothing the CLI prints (a model quoting its environment, an error
+/// dumping a request) carries them into events, outcomes or errors.
+fn secret_values(env: &BTreeMap<String, String>) -> Vec<String> {
+    env.iter()
+        .filter(|(name, value)| {
+            let name = name.to_ascii_uppercase();
+            value.len() >= 8
+                && ["KEY", "TOKEN", "SECRET", "PASSWORD"]
+                    .iter()
+                    .any(|marker| name.contains(marker))
+        })
+        .map(|(_, value)| value.clone())
+        .collect()
+}
+
+fn redact(secrets: &[String], text: &str) -> String {
+    secrets.iter().fold(text.to_string(), |text, secret| {
+        text.replace(secret.as_str(), "<redacted>")
+    })
 }
 
 fn last_lines(text: &str, count: usize) -> Option<String> {

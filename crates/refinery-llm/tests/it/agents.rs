@@ -549,3 +549,19 @@ async fn cancelling_a_run_kills_the_cli() {
         "the run was cancelled before it reached the model"
     );
 }
+
+#[tokio::test]
+async fn a_key_the_agent_prints_is_redacted() {
+    let Some(setup) = setup(AgentCli::Claude).await else {
+        return;
+    };
+    setup.server.set_fallback(Reply::text(format!(
+        "Your key is {FAKE_KEY}, keep it safe."
+    )));
+    let request = request(&setup, AgentCli::Claude);
+    let (outcome, events) = run(&request).await;
+    let outcome = outcome.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(outcome.text, "Your key is <redacted>, keep it safe.");
+    assert!(!serde_json::to_string(&events).unwrap().contains(FAKE_KEY));
+    assert!(!serde_json::to_string(&outcome).unwrap().contains(FAKE_KEY));
+}

@@ -62,6 +62,12 @@ const CASES: &[Case] = &[
         path: "/v1/chat/completions",
         prices: Some((0.0, 0.0, 0.0)),
     },
+    Case {
+        name: "ollama/llama3.2",
+        protocol: Protocol::OpenAiChat,
+        path: "/v1/chat/completions",
+        prices: Some((0.0, 0.0, 0.0)),
+    },
 ];
 
 fn expected_cost(case: &Case, usage: Usage) -> Cost {
