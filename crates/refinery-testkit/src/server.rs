@@ -243,6 +243,9 @@ impl FakeModelServer {
                     _ = shutdown_rx.changed() => return,
                 };
                 let Ok((stream, _)) = accepted else { continue };
+                // Without it, Nagle plus the client's delayed ACK holds small SSE frames back
+                // for ~40 ms, and a stream arrives in one lump instead of in pieces.
+                let _ = stream.set_nodelay(true);
                 let connection_state = Arc::clone(&accept_state);
                 let mut connection_shutdown = shutdown_rx.clone();
                 tokio::spawn(async move {
