@@ -500,3 +500,156 @@ fn is_executable(path: &Path) -> bool {
     path.metadata()
         .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(cli: AgentCli) -> AgentRequest {
+        let mut request = AgentRequest::new(cli, "/work/project", "-fix the bug");
+        request.system_prompt = Some("Be terse.".to_string());
+        request.model = Some("m1".to_string());
+        request
+    }
+
+    #[test]
+    fn command_lines() {
+        let mut claude = request(AgentCli::Claude);
+        claude.allowed_tools = vec!["Write".to_string(), "Bash(git *)".to_string()];
+        claude.max_turns = Some(3);
+        claude.max_budget_usd = Some(0.5);
+        let mut copilot = request(AgentCli::Copilot);
+        copilot.allowed_tools = vec!["shell(git:*)".to_string()];
+        let cases: Vec<(AgentRequest, &[&str], Option<&str>)> = vec![
+            (
+                claude,
+                &[
+                    "-p",
+                    "--output-format",
+                    "stream-json",
+                    "--verbose",
+                    "--append-system-prompt",
+                    "Be terse.",
+                    "--model",
+                    "m1",
+                    "--allowedTools",
+                    "Write Bash(git *)",
+                    "--max-turns",
+                    "3",
+                    "--max-budget-usd",
+                    "0.5",
+                ],
+                Some("-fix the bug"),
+            ),
+            (
+                request(AgentCli::Codex),
+                &[
+                    "exec",
+                    "--json",
+                    "--skip-git-repo-check",
+                    "-s",
+                    "workspace-write",
+                    "-m",
+                    "m1",
+                    "-C",
+                    "/work/project",
+                    "-",
+                ],
+                Some("Be terse.\n\n-fix the bug"),
+            ),
+            (
+                request(AgentCli::Gemini),
+                &[
+                    "--prompt=Be terse.\n\n-fix the bug",
+                    "-o",
+                    "stream-json",
+                    "--approval-mode",
+                    "yolo",
+                    "--skip-trust",
+                    "-m",
+                    "m1",
+                ],
+                None,
+            ),
+            (
+                request(AgentCli::Copilot),
+                &[
+                    "--prompt=Be terse.\n\n-fix the bug",
+                    "--output-format",
+                    "json",
+                    "--stream",
+                    "off",
+                    "--no-auto-update",
+                    "--allow-all-tools",
+                    "--model",
+                    "m1",
+                ],
+                None,
+            ),
+            (
+                copilot,
+                &[
+                    "--prompt=Be terse.\n\n-fix the bug",
+                    "--output-format",
+                    "json",
+                    "--stream",
+                    "off",
+                    "--no-auto-update",
+                    "--allow-tool",
+                    "shell(git:*)",
+                    "--model",
+                    "m1",
+                ],
+                None,
+            ),
+        ];
+        for (request, expected_args, expected_stdin) in cases {
+            let (args, stdin) = AgentRunner::arguments(&request);
+            assert_eq!(args, expected_args, "{:?}", request.cli);
+            assert_eq!(stdin.as_deref(), expected_stdin, "{:?}", request.cli);
+        }
+    }
+
+    #[test]
+    fn credential_like_values_are_found_and_redacted() {
+        let env: BTreeMap<String, String> = [
+            ("ANTHROPIC_API_KEY", "sk-ant-123456789"),
+            ("GITHUB_TOKEN", "ghp_abcdefghij"),
+            ("MY_SECRET", "s3cr3t-value"),
+            ("SHORT_KEY", "abc"),
+            ("HOME", "/home/someone-long-path"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+        let secrets = secret_values(&env);
+        assert_eq!(secrets.len(), 3);
+        assert_eq!(
+            redact(
+                &secrets,
+                "a sk-ant-123456789 b ghp_abcdefghij c s3cr3t-value d abc /home/someone-long-path"
+            ),
+            "a <redacted> b <redacted> c <redacted> d abc /home/someone-long-path"
+        );
+    }
+
+    #[test]
+    fn programs_are_found_on_the_child_path_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("claude");
+        fs_err::write(&program, "#!/bin/sh\n").unwrap();
+        let plain = dir.path().join("codex");
+        fs_err::write(&plain, "not executable").unwrap();
+        fs_err::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env: BTreeMap<String, String> = [(
+            "PATH".to_string(),
+            format!("/nonexistent::{}", dir.path().display()),
+        )]
+        .into();
+        assert_eq!(find_program("claude", &env), Some(program));
+        assert_eq!(find_program("codex", &env), None);
+        assert_eq!(find_program("claude", &BTreeMap::new()), None);
+    }
+}
