@@ -125,11 +125,19 @@ pub fn codex_env(
 ) -> std::io::Result<BTreeMap<String, String>> {
     let codex_home = context.home().join(".codex");
     fs_err::create_dir_all(&codex_home)?;
+    // Besides the provider: no update check, no analytics (ab.chatgpt.com), a loopback ChatGPT
+    // backend, and none of the features that reach out on start (the plugin marketplace runs
+    // `git ls-remote https://github.com/openai/plugins.git`; api.github.com, chatgpt.com), so a
+    // traced run connects to nothing but the fake (checked with strace in refinery-llm's tests).
     let config = format!(
-        "model = \"fake-model\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\nname = \"Fake\"\n\
-         base_url = \"{}/v1\"\nenv_key = \"FAKE_OPENAI_API_KEY\"\nwire_api = \"responses\"\n\
-         request_max_retries = 0\nstream_max_retries = 0\n",
-        server.url()
+        "model = \"fake-model\"\nmodel_provider = \"fake\"\ncheck_for_update_on_startup = false\n\
+         chatgpt_base_url = \"{url}/backend-api/\"\n\n[analytics]\nenabled = false\n\n\
+         [model_providers.fake]\nname = \"Fake\"\nbase_url = \"{url}/v1\"\nenv_key = \"FAKE_OPENAI_API_KEY\"\n\
+         wire_api = \"responses\"\nrequest_max_retries = 0\nstream_max_retries = 0\n\n\
+         [features]\nplugins = false\nremote_plugin = false\nplugin_sharing = false\napps = false\n\
+         in_app_updates = false\napi_key_model_discovery = false\napi_key_cyber_access_programs = false\n\
+         skill_mcp_dependency_install = false\n",
+        url = server.url()
     );
     fs_err::write(codex_home.join("config.toml"), config)?;
     let mut env = base_env(context, cli);

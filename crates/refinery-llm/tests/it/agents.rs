@@ -6,6 +6,7 @@
 //! recorded event streams in `tests/fixtures/agent-events/` from these runs.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -564,4 +565,113 @@ async fn a_key_the_agent_prints_is_redacted() {
     assert_eq!(outcome.text, "Your key is <redacted>, keep it safe.");
     assert!(!serde_json::to_string(&events).unwrap().contains(FAKE_KEY));
     assert!(!serde_json::to_string(&outcome).unwrap().contains(FAKE_KEY));
+}
+
+/// Every IPv4/IPv6 address a traced CLI connected or sent a datagram to (`connect`, `sendto`,
+/// `sendmmsg`: DNS lookups show up as the latter); Unix and netlink sockets are skipped.
+fn connected_addresses(trace: &str) -> Vec<String> {
+    let mut addresses = Vec::new();
+    for line in trace.lines() {
+        if let Some(start) = line.find("inet_addr(\"") {
+            let rest = &line[start + 11..];
+            addresses.push(rest[..rest.find('"').unwrap_or(rest.len())].to_string());
+        } else if let Some(start) = line.find("inet_pton(AF_INET6, \"") {
+            let rest = &line[start + 21..];
+            addresses.push(rest[..rest.find('"').unwrap_or(rest.len())].to_string());
+        }
+    }
+    addresses
+}
+
+/// Run each real CLI under `strace -f` (network syscalls) through the write-file scenario and
+/// check it reached nothing but the loopback fake: no telemetry, update checks or DNS.
+#[tokio::test]
+async fn agent_clis_connect_only_to_loopback() {
+    let Some(strace) = ["/usr/bin/strace", "/bin/strace"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "strace is missing under CI=true (.ci/run installs it)"
+        );
+        eprintln!("skipping: strace not installed (apt-get install strace)");
+        return;
+    };
+    let scenarios: [(AgentCli, &'static str); 4] = [
+        (AgentCli::Claude, "Write"),
+        (AgentCli::Codex, "exec_command"),
+        (AgentCli::Gemini, "write_file"),
+        (AgentCli::Copilot, "create"),
+    ];
+    for (cli, tool) in scenarios {
+        let Some(setup) = setup(cli).await else {
+            continue;
+        };
+        let path = setup.context.project().join("hello.txt");
+        let input = match cli {
+            AgentCli::Codex => json!({"cmd": "printf 'hello from codex\\n' > hello.txt"}),
+            AgentCli::Copilot => json!({"path": path, "file_text": "hello from copilot\n"}),
+            AgentCli::Claude | AgentCli::Gemini => {
+                json!({"file_path": path, "content": "hello from cli\n"})
+            }
+        };
+        script_write(&setup.server, tool, input);
+        let trace = setup.context.tmp().join("connect.trace");
+        let wrapper = setup
+            .context
+            .write(
+                "bin/traced-cli",
+                &format!(
+                    "#!/bin/sh\nexec {} -f -qq -s 200 -e trace=connect,sendto,sendmmsg,sendmsg -o {} {} \"$@\"\n",
+                    strace.display(),
+                    trace.display(),
+                    setup.program.display()
+                ),
+            )
+            .unwrap();
+        fs_err::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut request = request(&setup, cli);
+        request.program = Some(wrapper);
+        match cli {
+            AgentCli::Claude => request.allowed_tools = vec!["Write".to_string()],
+            AgentCli::Gemini => request.model = Some("gemini-2.5-flash".to_string()),
+            AgentCli::Codex | AgentCli::Copilot => {}
+        }
+        let (outcome, events) = run(&request).await;
+        outcome.unwrap_or_else(|error| panic!("{cli:?} under strace: {error}\n{events:#?}"));
+        assert!(
+            path.exists(),
+            "{cli:?}: the traced run did not write the file"
+        );
+        let addresses = connected_addresses(&fs_err::read_to_string(&trace).unwrap());
+        assert!(
+            !addresses.is_empty(),
+            "{cli:?}: the trace shows no connection at all"
+        );
+        let foreign: Vec<&String> = addresses
+            .iter()
+            .filter(|address| !matches!(address.as_str(), "127.0.0.1" | "::1" | "::ffff:127.0.0.1"))
+            .collect();
+        assert!(
+            foreign.is_empty(),
+            "{cli:?} connected beyond loopback: {foreign:?}"
+        );
+    }
+}
+
+#[test]
+fn the_trace_reader_sees_dns_and_connections() {
+    // Lines as strace printed them when codex still looked up github.com before the fix.
+    let trace = r#"29796 connect(7, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.255.255.53")}, 16) = 0
+29841 sendto(49, "\314]\1\0", 32, MSG_NOSIGNAL, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.0.0.2")}, 16) = 32
+29747 connect(9, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "2606:4700::1", &sin6_addr), sin6_scope_id=0}, 28) = 0
+29747 connect(5, {sa_family=AF_INET, sin_port=htons(41234), sin_addr=inet_addr("127.0.0.1")}, 16) = 0
+29747 connect(3, {sa_family=AF_UNIX, sun_path="/tmp/x.sock"}, 110) = 0
+29747 sendto(8, "\1", 1, MSG_NOSIGNAL, NULL, 0) = 1"#;
+    assert_eq!(
+        connected_addresses(trace),
+        ["10.255.255.53", "10.0.0.2", "2606:4700::1", "127.0.0.1"]
+    );
 }
