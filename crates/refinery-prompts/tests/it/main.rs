@@ -1,0 +1,35 @@
+//! Integration tests of `refinery-prompts`: the embedded prompts are exactly the plugin's
+//! agent files on disk, so an edit to a file can never leave a stale embedded copy.
+
+use std::path::Path;
+
+use refinery_prompts::{Role, split_front_matter};
+
+#[test]
+fn embedded_prompts_match_the_plugin_files_on_disk() {
+    let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin/agents");
+    let mut on_disk: Vec<String> = fs_err::read_dir(&agents)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".md"))
+        .collect();
+    on_disk.sort();
+    let mut embedded: Vec<String> = Role::ALL
+        .iter()
+        .map(|role| format!("{}.md", role.name()))
+        .collect();
+    embedded.sort();
+    assert_eq!(
+        on_disk, embedded,
+        "every agent file must be a Role and vice versa"
+    );
+    for role in Role::ALL {
+        let text = fs_text(&agents.join(format!("{}.md", role.name())));
+        assert_eq!(role.source(), text);
+        assert_eq!(role.prompt(), split_front_matter(&text).unwrap().1);
+    }
+}
+
+fn fs_text(path: &Path) -> String {
+    fs_err::read_to_string(path).unwrap()
+}
