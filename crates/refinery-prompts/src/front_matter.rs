@@ -72,7 +72,12 @@ mod tests {
 
     #[test]
     fn splits_front_matter_from_body() {
-        let cases: &[(&str, Vec<(&str, &str)>, &str)] = &[
+        type Case = (
+            &'static str,
+            Vec<(&'static str, &'static str)>,
+            &'static str,
+        );
+        let cases: &[Case] = &[
             (
                 "---\nname: a\ndescription: \"does x: y\"\n---\n\n# Body\ntext\n",
                 vec![("name", "a"), ("description", "does x: y")],

@@ -24,12 +24,8 @@ fn embedded_prompts_match_the_plugin_files_on_disk() {
         "every agent file must be a Role and vice versa"
     );
     for role in Role::ALL {
-        let text = fs_text(&agents.join(format!("{}.md", role.name())));
+        let text = fs_err::read_to_string(agents.join(format!("{}.md", role.name()))).unwrap();
         assert_eq!(role.source(), text);
         assert_eq!(role.prompt(), split_front_matter(&text).unwrap().1);
     }
-}
-
-fn fs_text(path: &Path) -> String {
-    fs_err::read_to_string(path).unwrap()
 }
