@@ -11,7 +11,11 @@ fn embedded_prompts_match_the_plugin_files_on_disk() {
     let mut on_disk: Vec<String> = fs_err::read_dir(&agents)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".md"))
+        .filter(|name| {
+            std::path::Path::new(name)
+                .extension()
+                .is_some_and(|ext| ext.eq_ignore_ascii_case("md"))
+        })
         .collect();
     on_disk.sort();
     let mut embedded: Vec<String> = Role::ALL
