@@ -33,6 +33,27 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A Claude Code session id (hook stdin or `CLAUDE_CODE_SESSION_ID`) that is not usable as
+    /// a file name. Returned by the hook and the MCP servers at start-up.
+    #[error(
+        "invalid Claude Code session id `{id}`: only ASCII letters, digits, `-` and `_` are allowed"
+    )]
+    InvalidClaudeSessionId {
+        /// The rejected id.
+        id: String,
+    },
+
+    /// A tool was called from a Claude Code session that has no Refinery session yet. The
+    /// caller starts one with init_session (or resumes one) — never falls back to another
+    /// session's loop.
+    #[error(
+        "this Claude Code session (`{claude_session}`) has no Refinery session yet; call init_session first, or init_session with `resume` set to an existing session id to continue it"
+    )]
+    UnboundClaudeSession {
+        /// The Claude Code session.
+        claude_session: String,
+    },
+
     /// The current-session pointer names an id that is not valid.
     #[error("`{}` names session `{id}`, which is not a valid session id; call init_session to start a new session", path.display())]
     BadSessionPointer {
@@ -126,7 +147,10 @@ impl Error {
         match self {
             Error::Io(_) => "io_error",
             Error::CorruptFile { .. } => "corrupt_state",
-            Error::InvalidSessionId { .. } | Error::BadSessionPointer { .. } => "invalid_session",
+            Error::InvalidSessionId { .. }
+            | Error::BadSessionPointer { .. }
+            | Error::InvalidClaudeSessionId { .. } => "invalid_session",
+            Error::UnboundClaudeSession { .. } => "no_session",
             Error::UnknownSession { .. } => "unknown_session",
             Error::InvalidCriteria(_) => "invalid_criteria",
             Error::NoCriteria { .. } => "no_criteria",

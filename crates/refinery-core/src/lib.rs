@@ -29,6 +29,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod checklist;
+pub mod claude_session;
 pub mod criteria;
 mod error;
 mod fsutil;
@@ -40,6 +41,9 @@ mod store;
 pub mod votes;
 
 pub use checklist::{ChecklistOutcome, Score, ScoreError, Verdict};
+pub use claude_session::{
+    ClaudeBinding, ClaudeSessionId, ClaudeSessionStart, SessionSelector, StartSource,
+};
 pub use criteria::{Category, CriteriaSet, Criterion};
 pub use error::{Error, Result};
 pub use plan::{Impact, ImprovementPlan, PlanError};

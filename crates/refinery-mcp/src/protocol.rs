@@ -26,6 +26,9 @@ pub struct InitSessionParams {
     /// Refuse submissions past this round.
     #[serde(default)]
     pub max_rounds: Option<u32>,
+    /// Continue this existing session instead of starting one (its settings are kept).
+    #[serde(default)]
+    pub resume: Option<String>,
 }
 
 /// `init_session` output.
@@ -41,6 +44,8 @@ pub struct InitSessionResponse {
     pub cutoff: u8,
     /// The round cap, if any.
     pub max_rounds: Option<u32>,
+    /// Rounds already scored (0 for a new session).
+    pub round: u32,
 }
 
 fn criteria_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -13,7 +13,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use refinery_core::{
-    CriteriaSet, Cutoff, PlanAccepted, Session, SessionId, SessionSettings, StateDir,
+    ClaudeSessionId, CriteriaSet, Cutoff, PlanAccepted, Session, SessionId, SessionSelector,
+    SessionSettings, StateDir,
 };
 
 use crate::error::{internal_error, tool_error};
@@ -45,6 +46,22 @@ pub struct ServerConfig {
     pub store: StateDir,
     /// Serve this session instead of the one the pointer file names.
     pub session: Option<SessionId>,
+    /// The Claude Code session this server was started by (`CLAUDE_CODE_SESSION_ID`): tools
+    /// then work on the Refinery session bound to it, never on another Claude Code
+    /// session's loop in the same folder.
+    pub claude_session: Option<ClaudeSessionId>,
+}
+
+impl ServerConfig {
+    /// Which session tool calls work on: a pinned session, else the Claude Code session's
+    /// binding, else the folder-wide pointer.
+    pub fn selector(&self) -> SessionSelector {
+        match (&self.session, &self.claude_session) {
+            (Some(id), _) => SessionSelector::Pinned(id.clone()),
+            (None, Some(claude)) => SessionSelector::Claude(claude.clone()),
+            (None, None) => SessionSelector::Pointer,
+        }
+    }
 }
 
 /// An MCP server exposing Refinery's tools.
@@ -68,34 +85,20 @@ impl RefineryServer {
         }
     }
 
-    fn current_session(
-        store: &StateDir,
-        pinned: Option<&SessionId>,
-    ) -> refinery_core::Result<Session> {
-        let id = match pinned {
-            Some(id) => id.clone(),
-            None => store.current_session_id()?,
-        };
-        Ok(store.session(id))
+    fn current_session(config: &ServerConfig) -> refinery_core::Result<Session> {
+        let id = config.store.resolve_session(&config.selector())?;
+        Ok(config.store.session(id))
     }
 
     /// Runs a store operation on a blocking thread and renders its result.
     async fn call<T, F>(&self, op: F) -> Result<CallToolResult, ErrorData>
     where
         T: Serialize + Send + 'static,
-        F: FnOnce(&StateDir, Option<&SessionId>, OffsetDateTime) -> refinery_core::Result<T>
-            + Send
-            + 'static,
+        F: FnOnce(&ServerConfig, OffsetDateTime) -> refinery_core::Result<T> + Send + 'static,
     {
         let config = self.config.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            op(
-                &config.store,
-                config.session.as_ref(),
-                OffsetDateTime::now_utc(),
-            )
-        })
-        .await;
+        let outcome =
+            tokio::task::spawn_blocking(move || op(&config, OffsetDateTime::now_utc())).await;
         Ok(match outcome {
             Ok(Ok(response)) => match serde_json::to_value(response) {
                 Ok(value) => CallToolResult::structured(value),
@@ -116,8 +119,8 @@ impl RefineryServer {
         &self,
         params: ProposeImprovementsParams,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call(move |store, pinned, now| {
-            let session = Self::current_session(store, pinned)?;
+        self.call(move |config, now| {
+            let session = Self::current_session(config)?;
             let PlanAccepted {
                 plan,
                 path,
@@ -153,30 +156,45 @@ fn display(path: &Path) -> String {
 #[tool_router(router = quality_router, vis = "pub(crate)")]
 impl RefineryServer {
     #[tool(
-        description = "Start a new refinement session and make it current. Optional: label, cutoff (pass mark 1-10, default 7), max_rounds.",
+        description = "Start a new refinement session and make it current. Optional: label, cutoff (pass mark 1-10, default 7), max_rounds. With resume=<session id>, continue that existing session instead (after a context clear).",
         output_schema = rmcp::handler::server::tool::schema_for_output::<InitSessionResponse>()
     )]
     async fn init_session(
         &self,
         Parameters(params): Parameters<InitSessionParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call(move |store, _pinned, now| {
-            let cutoff = params
-                .cutoff
-                .map(Cutoff::new)
-                .transpose()?
-                .unwrap_or_default();
-            let settings = SessionSettings {
-                cutoff,
-                max_rounds: params.max_rounds,
+        self.call(move |config, now| {
+            let store = &config.store;
+            let session = match params.resume.as_deref().map(str::trim) {
+                Some(resume) if !resume.is_empty() => {
+                    let session = store.existing_session(resume)?;
+                    store.make_current(&session, now)?;
+                    session
+                }
+                _ => {
+                    let cutoff = params
+                        .cutoff
+                        .map(Cutoff::new)
+                        .transpose()?
+                        .unwrap_or_default();
+                    let settings = SessionSettings {
+                        cutoff,
+                        max_rounds: params.max_rounds,
+                    };
+                    store.init_session(&params.label, settings, now)?
+                }
             };
-            let session = store.init_session(&params.label, settings, now)?;
+            if let Some(claude) = &config.claude_session {
+                store.bind_claude_session(claude, session.id(), now)?;
+            }
+            let settings = session.info()?.settings;
             Ok(InitSessionResponse {
                 status: "ok".to_owned(),
                 session_id: session.id().to_string(),
                 session_dir: display(session.dir()),
                 cutoff: settings.cutoff.get(),
                 max_rounds: settings.max_rounds,
+                round: session.state()?.round,
             })
         })
         .await
@@ -190,9 +208,9 @@ impl RefineryServer {
         &self,
         Parameters(params): Parameters<GenerateEvalCriteriaParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call(move |store, pinned, now| {
+        self.call(move |config, now| {
             let criteria = CriteriaSet::from_json(&params.criteria)?;
-            let session = Self::current_session(store, pinned)?;
+            let session = Self::current_session(config)?;
             let stored = session.register_criteria(&criteria, now)?;
             Ok(GenerateEvalCriteriaResponse {
                 status: "ok".to_owned(),
@@ -213,8 +231,8 @@ impl RefineryServer {
         &self,
         Parameters(params): Parameters<SubmitChecklistParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call(move |store, pinned, now| {
-            let session = Self::current_session(store, pinned)?;
+        self.call(move |config, now| {
+            let session = Self::current_session(config)?;
             let record =
                 session.submit_checklist(&params.scores, params.report_path.as_deref(), now)?;
             let max_rounds = session.info()?.settings.max_rounds;
@@ -267,8 +285,8 @@ impl RefineryServer {
         &self,
         Parameters(_params): Parameters<ResetEvaluationParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call(move |store, pinned, now| {
-            let session = Self::current_session(store, pinned)?;
+        self.call(move |config, now| {
+            let session = Self::current_session(config)?;
             let done = session.reset_evaluation(now)?;
             Ok(ResetEvaluationResponse {
                 status: "ok".to_owned(),
@@ -293,8 +311,8 @@ impl RefineryServer {
         &self,
         Parameters(params): Parameters<NewAnswerParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call(move |store, pinned, now| {
-            let session = Self::current_session(store, pinned)?;
+        self.call(move |config, now| {
+            let session = Self::current_session(config)?;
             let paths = params.file_paths.clone().unwrap_or_default();
             let submission = session.new_answer(&params.answer, &paths, now)?;
             let round_dir = session.round_dir(submission.round);
@@ -330,8 +348,8 @@ impl RefineryServer {
         &self,
         Parameters(params): Parameters<VoteParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call(move |store, pinned, now| {
-            let session = Self::current_session(store, pinned)?;
+        self.call(move |config, now| {
+            let session = Self::current_session(config)?;
             let round = session.vote(&params.choice, &params.reasoning, now)?;
             Ok(VoteResponse {
                 status: "ok".to_owned(),

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    ask::AskArgs, doctor::DoctorArgs, mcp::McpArgs, secrets::SecretsArgs, session::SessionArgs,
+    ask::AskArgs, doctor::DoctorArgs, hook::HookArgs, mcp::McpArgs, secrets::SecretsArgs,
+    session::SessionArgs,
 };
 
 /// Refinery: make AI-produced work genuinely good, one fresh-context round at a time.
@@ -42,4 +43,6 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     /// Send one prompt to a model (`provider/model`) to check a backend.
     Ask(AskArgs),
+    /// Claude Code hooks (run by the plugin, not by hand).
+    Hook(HookArgs),
 }

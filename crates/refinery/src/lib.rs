@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod environment;
 mod output;
 mod redact;
 mod settings;

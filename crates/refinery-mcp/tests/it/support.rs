@@ -48,6 +48,7 @@ pub(crate) async fn harness(tools: ToolSet) -> Harness {
     let config = ServerConfig {
         store: StateDir::new(&state, &workspace),
         session: None,
+        claude_session: None,
     };
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
-use refinery_core::SessionId;
+use refinery_core::{ClaudeSessionId, SessionId};
 use refinery_mcp::{ServerConfig, ToolSet};
 
 use crate::ExitStatus;
@@ -18,6 +18,10 @@ pub(crate) struct McpArgs {
     /// Serve this session instead of the one `session_metadata.json` names.
     #[arg(long, env = "REFINERY_SESSION", value_name = "ID")]
     session: Option<String>,
+    /// The Claude Code session this server serves; Claude Code sets it for every MCP server
+    /// it starts, so two Claude Code sessions in one folder never share loop state.
+    #[arg(long, env = "CLAUDE_CODE_SESSION_ID", value_name = "ID", hide = true)]
+    claude_session: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -38,6 +42,13 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &McpArgs) -> anyhow::Result<Ex
         .map(SessionId::parse)
         .transpose()
         .context("--session / REFINERY_SESSION")?;
+    let claude_session = args
+        .claude_session
+        .as_deref()
+        .filter(|raw| !raw.is_empty())
+        .map(ClaudeSessionId::parse)
+        .transpose()
+        .context("CLAUDE_CODE_SESSION_ID")?;
     let tools = match args.server {
         ServerKind::Quality => ToolSet::Quality,
         ServerKind::Workflow => ToolSet::Workflow,
@@ -51,7 +62,11 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &McpArgs) -> anyhow::Result<Ex
         .context("could not start the async runtime")?;
     runtime.block_on(refinery_mcp::run_stdio(
         tools,
-        ServerConfig { store, session },
+        ServerConfig {
+            store,
+            session,
+            claude_session,
+        },
     ))?;
     Ok(ExitStatus::Success)
 }

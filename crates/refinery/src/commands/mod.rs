@@ -2,6 +2,7 @@
 
 pub(crate) mod ask;
 pub(crate) mod doctor;
+pub(crate) mod hook;
 pub(crate) mod mcp;
 pub(crate) mod secrets;
 pub(crate) mod session;
@@ -16,5 +17,6 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Secrets(args) => secrets::run_main(&cli.global, &args),
         Command::Doctor(args) => doctor::run_main(&cli.global, &args),
         Command::Ask(args) => ask::run_main(&cli.global, &args),
+        Command::Hook(args) => hook::run_main(&cli.global, &args),
     }
 }

@@ -17,6 +17,7 @@ mod concurrency;
 mod doctor;
 mod key_leaks;
 mod llm_support;
+mod hook;
 mod mcp_stdio;
 mod secrets;
 mod session_cli;

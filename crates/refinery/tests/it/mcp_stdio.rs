@@ -173,6 +173,7 @@ fn legacy_initialize_handshake_over_raw_stdio() {
         .args(["mcp", "all"])
         .current_dir(&project.workspace)
         .env_remove("REFINERY_STATE_DIR")
+        .env_remove("CLAUDE_CODE_SESSION_ID")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -228,7 +229,8 @@ async fn state_dir_flag_and_session_pin_are_honoured() {
         .args(["--session", "pinned-1"])
         .current_dir(&project.workspace)
         .env_remove("REFINERY_STATE_DIR")
-        .env_remove("REFINERY_SESSION");
+        .env_remove("REFINERY_SESSION")
+        .env_remove("CLAUDE_CODE_SESSION_ID");
     let transport = rmcp::transport::TokioChildProcess::new(command).unwrap();
     let client = rmcp::ServiceExt::serve((), transport).await.unwrap();
     let (error, body) = call(
@@ -265,7 +267,8 @@ async fn modern_discover_lifecycle_over_stdio() {
         .args(["mcp", "all"])
         .current_dir(&project.workspace)
         .env_remove("REFINERY_STATE_DIR")
-        .env_remove("REFINERY_SESSION");
+        .env_remove("REFINERY_SESSION")
+        .env_remove("CLAUDE_CODE_SESSION_ID");
     let transport = rmcp::transport::TokioChildProcess::new(command).unwrap();
     let client = ()
         .serve_with_lifecycle(

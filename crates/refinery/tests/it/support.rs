@@ -1,6 +1,6 @@
 //! Helpers for driving the real binary. Isolation: each `Project` is a fresh temporary folder
-//! holding the workspace and its state folder; child processes get `REFINERY_*` variables
-//! removed so the developer's environment cannot leak in.
+//! holding the workspace and its state folder; child processes get `REFINERY_*` variables and
+//! `CLAUDE_CODE_SESSION_ID` removed so the developer's environment cannot leak in.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -45,12 +45,23 @@ impl Project {
             .current_dir(&self.workspace)
             .env_remove("REFINERY_STATE_DIR")
             .env_remove("REFINERY_WORKSPACE")
-            .env_remove("REFINERY_SESSION");
+            .env_remove("REFINERY_SESSION")
+            .env_remove("CLAUDE_CODE_SESSION_ID");
         command
     }
 
     /// `refinery mcp <server>` spawned in the workspace, with a connected rmcp client.
     pub(crate) async fn mcp(&self, server: &str) -> RunningService<RoleClient, ()> {
+        self.mcp_for_claude(server, None).await
+    }
+
+    /// `refinery mcp <server>` as Claude Code starts it: with `CLAUDE_CODE_SESSION_ID` set
+    /// when `claude_session` is given.
+    pub(crate) async fn mcp_for_claude(
+        &self,
+        server: &str,
+        claude_session: Option<&str>,
+    ) -> RunningService<RoleClient, ()> {
         let mut command = tokio::process::Command::new(BIN);
         command
             .arg("mcp")
@@ -58,7 +69,11 @@ impl Project {
             .current_dir(&self.workspace)
             .env_remove("REFINERY_STATE_DIR")
             .env_remove("REFINERY_WORKSPACE")
-            .env_remove("REFINERY_SESSION");
+            .env_remove("REFINERY_SESSION")
+            .env_remove("CLAUDE_CODE_SESSION_ID");
+        if let Some(id) = claude_session {
+            command.env("CLAUDE_CODE_SESSION_ID", id);
+        }
         let (transport, _stderr) = TokioChildProcess::builder(command)
             .stderr(Stdio::inherit())
             .spawn()

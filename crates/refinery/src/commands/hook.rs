@@ -1,0 +1,143 @@
+//! `refinery hook session-start`: the Claude Code plugin's SessionStart hook.
+//!
+//! Claude Code runs it at every session start with a JSON object on stdin (`session_id`,
+//! `transcript_path`, `cwd`, `source`) and `CLAUDE_PID` in the environment. It binds the
+//! Claude Code session to its own loop state (see `refinery_core::claude_session`), writes
+//! `environment.json` (key names, never values) and warns when the folder is not a git
+//! repository.
+//!
+//! Output contract: stdout is read by Claude Code, so it is empty or one JSON object with a
+//! short `systemMessage` (shown to the user) and, only when a loop continues, a short
+//! `additionalContext` (seen by the model). A hook must never stop a session from starting,
+//! so failures become a one-line `systemMessage` and exit 0.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use refinery_core::{ClaudeSessionId, ClaudeSessionStart, StartSource, StateDir, rfc3339};
+
+use crate::ExitStatus;
+use crate::cli::GlobalArgs;
+use crate::environment::{self, Probe};
+use crate::output;
+
+/// Claude Code hook input is a few hundred bytes; anything far larger is not hook input.
+const MAX_INPUT_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, Args)]
+pub(crate) struct HookArgs {
+    #[command(subcommand)]
+    command: HookCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum HookCommand {
+    /// Bind this Claude Code session to its loop state and record the environment.
+    SessionStart,
+}
+
+/// The fields of the SessionStart input we use; others are ignored.
+#[derive(Debug, Deserialize)]
+struct SessionStartInput {
+    session_id: String,
+    #[serde(default)]
+    transcript_path: Option<String>,
+    #[serde(default)]
+    cwd: Option<PathBuf>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+pub(crate) fn run_main(global: &GlobalArgs, args: &HookArgs) -> anyhow::Result<ExitStatus> {
+    match args.command {
+        HookCommand::SessionStart => {
+            let reply = match session_start(global) {
+                Ok(reply) => reply,
+                Err(err) => Some(json!({
+                    "systemMessage": format!("Refinery hook failed: {err:#}"),
+                })),
+            };
+            if let Some(reply) = reply {
+                output::line(&reply.to_string())?;
+            }
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+fn session_start(global: &GlobalArgs) -> anyhow::Result<Option<Value>> {
+    let mut raw = Vec::new();
+    std::io::stdin()
+        .take(MAX_INPUT_BYTES)
+        .read_to_end(&mut raw)
+        .context("could not read the hook input from stdin")?;
+    let input: SessionStartInput = serde_json::from_slice(&raw).context(
+        "the hook input on stdin is not Claude Code's SessionStart JSON (it needs `session_id`)",
+    )?;
+    let claude_session_id = ClaudeSessionId::parse(&input.session_id)?;
+    let cwd = std::env::current_dir().context("cannot read the current folder")?;
+    let workspace = match (&global.workspace, &input.cwd) {
+        (Some(path), _) => cwd.join(path),
+        (None, Some(path)) => path.clone(),
+        (None, None) => cwd.clone(),
+    };
+    let state_dir = global
+        .state_dir
+        .as_ref()
+        .map_or_else(|| workspace.join(".refinery"), |path| cwd.join(path));
+    let store = StateDir::new(state_dir, &workspace);
+    let now = OffsetDateTime::now_utc();
+    let start = ClaudeSessionStart {
+        claude_session_id: claude_session_id.clone(),
+        source: StartSource::parse(input.source.as_deref().unwrap_or("startup")),
+        transcript_path: input.transcript_path,
+        claude_pid: std::env::var("CLAUDE_PID")
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok()),
+    };
+    let binding = store.record_claude_session_start(&start, now)?;
+
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let path_var = std::env::var_os("PATH");
+    let var = |name: &str| std::env::var(name).ok();
+    let mut detected = environment::detect(
+        &Probe {
+            workspace: &workspace,
+            home: home.as_deref(),
+            path_var: path_var.as_deref(),
+            var: &var,
+        },
+        rfc3339(now),
+    );
+    detected.claude_session_id = Some(claude_session_id.to_string());
+    store.write_environment(&detected)?;
+
+    let mut reply = serde_json::Map::new();
+    if !detected.git_repository {
+        reply.insert(
+            "systemMessage".to_owned(),
+            Value::String(
+                "Refinery: this folder is not a git repository; run `git init` so rounds can be compared and restored safely."
+                    .to_owned(),
+            ),
+        );
+    }
+    if let (Some(session), Some(parent)) = (&binding.refinery_session, &binding.inherited_from) {
+        reply.insert(
+            "hookSpecificOutput".to_owned(),
+            json!({
+                "hookEventName": "SessionStart",
+                "additionalContext": format!(
+                    "Refinery: this session continues Refinery session `{session}` (from Claude Code session `{parent}`); its state is under .refinery/sessions/{session}/."
+                ),
+            }),
+        );
+    }
+    Ok((!reply.is_empty()).then_some(Value::Object(reply)))
+}
