@@ -13,12 +13,14 @@
 )]
 
 mod ask;
+mod claude_fake;
 mod concurrency;
 mod doctor;
 mod key_leaks;
 mod llm_support;
 mod hook;
 mod mcp_stdio;
+mod plugin_e2e;
 mod secrets;
 mod session_cli;
 mod snapshots;
