@@ -38,6 +38,7 @@ pub mod rounds;
 pub mod session;
 pub mod snapshot;
 mod store;
+pub mod transcript;
 pub mod votes;
 
 pub use checklist::{ChecklistOutcome, Score, ScoreError, Verdict};

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
     ask::AskArgs, doctor::DoctorArgs, hook::HookArgs, mcp::McpArgs, secrets::SecretsArgs,
-    session::SessionArgs,
+    session::SessionArgs, tmux::TmuxArgs, trace::TraceArgs,
 };
 
 /// Refinery: make AI-produced work genuinely good, one fresh-context round at a time.
@@ -45,4 +45,6 @@ pub(crate) enum Command {
     Ask(AskArgs),
     /// Claude Code hooks (run by the plugin, not by hand).
     Hook(HookArgs),
+    /// Statistics of a Claude Code transcript: tool calls, errors, repeats, tokens, subagents.
+    Trace(TraceArgs),
 }

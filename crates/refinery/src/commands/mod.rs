@@ -6,6 +6,7 @@ pub(crate) mod hook;
 pub(crate) mod mcp;
 pub(crate) mod secrets;
 pub(crate) mod session;
+pub(crate) mod trace;
 
 use crate::ExitStatus;
 use crate::cli::{Cli, Command};
@@ -18,5 +19,6 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Doctor(args) => doctor::run_main(&cli.global, &args),
         Command::Ask(args) => ask::run_main(&cli.global, &args),
         Command::Hook(args) => hook::run_main(&cli.global, &args),
+        Command::Trace(args) => trace::run_main(&args),
     }
 }

@@ -25,3 +25,4 @@ mod secrets;
 mod session_cli;
 mod snapshots;
 mod support;
+mod trace;
