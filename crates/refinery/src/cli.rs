@@ -47,4 +47,6 @@ pub(crate) enum Command {
     Hook(HookArgs),
     /// Statistics of a Claude Code transcript: tool calls, errors, repeats, tokens, subagents.
     Trace(TraceArgs),
+    /// Run Claude Code in tmux so each refine round starts with a fresh context.
+    Tmux(TmuxArgs),
 }

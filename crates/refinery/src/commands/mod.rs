@@ -6,6 +6,7 @@ pub(crate) mod hook;
 pub(crate) mod mcp;
 pub(crate) mod secrets;
 pub(crate) mod session;
+pub(crate) mod tmux;
 pub(crate) mod trace;
 
 use crate::ExitStatus;
@@ -20,5 +21,6 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Ask(args) => ask::run_main(&cli.global, &args),
         Command::Hook(args) => hook::run_main(&cli.global, &args),
         Command::Trace(args) => trace::run_main(&args),
+        Command::Tmux(args) => tmux::run_main(&args),
     }
 }

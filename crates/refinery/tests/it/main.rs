@@ -25,4 +25,5 @@ mod secrets;
 mod session_cli;
 mod snapshots;
 mod support;
+mod tmux_watch;
 mod trace;
