@@ -85,8 +85,41 @@ mod tests {
         screen
     }
 
+    /// Screens captured with `tmux capture-pane -p -J` from Claude Code 2.1.330 in a 200x50
+    /// pane, against the loopback fake model, with `showClearContextOnPlanAccept`: the plan
+    /// dialog with each option focused (Down pressed between captures), and the screen right
+    /// after "Yes, clear context" was chosen by `refinery tmux watch`.
     #[test]
-    fn classifies_captured_screens() {
+    fn classifies_real_claude_code_screens() {
+        let table = [
+            (
+                include_str!("screens/plan-dialog-focus-1.txt"),
+                Dialog::ClearContextSelected,
+            ),
+            (
+                include_str!("screens/plan-dialog-focus-2.txt"),
+                Dialog::OtherSelected("2. Yes, and use auto mode".to_owned()),
+            ),
+            (
+                include_str!("screens/plan-dialog-focus-3.txt"),
+                Dialog::OtherSelected("3. Yes, manually approve edits".to_owned()),
+            ),
+            (
+                include_str!("screens/plan-dialog-focus-4.txt"),
+                Dialog::OtherSelected("4. Tell Claude what to change".to_owned()),
+            ),
+            (
+                include_str!("screens/after-clear-context.txt"),
+                Dialog::Absent,
+            ),
+        ];
+        for (index, (screen, expected)) in table.into_iter().enumerate() {
+            assert_eq!(classify(screen), expected, "screen {index}");
+        }
+    }
+
+    #[test]
+    fn classifies_dialog_variants() {
         let table: Vec<(&str, String, Dialog)> = vec![
             ("focus on clear context", plan_dialog(1), Dialog::ClearContextSelected),
             (
