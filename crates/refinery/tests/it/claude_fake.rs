@@ -257,6 +257,12 @@ pub(crate) struct ClaudeRun<'a> {
 
 impl ClaudeRun<'_> {
     pub(crate) fn command(&self, args: &[&str]) -> Command {
+        self.command_for(self.claude, args)
+    }
+
+    /// `program` with the same isolated environment (e.g. `refinery tmux launch`, which
+    /// starts Claude Code inside tmux with it).
+    pub(crate) fn command_for(&self, program: &Path, args: &[&str]) -> Command {
         let refinery_dir = Path::new(crate::support::BIN).parent().unwrap();
         let node_dir = which_dir("node");
         let mut path = vec![refinery_dir.to_path_buf()];
@@ -264,7 +270,7 @@ impl ClaudeRun<'_> {
         path.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
         let tmp = self.home.join("tmp");
         fs_err::create_dir_all(&tmp).unwrap();
-        let mut command = Command::new(self.claude);
+        let mut command = Command::new(program);
         command
             .args(args)
             .current_dir(self.workspace)

@@ -69,6 +69,18 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// [`wait_for`], but a timeout shows the pane, so a failure says what Claude Code displayed.
+fn wait_for_on_screen(server: &Server, pane: &str, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        if Instant::now() >= deadline {
+            let screen = server.tmux(&["capture-pane", "-p", "-J", "-t", pane]);
+            panic!("timed out after {WAIT:?} waiting for {what}; the pane shows:\n{screen}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn log_lines(log: &Path) -> Vec<String> {
     fs_err::read_to_string(log)
         .unwrap_or_default()
@@ -264,4 +276,169 @@ fn launch_enables_clear_context_and_starts_the_watcher() {
             .success()
     });
     assert_eq!(log_lines(&log), ["answered 1 clear"], "exactly one press");
+}
+
+/// The whole context boundary with the real Claude Code: `refinery tmux launch` starts it in
+/// plan mode with the plugin, the scripted model starts a Refinery session and exits plan
+/// mode, the watcher chooses "Yes, clear context", and the new Claude Code session (a new id,
+/// same process) is bound to the same Refinery session by the SessionStart hook.
+#[test]
+fn real_claude_code_clears_context_and_keeps_its_loop() {
+    use crate::claude_fake::{ClaudeRun, FakeAnthropic, Turn, claude_binary};
+    use serde_json::{Value, json};
+
+    if !has_tmux() {
+        return;
+    }
+    let Some(claude) = claude_binary() else {
+        return;
+    };
+    let project = Project::new();
+    let home = project.workspace.parent().unwrap().join("home");
+    fs_err::create_dir_all(&home).unwrap();
+    // Skip first-run screens: onboarding done, folder trusted, the fake key approved.
+    let key = "sk-ant-fake-0000000000";
+    let workspace_key = project.workspace.display().to_string();
+    let mut projects = serde_json::Map::new();
+    projects.insert(
+        workspace_key,
+        json!({"hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true}),
+    );
+    fs_err::write(
+        home.join(".claude.json"),
+        json!({"hasCompletedOnboarding": true, "theme": "dark", "projects": projects,
+               "customApiKeyResponses": {"approved": [&key[key.len() - 20..]], "rejected": []}})
+        .to_string(),
+    )
+    .unwrap();
+    let fake = FakeAnthropic::start(|turn, body: &Value| {
+        let text = body["messages"].to_string();
+        if text.contains("Implement the following plan") {
+            return Turn::Text("Round 2 starts here.");
+        }
+        match turn {
+            0 => Turn::Tool(
+                "mcp__plugin_refinery_quality__init_session",
+                json!({"label": "tmux round"}),
+            ),
+            1 => {
+                // Claude Code shows the full dialog only when the plan file exists.
+                let whole = body.to_string();
+                if let Some(start) = whole.find("/.claude/plans/") {
+                    let begin = whole[..start]
+                        .rfind(|ch: char| ch == '"' || ch.is_whitespace())
+                        .map_or(0, |i| i + 1);
+                    let end = start + whole[start..].find(".md").unwrap() + 3;
+                    let path = PathBuf::from(&whole[begin..end]);
+                    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+                    fs_err::write(&path, "## Round 2\n\nContinue the Refinery loop.\n").unwrap();
+                }
+                Turn::Tool("ExitPlanMode", json!({}))
+            }
+            _ => Turn::Text("waiting"),
+        }
+    });
+    let server = Server::new("real");
+    let run = ClaudeRun {
+        claude: &claude,
+        home: &home,
+        workspace: &project.workspace,
+        base_url: &fake.base_url,
+    };
+    let plugin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../plugin")
+        .display()
+        .to_string();
+    let mut launch = run.command_for(
+        Path::new(BIN),
+        &[
+            "tmux",
+            "launch",
+            "--no-attach",
+            "--socket",
+            &server.0,
+            "--session",
+            "real",
+            "--",
+            "--permission-mode",
+            "plan",
+            "--plugin-dir",
+            &plugin,
+            "--allowedTools",
+            "mcp__plugin_refinery_quality__init_session",
+        ],
+    );
+    launch.env("REFINERY_CLAUDE_BIN", &claude);
+    let output = crate::claude_fake::run_with_timeout(launch, Duration::from_secs(30));
+    assert!(output.status.success(), "{output:?}");
+
+    let pane = server
+        .tmux(&["list-panes", "-t", "=real:0", "-F", "#{pane_id}"])
+        .trim()
+        .to_owned();
+    wait_for_on_screen(&server, &pane, "Claude Code's prompt", || {
+        server
+            .tmux(&["capture-pane", "-p", "-J", "-t", &pane])
+            .contains("plan mode on")
+    });
+    server.tmux(&["send-keys", "-t", &pane, "-l", "plan round 2"]);
+    std::thread::sleep(Duration::from_millis(500));
+    server.tmux(&["send-keys", "-t", &pane, "Enter"]);
+    // Plan mode asks before the MCP call; a person would answer "1. Yes". The watcher must
+    // ignore this prompt (it is not the plan dialog), so the test answers it.
+    wait_for_on_screen(
+        &server,
+        &pane,
+        "the permission prompt for init_session",
+        || {
+            server
+                .tmux(&["capture-pane", "-p", "-J", "-t", &pane])
+                .contains("Do you want to proceed?")
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    server.tmux(&["send-keys", "-t", &pane, "Enter"]);
+
+    let bindings = project.state.join("claude_sessions");
+    let read_bindings = || -> Vec<Value> {
+        fs_err::read_dir(&bindings)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "json"))
+                    .map(|entry| crate::support::read_json(&entry.path()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for_on_screen(&server, &pane, "a SessionStart with source `clear`", || {
+        read_bindings().iter().any(|b| b["source"] == "clear")
+    });
+    let all = read_bindings();
+    let first = all.iter().find(|b| b["source"] == "startup").unwrap();
+    let cleared = all.iter().find(|b| b["source"] == "clear").unwrap();
+    assert!(
+        first["refinery_session"]
+            .as_str()
+            .unwrap()
+            .ends_with("_tmux-round"),
+        "{first}"
+    );
+    assert_eq!(
+        cleared["refinery_session"], first["refinery_session"],
+        "{all:#?}"
+    );
+    assert_eq!(cleared["inherited_from"], first["claude_session_id"]);
+    assert_eq!(cleared["claude_pid"], first["claude_pid"]);
+    // The watcher reports once the dialog is confirmed gone, which may be after the hook ran.
+    wait_for("the watcher's report", || {
+        server
+            .tmux(&["capture-pane", "-p", "-J", "-t", "=real:refinery-watch"])
+            .contains("dialog 1: chose \"Yes, clear context\" (press 1)")
+    });
+    wait_for_on_screen(&server, &pane, "the next round to start", || {
+        server
+            .tmux(&["capture-pane", "-p", "-J", "-t", &pane])
+            .contains("Round 2 starts here.")
+    });
 }

@@ -87,8 +87,9 @@ mod tests {
 
     /// Screens captured with `tmux capture-pane -p -J` from Claude Code 2.1.330 in a 200x50
     /// pane, against the loopback fake model, with `showClearContextOnPlanAccept`: the plan
-    /// dialog with each option focused (Down pressed between captures), and the screen right
-    /// after "Yes, clear context" was chosen by `refinery tmux watch`.
+    /// dialog with each option focused (Down pressed between captures), the screen right
+    /// after "Yes, clear context" was chosen by `refinery tmux watch`, and an MCP tool
+    /// permission prompt (blank lines removed).
     #[test]
     fn classifies_real_claude_code_screens() {
         let table = [
