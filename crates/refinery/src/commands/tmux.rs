@@ -49,8 +49,8 @@ struct LaunchArgs {
     /// The tmux session name [default: `refinery-<folder>`].
     #[arg(long, value_name = "NAME")]
     session: Option<String>,
-    /// Use a private tmux server socket (`tmux -L NAME`).
-    #[arg(long, value_name = "NAME")]
+    /// Use a private tmux server: a socket name (`tmux -L`) or a path containing `/` (`tmux -S`).
+    #[arg(long, value_name = "NAME|PATH")]
     socket: Option<String>,
     /// The Claude Code executable.
     #[arg(
@@ -73,8 +73,8 @@ struct WatchArgs {
     /// The pane to watch (`%N`, as printed by launch).
     #[arg(long, value_name = "PANE")]
     pane: String,
-    /// The tmux server socket name (`tmux -L NAME`), if not the default server.
-    #[arg(long, value_name = "NAME")]
+    /// The tmux server, if not the default one: a socket name (`-L`) or a path (`-S`).
+    #[arg(long, value_name = "NAME|PATH")]
     socket: Option<String>,
     /// How often to read the screen, in milliseconds.
     #[arg(long, default_value_t = 250, value_name = "MS")]
@@ -97,11 +97,20 @@ pub(crate) fn run_main(args: &TmuxArgs) -> anyhow::Result<ExitStatus> {
     }
 }
 
+/// `tmux -L NAME` for a socket name, `tmux -S PATH` for a socket path.
+fn socket_args(socket: &str) -> [&str; 2] {
+    if socket.contains('/') {
+        ["-S", socket]
+    } else {
+        ["-L", socket]
+    }
+}
+
 /// Runs one tmux command on the chosen server, bounded by [`TMUX_CALL_TIMEOUT`].
 fn tmux(socket: Option<&str>, args: &[&str]) -> anyhow::Result<Output> {
     let mut command = Command::new("tmux");
     if let Some(socket) = socket {
-        command.args(["-L", socket]);
+        command.args(socket_args(socket));
     }
     command
         .args(args)
@@ -217,7 +226,7 @@ fn launch(args: &LaunchArgs) -> anyhow::Result<ExitStatus> {
     }
     tmux_ok(socket, &watcher)?;
     let attach_hint = match socket {
-        Some(socket) => format!("tmux -L {socket} attach -t {name}"),
+        Some(socket) => format!("tmux {} attach -t {name}", socket_args(socket).join(" ")),
         None => format!("tmux attach -t {name}"),
     };
     if args.no_attach || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -228,7 +237,7 @@ fn launch(args: &LaunchArgs) -> anyhow::Result<ExitStatus> {
     }
     let mut attach = Command::new("tmux");
     if let Some(socket) = socket {
-        attach.args(["-L", socket]);
+        attach.args(socket_args(socket));
     }
     let status = attach
         .args(["attach-session", "-t", &format!("={name}")])

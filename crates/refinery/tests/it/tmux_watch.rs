@@ -33,17 +33,26 @@ fn has_tmux() -> bool {
     found
 }
 
-/// A private tmux server, killed on drop.
+/// A private tmux server whose socket lives in the test's temporary folder (`tmux -S`), so
+/// nothing is left behind; killed on drop.
 struct Server(String);
 
 impl Server {
-    fn new(tag: &str) -> Self {
-        Self(format!("refinery-test-{tag}-{}", std::process::id()))
+    fn new(project: &Project) -> Self {
+        Self(
+            project
+                .workspace
+                .parent()
+                .unwrap()
+                .join("tmux.sock")
+                .display()
+                .to_string(),
+        )
     }
 
     fn tmux(&self, args: &[&str]) -> String {
         let output = Command::new("tmux")
-            .args(["-L", &self.0])
+            .args(["-S", &self.0])
             .args(args)
             .output()
             .unwrap();
@@ -54,7 +63,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.0, "kill-server"])
+            .args(["-S", &self.0, "kill-server"])
             .output();
     }
 }
@@ -115,7 +124,7 @@ fn presses_once_per_clear_context_dialog_and_never_on_another_option() {
     }
     let project = Project::new();
     let log = project.workspace.join("answers.log");
-    let server = Server::new("watch");
+    let server = Server::new(&project);
     let program = dialog_program().display().to_string();
     let log_text = log.display().to_string();
     let pane = server
@@ -219,7 +228,7 @@ fn launch_enables_clear_context_and_starts_the_watcher() {
         use std::os::unix::fs::PermissionsExt as _;
         fs_err::set_permissions(&fake_claude, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let server = Server::new("launch");
+    let server = Server::new(&project);
     let output = project
         .command()
         .args([
@@ -270,7 +279,7 @@ fn launch_enables_clear_context_and_starts_the_watcher() {
     // When Claude Code exits, its pane dies, the watcher exits, and the session ends.
     wait_for("the tmux session to end", || {
         !Command::new("tmux")
-            .args(["-L", &server.0, "has-session", "-t", "=refine-test"])
+            .args(["-S", &server.0, "has-session", "-t", "=refine-test"])
             .output()
             .unwrap()
             .status
@@ -339,7 +348,7 @@ fn real_claude_code_clears_context_and_keeps_its_loop() {
             _ => Turn::Text("waiting"),
         }
     });
-    let server = Server::new("real");
+    let server = Server::new(&project);
     let run = ClaudeRun {
         claude: &claude,
         home: &home,
