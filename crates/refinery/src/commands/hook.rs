@@ -82,10 +82,16 @@ fn session_start(global: &GlobalArgs) -> anyhow::Result<Option<Value>> {
     )?;
     let claude_session_id = ClaudeSessionId::parse(&input.session_id)?;
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
-    let workspace = match (&global.workspace, &input.cwd) {
-        (Some(path), _) => cwd.join(path),
-        (None, Some(path)) => path.clone(),
-        (None, None) => cwd.clone(),
+    // The project root first, as `.mcp.json` gives it to the MCP servers, so the hook and the
+    // servers always share one state folder even after a `cd` inside the session.
+    let project_dir = std::env::var_os("CLAUDE_PROJECT_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from);
+    let workspace = match (&global.workspace, project_dir, &input.cwd) {
+        (Some(path), _, _) => cwd.join(path),
+        (None, Some(path), _) => path,
+        (None, None, Some(path)) => path.clone(),
+        (None, None, None) => cwd.clone(),
     };
     let state_dir = global
         .state_dir

@@ -16,6 +16,7 @@ fn run_hook(project: &Project, input: &Value, claude_pid: &str, home: &std::path
         .command()
         .args(["hook", "session-start"])
         .env("CLAUDE_PID", claude_pid)
+        .env("CLAUDE_PROJECT_DIR", &project.workspace)
         .env("HOME", home)
         .env("ANTHROPIC_API_KEY", "sk-ant-test-NEVER-PRINT-ME")
         // Hermetic: a `.git` above the temporary folder (some machines have one in /tmp)

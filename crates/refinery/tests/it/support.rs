@@ -46,7 +46,9 @@ impl Project {
             .env_remove("REFINERY_STATE_DIR")
             .env_remove("REFINERY_WORKSPACE")
             .env_remove("REFINERY_SESSION")
-            .env_remove("CLAUDE_CODE_SESSION_ID");
+            .env_remove("CLAUDE_CODE_SESSION_ID")
+            .env_remove("CLAUDE_PROJECT_DIR")
+            .env_remove("CLAUDE_PID");
         command
     }
 
