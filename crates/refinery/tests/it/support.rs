@@ -1,6 +1,7 @@
 //! Helpers for driving the real binary. Isolation: each `Project` is a fresh temporary folder
 //! holding the workspace and its state folder; child processes get `REFINERY_*` variables and
-//! `CLAUDE_CODE_SESSION_ID` removed so the developer's environment cannot leak in.
+//! Claude Code's (`CLAUDE_CODE_SESSION_ID`, `CLAUDE_PROJECT_DIR`, `CLAUDE_PID`) removed so the
+//! developer's environment cannot leak in.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
