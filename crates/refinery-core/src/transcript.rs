@@ -70,7 +70,8 @@ pub struct TraceStats {
     pub record_types: BTreeMap<String, u64>,
     /// Claude Code session ids seen.
     pub sessions: Vec<String>,
-    /// Prompts typed or sent by a person or a driver (not tool results, not injected context).
+    /// Prompts typed or sent by a person or a driver (not tool results, not injected context,
+    /// not messages Claude Code generated such as task notifications).
     pub prompts: u64,
     /// Distinct API responses.
     pub api_messages: u64,
@@ -231,7 +232,10 @@ pub fn analyze(text: &str) -> TraceStats {
                     }
                 }
                 let is_sidechain = record.get("isSidechain") == Some(&Value::Bool(true));
-                if !has_tool_result && !is_meta && !is_sidechain {
+                // `origin` marks messages Claude Code wrote itself: task notifications, the
+                // plan handed over after "clear context".
+                let is_generated = record.get("origin").is_some_and(|origin| !origin.is_null());
+                if !has_tool_result && !is_meta && !is_sidechain && !is_generated {
                     stats.prompts += 1;
                 }
             }
@@ -339,10 +343,13 @@ mod tests {
                    "message": {"id": "synthetic", "model": "<synthetic>", "content": [{"type": "text", "text": "API Error: 500"}]}})
             .to_string(),
             json!({"type": "some-future-record", "timestamp": "2026-11-24T01:01:00Z"}).to_string(),
+            json!({"type": "user", "origin": {"kind": "task-notification"}, "timestamp": "2026-11-24T01:00:40Z",
+                   "message": {"role": "user", "content": "<task-notification>done</task-notification>"}})
+            .to_string(),
             String::new(),
         ];
         let stats = analyze(&lines.join("\n"));
-        assert_eq!(stats.lines, 13);
+        assert_eq!(stats.lines, 14);
         assert_eq!(stats.malformed_lines, 2);
         assert_eq!(stats.malformed_line_numbers, vec![9, 10]);
         assert_eq!(stats.prompts, 1);

@@ -119,6 +119,43 @@ pub async fn run_doctor(options: &DoctorOptions) -> Result<DoctorReport> {
     })
 }
 
+/// The same report without running anything or touching the network: agent CLIs are looked
+/// up on PATH (no `--version` run) and local model servers are not probed (so none is listed).
+/// For the Claude Code SessionStart hook, which must answer in milliseconds; `refinery doctor`
+/// does the full check.
+pub fn quick_report(options: &DoctorOptions) -> Result<DoctorReport> {
+    let credentials = Credentials::load(
+        &options.env,
+        Some(&options.project_dir),
+        options.home_dir.as_deref(),
+    )?;
+    let agent_clis: Vec<AgentCliStatus> = AgentCli::ALL
+        .map(|cli| {
+            let path = find_program(cli.program(), &options.env);
+            AgentCliStatus {
+                cli,
+                found: path.is_some(),
+                path,
+                version: None,
+                problem: None,
+                install: format!("npm install -g {}", cli.npm_package()),
+            }
+        })
+        .to_vec();
+    let local_servers = Vec::new();
+    let keys = credentials.key_report();
+    let backends = backends(&credentials, &agent_clis, &local_servers);
+    let node_found = find_program("node", &options.env).is_some();
+    let next_steps = next_steps(&agent_clis, &keys, &local_servers, &backends, node_found);
+    Ok(DoctorReport {
+        agent_clis,
+        keys,
+        local_servers,
+        backends,
+        next_steps,
+    })
+}
+
 async fn probe_cli(cli: AgentCli, options: &DoctorOptions) -> AgentCliStatus {
     let install = format!("npm install -g {}", cli.npm_package());
     let Some(path) = find_program(cli.program(), &options.env) else {
@@ -423,6 +460,52 @@ mod tests {
             models: vec![],
         }];
         (clis, Credentials::default().key_report(), servers)
+    }
+
+    #[test]
+    fn quick_report_finds_clis_and_key_names_without_running_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs_err::create_dir_all(&bin).unwrap();
+        // A "claude" that would fail if it were run: the quick report must only look.
+        let claude = bin.join("claude");
+        fs_err::write(&claude, "#!/bin/sh\nexit 3\n").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs_err::set_permissions(&claude, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs_err::write(
+            dir.path().join(".env"),
+            "OPENAI_API_KEY=sk-quick-SECRET-1\n",
+        )
+        .unwrap();
+        let env: BTreeMap<String, String> =
+            [("PATH".to_string(), bin.display().to_string())].into();
+        let options = DoctorOptions {
+            env,
+            project_dir: dir.path().to_path_buf(),
+            home_dir: None,
+            llama_cpp_url: LLAMA_CPP_URL.to_string(),
+            ollama_url: OLLAMA_URL.to_string(),
+            probe_timeout: Duration::from_secs(1),
+        };
+        let report = quick_report(&options).unwrap();
+        let claude_status = report
+            .agent_clis
+            .iter()
+            .find(|status| status.cli == AgentCli::Claude)
+            .unwrap();
+        assert!(claude_status.found && claude_status.problem.is_none());
+        assert!(report.local_servers.is_empty());
+        let usable: Vec<&str> = report
+            .usable_backends()
+            .map(|backend| backend.name.as_str())
+            .collect();
+        assert_eq!(usable, ["openai", "claude-cli"]);
+        let written = write_environment_file(&dir.path().join("state"), &report).unwrap();
+        let text = fs_err::read_to_string(written).unwrap();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("OPENAI_API_KEY"));
     }
 
     #[test]

@@ -6,7 +6,6 @@
 
 mod cli;
 mod commands;
-mod environment;
 mod output;
 mod redact;
 mod settings;

@@ -3,7 +3,7 @@
 //! Claude Code runs it at every session start with a JSON object on stdin (`session_id`,
 //! `transcript_path`, `cwd`, `source`) and `CLAUDE_PID` in the environment. It binds the
 //! Claude Code session to its own loop state (see `refinery_core::claude_session`), writes
-//! `environment.json` (key names, never values) and warns when the folder is not a git
+//! `environment.json` through `refinery_llm::doctor` (key names, never values) and warns when the folder is not a git
 //! repository.
 //!
 //! Output contract: stdout is read by Claude Code, so it is empty or one JSON object with a
@@ -20,12 +20,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use refinery_core::{ClaudeSessionId, ClaudeSessionStart, StartSource, StateDir, rfc3339};
+use std::path::Path;
+use std::time::Duration;
+
+use refinery_core::{ClaudeSessionId, ClaudeSessionStart, StartSource, StateDir};
+use refinery_llm::doctor::{self, DoctorOptions};
 
 use crate::ExitStatus;
 use crate::cli::GlobalArgs;
-use crate::environment::{self, Probe};
 use crate::output;
+use crate::settings::process_env;
 
 /// Claude Code hook input is a few hundred bytes; anything far larger is not hook input.
 const MAX_INPUT_BYTES: u64 = 1 << 20;
@@ -109,23 +113,26 @@ fn session_start(global: &GlobalArgs) -> anyhow::Result<Option<Value>> {
     };
     let binding = store.record_claude_session_start(&start, now)?;
 
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let path_var = std::env::var_os("PATH");
-    let var = |name: &str| std::env::var(name).ok();
-    let mut detected = environment::detect(
-        &Probe {
-            workspace: &workspace,
-            home: home.as_deref(),
-            path_var: path_var.as_deref(),
-            var: &var,
-        },
-        rfc3339(now),
-    );
-    detected.claude_session_id = Some(claude_session_id.to_string());
-    store.write_environment(&detected)?;
+    // The same environment.json as `refinery doctor` writes (one schema, one key detection in
+    // refinery-llm), minus the slow probes: no `--version` runs, no local-server requests.
+    let env = process_env();
+    let home = env
+        .get("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from);
+    let git_repository = is_in_git_repository(&workspace, &git_ceilings(&env));
+    let report = doctor::quick_report(&DoctorOptions {
+        home_dir: home,
+        project_dir: workspace.clone(),
+        llama_cpp_url: doctor::LLAMA_CPP_URL.to_owned(),
+        ollama_url: doctor::OLLAMA_URL.to_owned(),
+        probe_timeout: Duration::ZERO,
+        env,
+    })?;
+    doctor::write_environment_file(store.root(), &report)?;
 
     let mut reply = serde_json::Map::new();
-    if !detected.git_repository {
+    if !git_repository {
         reply.insert(
             "systemMessage".to_owned(),
             Value::String(
@@ -146,4 +153,59 @@ fn session_start(global: &GlobalArgs) -> anyhow::Result<Option<Value>> {
         );
     }
     Ok((!reply.is_empty()).then_some(Value::Object(reply)))
+}
+
+/// Folders the git search must not climb into (`GIT_CEILING_DIRECTORIES`, as git reads it).
+fn git_ceilings(env: &std::collections::BTreeMap<String, String>) -> Vec<PathBuf> {
+    env.get("GIT_CEILING_DIRECTORIES")
+        .map(|raw| {
+            std::env::split_paths(raw)
+                .filter(|path| path.is_absolute())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `dir` or a parent holds `.git` (a folder, or a file for worktrees), without
+/// climbing into a ceiling folder, as git does. No `git` process: the hook must stay fast
+/// and work where git is not installed.
+fn is_in_git_repository(dir: &Path, ceilings: &[PathBuf]) -> bool {
+    for ancestor in dir.ancestors() {
+        if ancestor != dir && ceilings.iter().any(|ceiling| ceiling == ancestor) {
+            return false;
+        }
+        if ancestor.join(".git").exists() {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_repositories_are_found_upwards_but_not_past_a_ceiling() {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = dir.path().join("repo");
+        let nested = workspace.join("sub");
+        fs_err::create_dir_all(&nested).unwrap();
+        let ceiling = [dir.path().to_path_buf()];
+        assert!(!is_in_git_repository(&nested, &ceiling));
+        fs_err::create_dir_all(workspace.join(".git")).unwrap();
+        let table = [
+            (&nested, vec![], true),
+            (&nested, vec![workspace.clone()], false),
+            (&workspace, vec![workspace.clone()], true),
+            (&nested, ceiling.to_vec(), true),
+        ];
+        for (start, ceilings, expected) in table {
+            assert_eq!(
+                is_in_git_repository(start, &ceilings),
+                expected,
+                "{start:?} {ceilings:?}"
+            );
+        }
+    }
 }

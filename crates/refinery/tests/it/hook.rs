@@ -90,15 +90,31 @@ async fn two_claude_sessions_in_one_folder_never_share_a_loop() {
     let environment = fs_err::read_to_string(project.state.join("environment.json")).unwrap();
     assert!(!environment.contains("NEVER-PRINT-ME"), "{environment}");
     let environment: Value = serde_json::from_str(&environment).unwrap();
+    let key = |name: &str| {
+        environment["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|key| key["name"] == name)
+            .cloned()
+            .unwrap()
+    };
     assert_eq!(
-        environment["api_keys"]["ANTHROPIC_API_KEY"],
-        json!(["environment"])
+        key("ANTHROPIC_API_KEY")["source"],
+        json!({"kind": "environment"})
     );
     assert_eq!(
-        environment["api_keys"]["GEMINI_API_KEY"],
-        json!([home.join(".env").display().to_string()])
+        key("GEMINI_API_KEY")["source"],
+        json!({"kind": "dot_env", "path": home.join(".env")})
     );
-    assert_eq!(environment["git_repository"], true);
+    assert_eq!(key("OPENAI_API_KEY")["present"], false);
+    assert!(
+        environment["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|backend| backend["name"] == "anthropic" && backend["usable"] == true)
+    );
 
     let binding_a = read_json(&project.state.join("claude_sessions/claude-a.json"));
     assert_eq!(binding_a["claude_pid"], 4001);

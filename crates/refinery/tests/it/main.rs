@@ -13,12 +13,12 @@
 )]
 
 mod ask;
-mod claude_fake;
+mod claude_code;
 mod concurrency;
 mod doctor;
+mod hook;
 mod key_leaks;
 mod llm_support;
-mod hook;
 mod mcp_stdio;
 mod plugin_e2e;
 mod secrets;

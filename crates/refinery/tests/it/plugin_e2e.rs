@@ -1,28 +1,21 @@
-//! The real Claude Code CLI loading `plugin/`: its SessionStart hook, its MCP servers (this
-//! build of `refinery`), and `/refinery:refine` driven by a scripted model that calls our tools
-//! in the order the refine skill prescribes. Assertions are on the files our servers wrote.
+//! The real Claude Code CLI loading `plugin/` against `refinery-testkit`'s fake model server:
+//! its SessionStart hook, its MCP servers (this build of `refinery`), and `/refinery:refine`
+//! driven by a scripted model that calls our tools in the order the refine skill prescribes.
+//! Assertions are on the files our servers wrote.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
-use crate::claude_fake::{ClaudeRun, FakeAnthropic, Turn, claude_binary, run_with_timeout};
-use crate::support::{Project, read_json};
+use crate::claude_code::{ClaudeHarness, Step, record_transcript, run, text, tool};
+use crate::support::read_json;
 
 const QUALITY: &str = "mcp__plugin_refinery_quality__";
 const WORKFLOW: &str = "mcp__plugin_refinery_workflow__";
 /// Real CLI start-up plus a dozen model turns; generous for a loaded 2-core machine.
 const RUN_TIMEOUT: Duration = Duration::from_mins(4);
-
-fn plugin_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin")
-}
-
-fn tool(name: &str) -> &'static str {
-    Box::leak(name.to_owned().into_boxed_str())
-}
 
 fn git_init(dir: &Path) {
     let status = std::process::Command::new("git")
@@ -34,83 +27,59 @@ fn git_init(dir: &Path) {
 }
 
 /// The tool calls of `/refinery:refine`, round by round, as the skill lays them out.
-fn refine_script(workspace: &Path) -> impl Fn(usize, &Value) -> Turn + Send + Sync + use<> {
+fn refine_script(workspace: &Path) -> impl Fn(usize, &Value) -> Step + Send + Sync + use<> {
     let poem = workspace.join("poem.md").display().to_string();
     move |turn, _body| match turn {
-        0 => Turn::Tool(
-            tool(&format!("{QUALITY}init_session")),
+        0 => tool(
+            &format!("{QUALITY}init_session"),
             json!({"label": "rust haiku", "max_rounds": 2}),
         ),
-        1 => Turn::Tool(
-            tool(&format!("{QUALITY}generate_eval_criteria")),
+        1 => tool(
+            &format!("{QUALITY}generate_eval_criteria"),
             json!({"criteria": [
                 {"id": "E1", "text": "It is a real haiku: three lines of 5, 7 and 5 syllables", "category": "primary", "verify_by": "count syllables per line"},
                 {"id": "E2", "text": "It is about Rust and says something specific about it", "verify_by": "read it"},
                 {"id": "E3", "text": "The imagery is fresh, not a cliché", "category": "stretch", "verify_by": "read it aloud"}
             ]}),
         ),
-        2 => Turn::Tool(
+        2 => tool(
             "Write",
             json!({"file_path": poem, "content": "Rust is very safe\nThe borrow checker is strict\nI like it a lot\n"}),
         ),
-        3 => Turn::Tool(
-            tool(&format!("{WORKFLOW}new_answer")),
+        3 => tool(
+            &format!("{WORKFLOW}new_answer"),
             json!({"answer": "first draft", "file_paths": ["poem.md"]}),
         ),
-        4 => Turn::Tool(
-            tool(&format!("{QUALITY}submit_checklist")),
+        4 => tool(
+            &format!("{QUALITY}submit_checklist"),
             json!({"scores": {"E1": {"score": 8, "reasoning": "5-7-5"}, "E2": {"score": 5, "reasoning": "generic"}, "E3": {"score": 3, "reasoning": "flat"}}}),
         ),
-        5 => Turn::Tool(
-            tool(&format!("{QUALITY}propose_improvements")),
+        5 => tool(
+            &format!("{QUALITY}propose_improvements"),
             json!({"improvements": {
                 "E2": [{"plan": "anchor the poem in one concrete Rust moment: a lifetime error at night", "impact": "structural"}],
                 "E3": [{"plan": "replace statements with one image", "impact": "transformative"}]
             }, "preserve": {"E1": "keep the 5-7-5 form"}}),
         ),
-        6 => Turn::Tool(
+        6 => tool(
             "Write",
             json!({"file_path": poem, "content": "Midnight, the compiler\nrefuses my borrowed promise\nthe lifetime outlives\n"}),
         ),
-        7 => Turn::Tool(
-            tool(&format!("{WORKFLOW}new_answer")),
+        7 => tool(
+            &format!("{WORKFLOW}new_answer"),
             json!({"answer": "concrete image", "file_paths": ["poem.md"]}),
         ),
-        8 => Turn::Tool(
-            tool(&format!("{QUALITY}submit_checklist")),
+        8 => tool(
+            &format!("{QUALITY}submit_checklist"),
             json!({"scores": {"E1": {"score": 7, "reasoning": "6-7-5, close"}, "E2": {"score": 8, "reasoning": "specific"}, "E3": {"score": 8, "reasoning": "fresh"}}}),
         ),
         // A model that ignores the verdict and tries a third round is stopped by the tools.
-        9 => Turn::Tool(
-            tool(&format!("{WORKFLOW}new_answer")),
+        9 => tool(
+            &format!("{WORKFLOW}new_answer"),
             json!({"answer": "one more", "file_paths": ["poem.md"]}),
         ),
-        _ => Turn::Text("Converged after round 2; the round cap stopped a third round."),
+        _ => text("Converged after round 2; the round cap stopped a third round."),
     }
-}
-
-/// Copies the transcript the real CLI wrote into `$REFINERY_RECORD_TRANSCRIPTS/<name>.jsonl`
-/// when that variable is set: how the `refinery trace` fixtures are refreshed.
-fn record_transcript(home: &Path, claude_session: &str, name: &str) {
-    let Some(dir) = std::env::var_os("REFINERY_RECORD_TRANSCRIPTS") else {
-        return;
-    };
-    let projects = home.join(".claude/projects");
-    for project in fs_err::read_dir(&projects).unwrap() {
-        let path = project
-            .unwrap()
-            .path()
-            .join(format!("{claude_session}.jsonl"));
-        if path.is_file() {
-            fs_err::create_dir_all(&dir).unwrap();
-            fs_err::copy(&path, Path::new(&dir).join(format!("{name}.jsonl"))).unwrap();
-            return;
-        }
-    }
-    panic!(
-        "no transcript for {claude_session} under {}",
-        projects.display()
-    );
 }
 
 fn allowed_tools() -> String {
@@ -145,38 +114,28 @@ fn tool_results(body: &Value) -> Vec<(bool, String)> {
         .collect()
 }
 
-#[test]
-fn refine_skill_runs_the_loop_on_our_mcp_servers() {
-    let Some(claude) = claude_binary() else {
+#[tokio::test(flavor = "multi_thread")]
+async fn refine_skill_runs_the_loop_on_our_mcp_servers() {
+    let Some(harness) = ClaudeHarness::start().await else {
         return;
     };
-    let project = Project::new();
-    git_init(&project.workspace);
-    let home = project.workspace.parent().unwrap().join("home");
-    fs_err::create_dir_all(&home).unwrap();
-    let fake = FakeAnthropic::start(refine_script(&project.workspace));
-    let run = ClaudeRun {
-        claude: &claude,
-        home: &home,
-        workspace: &project.workspace,
-        base_url: &fake.base_url,
-    };
+    let project = harness.project();
+    git_init(&project);
+    harness.script(refine_script(&project));
     let claude_session = "5d9c1c6e-0000-4000-8000-00000000e2e1";
     let prompt = "/refinery:refine \"Write a haiku about Rust in poem.md\" --max-rounds 2";
-    let mut command = run.command(&[
+    let allowed = allowed_tools();
+    let command = harness.claude(&[
         "-p",
         prompt,
         "--output-format",
         "json",
         "--session-id",
         claude_session,
+        "--allowedTools",
+        &allowed,
     ]);
-    command
-        .arg("--plugin-dir")
-        .arg(plugin_dir())
-        .arg("--allowedTools")
-        .arg(allowed_tools());
-    let output = run_with_timeout(command, RUN_TIMEOUT);
+    let output = run(command, RUN_TIMEOUT).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -184,18 +143,19 @@ fn refine_skill_runs_the_loop_on_our_mcp_servers() {
         String::from_utf8_lossy(&output.stderr)
     );
     let result: Value = serde_json::from_str(&stdout).unwrap();
-    record_transcript(&home, claude_session, "refine-loop");
+    record_transcript(&harness.transcript(claude_session), "refine-loop");
     assert_eq!(
         result["result"], "Converged after round 2; the round cap stopped a third round.",
         "{result}"
     );
 
     // The model saw the skill body and our plugin's tools.
-    let requests = fake.requests();
-    let main = requests
+    let requests = harness.server.model_requests();
+    let main = &requests
         .iter()
-        .rfind(|body| body["tools"].as_array().is_some_and(|t| !t.is_empty()))
-        .unwrap();
+        .rfind(|request| !request.tool_names().is_empty())
+        .unwrap()
+        .body;
     let text = main["messages"].to_string();
     assert!(
         text.contains("Refinery: refine"),
@@ -236,7 +196,7 @@ fn refine_skill_runs_the_loop_on_our_mcp_servers() {
     }
 
     // The files our servers wrote.
-    let state = &project.state;
+    let state = harness.context.state_dir();
     let binding = read_json(&state.join(format!("claude_sessions/{claude_session}.json")));
     let session_id = binding["refinery_session"].as_str().unwrap().to_owned();
     assert!(session_id.ends_with("_rust-haiku"), "{session_id}");
@@ -295,86 +255,73 @@ fn refine_skill_runs_the_loop_on_our_mcp_servers() {
             "submit_checklist"
         ]
     );
-    let environment = read_json(&state.join("environment.json"));
-    assert_eq!(environment["git_repository"], true);
-    assert_eq!(environment["claude_session_id"], claude_session);
+    // environment.json from the hook: the fake key by name, never its value.
+    let environment_text = fs_err::read_to_string(state.join("environment.json")).unwrap();
     assert!(
-        !fs_err::read_to_string(state.join("environment.json"))
-            .unwrap()
-            .contains("sk-ant-fake")
+        !environment_text.contains(refinery_testkit::agent_cli::FAKE_KEY),
+        "{environment_text}"
     );
+    let environment: Value = serde_json::from_str(&environment_text).unwrap();
+    let anthropic = environment["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["name"] == "ANTHROPIC_API_KEY")
+        .unwrap();
+    assert_eq!(anthropic["present"], true);
 }
 
-#[test]
-fn two_claude_sessions_in_one_folder_get_separate_loops() {
-    let Some(claude) = claude_binary() else {
+#[tokio::test(flavor = "multi_thread")]
+async fn two_claude_sessions_in_one_folder_get_separate_loops() {
+    let Some(harness) = ClaudeHarness::start().await else {
         return;
     };
-    let project = Project::new();
-    git_init(&project.workspace);
-    let home = project.workspace.parent().unwrap().join("home");
-    fs_err::create_dir_all(&home).unwrap();
-    // Each run: init_session, then new_answer of its own file, then stop.
-    let workspace = project.workspace.clone();
-    let fake = FakeAnthropic::start(move |turn, body| {
-        // The prompt's marker, not the label: the folder listing in the context names both files.
+    let project = harness.project();
+    git_init(&project);
+    // Each run: init_session, then new_answer of its own file, then stop. The prompt's marker
+    // tells the runs apart (the folder listing in the context names both files).
+    harness.script(|turn, body| {
         let label = if body["messages"].to_string().contains("marker-7f3a") {
             "alpha"
         } else {
             "beta"
         };
         match turn {
-            0 => Turn::Tool(
-                tool(&format!("{QUALITY}init_session")),
-                json!({"label": label}),
-            ),
-            1 => Turn::Tool(
-                tool(&format!("{WORKFLOW}new_answer")),
+            0 => tool(&format!("{QUALITY}init_session"), json!({"label": label})),
+            1 => tool(
+                &format!("{WORKFLOW}new_answer"),
                 json!({"answer": label, "file_paths": [format!("{label}.txt")]}),
             ),
-            _ => {
-                let _ = &workspace;
-                Turn::Text("done")
-            }
+            _ => text("done"),
         }
     });
-    project.write("alpha.txt", b"a");
-    project.write("beta.txt", b"b");
-    let run = ClaudeRun {
-        claude: &claude,
-        home: &home,
-        workspace: &project.workspace,
-        base_url: &fake.base_url,
-    };
+    fs_err::write(project.join("alpha.txt"), "a").unwrap();
+    fs_err::write(project.join("beta.txt"), "b").unwrap();
     let sessions = [
-        ("alpha", "5d9c1c6e-0000-4000-8000-0000000000a1"),
-        ("beta", "5d9c1c6e-0000-4000-8000-0000000000b2"),
+        ("alpha", "5d9c1c6e-0000-4000-8000-0000000000a1", "7f3a"),
+        ("beta", "5d9c1c6e-0000-4000-8000-0000000000b2", "9c1b"),
     ];
+    let allowed = allowed_tools();
     // Both Claude Code processes run at the same time in the same folder.
-    let children: Vec<_> = sessions
+    let runs: Vec<_> = sessions
         .iter()
-        .map(|(label, id)| {
-            let mut command = run.command(&[
+        .map(|(label, id, marker)| {
+            let prompt = format!("work on {label}, marker-{marker}");
+            let command = harness.claude(&[
                 "-p",
-                &format!(
-                    "work on {label}, marker-{}",
-                    if *label == "alpha" { "7f3a" } else { "9c1b" }
-                ),
+                &prompt,
                 "--output-format",
                 "json",
                 "--session-id",
                 id,
+                "--allowedTools",
+                &allowed,
             ]);
-            command
-                .arg("--plugin-dir")
-                .arg(plugin_dir())
-                .arg("--allowedTools")
-                .arg(allowed_tools());
-            std::thread::spawn(move || run_with_timeout(command, RUN_TIMEOUT))
+            tokio::spawn(run(command, RUN_TIMEOUT))
         })
         .collect();
-    for child in children {
-        let output = child.join().unwrap();
+    for handle in runs {
+        let output = handle.await.unwrap();
         assert!(
             output.status.success(),
             "{}\n{}",
@@ -382,14 +329,14 @@ fn two_claude_sessions_in_one_folder_get_separate_loops() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    let state = harness.context.state_dir();
     let mut bound = Vec::new();
-    for (label, id) in sessions {
-        let binding = read_json(&project.state.join(format!("claude_sessions/{id}.json")));
+    for (label, id, _) in sessions {
+        let binding = read_json(&state.join(format!("claude_sessions/{id}.json")));
         let session_id = binding["refinery_session"].as_str().unwrap().to_owned();
         assert!(session_id.ends_with(label), "{id} → {session_id}");
         let submission = read_json(
-            &project
-                .state
+            &state
                 .join("sessions")
                 .join(&session_id)
                 .join("round_001/submission.json"),

@@ -292,42 +292,42 @@ fn launch_enables_clear_context_and_starts_the_watcher() {
 /// plan mode with the plugin, the scripted model starts a Refinery session and exits plan
 /// mode, the watcher chooses "Yes, clear context", and the new Claude Code session (a new id,
 /// same process) is bound to the same Refinery session by the SessionStart hook.
-#[test]
-fn real_claude_code_clears_context_and_keeps_its_loop() {
-    use crate::claude_fake::{ClaudeRun, FakeAnthropic, Turn, claude_binary};
+#[tokio::test(flavor = "multi_thread")]
+async fn real_claude_code_clears_context_and_keeps_its_loop() {
+    use crate::claude_code::{ClaudeHarness, plugin_dir, run, text, tool};
     use serde_json::{Value, json};
 
     if !has_tmux() {
         return;
     }
-    let Some(claude) = claude_binary() else {
+    let Some(harness) = ClaudeHarness::start().await else {
         return;
     };
-    let project = Project::new();
-    let home = project.workspace.parent().unwrap().join("home");
-    fs_err::create_dir_all(&home).unwrap();
-    // Skip first-run screens: onboarding done, folder trusted, the fake key approved.
-    let key = "sk-ant-fake-0000000000";
-    let workspace_key = project.workspace.display().to_string();
+    let project = harness.project();
+    let home = harness.home();
+    // Skip first-run screens: onboarding done, folder trusted, the fake key approved. Claude
+    // Code reads `.claude.json` from its config dir, which the kit points at HOME/.claude.
+    let key = refinery_testkit::agent_cli::FAKE_KEY;
     let mut projects = serde_json::Map::new();
     projects.insert(
-        workspace_key,
+        project.display().to_string(),
         json!({"hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true}),
     );
-    fs_err::write(
-        home.join(".claude.json"),
-        json!({"hasCompletedOnboarding": true, "theme": "dark", "projects": projects,
-               "customApiKeyResponses": {"approved": [&key[key.len() - 20..]], "rejected": []}})
-        .to_string(),
-    )
-    .unwrap();
-    let fake = FakeAnthropic::start(|turn, body: &Value| {
-        let text = body["messages"].to_string();
-        if text.contains("Implement the following plan") {
-            return Turn::Text("Round 2 starts here.");
+    let settings = json!({"hasCompletedOnboarding": true, "theme": "dark", "projects": projects,
+        "customApiKeyResponses": {"approved": [&key[key.len() - 20..]], "rejected": []}})
+    .to_string();
+    fs_err::create_dir_all(home.join(".claude")).unwrap();
+    fs_err::write(home.join(".claude.json"), &settings).unwrap();
+    fs_err::write(home.join(".claude/.claude.json"), &settings).unwrap();
+    harness.script(|turn, body: &Value| {
+        if body["messages"]
+            .to_string()
+            .contains("Implement the following plan")
+        {
+            return text("Round 2 starts here.");
         }
         match turn {
-            0 => Turn::Tool(
+            0 => tool(
                 "mcp__plugin_refinery_quality__init_session",
                 json!({"label": "tmux round"}),
             ),
@@ -343,23 +343,21 @@ fn real_claude_code_clears_context_and_keeps_its_loop() {
                     fs_err::create_dir_all(path.parent().unwrap()).unwrap();
                     fs_err::write(&path, "## Round 2\n\nContinue the Refinery loop.\n").unwrap();
                 }
-                Turn::Tool("ExitPlanMode", json!({}))
+                tool("ExitPlanMode", json!({}))
             }
-            _ => Turn::Text("waiting"),
+            _ => text("waiting"),
         }
     });
-    let server = Server::new(&project);
-    let run = ClaudeRun {
-        claude: &claude,
-        home: &home,
-        workspace: &project.workspace,
-        base_url: &fake.base_url,
-    };
-    let plugin = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../plugin")
-        .display()
-        .to_string();
-    let mut launch = run.command_for(
+    let server = Server(
+        project
+            .parent()
+            .unwrap()
+            .join("tmux.sock")
+            .display()
+            .to_string(),
+    );
+    let plugin = plugin_dir().display().to_string();
+    let mut launch = harness.command(
         Path::new(BIN),
         &[
             "tmux",
@@ -374,22 +372,19 @@ fn real_claude_code_clears_context_and_keeps_its_loop() {
             "plan",
             "--plugin-dir",
             &plugin,
-            "--allowedTools",
-            "mcp__plugin_refinery_quality__init_session",
         ],
     );
-    launch.env("REFINERY_CLAUDE_BIN", &claude);
-    let output = crate::claude_fake::run_with_timeout(launch, Duration::from_secs(30));
+    launch.env("REFINERY_CLAUDE_BIN", &harness.claude);
+    let output = run(launch, Duration::from_secs(30)).await;
     assert!(output.status.success(), "{output:?}");
 
     let pane = server
         .tmux(&["list-panes", "-t", "=real:0", "-F", "#{pane_id}"])
         .trim()
         .to_owned();
+    let screen = || server.tmux(&["capture-pane", "-p", "-J", "-t", &pane]);
     wait_for_on_screen(&server, &pane, "Claude Code's prompt", || {
-        server
-            .tmux(&["capture-pane", "-p", "-J", "-t", &pane])
-            .contains("plan mode on")
+        screen().contains("plan mode on")
     });
     server.tmux(&["send-keys", "-t", &pane, "-l", "plan round 2"]);
     std::thread::sleep(Duration::from_millis(500));
@@ -400,16 +395,12 @@ fn real_claude_code_clears_context_and_keeps_its_loop() {
         &server,
         &pane,
         "the permission prompt for init_session",
-        || {
-            server
-                .tmux(&["capture-pane", "-p", "-J", "-t", &pane])
-                .contains("Do you want to proceed?")
-        },
+        || screen().contains("Do you want to proceed?"),
     );
     std::thread::sleep(Duration::from_millis(500));
     server.tmux(&["send-keys", "-t", &pane, "Enter"]);
 
-    let bindings = project.state.join("claude_sessions");
+    let bindings = harness.context.state_dir().join("claude_sessions");
     let read_bindings = || -> Vec<Value> {
         fs_err::read_dir(&bindings)
             .map(|entries| {
@@ -447,8 +438,6 @@ fn real_claude_code_clears_context_and_keeps_its_loop() {
             .contains("dialog 1: chose \"Yes, clear context\" (press 1)")
     });
     wait_for_on_screen(&server, &pane, "the next round to start", || {
-        server
-            .tmux(&["capture-pane", "-p", "-J", "-t", &pane])
-            .contains("Round 2 starts here.")
+        screen().contains("Round 2 starts here.")
     });
 }

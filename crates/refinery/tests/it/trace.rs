@@ -4,6 +4,8 @@
 //!
 //! The fixtures in `tests/fixtures/transcripts/` were recorded with
 //! `REFINERY_RECORD_TRANSCRIPTS=<dir> cargo test -p refinery --test it -- plugin_e2e trace`
+//! (against `refinery-testkit`'s fake model server since it landed; the first recordings were
+//! made against this crate's earlier minimal fake, with the same Claude Code 2.1.330)
 //! and then shrunk: records that only carry the full system prompt, tool schemas and skill
 //! listings (`attachment` of type `prompt_snapshot`, `skill_listing`, `agent_listing_delta`;
 //! `api-request-shape`; `api-request-blob`) were removed. They hold no secrets: the key was
@@ -15,7 +17,7 @@ use std::time::Duration;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
-use crate::claude_fake::{ClaudeRun, FakeAnthropic, Turn, claude_binary, run_with_timeout};
+use crate::claude_code::{ClaudeHarness, record_transcript, run, text, tool};
 use crate::support::Project;
 
 fn fixture(name: &str) -> PathBuf {
@@ -71,6 +73,10 @@ fn recorded_subagent_transcript_with_failures() {
     );
     assert_eq!(report["repeated_calls"], 1);
     assert_eq!(
+        report["prompts"], 1,
+        "the task notification is not a prompt"
+    );
+    assert_eq!(
         report["subagents"][0]["subagent_type"],
         "refinery:round-evaluator"
     );
@@ -116,59 +122,42 @@ fn malformed_lines_are_counted_not_fatal_and_missing_files_are_explained() {
 
 /// A live run: two identical failing Bash calls, then the plugin's round-evaluator as a
 /// subagent, which writes one file.
-#[test]
-fn live_transcript_with_a_plugin_subagent() {
-    let Some(claude) = claude_binary() else {
+#[tokio::test(flavor = "multi_thread")]
+async fn live_transcript_with_a_plugin_subagent() {
+    let Some(harness) = ClaudeHarness::start().await else {
         return;
     };
-    let project = Project::new();
-    let home = project.workspace.parent().unwrap().join("home");
-    fs_err::create_dir_all(&home).unwrap();
-    let verdict = project.workspace.join("verdict.json").display().to_string();
-    let fake = FakeAnthropic::start(move |turn, body| {
-        if body["system"]
-            .to_string()
-            .contains("# Role: round evaluator")
-        {
+    let project = harness.project();
+    let verdict = project.join("verdict.json").display().to_string();
+    harness.script(move |turn, body| {
+        if body["system"].to_string().contains("# Role: round evaluator") {
             return match turn {
-                0 => Turn::Tool(
-                    "Write",
-                    json!({"file_path": verdict, "content": "{\"verdict\": \"iterate\"}\n"}),
-                ),
-                _ => Turn::Text("iterate; scores E1=5"),
+                0 => tool("Write", json!({"file_path": verdict, "content": "{\"verdict\": \"iterate\"}\n"})),
+                _ => text("iterate; scores E1=5"),
             };
         }
-        let missing = json!({"command": "ls /refinery-definitely-missing", "description": "look"});
         match turn {
-            0 | 1 => Turn::Tool("Bash", missing),
-            2 => Turn::Tool(
+            0 | 1 => tool("Bash", json!({"command": "ls /refinery-definitely-missing", "description": "look"})),
+            2 => tool(
                 "Agent",
                 json!({"subagent_type": "refinery:round-evaluator", "description": "judge the round",
                        "prompt": "Judge the deliverable and write verdict.json"}),
             ),
-            _ => Turn::Text("done"),
+            _ => text("done"),
         }
     });
-    let run = ClaudeRun {
-        claude: &claude,
-        home: &home,
-        workspace: &project.workspace,
-        base_url: &fake.base_url,
-    };
     let claude_session = "5d9c1c6e-0000-4000-8000-00000000ace5";
-    let mut command = run.command(&[
+    let command = harness.claude(&[
         "-p",
         "evaluate the work",
         "--output-format",
         "json",
         "--session-id",
         claude_session,
+        "--allowedTools",
+        "Bash,Agent,Write",
     ]);
-    command
-        .arg("--plugin-dir")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin"))
-        .args(["--allowedTools", "Bash,Agent,Write"]);
-    let output = run_with_timeout(command, Duration::from_mins(4));
+    let output = run(command, Duration::from_mins(4)).await;
     assert!(
         output.status.success(),
         "{}\n{}",
@@ -176,38 +165,13 @@ fn live_transcript_with_a_plugin_subagent() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        project.workspace.join("verdict.json").is_file(),
+        project.join("verdict.json").is_file(),
         "the subagent ran with our role prompt"
     );
 
-    let transcript = fs_err::read_dir(home.join(".claude/projects"))
-        .unwrap()
-        .map(|entry| {
-            entry
-                .unwrap()
-                .path()
-                .join(format!("{claude_session}.jsonl"))
-        })
-        .find(|path| path.is_file())
-        .unwrap();
-    if let Some(dir) = std::env::var_os("REFINERY_RECORD_TRANSCRIPTS") {
-        let dest = Path::new(&dir);
-        fs_err::create_dir_all(dest.join("subagent-and-failures/subagents")).unwrap();
-        fs_err::copy(&transcript, dest.join("subagent-and-failures.jsonl")).unwrap();
-        let subagents = transcript.with_extension("").join("subagents");
-        for entry in fs_err::read_dir(&subagents).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|ext| ext == "jsonl") {
-                fs_err::copy(
-                    &path,
-                    dest.join("subagent-and-failures/subagents")
-                        .join(path.file_name().unwrap()),
-                )
-                .unwrap();
-            }
-        }
-    }
-    let report = trace_json(&project, &transcript);
+    let transcript = harness.transcript(claude_session);
+    record_transcript(&transcript, "subagent-and-failures");
+    let report = trace_json(&Project::new(), &transcript);
     assert_eq!(
         report["tools"]["Bash"],
         json!({"calls": 2, "errors": 2, "repeated": 1}),
