@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <state>/session_metadata.json   current-session pointer (read by the MCP servers per call)
-//! <state>/environment.json        backends and API key names (never values), from the hook
+//! <state>/environment.json        backends and API key names (never values); refinery-llm writes it
 //! <state>/claude_sessions/<id>.json  which Refinery session a Claude Code session works on
 //! <state>/objects/                 content-addressed blobs shared by all snapshots
 //! <state>/sessions/<id>/
@@ -36,7 +36,6 @@ const POINTER_FILE: &str = "session_metadata.json";
 const SESSIONS_DIR: &str = "sessions";
 const OBJECTS_DIR: &str = "objects";
 const EVENTS_FILE: &str = "events.jsonl";
-const ENVIRONMENT_FILE: &str = "environment.json";
 
 /// A state folder and the workspace it belongs to.
 #[derive(Clone, Debug)]
@@ -139,16 +138,6 @@ impl StateDir {
             json!({"label": label, "cutoff": settings.cutoff.get(), "max_rounds": settings.max_rounds}),
         )?;
         Ok(session)
-    }
-
-    /// Where the SessionStart hook records the environment (backends, key *names*).
-    pub fn environment_path(&self) -> PathBuf {
-        self.root.join(ENVIRONMENT_FILE)
-    }
-
-    /// Writes `environment.json` atomically. The caller guarantees it holds no secret values.
-    pub fn write_environment<T: Serialize>(&self, environment: &T) -> Result<()> {
-        write_json(&self.environment_path(), environment)
     }
 
     /// Makes an existing session current (the pointer), as `init_session` does for a new one.
