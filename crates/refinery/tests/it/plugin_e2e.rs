@@ -9,7 +9,7 @@ use std::time::Duration;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
-use crate::claude_code::{ClaudeHarness, Step, record_transcript, run, text, tool};
+use crate::claude_code::{ClaudeHarness, Step, plugin_dir, record_transcript, run, text, tool};
 use crate::support::read_json;
 
 const QUALITY: &str = "mcp__plugin_refinery_quality__";
@@ -350,4 +350,45 @@ async fn two_claude_sessions_in_one_folder_get_separate_loops() {
         bound.push(session_id);
     }
     assert_ne!(bound[0], bound[1]);
+}
+
+/// The README's install path: register this checkout as a local marketplace and install the
+/// plugin from it, offline, with a throwaway HOME.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checkout_installs_as_a_local_marketplace() {
+    let Some(harness) = ClaudeHarness::start().await else {
+        return;
+    };
+    let repository_root = fs_err::canonicalize(plugin_dir())
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let root = repository_root.display().to_string();
+    let added = harness
+        .command(&harness.claude, &["plugin", "marketplace", "add", &root])
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let installed = harness
+        .command(&harness.claude, &["plugin", "install", "refinery@refinery"])
+        .output()
+        .unwrap();
+    assert!(
+        installed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&installed.stdout),
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let listed = harness
+        .command(&harness.claude, &["plugin", "list"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    assert!(listing.contains("refinery@refinery"), "{listing}");
+    assert!(listing.contains("enabled"), "{listing}");
 }
