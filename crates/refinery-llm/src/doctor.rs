@@ -105,18 +105,12 @@ pub async fn run_doctor(options: &DoctorOptions) -> Result<DoctorReport> {
         probe_server(&http, "llama.cpp", &options.llama_cpp_url),
         probe_server(&http, "ollama", &options.ollama_url)
     );
-    let local_servers = vec![llama_cpp, ollama];
-    let keys = credentials.key_report();
-    let backends = backends(&credentials, &agent_clis, &local_servers);
-    let node_found = find_program("node", &options.env).is_some();
-    let next_steps = next_steps(&agent_clis, &keys, &local_servers, &backends, node_found);
-    Ok(DoctorReport {
+    Ok(assemble(
+        &credentials,
         agent_clis,
-        keys,
-        local_servers,
-        backends,
-        next_steps,
-    })
+        vec![llama_cpp, ollama],
+        options,
+    ))
 }
 
 /// The same report without running anything or touching the network: agent CLIs are looked
@@ -142,18 +136,27 @@ pub fn quick_report(options: &DoctorOptions) -> Result<DoctorReport> {
             }
         })
         .to_vec();
-    let local_servers = Vec::new();
+    Ok(assemble(&credentials, agent_clis, Vec::new(), options))
+}
+
+/// The parts both reports derive the same way from what was found.
+fn assemble(
+    credentials: &Credentials,
+    agent_clis: Vec<AgentCliStatus>,
+    local_servers: Vec<LocalServerStatus>,
+    options: &DoctorOptions,
+) -> DoctorReport {
     let keys = credentials.key_report();
-    let backends = backends(&credentials, &agent_clis, &local_servers);
+    let backends = backends(credentials, &agent_clis, &local_servers);
     let node_found = find_program("node", &options.env).is_some();
     let next_steps = next_steps(&agent_clis, &keys, &local_servers, &backends, node_found);
-    Ok(DoctorReport {
+    DoctorReport {
         agent_clis,
         keys,
         local_servers,
         backends,
         next_steps,
-    })
+    }
 }
 
 async fn probe_cli(cli: AgentCli, options: &DoctorOptions) -> AgentCliStatus {
