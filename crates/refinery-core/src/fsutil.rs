@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` through a temporary sibling file, fsync and rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs_err::create_dir_all(dir)?;
     let mut temp = tempfile::Builder::new()
@@ -33,7 +33,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Serializes `value` as pretty JSON and writes it atomically.
-pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
@@ -41,7 +41,7 @@ pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Resul
 
 /// Reads a JSON file; `Ok(None)` when it does not exist, an error naming the file when it
 /// cannot be parsed.
-pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     let bytes = match fs_err::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -114,12 +114,35 @@ fn annotate(source: &std::io::Error, action: &str, path: &Path) -> Error {
 /// Lock files are never deleted: deleting one while another process waits on it would let two
 /// holders in at once.
 #[derive(Debug)]
-pub(crate) struct LockGuard {
+pub struct LockGuard {
     file: std::fs::File,
     path: PathBuf,
 }
 
 impl LockGuard {
+    /// Takes the lock at `path` only if nobody holds it; `Ok(None)` when somebody does.
+    pub fn try_acquire(path: &Path) -> Result<Option<Self>> {
+        if let Some(parent) = path.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        let file = fs_err::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)?
+            .into_parts()
+            .0;
+        match FileExt::try_lock_exclusive(&file) {
+            Ok(true) => Ok(Some(Self {
+                file,
+                path: path.to_path_buf(),
+            })),
+            Ok(false) => Ok(None),
+            Err(source) => Err(annotate(&source, "lock", path)),
+        }
+    }
+
     /// Blocks until the lock at `path` is ours.
     pub(crate) fn acquire(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent() {

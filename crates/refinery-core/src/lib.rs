@@ -32,7 +32,7 @@ pub mod checklist;
 pub mod claude_session;
 pub mod criteria;
 mod error;
-mod fsutil;
+pub mod fsutil;
 pub mod plan;
 pub mod rounds;
 pub mod session;

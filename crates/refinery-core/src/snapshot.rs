@@ -155,7 +155,8 @@ impl ObjectStore {
         Ok(size)
     }
 
-    fn read_object(&self, hash: &str) -> Result<Vec<u8>> {
+    /// The bytes of one stored object.
+    pub fn read_object(&self, hash: &str) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         self.copy_out(hash, &mut bytes)?;
         Ok(bytes)

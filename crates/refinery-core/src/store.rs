@@ -509,6 +509,29 @@ impl Session {
         Ok(record)
     }
 
+    /// Closes a round whose evaluation was unusable (the evaluator's output stayed malformed
+    /// after retries). The round counts as done — the next submission is the next round — but
+    /// no scores are invented for it: the verdict stays "not converged", the last scored
+    /// result is kept, and plateau history is left alone so a missing evaluation can never
+    /// look like a stall.
+    pub fn record_unscored_round(&self, reason: &str, now: OffsetDateTime) -> Result<u32> {
+        let _lock = self.lock()?;
+        let info = self.info()?;
+        let mut state = self.state()?;
+        let round = state.round + 1;
+        self.check_round_cap(&info, round)?;
+        let submission = state.pending_answer.filter(|answer| answer.round == round);
+        state.round = round;
+        state.plan = None;
+        self.write_state(&state)?;
+        self.log(
+            now,
+            "unscored_round",
+            json!({"round": round, "submission": submission, "reason": reason}),
+        )?;
+        Ok(round)
+    }
+
     /// Refuses a round past the session's `max_rounds`: the cap is enforced by the tools,
     /// not left to a prompt.
     fn check_round_cap(&self, info: &SessionInfo, round: u32) -> Result<()> {

@@ -28,3 +28,63 @@ pub enum OutputError {
 
 /// `Result` with [`OutputError`].
 pub type Result<T, E = OutputError> = std::result::Result<T, E>;
+
+/// Why a run stopped part-way through a round without an error: a cap that must not be
+/// crossed, or the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Halt {
+    /// The next call could have crossed `--cost-budget`.
+    CostBudget,
+    /// `--time-budget` is used up.
+    TimeBudget,
+    /// Ctrl-C (or the caller's cancellation token).
+    Cancelled,
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Halt::CostBudget => "the next call could exceed the cost budget",
+            Halt::TimeBudget => "the time budget is used up",
+            Halt::Cancelled => "interrupted",
+        })
+    }
+}
+
+/// Everything that can stop the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The run cannot start as configured; the message says what to change.
+    #[error("{0}")]
+    Setup(String),
+    /// A cap or the user stopped the run; state is saved.
+    #[error("{0}")]
+    Halted(Halt),
+    /// A role's output stayed unusable after retries (where that is fatal: criteria writing).
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// Reading or writing the session failed.
+    #[error(transparent)]
+    Store(#[from] refinery_core::Error),
+    /// A model or agent CLI failed after its retries.
+    #[error("the {role} ({backend}) failed: {source}")]
+    Backend {
+        /// The role being played.
+        role: &'static str,
+        /// Which backend.
+        backend: String,
+        /// What went wrong.
+        source: refinery_llm::Error,
+    },
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<Halt> for EngineError {
+    fn from(halt: Halt) -> Self {
+        EngineError::Halted(halt)
+    }
+}

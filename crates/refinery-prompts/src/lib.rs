@@ -39,11 +39,14 @@ pub enum Role {
     RegressionGuard,
     /// Produces or inspects one media asset.
     MediaWorker,
+    /// Writes the evaluation criteria before the first round.
+    CriteriaWriter,
 }
 
 impl Role {
     /// Every role, in the order a round meets them.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
+        Role::CriteriaWriter,
         Role::Builder,
         Role::MediaWorker,
         Role::RegressionGuard,
@@ -59,6 +62,7 @@ impl Role {
             Role::Builder => "builder",
             Role::RegressionGuard => "regression-guard",
             Role::MediaWorker => "media-worker",
+            Role::CriteriaWriter => "criteria-writer",
         }
     }
 
@@ -77,6 +81,7 @@ impl Role {
             Role::Builder => include_str!("../../../plugin/agents/builder.md"),
             Role::RegressionGuard => include_str!("../../../plugin/agents/regression-guard.md"),
             Role::MediaWorker => include_str!("../../../plugin/agents/media-worker.md"),
+            Role::CriteriaWriter => include_str!("../../../plugin/agents/criteria-writer.md"),
         }
     }
 

@@ -1,0 +1,540 @@
+//! Who plays a role: an agent CLI (a new process per call) or an API model (a new conversation
+//! per call). Either way nothing survives from one call to the next except files — the fresh
+//! context the loop is built on.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use refinery_llm::{
+    AgentCli, AgentEvent, AgentRequest, AgentRunner, CallOptions, ChatModel, ChatRequest, Cost,
+    Message, PriceTable, Usage, chat_structured,
+};
+use refinery_prompts::Role;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{EngineError, Halt};
+use crate::meter::Meter;
+use crate::tools::Workspace;
+
+/// A backend as the user names it: `claude`, `codex`, `gemini`, `copilot`, or
+/// `provider/model`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendSpec {
+    /// A headless agent CLI.
+    Agent(AgentCli),
+    /// An API model, `provider/model`.
+    Model(String),
+}
+
+impl FromStr for BackendSpec {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let name = raw.trim();
+        if let Some(cli) = AgentCli::ALL.into_iter().find(|cli| cli.program() == name) {
+            return Ok(BackendSpec::Agent(cli));
+        }
+        if name.contains('/') && !name.starts_with('/') && !name.ends_with('/') {
+            return Ok(BackendSpec::Model(name.to_owned()));
+        }
+        Err(format!(
+            "`{raw}` is not a backend; use claude, codex, gemini, copilot, or provider/model (for example anthropic/claude-sonnet-4-5)"
+        ))
+    }
+}
+
+impl fmt::Display for BackendSpec {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendSpec::Agent(cli) => formatter.write_str(cli.program()),
+            BackendSpec::Model(name) => formatter.write_str(name),
+        }
+    }
+}
+
+/// How to start an agent CLI.
+#[derive(Clone, Debug)]
+pub struct AgentSetup {
+    /// Which CLI.
+    pub cli: AgentCli,
+    /// Its executable; `None` looks it up on `env["PATH"]`.
+    pub program: Option<PathBuf>,
+    /// The model to ask for, if not the CLI's default.
+    pub model: Option<String>,
+    /// The child's complete environment.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A ready backend.
+#[derive(Clone)]
+pub struct Backend {
+    spec: BackendSpec,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Agent(AgentSetup),
+    Api {
+        model: Arc<dyn ChatModel>,
+        prices: Arc<PriceTable>,
+    },
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Backend")
+            .field("spec", &self.spec.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a call may change files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Builders: read and write the workspace.
+    Write,
+    /// Judges: look, run, do not change.
+    Inspect,
+}
+
+/// One call of a role.
+pub(crate) struct CallSpec<'a> {
+    pub role: Role,
+    pub prompt: String,
+    pub workdir: &'a Path,
+    pub access: Access,
+    /// The JSON schema the reply must follow (judges).
+    pub schema: Option<Value>,
+    /// Most output tokens per API call (bounds the cost estimate).
+    pub max_tokens: u32,
+    /// Share of the remaining budget an agent CLI may spend (calls in parallel split it).
+    pub budget_share: f64,
+    /// Longest the call may take.
+    pub timeout: Duration,
+    /// Folders an API builder must not touch.
+    pub forbidden: Vec<PathBuf>,
+}
+
+/// What a call produced.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CallReply {
+    pub text: String,
+    pub events: Vec<AgentEvent>,
+    pub duration: Duration,
+}
+
+/// Most model turns an API builder gets in one call.
+const MAX_TOOL_STEPS: usize = 40;
+
+/// Characters per token, low on purpose: an estimate of input tokens must not undercount.
+const CHARS_PER_TOKEN: f64 = 3.0;
+
+impl Backend {
+    /// An agent CLI backend.
+    pub fn agent(setup: AgentSetup) -> Self {
+        Self {
+            spec: BackendSpec::Agent(setup.cli),
+            kind: Kind::Agent(setup),
+        }
+    }
+
+    /// An API model backend; `prices` bounds each call's cost before it is made.
+    pub fn api(model: Arc<dyn ChatModel>, prices: Arc<PriceTable>) -> Self {
+        Self {
+            spec: BackendSpec::Model(model.id().to_string()),
+            kind: Kind::Api { model, prices },
+        }
+    }
+
+    /// The name as the user gave it.
+    pub fn spec(&self) -> &BackendSpec {
+        &self.spec
+    }
+
+    /// Why a cost budget cannot be enforced with this backend, if it cannot.
+    pub fn budget_problem(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Agent(setup) if setup.cli == AgentCli::Claude => None,
+            Kind::Agent(setup) => Some(format!(
+                "{} does not report what a run costs, so --cost-budget cannot be enforced with it; use claude or an API model with a known price, or drop --cost-budget",
+                setup.cli.program()
+            )),
+            Kind::Api { model, prices } => prices.price(model.id()).is_none().then(|| {
+                format!(
+                    "{} has no price in Refinery's price table, so --cost-budget cannot be enforced with it; pick a listed model or drop --cost-budget",
+                    model.id()
+                )
+            }),
+        }
+    }
+
+    pub(crate) async fn call(
+        &self,
+        spec: CallSpec<'_>,
+        meter: &Meter,
+        cancel: &CancellationToken,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<CallReply, EngineError> {
+        match &self.kind {
+            Kind::Agent(setup) => self.call_agent(setup, spec, meter, cancel, on_event).await,
+            Kind::Api { model, prices } => {
+                if spec.access == Access::Write {
+                    self.build_with_tools(model.as_ref(), prices, spec, meter, cancel, on_event)
+                        .await
+                } else {
+                    self.ask_model(model.as_ref(), prices, spec, meter, cancel)
+                        .await
+                }
+            }
+        }
+    }
+
+    fn failure(&self, role: Role, source: refinery_llm::Error) -> EngineError {
+        match source {
+            refinery_llm::Error::Cancelled => EngineError::Halted(Halt::Cancelled),
+            source => EngineError::Backend {
+                role: role_label(role),
+                backend: self.spec.to_string(),
+                source,
+            },
+        }
+    }
+
+    async fn call_agent(
+        &self,
+        setup: &AgentSetup,
+        spec: CallSpec<'_>,
+        meter: &Meter,
+        cancel: &CancellationToken,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<CallReply, EngineError> {
+        let reservation = meter.reserve_share(spec.budget_share)?;
+        let timeout = meter
+            .time_left()
+            .map_or(spec.timeout, |left| left.min(spec.timeout));
+        let mut prompt = spec.prompt;
+        if let Some(schema) = &spec.schema {
+            prompt.push_str(&schema_instructions(schema));
+        }
+        let mut request = AgentRequest::new(setup.cli, spec.workdir, prompt);
+        request.program.clone_from(&setup.program);
+        request.model.clone_from(&setup.model);
+        request.env.clone_from(&setup.env);
+        request.system_prompt = Some(spec.role.prompt().to_owned());
+        request.timeout = timeout;
+        request.max_budget_usd = reservation.as_ref().map(crate::meter::Reservation::usd);
+        if setup.cli == AgentCli::Claude {
+            request.allowed_tools = match spec.access {
+                Access::Write => ["Read", "Write", "Edit", "MultiEdit", "Bash", "Glob", "Grep"],
+                Access::Inspect => ["Read", "Glob", "Grep", "Bash", "LS", "NotebookRead", "Task"],
+            }
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        }
+        let result = AgentRunner.run(&request, cancel, on_event).await;
+        match result {
+            Ok(outcome) => {
+                meter.settle(reservation, outcome.usage, outcome.cost);
+                Ok(CallReply {
+                    text: outcome.text,
+                    events: outcome.events,
+                    duration: outcome.duration,
+                })
+            }
+            Err(error) => {
+                // What a failed process spent is unknown; count the call, not a made-up cost.
+                meter.settle(reservation, None, Cost::Unknown);
+                if matches!(error, refinery_llm::Error::AgentTimeout { .. })
+                    && meter.check_time().is_err()
+                {
+                    return Err(Halt::TimeBudget.into());
+                }
+                Err(self.failure(spec.role, error))
+            }
+        }
+    }
+
+    fn estimate(
+        prices: &PriceTable,
+        model: &dyn ChatModel,
+        input_chars: usize,
+        max_tokens: u32,
+    ) -> Option<f64> {
+        let price = prices.price(model.id())?;
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "an estimate; prompt sizes are far below 2^52"
+        )]
+        let input_tokens = input_chars as f64 / CHARS_PER_TOKEN;
+        Some((input_tokens * price.input + f64::from(max_tokens) * price.output) / 1_000_000.0)
+    }
+
+    fn options(meter: &Meter, spec: &CallSpec<'_>, cancel: &CancellationToken) -> CallOptions {
+        let deadline = meter
+            .time_left()
+            .map_or(spec.timeout, |left| left.min(spec.timeout));
+        CallOptions {
+            deadline: Some(deadline),
+            schema_retries: 1,
+            cancel: cancel.clone(),
+            ..CallOptions::default()
+        }
+    }
+
+    async fn ask_model(
+        &self,
+        model: &dyn ChatModel,
+        prices: &PriceTable,
+        spec: CallSpec<'_>,
+        meter: &Meter,
+        cancel: &CancellationToken,
+    ) -> Result<CallReply, EngineError> {
+        let started = Instant::now();
+        let options = Self::options(meter, &spec, cancel);
+        let mut request =
+            ChatRequest::new(spec.prompt.clone()).with_system(spec.role.prompt().to_owned());
+        request.max_tokens = Some(spec.max_tokens);
+        let input_chars = spec.prompt.len() + spec.role.prompt().len();
+        let Some(schema) = spec.schema.clone() else {
+            let reservation =
+                meter.reserve(Self::estimate(prices, model, input_chars, spec.max_tokens))?;
+            let response = model.chat(&request, &options).await;
+            return match response {
+                Ok(response) => {
+                    meter.settle(Some(reservation), Some(response.usage), response.cost);
+                    Ok(CallReply {
+                        text: response.text,
+                        events: Vec::new(),
+                        duration: started.elapsed(),
+                    })
+                }
+                Err(error) => {
+                    meter.settle(Some(reservation), None, Cost::Usd(0.0));
+                    Err(self.failure(spec.role, error))
+                }
+            };
+        };
+        let schema_text = schema.to_string();
+        request = request.with_schema(schema_name(spec.role), schema);
+        // Every schema attempt may cost a full call.
+        let attempts = f64::from(options.schema_retries + 1);
+        let estimate = Self::estimate(
+            prices,
+            model,
+            input_chars + schema_text.len(),
+            spec.max_tokens,
+        )
+        .map(|one| one * attempts);
+        let reservation = meter.reserve(estimate)?;
+        match chat_structured(model, &request, &options, None).await {
+            Ok(structured) => {
+                meter.settle(Some(reservation), Some(structured.usage), structured.cost);
+                Ok(CallReply {
+                    text: structured.value.to_string(),
+                    events: Vec::new(),
+                    duration: started.elapsed(),
+                })
+            }
+            Err(error) => {
+                meter.settle(Some(reservation), None, Cost::Usd(0.0));
+                // A reply that never validated is handed to our parser as empty text, so it
+                // is treated like any other malformed output (retried, then fails closed).
+                if matches!(error, refinery_llm::Error::InvalidStructuredOutput { .. }) {
+                    return Ok(CallReply {
+                        text: String::new(),
+                        duration: started.elapsed(),
+                        ..CallReply::default()
+                    });
+                }
+                Err(self.failure(spec.role, error))
+            }
+        }
+    }
+
+    async fn build_with_tools(
+        &self,
+        model: &dyn ChatModel,
+        prices: &PriceTable,
+        spec: CallSpec<'_>,
+        meter: &Meter,
+        cancel: &CancellationToken,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<CallReply, EngineError> {
+        let started = Instant::now();
+        let workspace = Workspace::new(spec.workdir, &spec.forbidden)?;
+        let options = Self::options(meter, &spec, cancel);
+        let mut request = ChatRequest::new(spec.prompt.clone())
+            .with_system(spec.role.prompt().to_owned())
+            .with_tools(Workspace::specs());
+        request.max_tokens = Some(spec.max_tokens);
+        let mut events = Vec::new();
+        let mut emit = |event: AgentEvent, events: &mut Vec<AgentEvent>| {
+            on_event(&event);
+            events.push(event);
+        };
+        let mut usage = Usage::default();
+        let mut cost = Cost::Usd(0.0);
+        let mut final_text = String::new();
+        let tool_chars: usize = Workspace::specs()
+            .iter()
+            .map(|tool| tool.description.len() + tool.parameters.to_string().len())
+            .sum();
+        for step in 0..MAX_TOOL_STEPS {
+            if cancel.is_cancelled() {
+                return Err(Halt::Cancelled.into());
+            }
+            let input_chars = spec.role.prompt().len()
+                + tool_chars
+                + request.messages.iter().map(message_chars).sum::<usize>();
+            let reservation =
+                meter.reserve(Self::estimate(prices, model, input_chars, spec.max_tokens))?;
+            let response = match model.chat(&request, &options).await {
+                Ok(response) => response,
+                Err(error) => {
+                    meter.settle(Some(reservation), None, Cost::Usd(0.0));
+                    return Err(self.failure(spec.role, error));
+                }
+            };
+            meter.settle(Some(reservation), Some(response.usage), response.cost);
+            usage.add(response.usage);
+            cost = cost.plus(response.cost);
+            emit(
+                AgentEvent::Usage {
+                    usage: response.usage,
+                },
+                &mut events,
+            );
+            if !response.text.trim().is_empty() {
+                emit(
+                    AgentEvent::Text {
+                        text: response.text.clone(),
+                    },
+                    &mut events,
+                );
+            }
+            if response.tool_calls.is_empty() {
+                final_text = response.text;
+                break;
+            }
+            request.messages.push(Message::Assistant {
+                text: response.text.clone(),
+                tool_calls: response.tool_calls.clone(),
+            });
+            for call in &response.tool_calls {
+                emit(
+                    AgentEvent::ToolUse {
+                        id: call.id.clone(),
+                        name: call.name.clone(),
+                        input: call.arguments.clone(),
+                    },
+                    &mut events,
+                );
+                let output = workspace.run(call);
+                emit(
+                    AgentEvent::ToolResult {
+                        id: call.id.clone(),
+                        output: output.content.clone(),
+                        is_error: output.is_error,
+                    },
+                    &mut events,
+                );
+                request.messages.push(Message::ToolResult {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    content: output.content,
+                });
+            }
+            if step + 1 == MAX_TOOL_STEPS {
+                final_text =
+                    format!("(stopped after {MAX_TOOL_STEPS} model turns without a final answer)");
+            }
+        }
+        emit(
+            AgentEvent::Result {
+                text: final_text.clone(),
+                usage: Some(usage),
+                cost,
+                num_turns: None,
+                is_error: false,
+            },
+            &mut events,
+        );
+        Ok(CallReply {
+            text: final_text,
+            events,
+            duration: started.elapsed(),
+        })
+    }
+}
+
+fn message_chars(message: &Message) -> usize {
+    match message {
+        Message::User { text } => text.len(),
+        Message::Assistant { text, tool_calls } => {
+            text.len()
+                + tool_calls
+                    .iter()
+                    .map(|call| call.name.len() + call.arguments.to_string().len())
+                    .sum::<usize>()
+        }
+        Message::ToolResult { content, name, .. } => content.len() + name.len(),
+    }
+}
+
+fn schema_name(role: Role) -> &'static str {
+    match role {
+        Role::CriteriaWriter => "criteria",
+        Role::RoundEvaluator => "evaluation",
+        Role::RegressionGuard => "comparison",
+        Role::ExecutionTraceAnalyzer => "lessons",
+        Role::Builder | Role::MediaWorker => "answer",
+    }
+}
+
+/// The name used in messages and events.
+pub(crate) fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::CriteriaWriter => "criteria writer",
+        Role::RoundEvaluator => "round evaluator",
+        Role::RegressionGuard => "regression guard",
+        Role::ExecutionTraceAnalyzer => "trace analyzer",
+        Role::Builder => "builder",
+        Role::MediaWorker => "media worker",
+    }
+}
+
+/// What an agent CLI is told about the reply format (API models get the schema natively).
+fn schema_instructions(schema: &Value) -> String {
+    format!(
+        "\n\n## Reply format\n\nReply with exactly one JSON object and nothing else, following this JSON Schema:\n\n```json\n{schema}\n```\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names_parse() {
+        assert_eq!(
+            "claude".parse::<BackendSpec>(),
+            Ok(BackendSpec::Agent(AgentCli::Claude))
+        );
+        assert_eq!(
+            "openrouter/meta/llama".parse::<BackendSpec>(),
+            Ok(BackendSpec::Model("openrouter/meta/llama".to_owned()))
+        );
+        for bad in ["", "gpt", "/x", "anthropic/"] {
+            let error = bad.parse::<BackendSpec>().unwrap_err();
+            assert!(error.contains("provider/model"), "{error}");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The briefs: the task-specific message each role gets, under its shared role prompt.
+//!
+//! The role prompt (from `plugin/agents/<role>.md`) says how to do the job; the brief says
+//! what this job is. Briefs are built from data only — task, criteria, files, command output,
+//! the handoff — so no conversation from an earlier call can leak into a fresh one.
+
+use std::fmt::Write as _;
+
+use refinery_core::CriteriaSet;
+
+use crate::verify::VerifyResult;
+
+/// The criteria as a judge or builder reads them: id, tier, text, anti-patterns, how to check.
+pub fn criteria_block(criteria: &CriteriaSet) -> String {
+    let mut out = String::new();
+    for criterion in criteria.as_slice() {
+        let _ = writeln!(
+            out,
+            "- **{}** ({}) {}",
+            criterion.id,
+            criterion.category.as_str(),
+            criterion.text
+        );
+        let patterns: Vec<&str> = criterion
+            .anti_patterns
+            .iter()
+            .map(String::as_str)
+            .filter(|pattern| !pattern.trim().is_empty())
+            .collect();
+        if !patterns.is_empty() {
+            let _ = writeln!(out, "  - Fails when: {}", patterns.join("; "));
+        }
+        if let Some(verify) = criterion
+            .verify_by
+            .as_deref()
+            .filter(|verify| !verify.trim().is_empty())
+        {
+            let _ = writeln!(out, "  - Verify by: {verify}");
+        }
+    }
+    out
+}
+
+/// The criteria writer's brief.
+pub fn criteria_writer(task: &str, existing: Option<&str>) -> String {
+    let mut out = format!("## Task\n\n{}\n", task.trim());
+    if let Some(existing) = existing {
+        let _ = write!(out, "\n## Existing deliverable\n\n{existing}\n");
+    }
+    out.push_str(
+        "\n## What to return\n\nWrite 3 to 7 criteria for this task, the single primary one first. Each needs its tier (primary, standard or stretch), a rationale, at least one concrete anti-pattern, and a verify_by line saying what to run, open or measure.\n",
+    );
+    out
+}
+
+/// What the builder of one round is told.
+pub struct BuilderBrief<'a> {
+    /// The task.
+    pub task: &'a str,
+    /// The criteria.
+    pub criteria: &'a CriteriaSet,
+    /// The round number.
+    pub round: u32,
+    /// `handoff.md` of the previous round (from round 2 on).
+    pub handoff: Option<&'a str>,
+    /// An existing version to improve, relative to the workspace.
+    pub prior_answer: Option<&'a str>,
+    /// Commands that will be run to check the work.
+    pub verify: &'a [String],
+    /// The state folder, relative to the workspace when inside it.
+    pub state_dir: &'a str,
+}
+
+/// The builder's brief.
+pub fn builder(brief: &BuilderBrief<'_>) -> String {
+    let mut out = format!(
+        "# Round {} of a Refinery loop\n\nYou work in the current folder (the workspace). Your result is whatever the workspace holds when you finish. Do not touch `{}` (Refinery's state) or `.git`. You start with no memory of earlier rounds: everything you need is below and in the files.\n\n## Task\n\n{}\n\n## Criteria the result will be scored against (0–10 each; 7 or more passes)\n\n{}",
+        brief.round,
+        brief.state_dir,
+        brief.task.trim(),
+        criteria_block(brief.criteria)
+    );
+    if let Some(prior) = brief.prior_answer {
+        let _ = write!(
+            out,
+            "\n## Existing version\n\nAn earlier version of the deliverable is at `{prior}`. Improve it in place rather than starting over; keep what already works.\n"
+        );
+    }
+    if !brief.verify.is_empty() {
+        out.push_str("\n## How the work will be checked\n\nAfter you finish, these commands run in the workspace and their output goes to the evaluator:\n\n");
+        for command in brief.verify {
+            let _ = writeln!(out, "- `{command}`");
+        }
+    }
+    match brief.handoff {
+        Some(handoff) => {
+            let _ = write!(
+                out,
+                "\n## Handoff from the previous round\n\nThis is the evaluator's verdict on the previous round and the plan for this one. Carry out the improvement spec in order, keep everything listed under Preserve, and follow the learnings.\n\n{}\n",
+                handoff.trim()
+            );
+        }
+        None => out.push_str(
+            "\n## This is the first round\n\nProduce the best complete deliverable you can. Check it against every criterion yourself before you finish.\n",
+        ),
+    }
+    out.push_str(
+        "\n## When you finish\n\nReply with a short summary: what you changed, which files, and how you checked it.\n",
+    );
+    out
+}
+
+/// The builder's one fix attempt after failing verification commands.
+pub fn fix(task: &str, failures: &[&VerifyResult]) -> String {
+    let mut out = format!(
+        "# Fix failing checks\n\nYou work in the current folder (the workspace). The deliverable for this task was just built, but checks fail:\n\n## Task\n\n{}\n\n## Failing checks\n\n",
+        task.trim()
+    );
+    for result in failures {
+        let _ = write!(
+            out,
+            "### `{}` (exit code {})\n\n```\n{}\n```\n\n",
+            result.command,
+            result
+                .exit_code
+                .map_or_else(|| "none: killed".to_owned(), |code| code.to_string()),
+            result.output.trim_end()
+        );
+    }
+    out.push_str("Make these checks pass without breaking anything else. Change only what the failures require. Reply with a short summary of the fix.\n");
+    out
+}
+
+/// The builder's one repair attempt after the regression guard found a regression.
+pub fn repair(
+    task: &str,
+    criteria: &CriteriaSet,
+    regressed: &[String],
+    reasons: &str,
+    previous: &str,
+) -> String {
+    format!(
+        "# Repair a regression\n\nYou work in the current folder (the workspace). This round's changes made the deliverable worse than the previous version on {} (judged blind, in both orders). Restore what was lost on those criteria while keeping this round's real improvements.\n\n## Task\n\n{}\n\n## Criteria\n\n{}\n## What the comparison found\n\n{}\n\n## The previous version\n\n{}\n\nReply with a short summary of the repair.\n",
+        regressed.join(", "),
+        task.trim(),
+        criteria_block(criteria),
+        reasons.trim(),
+        previous
+    )
+}
+
+/// The regression guard's brief for one blind comparison.
+pub fn regression_guard(criteria: &CriteriaSet, answer_a: &str, answer_b: &str) -> String {
+    format!(
+        "## Criteria\n\n{}\n## Answer A\n\n{answer_a}\n\n## Answer B\n\n{answer_b}\n\n## What to return\n\nFor every criterion id, say which answer is better on it: `A`, `B` or `tie` (no real difference). Then give your reasoning, citing what you observed in each.\n",
+        criteria_block(criteria)
+    )
+}
+
+/// What the round evaluator is told.
+pub struct EvaluatorBrief<'a> {
+    /// The task.
+    pub task: &'a str,
+    /// The criteria.
+    pub criteria: &'a CriteriaSet,
+    /// The round being judged.
+    pub round: u32,
+    /// The deliverable as text.
+    pub deliverable: &'a str,
+    /// Where the files are, for judges that can open them.
+    pub files_note: &'a str,
+    /// The `--verify` results.
+    pub verify: &'a [VerifyResult],
+    /// Earlier scores, oldest first, for context.
+    pub previous: Option<&'a str>,
+}
+
+/// The round evaluator's brief.
+pub fn evaluator(brief: &EvaluatorBrief<'_>) -> String {
+    let mut out = format!(
+        "## Task\n\n{}\n\n## Criteria\n\n{}\n## Deliverable (round {})\n\n{}\n\n{}\n",
+        brief.task.trim(),
+        criteria_block(brief.criteria),
+        brief.round,
+        brief.files_note,
+        brief.deliverable
+    );
+    if !brief.verify.is_empty() {
+        out.push_str("\n## Verification commands (run by Refinery just now)\n\n");
+        for result in brief.verify {
+            let _ = write!(
+                out,
+                "### `{}` — {}\n\n```\n{}\n```\n\n",
+                result.command,
+                if result.passed {
+                    "passed".to_owned()
+                } else if result.timed_out {
+                    "timed out".to_owned()
+                } else {
+                    format!(
+                        "failed (exit code {})",
+                        result
+                            .exit_code
+                            .map_or_else(|| "none".to_owned(), |code| code.to_string())
+                    )
+                },
+                result.output.trim_end()
+            );
+        }
+    }
+    if let Some(previous) = brief.previous {
+        let _ = write!(out, "\n## Previous rounds\n\n{previous}\n");
+    }
+    out.push_str(
+        "\n## What to return\n\nScore every criterion 0–10 (whole numbers) with evidence: quotes, file paths and lines, command output. Then the critique, an ordered improvement spec (each item names its criterion, the concrete change, and its impact: incremental, structural or transformative), and the list of what must be preserved.\n",
+    );
+    out
+}
+
+/// The trace analyzer's brief.
+pub fn trace_analyzer(task: &str, stats_json: &str, condensed: &str) -> String {
+    format!(
+        "## Task the builder worked on\n\n{}\n\n## Computed statistics (exact; do not recount)\n\n```json\n{stats_json}\n```\n\n## Condensed trace\n\n```\n{condensed}```\n\n## What to return\n\nLessons on process for the next builder: what to keep doing (`do`), what to stop doing (`dont`), and `critical_errors` that broke the work. Each lesson one sentence, concrete, tied to something in the trace.\n",
+        task.trim()
+    )
+}

@@ -1,0 +1,126 @@
+//! A deliverable as text for a judge: every file listed, text files shown in full up to a
+//! bound, known secret values masked.
+//!
+//! Judges that are agent CLIs also get the files on disk; API models only see this. Both read
+//! the same snapshot, so what is judged is exactly what was submitted.
+
+use std::fmt::Write as _;
+
+use refinery_core::snapshot::EntryKind;
+use refinery_core::{ManifestEntry, ObjectStore};
+
+/// Largest single file shown in full.
+const FILE_LIMIT: usize = 48 * 1024;
+/// Most text shown for a whole deliverable.
+const TOTAL_LIMIT: usize = 240 * 1024;
+
+/// Masks known secret values in text that goes to a model.
+#[derive(Clone, Debug, Default)]
+pub struct Scrubber {
+    secrets: Vec<String>,
+}
+
+impl Scrubber {
+    /// Masks each of `secrets` (values shorter than 8 characters are ignored: too common to
+    /// be secrets, too likely to mangle ordinary text).
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .filter(|secret| secret.len() >= 8)
+            .collect();
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
+    /// `text` with every known secret replaced by `[REDACTED]`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "[REDACTED]");
+            }
+        }
+        out
+    }
+}
+
+/// Renders `entries` as a listing followed by the contents of the text files.
+pub fn render(store: &ObjectStore, entries: &[ManifestEntry], scrubber: &Scrubber) -> String {
+    let mut out = String::new();
+    if entries.is_empty() {
+        out.push_str("(the deliverable has no files)\n");
+        return out;
+    }
+    out.push_str("Files:\n");
+    for entry in entries {
+        let _ = writeln!(out, "- {} ({} bytes)", entry.path, entry.size);
+    }
+    let mut shown = 0usize;
+    for entry in entries {
+        if entry.kind == EntryKind::Symlink {
+            continue;
+        }
+        let _ = write!(out, "\n===== {} =====\n", entry.path);
+        if usize::try_from(entry.size).unwrap_or(usize::MAX) > FILE_LIMIT {
+            let _ = writeln!(
+                out,
+                "[not shown: {} bytes is over the {FILE_LIMIT}-byte limit for one file]",
+                entry.size
+            );
+            continue;
+        }
+        if shown >= TOTAL_LIMIT {
+            out.push_str("[not shown: the deliverable is over the size shown to judges]\n");
+            continue;
+        }
+        match store.read_object(&entry.hash) {
+            Ok(bytes) if !bytes.contains(&0) => match String::from_utf8(bytes) {
+                Ok(text) => {
+                    shown += text.len();
+                    out.push_str(&scrubber.scrub(&text));
+                    if !text.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+                Err(_) => out.push_str("[binary file: not shown]\n"),
+            },
+            Ok(_) => out.push_str("[binary file: not shown]\n"),
+            Err(err) => {
+                let _ = writeln!(out, "[could not be read: {err}]");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_shown_binaries_listed_and_secrets_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = dir.path().join("ws");
+        fs_err::create_dir_all(&workspace).unwrap();
+        fs_err::write(workspace.join("a.txt"), "key=sk-test-0123456789\n").unwrap();
+        fs_err::write(workspace.join("b.bin"), [0u8, 1, 2]).unwrap();
+        let store = ObjectStore::new(dir.path().join("objects"));
+        let snapshot =
+            refinery_core::snapshot::take_snapshot(&store, &workspace, &[], &[".".to_owned()])
+                .unwrap();
+        let text = render(
+            &store,
+            &snapshot.entries,
+            &Scrubber::new(["sk-test-0123456789".to_owned(), "short".to_owned()]),
+        );
+        assert!(text.contains("- a.txt (23 bytes)"), "{text}");
+        assert!(text.contains("key=[REDACTED]"), "{text}");
+        assert!(!text.contains("sk-test"), "{text}");
+        assert!(
+            text.contains("===== b.bin =====\n[binary file: not shown]"),
+            "{text}"
+        );
+    }
+}
