@@ -6,8 +6,15 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    ask::AskArgs, doctor::DoctorArgs, hook::HookArgs, mcp::McpArgs, secrets::SecretsArgs,
-    session::SessionArgs, tmux::TmuxArgs, trace::TraceArgs,
+    ask::AskArgs,
+    doctor::DoctorArgs,
+    hook::HookArgs,
+    mcp::McpArgs,
+    refine::{EvaluateArgs, RefineArgs},
+    secrets::SecretsArgs,
+    session::SessionArgs,
+    tmux::TmuxArgs,
+    trace::TraceArgs,
 };
 
 /// Refinery: make AI-produced work genuinely good, one fresh-context round at a time.
@@ -33,6 +40,11 @@ pub(crate) struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Refine a deliverable until it meets its criteria: fresh-context rounds of build,
+    /// verify, regression guard, evaluation.
+    Refine(Box<RefineArgs>),
+    /// Evaluate a deliverable once against criteria (no rounds, no changes).
+    Evaluate(EvaluateArgs),
     /// Serve Refinery's MCP tools over stdio (used by the Claude Code plugin).
     Mcp(McpArgs),
     /// Inspect sessions: criteria, checklist history, rounds.

@@ -23,14 +23,21 @@ pub enum ExitStatus {
     Negative,
     /// The command could not do its job.
     Error,
+    /// `refine`/`evaluate`: a cap or plateau stopped the loop, or the work is below the bar.
+    Stopped,
+    /// `refine`/`evaluate`: the loop itself failed (the contract: 1 is an error there).
+    Failed,
+    /// Ctrl-C; the state is saved.
+    Interrupted,
 }
 
 impl From<ExitStatus> for ExitCode {
     fn from(status: ExitStatus) -> Self {
         match status {
             ExitStatus::Success => ExitCode::SUCCESS,
-            ExitStatus::Negative => ExitCode::from(1),
-            ExitStatus::Error => ExitCode::from(2),
+            ExitStatus::Negative | ExitStatus::Failed => ExitCode::from(1),
+            ExitStatus::Error | ExitStatus::Stopped => ExitCode::from(2),
+            ExitStatus::Interrupted => ExitCode::from(130),
         }
     }
 }

@@ -4,6 +4,8 @@ pub(crate) mod ask;
 pub(crate) mod doctor;
 pub(crate) mod hook;
 pub(crate) mod mcp;
+pub(crate) mod progress;
+pub(crate) mod refine;
 pub(crate) mod secrets;
 pub(crate) mod session;
 pub(crate) mod tmux;
@@ -22,5 +24,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Hook(args) => hook::run_main(&cli.global, &args),
         Command::Trace(args) => trace::run_main(&args),
         Command::Tmux(args) => tmux::run_main(&args),
+        Command::Refine(args) => Ok(refine::run_refine(&cli.global, &args)),
+        Command::Evaluate(args) => Ok(refine::run_evaluate(&cli.global, &args)),
     }
 }

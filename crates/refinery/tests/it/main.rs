@@ -21,6 +21,7 @@ mod key_leaks;
 mod llm_support;
 mod mcp_stdio;
 mod plugin_e2e;
+mod refine;
 mod secrets;
 mod session_cli;
 mod snapshots;

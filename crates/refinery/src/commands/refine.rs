@@ -1,0 +1,789 @@
+//! `refinery refine` and `refinery evaluate`: the standalone loop.
+//!
+//! This module turns flags into an engine configuration — backends opened, criteria parsed,
+//! the workspace checked to be a git repository — and renders the engine's events. It makes
+//! no quality decision itself: the engine sequences rounds and the core decides.
+//!
+//! Exit codes (documented in docs/USAGE.md): 0 converged (or, for `evaluate`, meets the bar),
+//! 2 stopped by a cap or a plateau (or below the bar), 1 error, 130 interrupted by Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use refinery_core::rounds::LoopLimits;
+use refinery_core::{CriteriaSet, StateDir};
+use refinery_engine::pack::Scrubber;
+use refinery_engine::{
+    AgentSetup, Backend, BackendSpec, Environment, EvaluateConfig, RefineConfig, Refiner, Roles,
+    RunStatus,
+};
+use refinery_llm::doctor::{self, DoctorOptions};
+use refinery_llm::{Credentials, PriceTable, Provider, open_chat_model};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::ExitStatus;
+use crate::cli::GlobalArgs;
+use crate::commands::progress::Progress;
+use crate::output;
+use crate::settings::{process_env, resolve_store};
+
+/// Model used when an API provider is picked by default (its key is set, no CLI is found).
+const DEFAULT_MODELS: [(Provider, &str); 4] = [
+    (Provider::Anthropic, "anthropic/claude-sonnet-4-5"),
+    (Provider::OpenAi, "openai/gpt-5"),
+    (Provider::Gemini, "gemini/gemini-2.5-pro"),
+    (Provider::Xai, "xai/grok-4"),
+];
+
+#[derive(Debug, Args)]
+pub(crate) struct RefineArgs {
+    /// The task ("Build a landing page for …"), or the path of an existing deliverable to
+    /// improve.
+    #[arg(required_unless_present = "resume", value_name = "TASK|PATH")]
+    target: Option<String>,
+    #[command(flatten)]
+    criteria: CriteriaArgs,
+    /// An existing version to start from (copied into the workspace when it is outside).
+    #[arg(long, value_name = "PATH")]
+    prior_answer: Option<PathBuf>,
+    /// Never run more rounds than this [default: 5].
+    #[arg(long, value_name = "N")]
+    max_rounds: Option<u32>,
+    /// Never converge before this many rounds [default: 1].
+    #[arg(long, value_name = "N")]
+    min_rounds: Option<u32>,
+    /// Stop before a call could take the total past this many US dollars.
+    #[arg(long, value_name = "USD")]
+    cost_budget: Option<f64>,
+    /// Stop once this much time has passed (`90s`, `20m`, `1h30m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    time_budget: Option<Duration>,
+    #[command(flatten)]
+    backends: BackendArgs,
+    /// A command that checks the deliverable (repeatable); run in the workspace after each
+    /// build, its output goes to the evaluator.
+    #[arg(long = "verify", value_name = "COMMAND")]
+    verify: Vec<String>,
+    /// Continue a stopped or interrupted run (its session id; see `refinery session list`).
+    #[arg(long, value_name = "SESSION", conflicts_with_all = ["target", "criteria", "criteria_file", "prior_answer", "verify"])]
+    resume: Option<String>,
+    /// One JSON object per event on stdout, and the summary as the last one.
+    #[arg(long)]
+    json: bool,
+    /// Answer yes to questions (run `git init` when the workspace is not a repository).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Longest one builder or judge call may take, in seconds.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    call_timeout: u64,
+    /// Longest one --verify command may take, in seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    verify_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EvaluateArgs {
+    /// The deliverable: files or folders inside the workspace.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    criteria: CriteriaArgs,
+    /// What the deliverable is for, so criteria and judgement fit it.
+    #[arg(long, value_name = "TEXT")]
+    task: Option<String>,
+    /// The backend that judges (and writes criteria): claude, codex, gemini, copilot or
+    /// provider/model [default: the first usable one `refinery doctor` finds].
+    #[arg(long, value_name = "BACKEND")]
+    evaluator: Option<String>,
+    /// Stop before a call could take the total past this many US dollars.
+    #[arg(long, value_name = "USD")]
+    cost_budget: Option<f64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Answer yes to questions (run `git init` when the workspace is not a repository).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Longest one judge call may take, in seconds.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    call_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+struct CriteriaArgs {
+    /// The criteria, as "E1: …, E2: …" [default: written by the criteria writer].
+    #[arg(
+        long,
+        value_name = "\"E1: …, E2: …\"",
+        conflicts_with = "criteria_file"
+    )]
+    criteria: Option<String>,
+    /// Criteria from a file: JSON (a list of criteria, or {"criteria": [...]}) or
+    /// "E1: …" lines.
+    #[arg(long, value_name = "FILE")]
+    criteria_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct BackendArgs {
+    /// Who builds: claude, codex, gemini, copilot or provider/model [default: the first
+    /// usable one `refinery doctor` finds].
+    #[arg(long, value_name = "BACKEND")]
+    builder: Option<String>,
+    /// Who judges, writes criteria and reviews traces [default: as --builder].
+    #[arg(long, value_name = "BACKEND")]
+    evaluator: Option<String>,
+}
+
+/// Parses `90s`, `20m`, `2h`, `1h30m`, or a plain number of seconds.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err("empty duration; use for example 90s, 20m or 1h30m".to_owned());
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for character in text.chars() {
+        if character.is_ascii_digit() {
+            digits.push(character);
+            continue;
+        }
+        let unit = match character {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => {
+                return Err(format!(
+                    "`{raw}` is not a duration; use h, m and s, for example 1h30m"
+                ));
+            }
+        };
+        let value: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{raw}` is not a duration; put a number before each unit"))?;
+        total = total.saturating_add(value.saturating_mul(unit));
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(format!(
+            "`{raw}` ends in a number without a unit; add h, m or s"
+        ));
+    }
+    if total == 0 {
+        return Err("the time budget must be more than zero".to_owned());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Parses `E1: text, E2: text` (ids optional only when there is a single criterion).
+fn parse_criteria_text(raw: &str) -> anyhow::Result<CriteriaSet> {
+    let text = raw.trim();
+    let mut markers = Vec::new();
+    let bytes = text.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        let at_boundary = index == 0 || {
+            let before = text[..index].trim_end();
+            before.is_empty() || before.ends_with([',', ';', '\n'])
+        };
+        if at_boundary && (bytes[index] == b'E' || bytes[index] == b'e') {
+            let digits = text[index + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .count();
+            let after = index + 1 + digits;
+            if digits > 0 && text[after..].trim_start().starts_with(':') {
+                let colon = after + text[after..].find(':').unwrap_or(0);
+                markers.push((index, colon + 1, text[index..after].to_ascii_uppercase()));
+                index = colon + 1;
+                continue;
+            }
+        }
+        index += text[index..].chars().next().map_or(1, char::len_utf8);
+    }
+    if markers.is_empty() {
+        bail!("--criteria needs ids: write it as \"E1: first criterion, E2: second criterion\"");
+    }
+    let mut items = Vec::new();
+    for (position, (_, body_start, id)) in markers.iter().enumerate() {
+        let end = markers
+            .get(position + 1)
+            .map_or(text.len(), |(next, _, _)| *next);
+        let body = text[*body_start..end]
+            .trim()
+            .trim_end_matches([',', ';'])
+            .trim();
+        if body.is_empty() {
+            bail!("criterion {id} is empty; give each id a text");
+        }
+        items.push(serde_json::json!({"id": id, "text": body}));
+    }
+    CriteriaSet::from_json(&Value::Array(items)).map_err(|err| anyhow::anyhow!("--criteria: {err}"))
+}
+
+impl CriteriaArgs {
+    fn load(&self) -> anyhow::Result<Option<CriteriaSet>> {
+        if let Some(text) = &self.criteria {
+            return parse_criteria_text(text).map(Some);
+        }
+        let Some(path) = &self.criteria_file else {
+            return Ok(None);
+        };
+        let text = fs_err::read_to_string(path)
+            .with_context(|| format!("reading --criteria-file `{}`", path.display()))?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(value) => {
+                let list = value.get("criteria").cloned().unwrap_or(value);
+                CriteriaSet::from_json(&list)
+                    .map(Some)
+                    .map_err(|err| anyhow::anyhow!("--criteria-file `{}`: {err}", path.display()))
+            }
+            Err(_) => parse_criteria_text(&text)
+                .map(Some)
+                .with_context(|| format!("--criteria-file `{}`", path.display())),
+        }
+    }
+}
+
+/// Everything resolved from the machine: keys, environment, what doctor sees.
+struct Machine {
+    env: BTreeMap<String, String>,
+    credentials: Credentials,
+    workspace: PathBuf,
+}
+
+impl Machine {
+    fn load(workspace: &Path) -> anyhow::Result<Self> {
+        let env = process_env();
+        let home = env
+            .get("HOME")
+            .filter(|home| !home.is_empty())
+            .map(PathBuf::from);
+        let credentials =
+            Credentials::load(&env, Some(workspace), home.as_deref()).context("reading keys")?;
+        crate::redact::register(&credentials);
+        Ok(Self {
+            env,
+            credentials,
+            workspace: workspace.to_path_buf(),
+        })
+    }
+
+    fn scrubber(&self) -> Scrubber {
+        Scrubber::new(
+            self.credentials
+                .exposed_keys()
+                .map(|(_, key)| key.expose().to_owned()),
+        )
+    }
+
+    /// The first usable backend: an agent CLI on PATH (they can run what they build), else
+    /// an API provider whose key is set.
+    fn default_backend(&self) -> anyhow::Result<String> {
+        let report = doctor::quick_report(&DoctorOptions {
+            env: self.env.clone(),
+            project_dir: self.workspace.clone(),
+            home_dir: self
+                .env
+                .get("HOME")
+                .filter(|home| !home.is_empty())
+                .map(PathBuf::from),
+            llama_cpp_url: doctor::LLAMA_CPP_URL.to_owned(),
+            ollama_url: doctor::OLLAMA_URL.to_owned(),
+            probe_timeout: Duration::from_secs(5),
+        })?;
+        if let Some(cli) = report.agent_clis.iter().find(|status| status.found) {
+            return Ok(cli.cli.program().to_owned());
+        }
+        for (provider, model) in DEFAULT_MODELS {
+            if self.credentials.provider_key(provider).is_some() {
+                return Ok(model.to_owned());
+            }
+        }
+        bail!(
+            "no usable backend: no agent CLI (claude, codex, gemini, copilot) is on PATH and no API key is set. Run `refinery doctor` to see what to install or set, or name one with --builder/--evaluator"
+        )
+    }
+
+    fn open(&self, name: &str) -> anyhow::Result<Backend> {
+        let spec: BackendSpec = name.parse().map_err(anyhow::Error::msg)?;
+        match spec {
+            BackendSpec::Agent(cli) => {
+                let report = doctor::quick_report(&DoctorOptions {
+                    env: self.env.clone(),
+                    project_dir: self.workspace.clone(),
+                    home_dir: None,
+                    llama_cpp_url: doctor::LLAMA_CPP_URL.to_owned(),
+                    ollama_url: doctor::OLLAMA_URL.to_owned(),
+                    probe_timeout: Duration::from_secs(5),
+                })?;
+                let found = report
+                    .agent_clis
+                    .iter()
+                    .find(|status| status.cli == cli)
+                    .and_then(|status| status.path.clone());
+                let Some(program) = found else {
+                    bail!(
+                        "`{}` is not on PATH; install it with `npm install -g {}` or pick another backend",
+                        cli.program(),
+                        cli.npm_package()
+                    );
+                };
+                Ok(Backend::agent(AgentSetup {
+                    cli,
+                    program: Some(program),
+                    model: None,
+                    env: self.env.clone(),
+                }))
+            }
+            BackendSpec::Model(name) => {
+                let model = open_chat_model(&name, None, &self.credentials)
+                    .with_context(|| format!("opening backend `{name}`"))?;
+                Ok(Backend::api(
+                    Arc::new(model),
+                    Arc::new(PriceTable::builtin()),
+                ))
+            }
+        }
+    }
+}
+
+/// The workspace must be a git repository (the loop's snapshots and the user's own history
+/// live side by side). Offers `git init`; never touches the index or commits.
+fn ensure_git(workspace: &Path, yes: bool) -> anyhow::Result<()> {
+    let inside = std::process::Command::new("git")
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .current_dir(workspace)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match inside {
+        Err(err) => bail!(
+            "git is required (the workspace must be a git repository) but could not be run: {err}; install git"
+        ),
+        Ok(status) if status.success() => return Ok(()),
+        Ok(_) => {}
+    }
+    let agree = if yes {
+        true
+    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        output::note(&format!(
+            "{} is not a git repository. Run `git init` there? [y/N] ",
+            workspace.display()
+        ));
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
+    } else {
+        false
+    };
+    if !agree {
+        bail!(
+            "{} is not a git repository; run `git init` there, or pass --yes to let Refinery do it",
+            workspace.display()
+        );
+    }
+    let status = std::process::Command::new("git")
+        .args(["init", "--quiet"])
+        .current_dir(workspace)
+        .status()
+        .context("running git init")?;
+    if !status.success() {
+        bail!("`git init` failed in {}", workspace.display());
+    }
+    output::note(&format!(
+        "initialised a git repository in {}",
+        workspace.display()
+    ));
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Cancels `token` on the first Ctrl-C (the engine then stops its processes and saves).
+fn cancel_on_ctrl_c(token: &CancellationToken) {
+    let token = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            token.cancel();
+        }
+    });
+}
+
+fn relative_to(workspace: &Path, path: &Path) -> Option<String> {
+    let real = fs_err::canonicalize(path).ok()?;
+    let root = fs_err::canonicalize(workspace).ok()?;
+    real.strip_prefix(&root)
+        .ok()
+        .map(|relative| relative.to_string_lossy().replace('\\', "/"))
+}
+
+pub(crate) fn run_refine(global: &GlobalArgs, args: &RefineArgs) -> ExitStatus {
+    match refine_inner(global, args) {
+        Ok(status) => status,
+        Err(err) if err.is::<output::BrokenPipe>() => ExitStatus::Success,
+        Err(err) => {
+            output::error(&err);
+            ExitStatus::Failed
+        }
+    }
+}
+
+pub(crate) fn run_evaluate(global: &GlobalArgs, args: &EvaluateArgs) -> ExitStatus {
+    match evaluate_inner(global, args) {
+        Ok(status) => status,
+        Err(err) if err.is::<output::BrokenPipe>() => ExitStatus::Success,
+        Err(err) => {
+            output::error(&err);
+            ExitStatus::Failed
+        }
+    }
+}
+
+/// Where the deliverable lives and what the task says, from `TASK|PATH` and the flags.
+struct Target {
+    task: String,
+    workspace_override: Option<PathBuf>,
+    existing: Option<PathBuf>,
+}
+
+fn read_target(global: &GlobalArgs, raw: &str) -> Target {
+    let path = Path::new(raw);
+    let looks_like_path = !raw.contains('\n') && raw.len() < 4096 && path.exists();
+    if !looks_like_path {
+        return Target {
+            task: raw.to_owned(),
+            workspace_override: None,
+            existing: None,
+        };
+    }
+    let workspace_override = if global.workspace.is_some() {
+        None
+    } else if path.is_dir() {
+        Some(path.to_path_buf())
+    } else {
+        path.parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+    };
+    Target {
+        task: String::new(),
+        workspace_override,
+        existing: Some(path.to_path_buf()),
+    }
+}
+
+fn store_for(global: &GlobalArgs, workspace: Option<PathBuf>) -> anyhow::Result<StateDir> {
+    let global = GlobalArgs {
+        state_dir: global.state_dir.clone(),
+        workspace: workspace.or_else(|| global.workspace.clone()),
+    };
+    resolve_store(&global)
+}
+
+fn limits_from(args: &RefineArgs, stored: Option<LoopLimits>) -> anyhow::Result<LoopLimits> {
+    let base = stored.unwrap_or_default();
+    let limits = LoopLimits {
+        max_rounds: args.max_rounds.unwrap_or(base.max_rounds),
+        min_rounds: args.min_rounds.unwrap_or(base.min_rounds),
+        cost_budget_usd: args.cost_budget.or(base.cost_budget_usd),
+        time_budget: args.time_budget.or(base.time_budget),
+    };
+    if let Some(budget) = limits.cost_budget_usd
+        && (!budget.is_finite() || budget <= 0.0)
+    {
+        bail!("--cost-budget must be a positive number of US dollars");
+    }
+    Ok(limits)
+}
+
+fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitStatus> {
+    let environment = |machine: &Machine| Environment {
+        env: machine.env.clone(),
+        scrubber: machine.scrubber(),
+        call_timeout: Duration::from_secs(args.call_timeout),
+        verify_timeout: Duration::from_secs(args.verify_timeout),
+    };
+    let (refiner, progress) = if let Some(session_id) = &args.resume {
+        let store = store_for(global, None)?;
+        let (_, record) = refinery_engine::load_run(&store, session_id)?;
+        let machine = Machine::load(store.workspace())?;
+        let builder = args
+            .backends
+            .builder
+            .clone()
+            .unwrap_or(record.builder.clone());
+        let evaluator = args
+            .backends
+            .evaluator
+            .clone()
+            .unwrap_or(record.evaluator.clone());
+        let roles = Roles {
+            builder: machine.open(&builder)?,
+            evaluator: machine.open(&evaluator)?,
+        };
+        let limits = limits_from(args, Some(record.limits))?;
+        let refiner = Refiner::resume(store, session_id, limits, roles, environment(&machine))?;
+        (refiner, Progress::new(args.json, limits.max_rounds))
+    } else {
+        let raw = args.target.as_deref().unwrap_or_default();
+        let target = read_target(global, raw);
+        let store = store_for(global, target.workspace_override.clone())?;
+        let workspace = store.workspace().to_path_buf();
+        ensure_git(&workspace, args.yes)?;
+        let machine = Machine::load(&workspace)?;
+        let builder_name = match &args.backends.builder {
+            Some(name) => name.clone(),
+            None => machine.default_backend()?,
+        };
+        let evaluator_name = args
+            .backends
+            .evaluator
+            .clone()
+            .unwrap_or_else(|| builder_name.clone());
+        let roles = Roles {
+            builder: machine.open(&builder_name)?,
+            evaluator: machine.open(&evaluator_name)?,
+        };
+        let criteria = args.criteria.load()?;
+        let mut prior_answer = None;
+        let mut task = target.task.clone();
+        if let Some(existing) = &target.existing {
+            let relative = relative_to(&workspace, existing).with_context(|| {
+                format!(
+                    "`{}` is not inside the workspace {}; pass --workspace with a folder that holds it",
+                    existing.display(),
+                    workspace.display()
+                )
+            })?;
+            let shown = if relative.is_empty() {
+                ".".to_owned()
+            } else {
+                relative
+            };
+            task = format!(
+                "Improve the existing deliverable at `{shown}` so it meets every criterion."
+            );
+            prior_answer = Some(shown);
+        }
+        if let Some(path) = &args.prior_answer {
+            prior_answer = Some(place_prior_answer(&workspace, path)?);
+        }
+        let limits = limits_from(args, None)?;
+        let label = label_for(&task);
+        let config = RefineConfig {
+            task,
+            criteria,
+            prior_answer,
+            limits,
+            verify: args.verify.clone(),
+            label,
+        };
+        let refiner = Refiner::start(store, config, roles, environment(&machine))?;
+        (refiner, Progress::new(args.json, limits.max_rounds))
+    };
+    let runtime = runtime()?;
+    let mut progress = progress;
+    let summary = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        cancel_on_ctrl_c(&cancel);
+        let mut on_event = |event: &refinery_engine::RefineEvent| progress.event(event);
+        refiner.run(&cancel, &mut on_event).await
+    });
+    progress.finish();
+    let summary = summary?;
+    progress.summary(&summary)?;
+    Ok(match summary.status {
+        RunStatus::Converged => ExitStatus::Success,
+        RunStatus::Stopped { .. } => ExitStatus::Stopped,
+        RunStatus::Interrupted { .. } => ExitStatus::Interrupted,
+        RunStatus::Running | RunStatus::Failed { .. } => ExitStatus::Failed,
+    })
+}
+
+/// `--prior-answer`: a path inside the workspace is used where it is; a file outside is
+/// copied into the workspace root (never over an existing file).
+fn place_prior_answer(workspace: &Path, path: &Path) -> anyhow::Result<String> {
+    if !path.exists() {
+        bail!("--prior-answer `{}` does not exist", path.display());
+    }
+    if let Some(relative) = relative_to(workspace, path) {
+        return Ok(if relative.is_empty() {
+            ".".to_owned()
+        } else {
+            relative
+        });
+    }
+    if !path.is_file() {
+        bail!(
+            "--prior-answer `{}` is a folder outside the workspace; copy it into {} first",
+            path.display(),
+            workspace.display()
+        );
+    }
+    let name = path
+        .file_name()
+        .context("--prior-answer has no file name")?
+        .to_string_lossy()
+        .into_owned();
+    let destination = workspace.join(&name);
+    if destination.exists() {
+        bail!(
+            "--prior-answer would be copied to {}, which already exists; move one of them",
+            destination.display()
+        );
+    }
+    fs_err::copy(path, &destination)?;
+    Ok(name)
+}
+
+/// A short, file-name-safe label from the task's first words.
+fn label_for(task: &str) -> String {
+    let words: Vec<String> = task
+        .split(|character: char| !character.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .take(4)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut label = words.join("-");
+    label.truncate(40);
+    label
+}
+
+fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<ExitStatus> {
+    let store = store_for(global, None)?;
+    let workspace = store.workspace().to_path_buf();
+    let mut paths = Vec::new();
+    for path in &args.paths {
+        let joined = if path.is_absolute() {
+            path.clone()
+        } else {
+            std::env::current_dir()?.join(path)
+        };
+        if !joined.exists() {
+            bail!("`{}` does not exist", path.display());
+        }
+        let relative = relative_to(&workspace, &joined).with_context(|| {
+            format!(
+                "`{}` is not inside the workspace {}; pass --workspace with a folder that holds it",
+                path.display(),
+                workspace.display()
+            )
+        })?;
+        paths.push(if relative.is_empty() {
+            ".".to_owned()
+        } else {
+            relative
+        });
+    }
+    ensure_git(&workspace, args.yes)?;
+    let machine = Machine::load(&workspace)?;
+    let evaluator_name = match &args.evaluator {
+        Some(name) => name.clone(),
+        None => machine.default_backend()?,
+    };
+    let evaluator = machine.open(&evaluator_name)?;
+    if let Some(budget) = args.cost_budget
+        && (!budget.is_finite() || budget <= 0.0)
+    {
+        bail!("--cost-budget must be a positive number of US dollars");
+    }
+    let config = EvaluateConfig {
+        paths,
+        task: args.task.clone(),
+        criteria: args.criteria.load()?,
+        cost_budget_usd: args.cost_budget,
+    };
+    let env = Environment {
+        env: machine.env.clone(),
+        scrubber: machine.scrubber(),
+        call_timeout: Duration::from_secs(args.call_timeout),
+        verify_timeout: Duration::from_mins(1),
+    };
+    let runtime = runtime()?;
+    let report = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        cancel_on_ctrl_c(&cancel);
+        refinery_engine::evaluate_once(store, config, evaluator, env, &cancel).await
+    });
+    let report = match report {
+        Err(refinery_engine::EngineError::Halted(refinery_engine::Halt::Cancelled)) => {
+            output::note("interrupted");
+            return Ok(ExitStatus::Interrupted);
+        }
+        other => other?,
+    };
+    if args.json {
+        output::json(&serde_json::to_value(&report)?)?;
+    } else {
+        crate::commands::progress::print_evaluation(&report)?;
+    }
+    Ok(if report.passed {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Stopped
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("20m"), Ok(Duration::from_mins(20)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_mins(90)));
+        assert_eq!(parse_duration("2h5s"), Ok(Duration::from_secs(7205)));
+        for bad in ["", "5x", "m", "10m5", "0s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn criteria_text_keeps_commas_inside_criteria() {
+        let set = parse_criteria_text(
+            "E1: Fast, accessible and clear, E2: Every link works; E3:Tested on mobile",
+        )
+        .unwrap();
+        let texts: Vec<(&str, &str)> = set
+            .as_slice()
+            .iter()
+            .map(|criterion| (criterion.id.as_str(), criterion.text.as_str()))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("E1", "Fast, accessible and clear"),
+                ("E2", "Every link works"),
+                ("E3", "Tested on mobile")
+            ]
+        );
+        assert!(parse_criteria_text("just some text").is_err());
+        assert!(parse_criteria_text("E1: , E2: x").is_err());
+        assert!(parse_criteria_text("E1: a, E1: b").is_err());
+    }
+
+    #[test]
+    fn labels_are_short_and_safe() {
+        assert_eq!(
+            label_for("Build a landing page for Acme!"),
+            "build-a-landing-page"
+        );
+        assert_eq!(label_for(""), "");
+    }
+}

@@ -1,0 +1,835 @@
+//! `refinery refine` and `refinery evaluate` end to end: the built binary, a real git
+//! workspace, and API-model backends pointed at the fake model server on 127.0.0.1.
+//!
+//! The fake plays every role from what it is sent, not from a fixed queue: it tells roles
+//! apart by their shared role prompt (`# Role: builder`, …), the builder writes files through
+//! the workspace tools, and the scripted evaluator scores what the submitted files say. So a
+//! test shows the loop reacting to the work, and the recorded requests show exactly what each
+//! fresh call was given.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use refinery_testkit::{FakeModelServer, RecordedRequest, Reply, TestContext};
+use serde_json::{Value, json};
+
+use crate::llm_support::text;
+
+const MODEL: &str = "anthropic/claude-sonnet-4-5";
+const CRITERIA: &str = "E1: The page states the product's outcome in its first heading, E2: Every claim is backed by a concrete number, E3: The page loads without errors";
+
+/// The role whose prompt a request carries.
+fn role(request: &RecordedRequest) -> &'static str {
+    let body = request.body_text();
+    for (marker, role) in [
+        ("# Role: criteria writer", "criteria"),
+        ("# Role: builder", "builder"),
+        ("# Role: round evaluator", "evaluator"),
+        ("# Role: regression guard", "guard"),
+        ("# Role: execution trace analyzer", "trace"),
+    ] {
+        if body.contains(marker) {
+            return role;
+        }
+    }
+    "unknown"
+}
+
+/// The first user message of a request (the brief).
+fn brief(request: &RecordedRequest) -> String {
+    request
+        .body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|messages| messages.first())
+        .map(|message| match &message["content"] {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+fn message_count(request: &RecordedRequest) -> usize {
+    request
+        .body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len)
+}
+
+/// The round a builder brief is for (`# Round N of a Refinery loop`), 0 for fix/repair briefs.
+fn builder_round(request: &RecordedRequest) -> u32 {
+    let text = brief(request);
+    text.split("# Round ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or(0)
+}
+
+fn evaluation(scores: [u8; 3], critique: &str) -> String {
+    let mut map = serde_json::Map::new();
+    for (index, score) in scores.iter().enumerate() {
+        map.insert(
+            format!("E{}", index + 1),
+            json!({"score": score, "evidence": [format!("index.html: observed for E{}", index + 1)], "reasoning": format!("scored {score}")}),
+        );
+    }
+    json!({
+        "scores": map,
+        "critique": critique,
+        "improvement_spec": [{"criterion": "E1", "change": "lead with the measured outcome", "impact": "structural"}],
+        "preserve": ["the colour palette"]
+    })
+    .to_string()
+}
+
+fn lessons() -> String {
+    json!({"do": ["wrote the page in one pass"], "dont": [], "critical_errors": []}).to_string()
+}
+
+fn criteria_writer_reply() -> String {
+    json!({"criteria": [
+        {"text": "The first heading states the outcome", "category": "primary", "anti_patterns": ["a generic welcome"], "verify_by": "open index.html and read the h1"},
+        {"text": "Claims carry numbers", "category": "standard", "anti_patterns": ["adjectives instead of figures"], "verify_by": "grep for digits in each claim"},
+        {"text": "Loads without errors", "category": "stretch", "anti_patterns": ["broken markup"], "verify_by": "open it in a browser console"}
+    ]})
+    .to_string()
+}
+
+fn guard_tie() -> String {
+    json!({"preferences": {"E1": "tie", "E2": "tie", "E3": "tie"}, "reasoning": "no real difference"}).to_string()
+}
+
+/// What the fake does for each role; `builder` maps a builder request to the content of
+/// `index.html` it writes (or `None` to answer with a summary and stop).
+struct Script {
+    builder_content: Box<dyn Fn(&RecordedRequest) -> String + Send + Sync>,
+    evaluator: Box<dyn Fn(&RecordedRequest) -> String + Send + Sync>,
+    guard: Box<dyn Fn(&RecordedRequest) -> String + Send + Sync>,
+    file: &'static str,
+}
+
+impl Script {
+    fn simple(
+        builder_content: impl Fn(&RecordedRequest) -> String + Send + Sync + 'static,
+        evaluator: impl Fn(&RecordedRequest) -> String + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            builder_content: Box::new(builder_content),
+            evaluator: Box::new(evaluator),
+            guard: Box::new(|_| guard_tie()),
+            file: "index.html",
+        }
+    }
+
+    fn install(self, server: &FakeModelServer) {
+        let usage = |reply: Reply| reply.with_usage(2_000, 0, 500);
+        server.route(move |request| {
+            Some(match role(request) {
+                "criteria" => usage(Reply::text(criteria_writer_reply())),
+                "builder" if request.tool_results().is_empty() => usage(Reply::tool_call(
+                    "write_file",
+                    json!({"path": self.file, "content": (self.builder_content)(request)}),
+                )),
+                "builder" => usage(Reply::text(format!("Wrote {}", self.file))),
+                "evaluator" => usage(Reply::text((self.evaluator)(request))),
+                "guard" => usage(Reply::text((self.guard)(request))),
+                "trace" => usage(Reply::text(lessons())),
+                _ => Reply::status(400),
+            })
+        });
+    }
+}
+
+struct Run {
+    context: TestContext,
+    env: BTreeMap<String, String>,
+}
+
+impl Run {
+    fn new(server: &FakeModelServer) -> Self {
+        let context = TestContext::new().unwrap();
+        let mut env = context.env_with_path(&[]);
+        env.insert("ANTHROPIC_BASE_URL".to_owned(), server.url());
+        env.insert(
+            "ANTHROPIC_API_KEY".to_owned(),
+            "sk-ant-refine-test-0001".to_owned(),
+        );
+        Self { context, env }
+    }
+
+    fn project(&self) -> std::path::PathBuf {
+        self.context.project()
+    }
+
+    async fn refinery(&self, args: &[&str]) -> Output {
+        let env = self.env.clone();
+        let project = self.project();
+        let args: Vec<String> = args.iter().map(ToString::to_string).collect();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(crate::support::BIN)
+                .env_clear()
+                .envs(&env)
+                .current_dir(project)
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn refine(&self, extra: &[&str]) -> (Output, Vec<Value>) {
+        let mut args = vec![
+            "refine",
+            "--builder",
+            MODEL,
+            "--evaluator",
+            MODEL,
+            "--yes",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let output = self.refinery(&args).await;
+        let events = json_lines(&output.stdout);
+        (output, events)
+    }
+}
+
+fn json_lines(bytes: &[u8]) -> Vec<Value> {
+    text(bytes)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+fn summary(events: &[Value]) -> &Value {
+    events
+        .iter()
+        .rev()
+        .find(|event| event["event"] == "summary")
+        .expect("a summary event")
+}
+
+fn requests_of(server: &FakeModelServer, wanted: &str) -> Vec<RecordedRequest> {
+    server
+        .model_requests()
+        .into_iter()
+        .filter(|request| role(request) == wanted)
+        .collect()
+}
+
+fn read(path: &Path) -> String {
+    fs_err::read_to_string(path).unwrap()
+}
+
+/// The evaluator passes the page once it carries the improved content.
+fn score_by_content(request: &RecordedRequest) -> String {
+    if request.body_text().contains("VERSION-2") {
+        evaluation([9, 8, 9], "Strong now.")
+    } else {
+        evaluation([4, 6, 8], "The hero says nothing about the outcome.")
+    }
+}
+
+fn content_by_round(request: &RecordedRequest) -> String {
+    format!("<h1>VERSION-{}</h1>", builder_round(request).max(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_in_round_two_with_fresh_builders_that_get_only_the_handoff() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content).install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run.refine(&["Build a landing page for Acme"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    assert_eq!(summary["status"]["status"], "converged");
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["score_history"]["E1"], json!([4, 9]));
+    assert_eq!(
+        read(&run.project().join("index.html")),
+        "<h1>VERSION-2</h1>"
+    );
+    // The criteria came from the criteria writer, tiered and numbered.
+    let criteria = events
+        .iter()
+        .find(|event| event["event"] == "criteria")
+        .unwrap();
+    assert_eq!(criteria["source"], "writer");
+    assert_eq!(criteria["criteria"][0]["category"], "primary");
+
+    // Each round's builder is a new conversation: one user message, holding the handoff.
+    let builders: Vec<RecordedRequest> = requests_of(&server, "builder")
+        .into_iter()
+        .filter(|request| request.tool_results().is_empty())
+        .collect();
+    assert_eq!(builders.len(), 2);
+    assert_eq!(message_count(&builders[0]), 1);
+    assert_eq!(message_count(&builders[1]), 1);
+    let first = brief(&builders[0]);
+    let second = brief(&builders[1]);
+    assert!(first.contains("This is the first round"), "{first}");
+    assert!(!first.contains("Handoff"), "{first}");
+    for needle in [
+        "## Handoff from the previous round",
+        "# Handoff after round 1",
+        "The hero says nothing about the outcome.",
+        "lead with the measured outcome",
+        "the colour palette",
+        "- Do: wrote the page in one pass",
+    ] {
+        assert!(second.contains(needle), "missing {needle:?} in\n{second}");
+    }
+    // Nothing of round 1's conversation: not its tool call, not its tool result, not its
+    // final message.
+    for leaked in ["wrote 18 bytes", "Wrote index.html", "\"write_file\""] {
+        assert!(!second.contains(leaked), "round 2 saw {leaked:?}");
+    }
+    // The regression guard ran blind in both orders from round 2.
+    let guards = requests_of(&server, "guard");
+    assert_eq!(guards.len(), 2);
+    let shown_first: Vec<bool> = guards
+        .iter()
+        .map(|request| {
+            let body = brief(request);
+            body.find("VERSION-1").unwrap() < body.find("VERSION-2").unwrap()
+        })
+        .collect();
+    assert!(shown_first.contains(&true) && shown_first.contains(&false));
+    // State on disk: handoff, learnings, two submissions.
+    let session_dir = Path::new(summary["session_dir"].as_str().unwrap());
+    assert!(read(&session_dir.join("handoff.md")).contains("# Handoff after round 2"));
+    assert!(read(&session_dir.join("learnings.md")).contains("### Round 2"));
+    assert!(session_dir.join("round_002/submission.json").exists());
+    // Git was initialised for the user, and nothing was staged or committed.
+    assert!(run.project().join(".git").is_dir());
+    let status = std::process::Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(run.project())
+        .output()
+        .unwrap();
+    assert_eq!(text(&status.stdout), "?? index.html\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rounds_stops_with_exit_two_and_keeps_the_deliverable() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, |_| evaluation([5, 5, 5], "Weak.")).install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "2"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    assert_eq!(
+        summary["status"],
+        json!({"status": "stopped", "reason": "max_rounds"})
+    );
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        read(&run.project().join("index.html")),
+        "<h1>VERSION-2</h1>"
+    );
+    assert_eq!(requests_of(&server, "criteria").len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_budget_stops_before_a_call_could_overspend() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, |_| evaluation([5, 5, 5], "Weak.")).install(&server);
+    let run = Run::new(&server);
+    // Each call is reserved at its token cap before it starts: ~$0.25 for a builder turn and
+    // ~$0.26 per judge (two schema attempts). Round 1 fits (its judges reserve ~$0.52 on top
+    // of ~$0.03 spent); in round 2 the judges running in parallel no longer fit, so the run
+    // stops there, before the call, with round 1 delivered.
+    let budget = 0.6;
+    let (output, events) = run
+        .refine(&[
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--cost-budget",
+            "0.6",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    assert_eq!(summary["status"]["reason"], "cost_budget");
+    assert_eq!(summary["status"]["interrupted_round"], 2);
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 1);
+    let spent = summary["spend"]["usd"].as_f64().unwrap();
+    assert!(spent <= budget, "spent {spent} of {budget}");
+    assert!(spent > 0.0);
+    // Every call the fake answered was paid for: the meter saw all of them.
+    assert_eq!(
+        summary["spend"]["calls"].as_u64().unwrap(),
+        server.model_requests().len() as u64
+    );
+    // Known prices: sonnet at $3/M in and $15/M out, 2000 + 500 tokens a call.
+    let per_call = 2_000.0 * 3.0 / 1e6 + 500.0 * 15.0 / 1e6;
+    let expected = per_call * server.model_requests().len() as f64;
+    assert!((spent - expected).abs() < 1e-6, "{spent} vs {expected}");
+    // A cost budget with a backend whose cost is unknown is refused up front.
+    let output = run
+        .refinery(&[
+            "refine",
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--cost-budget",
+            "1",
+            "--builder",
+            "anthropic/unlisted-model",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("has no price"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plateau_forces_one_change_of_approach_then_stops() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, |_| {
+        evaluation([5, 6, 8], "Still generic.")
+    })
+    .install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "6"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    assert_eq!(summary["status"]["reason"], "plateau");
+    let rounds = summary["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 4, "{rounds:?}");
+    assert_eq!(
+        rounds[2]["next"],
+        json!({"next": "continue", "change_approach_for": ["E1", "E2"]})
+    );
+    let builders: Vec<RecordedRequest> = requests_of(&server, "builder")
+        .into_iter()
+        .filter(|request| request.tool_results().is_empty())
+        .collect();
+    assert_eq!(builders.len(), 4);
+    assert!(!brief(&builders[2]).contains("Change of approach required"));
+    assert!(brief(&builders[3]).contains("Change of approach required"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_regression_guard_repairs_once_then_reverts() {
+    let server = FakeModelServer::start().await.unwrap();
+    let script = Script {
+        builder_content: Box::new(|request| match builder_round(request) {
+            1 => "<h1>GOOD-1</h1>".to_owned(),
+            0 => "<h1>BROKEN-AFTER-REPAIR</h1>".to_owned(),
+            _ => "<h1>BROKEN</h1>".to_owned(),
+        }),
+        evaluator: Box::new(|_| evaluation([8, 5, 8], "E2 needs numbers.")),
+        // Whichever answer holds GOOD-1 is better on E1, in both orders.
+        guard: Box::new(|request| {
+            let body = brief(request);
+            let a_is_good = body.split("## Answer B").next().unwrap().contains("GOOD-1");
+            json!({"preferences": {"E1": if a_is_good { "A" } else { "B" }, "E2": "tie", "E3": "tie"}, "reasoning": "the heading lost its outcome"}).to_string()
+        }),
+        file: "index.html",
+    };
+    script.install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "2"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert_eq!(read(&run.project().join("index.html")), "<h1>GOOD-1</h1>");
+    let summary = summary(&events);
+    let regression = &summary["rounds"][1]["regression"];
+    assert_eq!(regression["action"], "reverted");
+    assert_eq!(regression["regressed"], json!(["E1"]));
+    // One repair attempt, then two more blind comparisons.
+    let repairs = requests_of(&server, "builder")
+        .into_iter()
+        .filter(|request| brief(request).starts_with("# Repair a regression"))
+        .filter(|request| request.tool_results().is_empty())
+        .count();
+    assert_eq!(repairs, 1);
+    assert_eq!(requests_of(&server, "guard").len(), 4);
+    // The discarded version is kept in the session, and the human summary says so.
+    let session_dir = Path::new(summary["session_dir"].as_str().unwrap());
+    assert!(session_dir.join("round_002/discarded.json").exists());
+    let (human, _) = {
+        let output = run
+            .refinery(&["session", "show", summary["session"].as_str().unwrap()])
+            .await;
+        (output, ())
+    };
+    assert!(human.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_evaluator_output_fails_closed() {
+    let server = FakeModelServer::start().await.unwrap();
+    // Claims perfection but leaves out two criteria: unusable, so it can never converge.
+    Script::simple(content_by_round, |_| {
+        json!({"scores": {"E1": {"score": 10, "evidence": ["x"], "reasoning": "perfect"}}, "critique": "", "improvement_spec": [], "preserve": []}).to_string()
+    })
+    .install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "2"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let first = summary(&events);
+    assert_eq!(first["status"]["reason"], "max_rounds");
+    for round in first["rounds"].as_array().unwrap() {
+        assert_eq!(round["verdict"], "unscored");
+        assert!(
+            round["unscored_reason"].as_str().unwrap().contains("E2"),
+            "{round}"
+        );
+    }
+    // Each round asked twice (one retry with the complaint), then gave up.
+    let evaluator_requests = requests_of(&server, "evaluator");
+    assert_eq!(evaluator_requests.len(), 4);
+    assert!(brief(&evaluator_requests[1]).contains("Your previous reply could not be used"));
+    // The handoff says the evaluation was unusable; the core recorded no scores.
+    let session_dir = Path::new(first["session_dir"].as_str().unwrap());
+    assert!(read(&session_dir.join("handoff.md")).contains("unusable"));
+    assert!(!read(&session_dir.join("events.jsonl")).contains("\"submit_checklist\""));
+
+    // Plain garbage (not JSON at all) is refused the same way.
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, |_| "Looks great to me!".to_owned()).install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "1"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert_eq!(summary(&events)["rounds"][0]["verdict"], "unscored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
+    let server = FakeModelServer::start().await.unwrap();
+    let hang = Arc::new(Mutex::new(true));
+    let reached = Arc::new(Mutex::new(false));
+    {
+        let (hang, reached) = (hang.clone(), reached.clone());
+        let usage = |reply: Reply| reply.with_usage(2_000, 0, 500);
+        server.route(move |request| {
+            Some(match role(request) {
+                "builder" if request.tool_results().is_empty() => {
+                    if builder_round(request) == 2 && *hang.lock().unwrap() {
+                        *reached.lock().unwrap() = true;
+                        return Some(Reply::text("never").delayed(Duration::from_secs(120)));
+                    }
+                    usage(Reply::tool_call(
+                        "write_file",
+                        json!({"path": "index.html", "content": content_by_round(request)}),
+                    ))
+                }
+                "builder" => usage(Reply::text("Wrote index.html")),
+                "evaluator" => usage(Reply::text(score_by_content(request))),
+                "guard" => usage(Reply::text(guard_tie())),
+                "trace" => usage(Reply::text(lessons())),
+                _ => Reply::status(400),
+            })
+        });
+    }
+    let run = Run::new(&server);
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .env_clear()
+        .envs(&run.env)
+        .current_dir(run.project())
+        .args([
+            "refine",
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--builder",
+            MODEL,
+            "--evaluator",
+            MODEL,
+            "--yes",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !*reached.lock().unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "round 2 never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The round-2 builder has started: half-write the page, then SIGKILL.
+    fs_err::write(run.project().join("index.html"), "<h1>HALF-WRITTEN").unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    *hang.lock().unwrap() = false;
+    let sessions = fs_err::read_dir(run.project().join(".refinery/sessions"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(sessions.len(), 1);
+    let record: Value = serde_json::from_str(&read(
+        &run.project()
+            .join(".refinery/sessions")
+            .join(&sessions[0])
+            .join("run.json"),
+    ))
+    .unwrap();
+    assert_eq!(record["in_progress"], 2);
+    assert_eq!(record["status"]["status"], "running");
+
+    let output = run
+        .refinery(&["refine", "--resume", &sessions[0], "--json"])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let events = json_lines(&output.stdout);
+    let summary = summary(&events);
+    assert_eq!(summary["status"]["status"], "converged");
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        read(&run.project().join("index.html")),
+        "<h1>VERSION-2</h1>"
+    );
+    // Round 1 was built and evaluated exactly once across both processes.
+    let round_one_builds = requests_of(&server, "builder")
+        .into_iter()
+        .filter(|request| request.tool_results().is_empty() && builder_round(request) == 1)
+        .count();
+    assert_eq!(round_one_builds, 1);
+    let evaluations = requests_of(&server, "evaluator");
+    assert_eq!(evaluations.len(), 2);
+    // The half-written file was set aside before round 2 restarted from round 1's version.
+    let session_dir = run.project().join(".refinery/sessions").join(&sessions[0]);
+    assert!(session_dir.join("round_002/discarded.json").exists());
+    assert!(
+        events
+            .iter()
+            .any(|event| event["event"] == "session" && event["resumed"] == true)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prior_answer_is_improved_in_place() {
+    let server = FakeModelServer::start().await.unwrap();
+    let script = Script {
+        builder_content: Box::new(|request| {
+            let text = brief(request);
+            assert!(
+                text.contains("An earlier version of the deliverable is at `draft.md`"),
+                "{text}"
+            );
+            "# Draft\n\nVERSION-2: improved from the old draft\n".to_owned()
+        }),
+        evaluator: Box::new(score_by_content),
+        guard: Box::new(|_| guard_tie()),
+        file: "draft.md",
+    };
+    script.install(&server);
+    let run = Run::new(&server);
+    let outside = run.context.root().join("draft.md");
+    fs_err::write(&outside, "# Draft\n\nOLD DRAFT\n").unwrap();
+    let (output, events) = run
+        .refine(&[
+            "Tighten this draft",
+            "--criteria",
+            CRITERIA,
+            "--prior-answer",
+            outside.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(summary(&events)["rounds"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        read(&run.project().join("draft.md")),
+        "# Draft\n\nVERSION-2: improved from the old draft\n"
+    );
+    // The original outside the workspace is untouched.
+    assert_eq!(read(&outside), "# Draft\n\nOLD DRAFT\n");
+    // The criteria writer was not needed, and the builder saw the old draft through its tools
+    // only if it asked: the brief names it.
+    assert_eq!(requests_of(&server, "criteria").len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_scores_once_and_changes_nothing() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content).install(&server);
+    let run = Run::new(&server);
+    fs_err::write(run.project().join("page.html"), "<h1>VERSION-2</h1>\n").unwrap();
+    let output = run
+        .refinery(&[
+            "evaluate",
+            "page.html",
+            "--criteria",
+            CRITERIA,
+            "--evaluator",
+            MODEL,
+            "--yes",
+            "--json",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["verdict"], "converge");
+    assert_eq!(report["scores"], json!({"E1": 9, "E2": 8, "E3": 9}));
+    assert!(Path::new(report["report_path"].as_str().unwrap()).exists());
+    assert_eq!(
+        read(&run.project().join("page.html")),
+        "<h1>VERSION-2</h1>\n"
+    );
+    assert_eq!(requests_of(&server, "builder").len(), 0);
+    assert_eq!(requests_of(&server, "evaluator").len(), 1);
+    // The evaluator saw the file's contents.
+    assert!(brief(&requests_of(&server, "evaluator")[0]).contains("===== page.html ====="));
+
+    // Below the bar: exit 2, and the text report lists what to do next.
+    fs_err::write(run.project().join("page.html"), "<h1>Welcome</h1>\n").unwrap();
+    let output = run
+        .refinery(&[
+            "evaluate",
+            "page.html",
+            "--criteria",
+            CRITERIA,
+            "--evaluator",
+            MODEL,
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let report = text(&output.stdout);
+    assert!(report.starts_with("Below the bar."), "{report}");
+    assert!(
+        report.contains("1. [E1] lead with the measured outcome"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_failures_get_one_fix_attempt_and_reach_the_evaluator() {
+    let server = FakeModelServer::start().await.unwrap();
+    let script = Script {
+        builder_content: Box::new(|request| {
+            if brief(request).starts_with("# Fix failing checks") {
+                "<h1>VERSION-2</h1><!-- FIXED -->".to_owned()
+            } else {
+                "<h1>VERSION-1</h1>".to_owned()
+            }
+        }),
+        evaluator: Box::new(score_by_content),
+        guard: Box::new(|_| guard_tie()),
+        file: "index.html",
+    };
+    script.install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&[
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--verify",
+            "grep -q FIXED index.html && echo check-passed",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let verify: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["event"] == "verify")
+        .collect();
+    assert_eq!(verify.len(), 2);
+    assert_eq!(verify[0]["passed"], false);
+    assert_eq!(verify[1]["passed"], true);
+    let fix = requests_of(&server, "builder")
+        .into_iter()
+        .find(|request| brief(request).starts_with("# Fix failing checks"))
+        .unwrap();
+    assert!(brief(&fix).contains("grep -q FIXED index.html"));
+    assert!(brief(&requests_of(&server, "evaluator")[0]).contains("check-passed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_setups_are_clear_errors() {
+    let server = FakeModelServer::start().await.unwrap();
+    let run = Run::new(&server);
+    // Not a git repository and no --yes: refused, nothing created.
+    let output = run
+        .refinery(&["refine", "Build a page", "--builder", MODEL])
+        .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("not a git repository"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!run.project().join(".refinery").exists());
+    // No usable backend at all.
+    let mut bare = run.context.env_with_path(&[]);
+    bare.insert("PATH".to_owned(), "/usr/bin:/bin".to_owned());
+    let output = std::process::Command::new(crate::support::BIN)
+        .env_clear()
+        .envs(&bare)
+        .current_dir(run.project())
+        .args(["refine", "Build a page", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("no usable backend"),
+        "{}",
+        text(&output.stderr)
+    );
+    // A bad backend name, bad criteria, and an unknown session.
+    for (args, needle) in [
+        (
+            vec!["refine", "x", "--yes", "--builder", "gpt"],
+            "not a backend",
+        ),
+        (
+            vec![
+                "refine",
+                "x",
+                "--yes",
+                "--builder",
+                MODEL,
+                "--criteria",
+                "nice",
+            ],
+            "--criteria needs ids",
+        ),
+        (vec!["refine", "--resume", "nope"], "nope"),
+        (
+            vec![
+                "refine",
+                "x",
+                "--yes",
+                "--builder",
+                MODEL,
+                "--max-rounds",
+                "0",
+            ],
+            "max-rounds",
+        ),
+    ] {
+        let output = run.refinery(&args).await;
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&output.stderr).contains(needle),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    assert!(server.model_requests().is_empty());
+}
