@@ -10,7 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use refinery_core::rounds::{NextStep, StopReason};
 use refinery_engine::meter::Spend;
-use refinery_engine::{CriteriaSource, EvaluateReport, RefineEvent, RunStatus, RunSummary};
+use refinery_engine::{CriteriaSource, EvaluateReport, Phase, RefineEvent, RunStatus, RunSummary};
 
 use crate::output;
 
@@ -188,7 +188,12 @@ impl Progress {
                 self.round = *round;
                 self.phase = phase.label();
                 self.activity.clear();
-                if let Mode::Lines = self.mode {
+                // Phases that end in their own result line are not announced twice.
+                let quiet = matches!(
+                    phase,
+                    Phase::Verify | Phase::Submit | Phase::RegressionGuard
+                );
+                if matches!(self.mode, Mode::Lines) && !quiet {
                     output::note(&format!("  {}", phase.label()));
                 }
             }
@@ -222,7 +227,8 @@ impl Progress {
                 _ => "  regression guard: output unusable; round submitted unchecked".to_owned(),
             }),
             RefineEvent::Submitted { files, bytes, .. } => {
-                self.say(&format!("  snapshot: {files} files, {bytes} bytes"));
+                let plural = if *files == 1 { "" } else { "s" };
+                self.say(&format!("  snapshot: {files} file{plural}, {bytes} bytes"));
             }
             RefineEvent::Scored {
                 scores, verdict, ..
@@ -236,7 +242,7 @@ impl Progress {
             RefineEvent::Unscored { reason, .. } => self.say(&format!(
                 "  evaluator output unusable ({reason}) → counts as iterate"
             )),
-            RefineEvent::Decision { next, .. } => self.say(&match next {
+            RefineEvent::Decision { next, .. } => self.say(&format!("{}  [{} so far, {}]", match next {
                 NextStep::Converged => "  converged".to_owned(),
                 NextStep::Continue {
                     change_approach_for,
@@ -248,7 +254,7 @@ impl Progress {
                     change_approach_for.join(", ")
                 ),
                 NextStep::Stop { reason } => format!("  stop: {}", stop_text(*reason)),
-            }),
+            }, money(self.spend.usd), clock(self.elapsed_ms))),
             RefineEvent::Spend { spend, elapsed_ms } => {
                 self.spend = *spend;
                 self.elapsed_ms = *elapsed_ms;

@@ -465,13 +465,10 @@ async fn the_regression_guard_repairs_once_then_reverts() {
     // The discarded version is kept in the session, and the human summary says so.
     let session_dir = Path::new(summary["session_dir"].as_str().unwrap());
     assert!(session_dir.join("round_002/discarded.json").exists());
-    let (human, _) = {
-        let output = run
-            .refinery(&["session", "show", summary["session"].as_str().unwrap()])
-            .await;
-        (output, ())
-    };
-    assert!(human.status.success());
+    let shown = run
+        .refinery(&["session", "show", summary["session"].as_str().unwrap()])
+        .await;
+    assert!(shown.status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,7 +526,7 @@ async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
                 "builder" if request.tool_results().is_empty() => {
                     if builder_round(request) == 2 && *hang.lock().unwrap() {
                         *reached.lock().unwrap() = true;
-                        return Some(Reply::text("never").delayed(Duration::from_secs(120)));
+                        return Some(Reply::text("never").delayed(Duration::from_mins(2)));
                     }
                     usage(Reply::tool_call(
                         "write_file",
@@ -565,7 +562,7 @@ async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
     while !*reached.lock().unwrap() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -832,4 +829,260 @@ async fn bad_setups_are_clear_errors() {
         );
     }
     assert!(server.model_requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_saves_and_resume_continues() {
+    let server = FakeModelServer::start().await.unwrap();
+    let hang = Arc::new(Mutex::new(true));
+    let reached = Arc::new(Mutex::new(false));
+    {
+        let (hang, reached) = (hang.clone(), reached.clone());
+        server.route(move |request| {
+            Some(match role(request) {
+                "builder" if request.tool_results().is_empty() => {
+                    if builder_round(request) == 2 && *hang.lock().unwrap() {
+                        *reached.lock().unwrap() = true;
+                        return Some(Reply::text("never").delayed(Duration::from_mins(2)));
+                    }
+                    Reply::tool_call(
+                        "write_file",
+                        json!({"path": "index.html", "content": content_by_round(request)}),
+                    )
+                }
+                "builder" => Reply::text("Wrote index.html"),
+                "evaluator" => Reply::text(score_by_content(request)),
+                "guard" => Reply::text(guard_tie()),
+                "trace" => Reply::text(lessons()),
+                _ => Reply::status(400),
+            })
+        });
+    }
+    let run = Run::new(&server);
+    let child = std::process::Command::new(crate::support::BIN)
+        .env_clear()
+        .envs(&run.env)
+        .current_dir(run.project())
+        .args([
+            "refine",
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--builder",
+            MODEL,
+            "--evaluator",
+            MODEL,
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while !*reached.lock().unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "round 2 never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = std::time::Instant::now();
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "Ctrl-C took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("Interrupted in round 2. Continue with: refinery refine --resume "),
+        "{stdout}"
+    );
+    let session = stdout
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let record: Value = serde_json::from_str(&read(
+        &run.project()
+            .join(".refinery/sessions")
+            .join(&session)
+            .join("run.json"),
+    ))
+    .unwrap();
+    assert_eq!(
+        record["status"],
+        json!({"status": "interrupted", "round": 2})
+    );
+
+    *hang.lock().unwrap() = false;
+    let output = run.refinery(&["refine", "--resume", &session]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("Converged after 2 rounds."));
+}
+
+/// The plain-text output of a whole run (no terminal, no --json). With
+/// `REFINERY_USAGE_TRANSCRIPT=FILE` set, the output is also written there: that is how the
+/// example in docs/USAGE.md is produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_output_tells_the_story_of_the_run() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content).install(&server);
+    let run = Run::new(&server);
+    let output = run
+        .refinery(&[
+            "refine",
+            "Build a landing page for Acme's invoicing app",
+            "--builder",
+            MODEL,
+            "--evaluator",
+            MODEL,
+            "--verify",
+            "test -s index.html && echo page-present",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    let stdout = text(&output.stdout);
+    for needle in [
+        "initialised a git repository in",
+        "new session ",
+        "criteria (written by the criteria writer):\n  E1 [primary] The first heading states the outcome",
+        "round 1/5",
+        "  building",
+        "  verify `test -s index.html && echo page-present`: passed",
+        "  scores: E1 4 · E2 6 · E3 8 → iterate",
+        "  next: another round  [$0.07 so far, 0s]",
+        "round 2/5",
+        "  regression guard: no criterion got worse",
+        "  scores: E1 9 · E2 8 · E3 9 → converge",
+        "  converged  [$0.15 so far, 0s]",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in\n{stderr}");
+    }
+    for needle in [
+        "Converged after 2 rounds.",
+        "Scores by round (7 or more passes):",
+        "E1   The first heading states the outcome  4 → 9",
+        "Cost: $0.15 (22.0k in / 5.5k out tokens, 11 calls)",
+        "Deliverable: in ",
+        "Session: ",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
+    }
+    assert!(
+        !stderr.contains("sk-ant-refine-test-0001") && !stdout.contains("sk-ant-refine-test-0001")
+    );
+    if let Some(path) = std::env::var_os("REFINERY_USAGE_TRANSCRIPT") {
+        let root = run.context.root().display().to_string();
+        let tidy = |text: &str| text.replace(&root, "/tmp/demo");
+        fs_err::write(
+            path,
+            format!("$ refinery refine \"Build a landing page for Acme's invoicing app\" --builder {MODEL} --evaluator {MODEL} --verify \"test -s index.html && echo page-present\" --yes\n{}{}", tidy(&stderr), tidy(&stdout)),
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_claude_cli_builds_and_judges_against_the_fake() {
+    let Some(harness) = crate::claude_code::ClaudeHarness::start().await else {
+        return;
+    };
+    harness.script(|turn, body| {
+        let text = body.to_string();
+        let file = "index.html";
+        if text.contains("# Role: builder") {
+            let round2 = text.contains("# Round 2 of a Refinery loop");
+            return match turn {
+                0 => crate::claude_code::tool("Read", json!({"file_path": file})),
+                1 => crate::claude_code::tool(
+                    "Write",
+                    json!({"file_path": file, "content": if round2 { "<h1>VERSION-2</h1>" } else { "<h1>VERSION-1</h1>" }}),
+                ),
+                _ => crate::claude_code::text("Wrote index.html"),
+            };
+        }
+        if text.contains("# Role: round evaluator") {
+            let scores = if text.contains("VERSION-2") { [9, 8, 9] } else { [4, 6, 8] };
+            return crate::claude_code::text(&evaluation(scores, "The hero is generic."));
+        }
+        if text.contains("# Role: regression guard") {
+            return crate::claude_code::text(&guard_tie());
+        }
+        if text.contains("# Role: execution trace analyzer") {
+            return crate::claude_code::text(&lessons());
+        }
+        crate::claude_code::text("ok")
+    });
+    let command = harness.command(
+        Path::new(crate::support::BIN),
+        &[
+            "refine",
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--builder",
+            "claude",
+            "--evaluator",
+            "claude",
+            "--yes",
+            "--json",
+            "--max-rounds",
+            "3",
+        ],
+    );
+    let output = crate::claude_code::run(command, Duration::from_mins(5)).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let events = json_lines(&output.stdout);
+    let summary = summary(&events);
+    assert_eq!(summary["score_history"]["E1"], json!([4, 9]));
+    assert_eq!(
+        read(&harness.project().join("index.html")),
+        "<h1>VERSION-2</h1>"
+    );
+    // Claude Code got our builder role prompt as its appended system prompt, and a fresh
+    // session each round: round 2's first request carries the handoff and no earlier turn.
+    let round_two: Vec<RecordedRequest> = harness
+        .server
+        .model_requests()
+        .into_iter()
+        .filter(|request| request.body_text().contains("# Round 2 of a Refinery loop"))
+        .collect();
+    assert!(!round_two.is_empty());
+    let first = &round_two[0];
+    assert!(
+        first
+            .body_text()
+            .contains("Handoff from the previous round")
+    );
+    assert!(
+        !first.body_text().contains("VERSION-1</h1>\\\"}"),
+        "round 1's tool call leaked"
+    );
+    let assistant_turns = first.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|message| message["role"] == "assistant")
+        .count();
+    assert_eq!(assistant_turns, 0);
 }
