@@ -839,3 +839,54 @@ pub fn rfc3339(now: OffsetDateTime) -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    #[test]
+    fn an_unscored_round_advances_the_round_without_inventing_scores() {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = dir.path().join("ws");
+        fs_err::create_dir_all(&workspace).unwrap();
+        fs_err::write(workspace.join("a.txt"), "one").unwrap();
+        let store = StateDir::new(workspace.join(".refinery"), &workspace);
+        let now = datetime!(2026-11-24 03:00 UTC);
+        let session = store
+            .init_session("t", SessionSettings::default(), now)
+            .unwrap();
+        let criteria =
+            CriteriaSet::from_json(&json!([{"id": "E1", "text": "a"}, {"id": "E2", "text": "b"}]))
+                .unwrap();
+        session.register_criteria(&criteria, now).unwrap();
+        session.new_answer("r1", &[".".to_owned()], now).unwrap();
+        session
+            .submit_checklist(&json!({"E1": 5, "E2": 9}), None, now)
+            .unwrap();
+        session.new_answer("r2", &[".".to_owned()], now).unwrap();
+        assert_eq!(session.record_unscored_round("no JSON", now).unwrap(), 2);
+        let state = session.state().unwrap();
+        assert_eq!(state.round, 2);
+        assert_eq!(
+            state.recent.len(),
+            1,
+            "no made-up scores in the plateau window"
+        );
+        assert_eq!(state.last_result.unwrap().round, 1);
+        assert_eq!(session.history().unwrap().len(), 1);
+        // The next submission is round 3, not a replacement of round 2.
+        assert_eq!(
+            session
+                .new_answer("r3", &[".".to_owned()], now)
+                .unwrap()
+                .round,
+            3
+        );
+        let events = session.events().unwrap();
+        assert!(events.iter().any(|event| event["op"] == "unscored_round"
+            && event["reason"] == "no JSON"
+            && event["submission"]["round"] == 2));
+    }
+}

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{EngineError, Halt};
 use crate::meter::Meter;
+use crate::pack::Scrubber;
 use crate::tools::Workspace;
 
 /// A backend as the user names it: `claude`, `codex`, `gemini`, `copilot`, or
@@ -120,6 +121,8 @@ pub(crate) struct CallSpec<'a> {
     pub timeout: Duration,
     /// Folders an API builder must not touch.
     pub forbidden: Vec<PathBuf>,
+    /// Masks secrets in the prompt and in tool results before they reach the model.
+    pub scrubber: &'a Scrubber,
 }
 
 /// What a call produced.
@@ -177,11 +180,12 @@ impl Backend {
 
     pub(crate) async fn call(
         &self,
-        spec: CallSpec<'_>,
+        mut spec: CallSpec<'_>,
         meter: &Meter,
         cancel: &CancellationToken,
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<CallReply, EngineError> {
+        spec.prompt = spec.scrubber.scrub(&spec.prompt);
         match &self.kind {
             Kind::Agent(setup) => self.call_agent(setup, spec, meter, cancel, on_event).await,
             Kind::Api { model, prices } => {
@@ -437,7 +441,8 @@ impl Backend {
                     },
                     &mut events,
                 );
-                let output = workspace.run(call);
+                let mut output = workspace.run(call);
+                output.content = spec.scrubber.scrub(&output.content);
                 emit(
                     AgentEvent::ToolResult {
                         id: call.id.clone(),

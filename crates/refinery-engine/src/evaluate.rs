@@ -141,6 +141,7 @@ pub async fn evaluate_once(
     refinery_core::snapshot::restore(&store.objects(), &submission.files, judge_dir.path())?;
     let call = |role: Role, schema: Value| JudgeCall {
         backend: &evaluator,
+        scrubber: &env.scrubber,
         meter: &meter,
         timeout: env.call_timeout,
         role,

@@ -34,7 +34,9 @@ impl Scrubber {
         Self { secrets }
     }
 
-    /// `text` with every known secret replaced by `[REDACTED]`.
+    /// `text` with every known secret value replaced by `[REDACTED]`, then anything the
+    /// secret scanner's built-in rules recognise (keys, tokens, private keys written into the
+    /// deliverable itself) replaced by `[REDACTED:<rule>]`.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for secret in &self.secrets {
@@ -42,7 +44,7 @@ impl Scrubber {
                 out = out.replace(secret.as_str(), "[REDACTED]");
             }
         }
-        out
+        refinery_secrets::redact(&out).0
     }
 }
 
@@ -117,6 +119,9 @@ mod tests {
         );
         assert!(text.contains("- a.txt (23 bytes)"), "{text}");
         assert!(text.contains("key=[REDACTED]"), "{text}");
+        // Found by the scanner's rules, though nobody registered it.
+        let scanned = Scrubber::default().scrub("aws = AKIAIOSFODNN7EXAMPLF\n");
+        assert!(!scanned.contains("AKIAIOSFODNN7EXAMPLF"), "{scanned}");
         assert!(!text.contains("sk-test"), "{text}");
         assert!(
             text.contains("===== b.bin =====\n[binary file: not shown]"),

@@ -1232,6 +1232,7 @@ impl Refiner {
                     budget_share: 1.0,
                     timeout: self.env.call_timeout,
                     forbidden: vec![self.store.root().to_path_buf()],
+                    scrubber: &self.env.scrubber,
                 },
                 &self.meter,
                 cancel,
@@ -1300,6 +1301,7 @@ impl Refiner {
         ask_judge(
             &JudgeCall {
                 backend,
+                scrubber: &self.env.scrubber,
                 meter: &self.meter,
                 timeout: self.env.call_timeout,
                 role,
@@ -1631,6 +1633,7 @@ fn write_events(
 /// One judge call's fixed parts.
 pub(crate) struct JudgeCall<'a> {
     pub backend: &'a Backend,
+    pub scrubber: &'a Scrubber,
     pub meter: &'a Meter,
     pub timeout: Duration,
     pub role: Role,
@@ -1670,6 +1673,7 @@ pub(crate) async fn ask_judge<T>(
                     budget_share: call.budget_share,
                     timeout: call.timeout,
                     forbidden: Vec::new(),
+                    scrubber: call.scrubber,
                 },
                 call.meter,
                 cancel,

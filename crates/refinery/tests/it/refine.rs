@@ -52,6 +52,19 @@ fn brief(request: &RecordedRequest) -> String {
         .unwrap_or_default()
 }
 
+/// The system prompt of an Anthropic Messages request (a string or text blocks).
+fn system_text(request: &RecordedRequest) -> String {
+    match &request.body["system"] {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|block| block["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
 fn message_count(request: &RecordedRequest) -> usize {
     request
         .body
@@ -301,6 +314,29 @@ async fn converges_in_round_two_with_fresh_builders_that_get_only_the_handoff() 
         })
         .collect();
     assert!(shown_first.contains(&true) && shown_first.contains(&false));
+    // Every role's system prompt is exactly the body of its plugin agent file, read from disk
+    // here: the CLI and the Claude Code plugin share one text per role.
+    for (wanted, file) in [
+        ("criteria", "criteria-writer"),
+        ("builder", "builder"),
+        ("evaluator", "round-evaluator"),
+        ("guard", "regression-guard"),
+        ("trace", "execution-trace-analyzer"),
+    ] {
+        let on_disk = read(
+            &crate::claude_code::plugin_dir()
+                .join("agents")
+                .join(format!("{file}.md")),
+        );
+        let body = on_disk
+            .strip_prefix("---\n")
+            .and_then(|rest| rest.split_once("\n---\n"))
+            .map(|(_, body)| body.trim())
+            .unwrap();
+        for request in requests_of(&server, wanted) {
+            assert_eq!(system_text(&request), body, "{wanted}");
+        }
+    }
     // State on disk: handoff, learnings, two submissions.
     let session_dir = Path::new(summary["session_dir"].as_str().unwrap());
     assert!(read(&session_dir.join("handoff.md")).contains("# Handoff after round 2"));
@@ -657,9 +693,32 @@ async fn prior_answer_is_improved_in_place() {
     );
     // The original outside the workspace is untouched.
     assert_eq!(read(&outside), "# Draft\n\nOLD DRAFT\n");
-    // The criteria writer was not needed, and the builder saw the old draft through its tools
-    // only if it asked: the brief names it.
     assert_eq!(requests_of(&server, "criteria").len(), 0);
+
+    // `refinery refine <path>`: the path is the deliverable, improved where it is.
+    let server = FakeModelServer::start().await.unwrap();
+    let script = Script {
+        builder_content: Box::new(|request| {
+            let text = brief(request);
+            assert!(
+                text.contains("Improve the existing deliverable at `draft.md`"),
+                "{text}"
+            );
+            "# Draft\n\nVERSION-2 in place\n".to_owned()
+        }),
+        evaluator: Box::new(score_by_content),
+        guard: Box::new(|_| guard_tie()),
+        file: "draft.md",
+    };
+    script.install(&server);
+    let run = Run::new(&server);
+    fs_err::write(run.project().join("draft.md"), "# Draft\n\nOLD\n").unwrap();
+    let (output, _) = run.refine(&["draft.md", "--criteria", CRITERIA]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        read(&run.project().join("draft.md")),
+        "# Draft\n\nVERSION-2 in place\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -693,6 +752,37 @@ async fn evaluate_scores_once_and_changes_nothing() {
     assert_eq!(requests_of(&server, "evaluator").len(), 1);
     // The evaluator saw the file's contents.
     assert!(brief(&requests_of(&server, "evaluator")[0]).contains("===== page.html ====="));
+
+    // Secrets in the deliverable never reach a model: neither this run's own key nor a key
+    // the scanner recognises.
+    fs_err::write(
+        run.project().join("notes.txt"),
+        "key: sk-ant-refine-test-0001\naws: AKIAIOSFODNN7EXAMPLF\n",
+    )
+    .unwrap();
+    let output = run
+        .refinery(&[
+            "evaluate",
+            "notes.txt",
+            "page.html",
+            "--criteria",
+            CRITERIA,
+            "--evaluator",
+            MODEL,
+        ])
+        .await;
+    assert!(
+        output.status.code().is_some_and(|code| code != 1),
+        "{}",
+        text(&output.stderr)
+    );
+    let sent = requests_of(&server, "evaluator")
+        .last()
+        .unwrap()
+        .body_text();
+    assert!(sent.contains("===== notes.txt ====="), "{sent}");
+    assert!(!sent.contains("sk-ant-refine-test-0001") && !sent.contains("AKIAIOSFODNN7EXAMPLF"));
+    fs_err::remove_file(run.project().join("notes.txt")).unwrap();
 
     // Below the bar: exit 2, and the text report lists what to do next.
     fs_err::write(run.project().join("page.html"), "<h1>Welcome</h1>\n").unwrap();
