@@ -200,9 +200,12 @@ impl Backend {
         }
     }
 
-    fn failure(&self, role: Role, source: refinery_llm::Error) -> EngineError {
+    /// Names a failed call: Ctrl-C and a used-up time budget are halts (state is saved, the
+    /// run stops cleanly); anything else is the backend's error.
+    fn failure(&self, role: Role, source: refinery_llm::Error, meter: &Meter) -> EngineError {
         match source {
             refinery_llm::Error::Cancelled => EngineError::Halted(Halt::Cancelled),
+            _ if meter.check_time().is_err() => EngineError::Halted(Halt::TimeBudget),
             source => EngineError::Backend {
                 role: role_label(role),
                 backend: self.spec.to_string(),
@@ -256,12 +259,7 @@ impl Backend {
             Err(error) => {
                 // What a failed process spent is unknown; count the call, not a made-up cost.
                 meter.settle(reservation, None, Cost::Unknown);
-                if matches!(error, refinery_llm::Error::AgentTimeout { .. })
-                    && meter.check_time().is_err()
-                {
-                    return Err(Halt::TimeBudget.into());
-                }
-                Err(self.failure(spec.role, error))
+                Err(self.failure(spec.role, error, meter))
             }
         }
     }
@@ -322,7 +320,7 @@ impl Backend {
                 }
                 Err(error) => {
                     meter.settle(Some(reservation), None, Cost::Usd(0.0));
-                    Err(self.failure(spec.role, error))
+                    Err(self.failure(spec.role, error, meter))
                 }
             };
         };
@@ -358,7 +356,7 @@ impl Backend {
                         ..CallReply::default()
                     });
                 }
-                Err(self.failure(spec.role, error))
+                Err(self.failure(spec.role, error, meter))
             }
         }
     }
@@ -404,7 +402,7 @@ impl Backend {
                 Ok(response) => response,
                 Err(error) => {
                     meter.settle(Some(reservation), None, Cost::Usd(0.0));
-                    return Err(self.failure(spec.role, error));
+                    return Err(self.failure(spec.role, error, meter));
                 }
             };
             meter.settle(Some(reservation), Some(response.usage), response.cost);

@@ -596,6 +596,7 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
         let refiner = Refiner::start(store, config, roles, environment(&machine))?;
         (refiner, Progress::new(args.json, limits.max_rounds))
     };
+    let session_id = refiner.session().id().to_string();
     let runtime = runtime()?;
     let mut progress = progress;
     let summary = runtime.block_on(async {
@@ -605,7 +606,11 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
         refiner.run(&cancel, &mut on_event).await
     });
     progress.finish();
-    let summary = summary?;
+    let summary = summary.with_context(|| {
+        format!(
+            "the run stopped on an error; its state is saved, continue with `refinery refine --resume {session_id}`"
+        )
+    })?;
     progress.summary(&summary)?;
     Ok(match summary.status {
         RunStatus::Converged => ExitStatus::Success,
@@ -722,8 +727,12 @@ fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<Ex
     });
     let report = match report {
         Err(refinery_engine::EngineError::Halted(refinery_engine::Halt::Cancelled)) => {
-            output::note("interrupted");
+            output::note("interrupted; nothing was scored");
             return Ok(ExitStatus::Interrupted);
+        }
+        Err(refinery_engine::EngineError::Halted(halt)) => {
+            output::note(&format!("stopped before the evaluation: {halt}; nothing was scored"));
+            return Ok(ExitStatus::Stopped);
         }
         other => other?,
     };

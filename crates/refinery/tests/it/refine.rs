@@ -1176,3 +1176,57 @@ async fn the_real_claude_cli_builds_and_judges_against_the_fake() {
         .count();
     assert_eq!(assistant_turns, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_budget_stops_a_slow_round_and_a_backend_error_says_how_to_resume() {
+    let server = FakeModelServer::start().await.unwrap();
+    server.route(|request| {
+        Some(match role(request) {
+            "builder" if builder_round(request) == 2 => {
+                Reply::text("slow").delayed(Duration::from_secs(30))
+            }
+            "builder" if request.tool_results().is_empty() => Reply::tool_call(
+                "write_file",
+                json!({"path": "index.html", "content": content_by_round(request)}),
+            ),
+            "builder" => Reply::text("Wrote index.html"),
+            "evaluator" => Reply::text(score_by_content(request)),
+            "trace" => Reply::text(lessons()),
+            _ => Reply::text(guard_tie()),
+        })
+    });
+    let run = Run::new(&server);
+    let started = std::time::Instant::now();
+    let (output, events) = run
+        .refine(&[
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--time-budget",
+            "3s",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let summary = summary(&events);
+    assert_eq!(summary["status"]["reason"], "time_budget");
+    assert_eq!(summary["status"]["interrupted_round"], 2);
+    assert_eq!(
+        read(&run.project().join("index.html")),
+        "<h1>VERSION-1</h1>"
+    );
+
+    // A backend that keeps failing is an error (exit 1) that names the way back.
+    let server = FakeModelServer::start().await.unwrap();
+    server.set_fallback(Reply::status(401));
+    let run = Run::new(&server);
+    let (output, _) = run.refine(&["Build a page", "--criteria", CRITERIA]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("refinery refine --resume "), "{stderr}");
+    assert!(stderr.contains("builder"), "{stderr}");
+}
