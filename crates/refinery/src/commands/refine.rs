@@ -731,7 +731,9 @@ fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<Ex
             return Ok(ExitStatus::Interrupted);
         }
         Err(refinery_engine::EngineError::Halted(halt)) => {
-            output::note(&format!("stopped before the evaluation: {halt}; nothing was scored"));
+            output::note(&format!(
+                "stopped before the evaluation: {halt}; nothing was scored"
+            ));
             return Ok(ExitStatus::Stopped);
         }
         other => other?,
