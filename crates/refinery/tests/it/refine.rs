@@ -755,9 +755,11 @@ async fn evaluate_scores_once_and_changes_nothing() {
 
     // Secrets in the deliverable never reach a model: neither this run's own key nor a key
     // the scanner recognises.
+    // Assembled at run time so this file does not trip the repository's own secret scan.
+    let aws_key = format!("AKIA{}", "IOSFODNN7EXAMPLF");
     fs_err::write(
         run.project().join("notes.txt"),
-        "key: sk-ant-refine-test-0001\naws: AKIAIOSFODNN7EXAMPLF\n",
+        format!("key: sk-ant-refine-test-0001\naws: {aws_key}\n"),
     )
     .unwrap();
     let output = run
@@ -781,7 +783,7 @@ async fn evaluate_scores_once_and_changes_nothing() {
         .unwrap()
         .body_text();
     assert!(sent.contains("===== notes.txt ====="), "{sent}");
-    assert!(!sent.contains("sk-ant-refine-test-0001") && !sent.contains("AKIAIOSFODNN7EXAMPLF"));
+    assert!(!sent.contains("sk-ant-refine-test-0001") && !sent.contains(&aws_key));
     fs_err::remove_file(run.project().join("notes.txt")).unwrap();
 
     // Below the bar: exit 2, and the text report lists what to do next.
