@@ -161,6 +161,12 @@ impl Backend {
         &self.spec
     }
 
+    /// Whether calls work on files on disk (agent CLIs) rather than only on the text they are
+    /// sent (API models); judges get a copy of the deliverable on disk only when they do.
+    pub fn reads_files(&self) -> bool {
+        matches!(self.kind, Kind::Agent(_))
+    }
+
     /// Why a cost budget cannot be enforced with this backend, if it cannot.
     pub fn budget_problem(&self) -> Option<String> {
         match &self.kind {

@@ -138,7 +138,9 @@ pub async fn evaluate_once(
     let judge_dir = tempfile::Builder::new()
         .prefix("refinery-judge-")
         .tempdir()?;
-    refinery_core::snapshot::restore(&store.objects(), &submission.files, judge_dir.path())?;
+    if evaluator.reads_files() {
+        refinery_core::snapshot::restore(&store.objects(), &submission.files, judge_dir.path())?;
+    }
     let call = |role: Role, schema: Value| JudgeCall {
         backend: &evaluator,
         scrubber: &env.scrubber,

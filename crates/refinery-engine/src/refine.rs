@@ -940,11 +940,13 @@ impl Refiner {
         let judge_dir = tempfile::Builder::new()
             .prefix("refinery-judge-")
             .tempdir()?;
-        refinery_core::snapshot::restore(
-            &self.store.objects(),
-            &submission.files,
-            judge_dir.path(),
-        )?;
+        if self.roles.evaluator.reads_files() {
+            refinery_core::snapshot::restore(
+                &self.store.objects(),
+                &submission.files,
+                judge_dir.path(),
+            )?;
+        }
         let previous = self.previous_scores_note();
         let evaluator_prompt = briefs::evaluator(&EvaluatorBrief {
             task: &self.record.task,
@@ -1447,8 +1449,11 @@ impl Refiner {
             (&first_dir, previous, current.entries.as_slice()),
             (&second_dir, current.entries.as_slice(), previous),
         ] {
-            refinery_core::snapshot::restore(&objects, a, &folder.join("A"))?;
-            refinery_core::snapshot::restore(&objects, b, &folder.join("B"))?;
+            fs_err::create_dir_all(folder)?;
+            if self.roles.evaluator.reads_files() {
+                refinery_core::snapshot::restore(&objects, a, &folder.join("A"))?;
+                refinery_core::snapshot::restore(&objects, b, &folder.join("B"))?;
+            }
         }
         let note = |text: &str, folder: &str| format!("(files in `./{folder}/`)\n\n{text}");
         let parse = |text: &str| {

@@ -1,0 +1,210 @@
+//! Refine-loop benchmark: what the loop itself costs per round, apart from the models.
+//!
+//! Run with `cargo bench -p refinery --bench refine` (release profile). Each run is a real
+//! `refinery refine` process against the fake model server on 127.0.0.1, whose replies are
+//! instant, on a workspace of 300 files (3 MiB, like a small web project), for three rounds
+//! that never converge (so every phase runs: build with a tool call, snapshot, regression
+//! guard in both orders, evaluation and trace analysis, decision, handoff). What remains is
+//! Refinery's own work: process start, state writes (fsynced), snapshots, deliverable packs,
+//! HTTP to the fake. Peak RSS is read from `/proc/<pid>/status` (`VmHWM`) while it runs.
+//! Results print as Markdown; paste them into docs/BENCHMARKS.md.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::disallowed_methods,
+    reason = "a benchmark harness: fail loudly, print its table, use plain std::fs"
+)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use refinery_testkit::{FakeModelServer, Reply};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_refinery");
+const RUNS: usize = 5;
+const ROUNDS: u32 = 3;
+const FILES: usize = 300;
+const FILE_BYTES: usize = 10 * 1024;
+const MODEL: &str = "anthropic/claude-sonnet-4-5";
+
+fn role(body: &str) -> &'static str {
+    for (marker, role) in [
+        ("# Role: builder", "builder"),
+        ("# Role: round evaluator", "evaluator"),
+        ("# Role: regression guard", "guard"),
+        ("# Role: execution trace analyzer", "trace"),
+    ] {
+        if body.contains(marker) {
+            return role;
+        }
+    }
+    "other"
+}
+
+fn evaluation() -> String {
+    let finding = |id: &str| json!({"score": 5, "evidence": [format!("{id}: seen")], "reasoning": "middling"});
+    json!({
+        "scores": {"E1": finding("E1"), "E2": finding("E2"), "E3": finding("E3")},
+        "critique": "Generic.",
+        "improvement_spec": [{"criterion": "E1", "change": "rewrite the hero", "impact": "structural"}],
+        "preserve": []
+    })
+    .to_string()
+}
+
+fn workspace(root: &Path) {
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    for index in 0..FILES {
+        let line = format!("<p>section {index}: lorem ipsum dolor sit amet</p>\n");
+        let text = line.repeat(FILE_BYTES / line.len() + 1);
+        std::fs::write(
+            root.join(format!("src/page_{index:03}.html")),
+            &text[..FILE_BYTES],
+        )
+        .unwrap();
+    }
+    Command::new("git")
+        .args(["init", "--quiet"])
+        .current_dir(root)
+        .status()
+        .unwrap();
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+}
+
+struct Sample {
+    wall: Duration,
+    peak_rss_kib: u64,
+    calls: usize,
+}
+
+fn run_once(server: &FakeModelServer) -> Sample {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("project");
+    workspace(&root);
+    let before = server.model_requests().len();
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .args([
+            "refine",
+            "Improve the pages",
+            "--criteria",
+            "E1: Clear hero, E2: Concrete numbers, E3: No broken markup",
+            "--builder",
+            MODEL,
+            "--evaluator",
+            MODEL,
+            "--max-rounds",
+            &ROUNDS.to_string(),
+            "--json",
+        ])
+        .current_dir(&root)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("ANTHROPIC_BASE_URL", server.url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-bench-0000000001")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak = 0;
+    loop {
+        if let Some(rss) = peak_rss_kib(pid) {
+            peak = peak.max(rss);
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let wall = started.elapsed();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a run must stop at max rounds"
+    );
+    let summary: Value = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["event"] == "summary")
+        .unwrap();
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), ROUNDS as usize);
+    Sample {
+        wall,
+        peak_rss_kib: peak,
+        calls: server.model_requests().len() - before,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = runtime.block_on(FakeModelServer::start()).unwrap();
+    server.route(|request| {
+        let body = request.body_text();
+        Some(match role(&body) {
+            "builder" if request.tool_results().is_empty() => Reply::tool_call(
+                "write_file",
+                json!({"path": "src/page_000.html", "content": format!("<h1>{}</h1>", body.len())}),
+            ),
+            "builder" => Reply::text("rewrote the first page"),
+            "evaluator" => Reply::text(evaluation()),
+            "guard" => Reply::text(
+                json!({"preferences": {"E1": "tie", "E2": "tie", "E3": "tie"}, "reasoning": "same"})
+                    .to_string(),
+            ),
+            "trace" => Reply::text(json!({"do": ["kept edits small"]}).to_string()),
+            _ => Reply::status(400),
+        })
+    });
+    // One warm-up run so the page cache holds the binary.
+    run_once(&server);
+    let samples: Vec<Sample> = (0..RUNS).map(|_| run_once(&server)).collect();
+    let wall = median(
+        samples
+            .iter()
+            .map(|s| s.wall.as_secs_f64() * 1000.0)
+            .collect(),
+    );
+    let rss = median(
+        samples
+            .iter()
+            .map(|s| s.peak_rss_kib as f64 / 1024.0)
+            .collect(),
+    );
+    let calls = samples[0].calls;
+    println!("| measure ({RUNS} runs, median) | value |");
+    println!("|---|---|");
+    #[allow(clippy::cast_precision_loss, reason = "display only")]
+    let mib = (FILES * FILE_BYTES) as f64 / (1024.0 * 1024.0);
+    println!("| workspace | {FILES} files, {mib:.1} MiB, git repository |");
+    println!("| `refinery refine`, {ROUNDS} rounds, wall time | {wall:.0} ms |");
+    println!(
+        "| per round (loop overhead, instant models) | {:.0} ms |",
+        wall / f64::from(ROUNDS)
+    );
+    println!("| model calls per run | {calls} |");
+    println!("| peak RSS | {rss:.1} MiB |");
+}
