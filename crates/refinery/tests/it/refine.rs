@@ -1232,3 +1232,130 @@ async fn the_time_budget_stops_a_slow_round_and_a_backend_error_says_how_to_resu
     assert!(stderr.contains("refinery refine --resume "), "{stderr}");
     assert!(stderr.contains("builder"), "{stderr}");
 }
+
+/// `refinery refine` with codex, gemini or copilot as the builder (each a fresh process,
+/// pointed at the fake through its own settings) and an API model as the evaluator.
+async fn refine_with_cli_builder(name: refinery_testkit::agent_cli::AgentCliName) {
+    use refinery_testkit::agent_cli::{self, AgentCliName};
+    let Some(program) = agent_cli::require_agent_cli(name) else {
+        return;
+    };
+    let server = FakeModelServer::start().await.unwrap();
+    let context = TestContext::new().unwrap();
+    let mut env = match name {
+        AgentCliName::Codex => agent_cli::codex_env(&context, &server, &program).unwrap(),
+        AgentCliName::Gemini => agent_cli::gemini_env(&context, &server, &program).unwrap(),
+        AgentCliName::Copilot => agent_cli::copilot_env(&context, &server, &program),
+        AgentCliName::Claude => agent_cli::claude_env(&context, &server, &program),
+    };
+    env.insert("ANTHROPIC_BASE_URL".to_owned(), server.url());
+    env.insert(
+        "ANTHROPIC_API_KEY".to_owned(),
+        "sk-ant-refine-test-0001".to_owned(),
+    );
+    env.insert(
+        "GIT_CEILING_DIRECTORIES".to_owned(),
+        context.root().display().to_string(),
+    );
+    let page = context.project().join("index.html");
+    let (tool, input) = match name {
+        AgentCliName::Codex => (
+            "exec_command",
+            json!({"cmd": "printf '<h1>VERSION-2</h1>' > index.html"}),
+        ),
+        AgentCliName::Copilot => (
+            "create",
+            json!({"path": page, "file_text": "<h1>VERSION-2</h1>"}),
+        ),
+        AgentCliName::Gemini | AgentCliName::Claude => (
+            "write_file",
+            json!({"file_path": page, "content": "<h1>VERSION-2</h1>"}),
+        ),
+    };
+    server.route(move |request| {
+        Some(match role(request) {
+            "builder" if !request.tool_names().iter().any(|offered| offered == tool) => {
+                // The CLI's own side calls (routing, titles, summaries).
+                Reply::text(r#"{"reasoning":"fake","next_speaker":"user","model_choice":"flash"}"#)
+            }
+            "builder" if request.tool_results().is_empty() => Reply::tool_call(tool, input.clone()),
+            "builder" => Reply::text("Wrote index.html"),
+            "evaluator" => Reply::text(score_by_content(request)),
+            "trace" => Reply::text(lessons()),
+            _ => {
+                Reply::text(r#"{"reasoning":"fake","next_speaker":"user","model_choice":"flash"}"#)
+            }
+        })
+    });
+    let builder = match name {
+        AgentCliName::Codex => "codex",
+        AgentCliName::Gemini => "gemini",
+        AgentCliName::Copilot => "copilot",
+        AgentCliName::Claude => "claude",
+    };
+    let project = context.project();
+    let args: Vec<String> = [
+        "refine",
+        "Build a page",
+        "--criteria",
+        CRITERIA,
+        "--builder",
+        builder,
+        "--evaluator",
+        MODEL,
+        "--yes",
+        "--json",
+        "--max-rounds",
+        "1",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(crate::support::BIN)
+            .env_clear()
+            .envs(&env)
+            .current_dir(project)
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{builder}: {}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert_eq!(read(&page), "<h1>VERSION-2</h1>", "{builder}");
+    let events = json_lines(&output.stdout);
+    assert!(
+        events.iter().any(|event| event["event"] == "activity"),
+        "{builder}: no tool activity reported"
+    );
+    // The builder brief reached the CLI with the role prompt in front of it.
+    let builder_requests = requests_of(&server, "builder");
+    assert!(
+        builder_requests
+            .iter()
+            .any(|request| request.body_text().contains("This is the first round")),
+        "{builder}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_codex_cli_builds_against_the_fake() {
+    refine_with_cli_builder(refinery_testkit::agent_cli::AgentCliName::Codex).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_gemini_cli_builds_against_the_fake() {
+    refine_with_cli_builder(refinery_testkit::agent_cli::AgentCliName::Gemini).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_copilot_cli_builds_against_the_fake() {
+    refine_with_cli_builder(refinery_testkit::agent_cli::AgentCliName::Copilot).await;
+}
