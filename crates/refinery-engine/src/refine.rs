@@ -293,6 +293,8 @@ pub enum RefineEvent {
         source: CriteriaSource,
         /// The criteria.
         criteria: Vec<CriterionLine>,
+        /// Advice that did not block the run (a count outside 3–7).
+        warnings: Vec<String>,
     },
     /// A round begins.
     RoundStarted {
@@ -695,6 +697,7 @@ impl Refiner {
             on_event(&RefineEvent::Criteria {
                 source,
                 criteria: lines(&criteria),
+                warnings: criteria_advice(&criteria),
             });
             return Ok(criteria);
         }
@@ -730,6 +733,7 @@ impl Refiner {
         on_event(&RefineEvent::Criteria {
             source: CriteriaSource::Writer,
             criteria: lines(&criteria),
+            warnings: Vec::new(),
         });
         Ok(criteria)
     }
@@ -1583,6 +1587,18 @@ fn terminal(next: &NextStep) -> Option<RunStatus> {
             interrupted_round: None,
         }),
         NextStep::Continue { .. } => None,
+    }
+}
+
+/// What is worth saying about a set of criteria without refusing it.
+fn criteria_advice(criteria: &CriteriaSet) -> Vec<String> {
+    let count = criteria.len();
+    if crate::outputs::CRITERIA_RANGE.contains(&count) {
+        Vec::new()
+    } else {
+        vec![format!(
+            "{count} criteria given; 3 to 7 usually work best (fewer miss failure modes, more dilute every verdict)"
+        )]
     }
 }
 

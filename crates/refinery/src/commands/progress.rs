@@ -94,7 +94,7 @@ impl Progress {
         } else if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg}")
+                ProgressStyle::with_template("{spinner} {msg} · {elapsed}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.enable_steady_tick(Duration::from_millis(120));
@@ -133,8 +133,7 @@ impl Progress {
             }
             let _ = write!(
                 message,
-                " · {} · {} tokens · {}",
-                clock(self.elapsed_ms),
+                " · {} tokens · {}",
                 tokens(self.spend.input_tokens + self.spend.output_tokens),
                 money(self.spend.usd)
             );
@@ -162,7 +161,11 @@ impl Progress {
                 if *resumed { "resuming" } else { "new" },
                 dir.display()
             )),
-            RefineEvent::Criteria { source, criteria } => {
+            RefineEvent::Criteria {
+                source,
+                criteria,
+                warnings,
+            } => {
                 let mut text = format!(
                     "criteria ({}):",
                     match source {
@@ -176,6 +179,9 @@ impl Progress {
                         "\n  {} [{}] {}",
                         criterion.id, criterion.category, criterion.text
                     );
+                }
+                for warning in warnings {
+                    let _ = write!(text, "\n  note: {warning}");
                 }
                 self.say(&text);
             }

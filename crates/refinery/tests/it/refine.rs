@@ -1359,3 +1359,77 @@ async fn the_real_gemini_cli_builds_against_the_fake() {
 async fn the_real_copilot_cli_builds_against_the_fake() {
     refine_with_cli_builder(refinery_testkit::agent_cli::AgentCliName::Copilot).await;
 }
+
+/// On a terminal the run shows a live status line (indicatif) above which the round's lines
+/// scroll. `script` gives the process a pseudo-terminal, as a user's shell would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_gets_a_live_status_line() {
+    if !Path::new("/usr/bin/script").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "script (util-linux) is missing under CI=true"
+        );
+        eprintln!("skipping: /usr/bin/script is not installed");
+        return;
+    }
+    let server = FakeModelServer::start().await.unwrap();
+    // A slow evaluator keeps the status line on screen long enough to be drawn.
+    server.route(|request| {
+        Some(match role(request) {
+            "builder" if request.tool_results().is_empty() => Reply::tool_call(
+                "write_file",
+                json!({"path": "index.html", "content": content_by_round(request)}),
+            ),
+            "builder" => Reply::text("Wrote index.html"),
+            "evaluator" => Reply::text(score_by_content(request))
+                .with_usage(2_000, 0, 500)
+                .delayed(Duration::from_millis(600)),
+            "trace" => Reply::text(lessons()),
+            _ => Reply::text(guard_tie()),
+        })
+    });
+    let run = Run::new(&server);
+    let typescript = run.context.tmp().join("typescript");
+    let command = format!(
+        "{} refine 'Build a page' --criteria \"{CRITERIA}\" --builder {MODEL} --evaluator {MODEL} --yes",
+        crate::support::BIN
+    );
+    let mut env = run.env.clone();
+    env.insert("TERM".to_owned(), "xterm".to_owned());
+    env.remove("NO_COLOR");
+    let project = run.project();
+    let typescript_path = typescript.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("/usr/bin/script")
+            .args(["-q", "-e", "-c", &command])
+            .arg(&typescript_path)
+            .env_clear()
+            .envs(&env)
+            .current_dir(project)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let screen = fs_err::read_to_string(&typescript).unwrap_or_default();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}\n{screen}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(screen.contains("round 1/5"), "{screen}");
+    assert!(
+        screen.contains("scores: E1 9 · E2 8 · E3 9 → converge") || screen.contains("scores: E1 4"),
+        "{screen}"
+    );
+    assert!(screen.contains("Converged after 2 rounds."), "{screen}");
+    // indicatif redraws its line with carriage returns / erase sequences; plain output never
+    // does.
+    assert!(
+        screen.contains("\u{1b}[2K") || screen.contains('\r'),
+        "{screen:?}"
+    );
+}
