@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use refinery_core::fsutil::{LockGuard, read_json, write_json};
 use refinery_core::rounds::{
-    BlindComparisons, LoopLimits, LoopProgress, NextStep, RegressionAction, RoundEvaluation,
-    StopReason, decide_next, regression_action,
+    BlindComparisons, LoopLimits, LoopProgress, NextStep, Preference, RegressionAction,
+    RoundEvaluation, StopReason, decide_next, regression_action,
 };
 use refinery_core::snapshot::take_snapshot;
 use refinery_core::{
@@ -1460,48 +1460,11 @@ impl Refiner {
             }
         }
         let note = |text: &str, folder: &str| format!("(files in `./{folder}/`)\n\n{text}");
-        let parse = |text: &str| {
-            parse_regression_guard(criteria, text).map(|preferences| {
-                let reasoning = crate::outputs::extract_json(text)
-                    .and_then(|value| {
-                        value
-                            .get("reasoning")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_default();
-                (preferences, reasoning)
-            })
-        };
+        let (previous_as_a, current_as_b) = (note(&previous_text, "A"), note(&current_text, "B"));
+        let (current_as_a, previous_as_b) = (note(&current_text, "A"), note(&previous_text, "B"));
         let (previous_first, current_first) = tokio::join!(
-            self.ask_judge(
-                &self.roles.evaluator,
-                Role::RegressionGuard,
-                briefs::regression_guard(
-                    criteria,
-                    &note(&previous_text, "A"),
-                    &note(&current_text, "B")
-                ),
-                schema_for::<RegressionGuardOutput>(),
-                &first_dir,
-                0.5,
-                parse,
-                cancel,
-            ),
-            self.ask_judge(
-                &self.roles.evaluator,
-                Role::RegressionGuard,
-                briefs::regression_guard(
-                    criteria,
-                    &note(&current_text, "A"),
-                    &note(&previous_text, "B")
-                ),
-                schema_for::<RegressionGuardOutput>(),
-                &second_dir,
-                0.5,
-                parse,
-                cancel,
-            ),
+            self.blind_comparison(criteria, &previous_as_a, &current_as_b, &first_dir, cancel),
+            self.blind_comparison(criteria, &current_as_a, &previous_as_b, &second_dir, cancel),
         );
         match (previous_first?, current_first?) {
             (Ok((previous_first, first_reasoning)), Ok((current_first, second_reasoning))) => {
@@ -1519,6 +1482,41 @@ impl Refiner {
             }
             _ => Ok(None),
         }
+    }
+
+    /// One blind comparison: preferences per criterion and the guard's reasoning.
+    async fn blind_comparison(
+        &self,
+        criteria: &CriteriaSet,
+        answer_a: &str,
+        answer_b: &str,
+        workdir: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<Result<(BTreeMap<String, Preference>, String), String>, EngineError> {
+        let parse = |text: &str| {
+            parse_regression_guard(criteria, text).map(|preferences| {
+                let reasoning = crate::outputs::extract_json(text)
+                    .and_then(|value| {
+                        value
+                            .get("reasoning")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default();
+                (preferences, reasoning)
+            })
+        };
+        self.ask_judge(
+            &self.roles.evaluator,
+            Role::RegressionGuard,
+            briefs::regression_guard(criteria, answer_a, answer_b),
+            schema_for::<RegressionGuardOutput>(),
+            workdir,
+            0.5,
+            parse,
+            cancel,
+        )
+        .await
     }
 
     /// The summary of the run as it stands.

@@ -549,13 +549,20 @@ async fn malformed_evaluator_output_fails_closed() {
     assert_eq!(summary(&events)["rounds"][0]["verdict"], "unscored");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
-    let server = FakeModelServer::start().await.unwrap();
-    let hang = Arc::new(Mutex::new(true));
-    let reached = Arc::new(Mutex::new(false));
-    {
-        let (hang, reached) = (hang.clone(), reached.clone());
+/// A fake that answers every role normally but holds round 2's builder call (for two
+/// minutes) until released: the moment a test interrupts a run.
+struct RoundTwoGate {
+    hang: Arc<Mutex<bool>>,
+    reached: Arc<Mutex<bool>>,
+}
+
+impl RoundTwoGate {
+    fn install(server: &FakeModelServer) -> Self {
+        let gate = Self {
+            hang: Arc::new(Mutex::new(true)),
+            reached: Arc::new(Mutex::new(false)),
+        };
+        let (hang, reached) = (gate.hang.clone(), gate.reached.clone());
         let usage = |reply: Reply| reply.with_usage(2_000, 0, 500);
         server.route(move |request| {
             Some(match role(request) {
@@ -576,7 +583,31 @@ async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
                 _ => Reply::status(400),
             })
         });
+        gate
     }
+
+    /// Waits until round 2's builder call is being held.
+    async fn reached(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_mins(1);
+        while !*self.reached.lock().unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round 2 never started"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Lets round 2 through from now on.
+    fn release(&self) {
+        *self.hang.lock().unwrap() = false;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
+    let server = FakeModelServer::start().await.unwrap();
+    let gate = RoundTwoGate::install(&server);
     let run = Run::new(&server);
     let mut child = std::process::Command::new(crate::support::BIN)
         .env_clear()
@@ -598,19 +629,12 @@ async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_mins(1);
-    while !*reached.lock().unwrap() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "round 2 never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gate.reached().await;
     // The round-2 builder has started: half-write the page, then SIGKILL.
     fs_err::write(run.project().join("index.html"), "<h1>HALF-WRITTEN").unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    *hang.lock().unwrap() = false;
+    gate.release();
     let sessions = fs_err::read_dir(run.project().join(".refinery/sessions"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
@@ -926,30 +950,7 @@ async fn bad_setups_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_saves_and_resume_continues() {
     let server = FakeModelServer::start().await.unwrap();
-    let hang = Arc::new(Mutex::new(true));
-    let reached = Arc::new(Mutex::new(false));
-    {
-        let (hang, reached) = (hang.clone(), reached.clone());
-        server.route(move |request| {
-            Some(match role(request) {
-                "builder" if request.tool_results().is_empty() => {
-                    if builder_round(request) == 2 && *hang.lock().unwrap() {
-                        *reached.lock().unwrap() = true;
-                        return Some(Reply::text("never").delayed(Duration::from_mins(2)));
-                    }
-                    Reply::tool_call(
-                        "write_file",
-                        json!({"path": "index.html", "content": content_by_round(request)}),
-                    )
-                }
-                "builder" => Reply::text("Wrote index.html"),
-                "evaluator" => Reply::text(score_by_content(request)),
-                "guard" => Reply::text(guard_tie()),
-                "trace" => Reply::text(lessons()),
-                _ => Reply::status(400),
-            })
-        });
-    }
+    let gate = RoundTwoGate::install(&server);
     let run = Run::new(&server);
     let child = std::process::Command::new(crate::support::BIN)
         .env_clear()
@@ -970,14 +971,7 @@ async fn ctrl_c_stops_saves_and_resume_continues() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_mins(1);
-    while !*reached.lock().unwrap() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "round 2 never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gate.reached().await;
     let started = std::time::Instant::now();
     let interrupt = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -1018,7 +1012,7 @@ async fn ctrl_c_stops_saves_and_resume_continues() {
         json!({"status": "interrupted", "round": 2})
     );
 
-    *hang.lock().unwrap() = false;
+    gate.release();
     let output = run.refinery(&["refine", "--resume", &session]).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(text(&output.stdout).starts_with("Converged after 2 rounds."));
