@@ -120,19 +120,23 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    /// Takes the lock at `path` only if nobody holds it; `Ok(None)` when somebody does.
-    pub fn try_acquire(path: &Path) -> Result<Option<Self>> {
+    fn open(path: &Path) -> Result<std::fs::File> {
         if let Some(parent) = path.parent() {
             fs_err::create_dir_all(parent)?;
         }
-        let file = fs_err::OpenOptions::new()
+        Ok(fs_err::OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(path)?
             .into_parts()
-            .0;
+            .0)
+    }
+
+    /// Takes the lock at `path` only if nobody holds it; `Ok(None)` when somebody does.
+    pub fn try_acquire(path: &Path) -> Result<Option<Self>> {
+        let file = Self::open(path)?;
         match FileExt::try_lock_exclusive(&file) {
             Ok(true) => Ok(Some(Self {
                 file,
@@ -145,17 +149,7 @@ impl LockGuard {
 
     /// Blocks until the lock at `path` is ours.
     pub(crate) fn acquire(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            fs_err::create_dir_all(parent)?;
-        }
-        let file = fs_err::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)?
-            .into_parts()
-            .0;
+        let file = Self::open(path)?;
         file.lock_exclusive()
             .map_err(|source| annotate(&source, "lock", path))?;
         Ok(Self {

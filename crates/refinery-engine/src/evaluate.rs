@@ -8,7 +8,7 @@ use refinery_core::rounds::LoopLimits;
 use refinery_core::{CriteriaSet, SessionSettings, StateDir};
 use refinery_prompts::Role;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -206,17 +206,7 @@ pub async fn evaluate_once(
     };
     match evaluation {
         Ok(evaluation) => {
-            let scores: serde_json::Map<String, Value> = evaluation
-                .scores
-                .iter()
-                .map(|(id, entry)| {
-                    (
-                        id.clone(),
-                        json!({"score": entry.score.get(), "reasoning": entry.reasoning}),
-                    )
-                })
-                .collect();
-            let record = session.submit_checklist(&Value::Object(scores), None, now())?;
+            let record = session.submit_checklist(&evaluation.checklist_scores(), None, now())?;
             let text = render_handoff(&HandoffInput {
                 task: &task,
                 criteria: &criteria,

@@ -204,6 +204,24 @@ pub struct Evaluation {
     pub preserve: Vec<String>,
 }
 
+impl Evaluation {
+    /// The scores in the shape the core's `submit_checklist` takes:
+    /// `{"E1": {"score": 7, "reasoning": "…"}, …}`.
+    pub fn checklist_scores(&self) -> Value {
+        Value::Object(
+            self.scores
+                .iter()
+                .map(|(id, entry)| {
+                    (
+                        id.clone(),
+                        json!({"score": entry.score.get(), "reasoning": entry.reasoning}),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
 /// Parses the round evaluator's reply: every criterion scored 0–10 through the core's strict
 /// rules, each with evidence, spec items only for known criteria with a known impact.
 pub fn parse_evaluator(criteria: &CriteriaSet, text: &str) -> Result<Evaluation> {

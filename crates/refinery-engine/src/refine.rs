@@ -1014,19 +1014,9 @@ impl Refiner {
         if let Some(value) = &file.evaluation {
             {
                 let evaluation = parse_evaluator(criteria, &value.to_string())?;
-                let scores: serde_json::Map<String, Value> = evaluation
-                    .scores
-                    .iter()
-                    .map(|(id, entry)| {
-                        (
-                            id.clone(),
-                            json!({"score": entry.score.get(), "reasoning": entry.reasoning}),
-                        )
-                    })
-                    .collect();
-                let record = self
-                    .session
-                    .submit_checklist(&Value::Object(scores), None, now())?;
+                let record =
+                    self.session
+                        .submit_checklist(&evaluation.checklist_scores(), None, now())?;
                 on_event(&RefineEvent::Scored {
                     round,
                     scores: record

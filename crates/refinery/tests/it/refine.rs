@@ -196,6 +196,30 @@ impl Run {
         .unwrap()
     }
 
+    /// `refinery refine "Build a page"` with the standard criteria, in the background, its
+    /// output piped.
+    fn spawn_refine(&self) -> std::process::Child {
+        std::process::Command::new(crate::support::BIN)
+            .env_clear()
+            .envs(&self.env)
+            .current_dir(self.project())
+            .args([
+                "refine",
+                "Build a page",
+                "--criteria",
+                CRITERIA,
+                "--builder",
+                MODEL,
+                "--evaluator",
+                MODEL,
+                "--yes",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     async fn refine(&self, extra: &[&str]) -> (Output, Vec<Value>) {
         let mut args = vec![
             "refine",
@@ -609,26 +633,7 @@ async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
     let server = FakeModelServer::start().await.unwrap();
     let gate = RoundTwoGate::install(&server);
     let run = Run::new(&server);
-    let mut child = std::process::Command::new(crate::support::BIN)
-        .env_clear()
-        .envs(&run.env)
-        .current_dir(run.project())
-        .args([
-            "refine",
-            "Build a page",
-            "--criteria",
-            CRITERIA,
-            "--builder",
-            MODEL,
-            "--evaluator",
-            MODEL,
-            "--yes",
-            "--json",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = run.spawn_refine();
     gate.reached().await;
     // The round-2 builder has started: half-write the page, then SIGKILL.
     fs_err::write(run.project().join("index.html"), "<h1>HALF-WRITTEN").unwrap();
@@ -952,25 +957,7 @@ async fn ctrl_c_stops_saves_and_resume_continues() {
     let server = FakeModelServer::start().await.unwrap();
     let gate = RoundTwoGate::install(&server);
     let run = Run::new(&server);
-    let child = std::process::Command::new(crate::support::BIN)
-        .env_clear()
-        .envs(&run.env)
-        .current_dir(run.project())
-        .args([
-            "refine",
-            "Build a page",
-            "--criteria",
-            CRITERIA,
-            "--builder",
-            MODEL,
-            "--evaluator",
-            MODEL,
-            "--yes",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = run.spawn_refine();
     gate.reached().await;
     let started = std::time::Instant::now();
     let interrupt = std::process::Command::new("kill")
