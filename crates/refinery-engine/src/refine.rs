@@ -163,6 +163,9 @@ pub struct RoundSummary {
     /// What the regression guard did.
     #[serde(default)]
     pub regression: Option<RegressionReport>,
+    /// The builder's run, counted (tool calls, errors, repeats, tokens, time).
+    #[serde(default)]
+    pub trace: TraceStats,
     /// What the loop decided after the round.
     pub next: NextStep,
     /// Totals after the round.
@@ -1074,6 +1077,7 @@ impl Refiner {
             verify_passed: (!file.verify.is_empty())
                 .then(|| file.verify.iter().all(|result| result.passed)),
             regression: file.regression.clone(),
+            trace: file.trace.clone(),
             next: NextStep::Continue {
                 change_approach_for: Vec::new(),
             },
