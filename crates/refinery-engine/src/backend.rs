@@ -167,6 +167,24 @@ impl Backend {
         matches!(self.kind, Kind::Agent(_))
     }
 
+    /// How this backend should be shown a deliverable.
+    pub fn view(&self) -> crate::pack::View {
+        if self.reads_files() {
+            crate::pack::View::Listing
+        } else {
+            crate::pack::View::Contents
+        }
+    }
+
+    /// What a judge is told about where the files are.
+    pub(crate) fn files_note(&self) -> &'static str {
+        if self.reads_files() {
+            "The deliverable's files are in the current folder (a copy: changes you make there are discarded). Open, run and measure them yourself; they are listed below."
+        } else {
+            "The deliverable's files and their contents follow."
+        }
+    }
+
     /// Why a cost budget cannot be enforced with this backend, if it cannot.
     pub fn budget_problem(&self) -> Option<String> {
         match &self.kind {

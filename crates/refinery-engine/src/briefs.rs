@@ -140,7 +140,7 @@ pub fn repair(
     previous: &str,
 ) -> String {
     format!(
-        "# Repair a regression\n\nYou work in the current folder (the workspace). This round's changes made the deliverable worse than the previous version on {} (judged blind, in both orders). Restore what was lost on those criteria while keeping this round's real improvements.\n\n## Task\n\n{}\n\n## Criteria\n\n{}\n## What the comparison found\n\n{}\n\n## The previous version\n\n{}\n\nReply with a short summary of the repair.\n",
+        "# Repair a regression\n\nYou work in the current folder (the workspace). This round's changes made the deliverable worse than the previous version on {} (judged blind, in both orders). Restore what was lost on those criteria while keeping this round's real improvements.\n\n## Task\n\n{}\n\n## Criteria\n\n{}\n## What the comparison found\n\n{}\n\n## The previous version of the files this round changed\n\n{}\n\nReply with a short summary of the repair.\n",
         regressed.join(", "),
         task.trim(),
         criteria_block(criteria),

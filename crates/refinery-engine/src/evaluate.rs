@@ -134,7 +134,12 @@ pub async fn evaluate_once(
                 .join(", ")
         )
     });
-    let deliverable = pack::render(&store.objects(), &submission.files, &env.scrubber);
+    let deliverable = pack::render_view(
+        evaluator.view(),
+        &store.objects(),
+        &submission.files,
+        &env.scrubber,
+    );
     let judge_dir = tempfile::Builder::new()
         .prefix("refinery-judge-")
         .tempdir()?;
@@ -175,7 +180,7 @@ pub async fn evaluate_once(
         criteria: &criteria,
         round: 1,
         deliverable: &deliverable,
-        files_note: "The deliverable's files are in the current folder (a copy: changes you make there are discarded). Their contents follow.",
+        files_note: evaluator.files_note(),
         verify: &[],
         previous: None,
     });

@@ -48,8 +48,31 @@ impl Scrubber {
     }
 }
 
-/// Renders `entries` as a listing followed by the contents of the text files.
-pub fn render(store: &ObjectStore, entries: &[ManifestEntry], scrubber: &Scrubber) -> String {
+/// How a model gets to see a deliverable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// The file list only: the model has the files on disk (an agent CLI) and opens them
+    /// itself. Also keeps briefs small enough for CLIs that take the prompt as one argument
+    /// (Linux caps a single argument at 128 KiB).
+    Listing,
+    /// The file list and the text of the files, up to a total size.
+    Contents,
+}
+
+/// Renders `entries` for `view`.
+pub fn render_view(
+    view: View,
+    store: &ObjectStore,
+    entries: &[ManifestEntry],
+    scrubber: &Scrubber,
+) -> String {
+    match view {
+        View::Listing => listing(entries),
+        View::Contents => render(store, entries, scrubber),
+    }
+}
+
+fn listing(entries: &[ManifestEntry]) -> String {
     let mut out = String::new();
     if entries.is_empty() {
         out.push_str("(the deliverable has no files)\n");
@@ -58,6 +81,25 @@ pub fn render(store: &ObjectStore, entries: &[ManifestEntry], scrubber: &Scrubbe
     out.push_str("Files:\n");
     for entry in entries {
         let _ = writeln!(out, "- {} ({} bytes)", entry.path, entry.size);
+    }
+    out
+}
+
+/// Renders `entries` as a listing followed by the contents of the text files.
+pub fn render(store: &ObjectStore, entries: &[ManifestEntry], scrubber: &Scrubber) -> String {
+    render_limited(store, entries, scrubber, TOTAL_LIMIT)
+}
+
+/// [`render`] with a smaller total for the file contents.
+pub fn render_limited(
+    store: &ObjectStore,
+    entries: &[ManifestEntry],
+    scrubber: &Scrubber,
+    total_limit: usize,
+) -> String {
+    let mut out = listing(entries);
+    if entries.is_empty() {
+        return out;
     }
     let mut shown = 0usize;
     for entry in entries {
@@ -73,7 +115,7 @@ pub fn render(store: &ObjectStore, entries: &[ManifestEntry], scrubber: &Scrubbe
             );
             continue;
         }
-        if shown >= TOTAL_LIMIT {
+        if shown >= total_limit {
             out.push_str("[not shown: the deliverable is over the size shown to judges]\n");
             continue;
         }

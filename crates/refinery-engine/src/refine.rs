@@ -55,6 +55,8 @@ const HANDOFF_FILE: &str = "handoff.md";
 const LEARNINGS_FILE: &str = "learnings.md";
 /// How many times a judge is asked before its output counts as unusable.
 pub(crate) const JUDGE_ATTEMPTS: u32 = 2;
+/// Most text of the previous version put in a repair brief.
+const REPAIR_PACK_LIMIT: usize = 64 * 1024;
 
 /// What to refine and within which limits.
 #[derive(Clone, Debug)]
@@ -817,7 +819,12 @@ impl Refiner {
         )?;
         Ok(WorkspacePack {
             entries_empty: snapshot.entries.is_empty(),
-            text: pack::render(&self.store.objects(), &snapshot.entries, &self.env.scrubber),
+            text: pack::render_view(
+                self.roles.evaluator.view(),
+                &self.store.objects(),
+                &snapshot.entries,
+                &self.env.scrubber,
+            ),
         })
     }
 
@@ -942,8 +949,12 @@ impl Refiner {
             phase: Phase::Evaluate,
         });
         file.trace = trace::stats(&builder_events, builder_time);
-        let deliverable =
-            pack::render(&self.store.objects(), &submission.files, &self.env.scrubber);
+        let deliverable = pack::render_view(
+            self.roles.evaluator.view(),
+            &self.store.objects(),
+            &submission.files,
+            &self.env.scrubber,
+        );
         let judge_dir = tempfile::Builder::new()
             .prefix("refinery-judge-")
             .tempdir()?;
@@ -960,7 +971,7 @@ impl Refiner {
             criteria,
             round,
             deliverable: &deliverable,
-            files_note: "The deliverable's files are in the current folder (a copy: changes you make there are discarded). Their contents follow.",
+            files_note: self.roles.evaluator.files_note(),
             verify: &file.verify,
             previous: previous.as_deref(),
         });
@@ -1366,8 +1377,7 @@ impl Refiner {
                     round,
                     phase: Phase::Repair,
                 });
-                let previous_text =
-                    pack::render(&self.store.objects(), &previous, &self.env.scrubber);
+                let previous_text = self.changed_since(&previous)?;
                 let prompt = briefs::repair(
                     &self.record.task,
                     criteria,
@@ -1434,8 +1444,9 @@ impl Refiner {
             &[".".to_owned()],
         )?;
         let objects = self.store.objects();
-        let previous_text = pack::render(&objects, previous, &self.env.scrubber);
-        let current_text = pack::render(&objects, &current.entries, &self.env.scrubber);
+        let view = self.roles.evaluator.view();
+        let previous_text = pack::render_view(view, &objects, previous, &self.env.scrubber);
+        let current_text = pack::render_view(view, &objects, &current.entries, &self.env.scrubber);
         let dir = tempfile::Builder::new()
             .prefix("refinery-guard-")
             .tempdir()?;
@@ -1453,7 +1464,11 @@ impl Refiner {
                 refinery_core::snapshot::restore(&objects, b, &folder.join("B"))?;
             }
         }
-        let note = |text: &str, folder: &str| format!("(files in `./{folder}/`)\n\n{text}");
+        // Agent-CLI judges open the files in ./A and ./B; API judges read them here.
+        let note = |text: &str, folder: &str| match view {
+            pack::View::Listing => format!("(files in `./{folder}/`)\n\n{text}"),
+            pack::View::Contents => text.to_owned(),
+        };
         let (previous_as_a, current_as_b) = (note(&previous_text, "A"), note(&current_text, "B"));
         let (current_as_a, previous_as_b) = (note(&current_text, "A"), note(&previous_text, "B"));
         let (previous_first, current_first) = tokio::join!(
@@ -1476,6 +1491,36 @@ impl Refiner {
             }
             _ => Ok(None),
         }
+    }
+
+    /// The previous version of the files this round changed or deleted, for a repair brief:
+    /// what the builder needs to restore, bounded so any CLI can take it as an argument.
+    fn changed_since(&self, previous: &[ManifestEntry]) -> Result<String, EngineError> {
+        let current = take_snapshot(
+            &self.store.objects(),
+            self.store.workspace(),
+            &[self.store.root().to_path_buf()],
+            &[".".to_owned()],
+        )?;
+        let now: BTreeMap<&str, &str> = current
+            .entries
+            .iter()
+            .map(|entry| (entry.path.as_str(), entry.hash.as_str()))
+            .collect();
+        let changed: Vec<ManifestEntry> = previous
+            .iter()
+            .filter(|entry| now.get(entry.path.as_str()) != Some(&entry.hash.as_str()))
+            .cloned()
+            .collect();
+        if changed.is_empty() {
+            return Ok("(no file of the previous version was changed or deleted)".to_owned());
+        }
+        Ok(pack::render_limited(
+            &self.store.objects(),
+            &changed,
+            &self.env.scrubber,
+            REPAIR_PACK_LIMIT,
+        ))
     }
 
     /// One blind comparison: preferences per criterion and the guard's reasoning.

@@ -1089,6 +1089,13 @@ async fn the_real_claude_cli_builds_and_judges_against_the_fake() {
             };
         }
         if text.contains("# Role: round evaluator") {
+            // An agent-CLI judge gets the file list and opens the files itself, in its copy.
+            if turn == 0 {
+                return crate::claude_code::tool(
+                    "Bash",
+                    json!({"command": "cat index.html", "description": "read the page"}),
+                );
+            }
             let scores = if text.contains("VERSION-2") { [9, 8, 9] } else { [4, 6, 8] };
             return crate::claude_code::text(&evaluation(scores, "The hero is generic."));
         }
@@ -1158,6 +1165,15 @@ async fn the_real_claude_cli_builds_and_judges_against_the_fake() {
         .filter(|message| message["role"] == "assistant")
         .count();
     assert_eq!(assistant_turns, 0);
+    // The claude judge was given the file list, not the files: it opened them in its copy.
+    let judge_first = harness
+        .server
+        .model_requests()
+        .into_iter()
+        .find(|request| request.body_text().contains("# Role: round evaluator"))
+        .unwrap();
+    assert!(judge_first.body_text().contains("- index.html ("));
+    assert!(!judge_first.body_text().contains("===== index.html ====="));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
