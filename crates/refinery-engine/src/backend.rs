@@ -22,12 +22,12 @@ use crate::meter::Meter;
 use crate::pack::Scrubber;
 use crate::tools::Workspace;
 
-/// A backend as the user names it: `claude`, `codex`, `gemini`, `copilot`, or
-/// `provider/model`.
+/// A backend as the user names it: `claude`, `codex`, `gemini`, `copilot` (optionally with
+/// a model: `claude:claude-opus-4-5`), or `provider/model`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendSpec {
-    /// A headless agent CLI.
-    Agent(AgentCli),
+    /// A headless agent CLI, with the model to ask it for (else its default).
+    Agent(AgentCli, Option<String>),
     /// An API model, `provider/model`.
     Model(String),
 }
@@ -37,14 +37,26 @@ impl FromStr for BackendSpec {
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         let name = raw.trim();
-        if let Some(cli) = AgentCli::ALL.into_iter().find(|cli| cli.program() == name) {
-            return Ok(BackendSpec::Agent(cli));
+        let (program, model) = match name.split_once(':') {
+            Some((program, model)) => (program, Some(model.trim())),
+            None => (name, None),
+        };
+        if let Some(cli) = AgentCli::ALL
+            .into_iter()
+            .find(|cli| cli.program() == program)
+        {
+            return match model {
+                Some("") => Err(format!(
+                    "`{raw}` names no model after the colon; write {program}:<model> or just {program}"
+                )),
+                model => Ok(BackendSpec::Agent(cli, model.map(str::to_owned))),
+            };
         }
         if name.contains('/') && !name.starts_with('/') && !name.ends_with('/') {
             return Ok(BackendSpec::Model(name.to_owned()));
         }
         Err(format!(
-            "`{raw}` is not a backend; use claude, codex, gemini, copilot, or provider/model (for example anthropic/claude-sonnet-4-5)"
+            "`{raw}` is not a backend; use claude, codex, gemini or copilot (optionally cli:model), or provider/model (for example anthropic/claude-sonnet-4-5)"
         ))
     }
 }
@@ -52,7 +64,8 @@ impl FromStr for BackendSpec {
 impl fmt::Display for BackendSpec {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BackendSpec::Agent(cli) => formatter.write_str(cli.program()),
+            BackendSpec::Agent(cli, None) => formatter.write_str(cli.program()),
+            BackendSpec::Agent(cli, Some(model)) => write!(formatter, "{}:{model}", cli.program()),
             BackendSpec::Model(name) => formatter.write_str(name),
         }
     }
@@ -143,7 +156,7 @@ impl Backend {
     /// An agent CLI backend.
     pub fn agent(setup: AgentSetup) -> Self {
         Self {
-            spec: BackendSpec::Agent(setup.cli),
+            spec: BackendSpec::Agent(setup.cli, setup.model.clone()),
             kind: Kind::Agent(setup),
         }
     }
@@ -553,8 +566,15 @@ mod tests {
     fn backend_names_parse() {
         assert_eq!(
             "claude".parse::<BackendSpec>(),
-            Ok(BackendSpec::Agent(AgentCli::Claude))
+            Ok(BackendSpec::Agent(AgentCli::Claude, None))
         );
+        let with_model = "codex:gpt-5-codex".parse::<BackendSpec>().unwrap();
+        assert_eq!(
+            with_model,
+            BackendSpec::Agent(AgentCli::Codex, Some("gpt-5-codex".to_owned()))
+        );
+        assert_eq!(with_model.to_string(), "codex:gpt-5-codex");
+        assert!("claude:".parse::<BackendSpec>().is_err());
         assert_eq!(
             "openrouter/meta/llama".parse::<BackendSpec>(),
             Ok(BackendSpec::Model("openrouter/meta/llama".to_owned()))

@@ -132,8 +132,8 @@ struct CriteriaArgs {
 
 #[derive(Debug, Args)]
 struct BackendArgs {
-    /// Who builds: claude, codex, gemini, copilot or provider/model [default: the first
-    /// usable one `refinery doctor` finds].
+    /// Who builds: claude, codex, gemini, copilot (optionally cli:model) or provider/model
+    /// [default: the first usable one `refinery doctor` finds].
     #[arg(long, value_name = "BACKEND")]
     builder: Option<String>,
     /// Who judges, writes criteria and reviews traces [default: as --builder].
@@ -317,7 +317,7 @@ impl Machine {
     fn open(&self, name: &str) -> anyhow::Result<Backend> {
         let spec: BackendSpec = name.parse().map_err(anyhow::Error::msg)?;
         match spec {
-            BackendSpec::Agent(cli) => {
+            BackendSpec::Agent(cli, model) => {
                 let report = doctor::quick_report(&DoctorOptions {
                     env: self.env.clone(),
                     project_dir: self.workspace.clone(),
@@ -341,7 +341,7 @@ impl Machine {
                 Ok(Backend::agent(AgentSetup {
                     cli,
                     program: Some(program),
-                    model: None,
+                    model,
                     env: self.env.clone(),
                 }))
             }

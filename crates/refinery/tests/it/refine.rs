@@ -1115,7 +1115,7 @@ async fn the_real_claude_cli_builds_and_judges_against_the_fake() {
             "--criteria",
             CRITERIA,
             "--builder",
-            "claude",
+            "claude:claude-sonnet-4-5-refinery",
             "--evaluator",
             "claude",
             "--yes",
@@ -1165,6 +1165,18 @@ async fn the_real_claude_cli_builds_and_judges_against_the_fake() {
         .filter(|message| message["role"] == "assistant")
         .count();
     assert_eq!(assistant_turns, 0);
+    // `claude:<model>` reached Claude Code as its model; the judge used the CLI's default.
+    let models: std::collections::BTreeSet<String> = harness
+        .server
+        .model_requests()
+        .iter()
+        .filter(|request| request.body_text().contains("# Role: builder"))
+        .map(RecordedRequest::model)
+        .collect();
+    assert_eq!(
+        models.into_iter().collect::<Vec<_>>(),
+        ["claude-sonnet-4-5-refinery"]
+    );
     // The claude judge was given the file list, not the files: it opened them in its copy.
     let judge_first = harness
         .server
