@@ -284,6 +284,18 @@ pub struct ChecklistOutcome {
     pub plateaued_criteria: Vec<Plateau>,
 }
 
+/// One criterion's score from a panel of judges who scored blind: the lower median.
+///
+/// The median keeps one outlier (a lenient or a hostile judge) from deciding alone; taking the
+/// lower of the two middle scores keeps an even panel conservative, so two judges converge only
+/// when both would. `None` for an empty panel.
+pub fn panel_score(scores: &[u8]) -> Option<u8> {
+    let mut sorted = scores.to_vec();
+    sorted.sort_unstable();
+    let middle = sorted.len().checked_sub(1)? / 2;
+    sorted.get(middle).copied()
+}
+
 /// How many earlier rounds plateau detection looks back over.
 pub const PLATEAU_WINDOW: usize = 2;
 
@@ -423,6 +435,27 @@ fn explain(
                 " NEXT STEP: call propose_improvements (also named draft_approach) with at least one concrete plan per failing criterion, one of them structural or transformative.",
             );
             text
+        }
+    }
+}
+
+#[cfg(test)]
+mod panel_tests {
+    use super::panel_score;
+
+    #[test]
+    fn panels_take_the_lower_median() {
+        let cases: [(&[u8], Option<u8>); 7] = [
+            (&[], None),
+            (&[7], Some(7)),
+            (&[9, 5], Some(5)),
+            (&[5, 9, 8], Some(8)),
+            (&[10, 2, 9], Some(9)),
+            (&[7, 7, 6, 9], Some(7)),
+            (&[3, 10, 10, 10], Some(10)),
+        ];
+        for (scores, expected) in cases {
+            assert_eq!(panel_score(scores), expected, "{scores:?}");
         }
     }
 }

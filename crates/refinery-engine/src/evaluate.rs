@@ -72,16 +72,21 @@ pub struct EvaluateReport {
     pub spend: Spend,
 }
 
-/// Runs one evaluation of `config.paths` with `evaluator`.
+/// Runs one evaluation of `config.paths` with `evaluator` (which also writes the criteria when
+/// none were given) and the further judges of `panel`, all blind to each other; the core
+/// combines their scores.
 pub async fn evaluate_once(
     store: StateDir,
     config: EvaluateConfig,
     evaluator: Backend,
+    panel: Vec<Backend>,
     env: Environment,
     cancel: &CancellationToken,
 ) -> Result<EvaluateReport, EngineError> {
     if config.cost_budget_usd.is_some()
-        && let Some(problem) = evaluator.budget_problem()
+        && let Some(problem) = std::iter::once(&evaluator)
+            .chain(&panel)
+            .find_map(Backend::budget_problem)
     {
         return Err(EngineError::Setup(problem));
     }
@@ -143,7 +148,10 @@ pub async fn evaluate_once(
     let judge_dir = tempfile::Builder::new()
         .prefix("refinery-judge-")
         .tempdir()?;
-    if evaluator.reads_files() {
+    if std::iter::once(&evaluator)
+        .chain(&panel)
+        .any(Backend::reads_files)
+    {
         refinery_core::snapshot::restore(&store.objects(), &submission.files, judge_dir.path())?;
     }
     let call = |role: Role, schema: Value| JudgeCall {
@@ -175,22 +183,65 @@ pub async fn evaluate_once(
         (criteria, CriteriaSource::Writer)
     };
     session.register_criteria(&criteria, now())?;
-    let prompt = briefs::evaluator(&EvaluatorBrief {
-        task: &task,
-        criteria: &criteria,
-        round: 1,
-        deliverable: &deliverable,
-        files_note: evaluator.files_note(),
-        verify: &[],
-        previous: None,
-    });
-    let evaluation = ask_judge(
-        &call(Role::RoundEvaluator, schema_for::<EvaluatorOutput>()),
-        prompt,
-        |text| parse_evaluator(&criteria, text),
-        cancel,
-    )
-    .await?;
+    let judges: Vec<&Backend> = std::iter::once(&evaluator).chain(&panel).collect();
+    #[allow(clippy::cast_precision_loss, reason = "a handful of judges")]
+    let share = 1.0 / judges.len() as f64;
+    let replies = futures::future::join_all(judges.iter().map(|judge| {
+        let deliverable = pack::render_view(
+            judge.view(),
+            &store.objects(),
+            &submission.files,
+            &env.scrubber,
+        );
+        let prompt = briefs::evaluator(&EvaluatorBrief {
+            task: &task,
+            criteria: &criteria,
+            round: 1,
+            deliverable: &deliverable,
+            files_note: judge.files_note(),
+            verify: &[],
+            previous: None,
+        });
+        let call = JudgeCall {
+            backend: judge,
+            scrubber: &env.scrubber,
+            meter: &meter,
+            timeout: env.call_timeout,
+            role: Role::RoundEvaluator,
+            schema: schema_for::<EvaluatorOutput>(),
+            workdir: judge_dir.path(),
+            budget_share: share,
+        };
+        let criteria = &criteria;
+        async move {
+            ask_judge(
+                &call,
+                prompt,
+                |text| {
+                    parse_evaluator(criteria, text)
+                        .map(|_| crate::outputs::extract_json(text).unwrap_or(Value::Null))
+                },
+                cancel,
+            )
+            .await
+        }
+    }))
+    .await;
+    let mut usable = Vec::new();
+    let mut problems = Vec::new();
+    for (judge, reply) in judges.iter().zip(replies) {
+        match reply? {
+            Ok(value) => usable.push(value),
+            Err(reason) if judges.len() > 1 => problems.push(format!("{}: {reason}", judge.spec())),
+            Err(reason) => problems.push(reason),
+        }
+    }
+    let evaluation = if usable.is_empty() {
+        Err(problems.join("; "))
+    } else {
+        let combined = crate::outputs::combine_evaluations(&usable)?;
+        Ok(parse_evaluator(&criteria, &combined.to_string())?)
+    };
     let report_path = session.dir().join("evaluation.md");
     let spend = meter.spend();
     let mut report = EvaluateReport {

@@ -275,6 +275,98 @@ pub fn parse_evaluator(criteria: &CriteriaSet, text: &str) -> Result<Evaluation>
     })
 }
 
+/// Combines the validated replies of a panel of judges who scored the same round blind.
+///
+/// Each criterion's score is the core's [`checklist::panel_score`] (the lower median); evidence
+/// and reasoning keep every judge's, labelled; critiques are kept side by side; the improvement
+/// specs are merged in judge order without repeats; preserve lists are united. One reply
+/// passes through unchanged. The result has the evaluator's output shape, so it goes through
+/// [`parse_evaluator`] like any single reply.
+pub fn combine_evaluations(replies: &[Value]) -> Result<Value> {
+    const ROLE: &str = "round evaluator";
+    let outputs: Vec<EvaluatorOutput> = replies
+        .iter()
+        .map(|reply| serde_json::from_value(reply.clone()).map_err(|err| shape(ROLE, &err)))
+        .collect::<Result<_>>()?;
+    match outputs.as_slice() {
+        [] => {
+            return Err(OutputError::Contract {
+                role: ROLE,
+                reason: "no usable evaluation to combine".to_owned(),
+            });
+        }
+        [single] => return serde_json::to_value(single).map_err(|err| shape(ROLE, &err)),
+        _ => {}
+    }
+    let label = |index: usize, text: &str| format!("judge {}: {}", index + 1, text.trim());
+    let mut scores = BTreeMap::new();
+    let ids: Vec<&String> = outputs[0].scores.keys().collect();
+    for id in ids {
+        let findings: Vec<(usize, &CriterionFinding)> = outputs
+            .iter()
+            .enumerate()
+            .filter_map(|(index, output)| output.scores.get(id).map(|finding| (index, finding)))
+            .collect();
+        let values: Vec<u8> = findings
+            .iter()
+            .filter_map(|(_, finding)| u8::try_from(finding.score).ok())
+            .collect();
+        let Some(score) = checklist::panel_score(&values) else {
+            continue;
+        };
+        scores.insert(
+            id.clone(),
+            CriterionFinding {
+                score: i64::from(score),
+                evidence: findings
+                    .iter()
+                    .flat_map(|(index, finding)| {
+                        finding.evidence.iter().map(move |item| label(*index, item))
+                    })
+                    .collect(),
+                reasoning: findings
+                    .iter()
+                    .map(|(index, finding)| {
+                        label(
+                            *index,
+                            &format!("{} ({})", finding.reasoning, finding.score),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            },
+        );
+    }
+    let mut improvement_spec: Vec<SpecItem> = Vec::new();
+    let mut preserve: Vec<String> = Vec::new();
+    for output in &outputs {
+        for item in &output.improvement_spec {
+            if !improvement_spec.contains(item) {
+                improvement_spec.push(item.clone());
+            }
+        }
+        for item in &output.preserve {
+            if !preserve.contains(item) {
+                preserve.push(item.clone());
+            }
+        }
+    }
+    let critique = outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, output)| !output.critique.trim().is_empty())
+        .map(|(index, output)| label(index, &output.critique))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    serde_json::to_value(EvaluatorOutput {
+        scores,
+        critique,
+        improvement_spec,
+        preserve,
+    })
+    .map_err(|err| shape(ROLE, &err))
+}
+
 /// The regression guard's reply for one blind comparison.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -356,6 +448,48 @@ pub fn schema_for<T: JsonSchema>() -> Value {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn a_panel_is_combined_with_the_lower_median_and_every_judges_evidence() {
+        let reply = |e1: i64, e2: i64, spec: &str| {
+            json!({
+                "scores": {
+                    "E1": {"score": e1, "evidence": [format!("saw {e1}")], "reasoning": "r"},
+                    "E2": {"score": e2, "evidence": ["x"], "reasoning": "r"}
+                },
+                "critique": format!("critique {e1}"),
+                "improvement_spec": [{"criterion": "E1", "change": spec, "impact": "structural"}],
+                "preserve": ["palette"]
+            })
+        };
+        let single = reply(9, 8, "a");
+        assert_eq!(
+            combine_evaluations(std::slice::from_ref(&single)).unwrap(),
+            single
+        );
+        let combined =
+            combine_evaluations(&[reply(9, 8, "a"), reply(5, 9, "a"), reply(8, 3, "b")]).unwrap();
+        assert_eq!(combined["scores"]["E1"]["score"], 8);
+        assert_eq!(combined["scores"]["E2"]["score"], 8);
+        assert_eq!(
+            combined["scores"]["E1"]["evidence"],
+            json!(["judge 1: saw 9", "judge 2: saw 5", "judge 3: saw 8"])
+        );
+        assert_eq!(combined["improvement_spec"].as_array().unwrap().len(), 2);
+        assert_eq!(combined["preserve"], json!(["palette"]));
+        assert!(
+            combined["critique"]
+                .as_str()
+                .unwrap()
+                .starts_with("judge 1: critique 9")
+        );
+        let two = combine_evaluations(&[reply(9, 9, "a"), reply(6, 9, "a")]).unwrap();
+        assert_eq!(
+            two["scores"]["E1"]["score"], 6,
+            "an even panel converges only if both would"
+        );
+        assert!(combine_evaluations(&[]).is_err());
+    }
 
     fn criteria() -> CriteriaSet {
         CriteriaSet::from_json(&json!([

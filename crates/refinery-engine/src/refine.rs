@@ -82,6 +82,9 @@ pub struct Roles {
     pub builder: Backend,
     /// Writes criteria, judges rounds, guards against regressions, analyzes traces.
     pub evaluator: Backend,
+    /// More judges of each round, in parallel and blind to each other; the core combines their
+    /// scores (the lower median per criterion).
+    pub panel: Vec<Backend>,
 }
 
 /// What the driver supplies about the machine.
@@ -185,6 +188,9 @@ pub struct RunRecord {
     pub builder: String,
     /// The evaluator backend, as named.
     pub evaluator: String,
+    /// Further judges of each round, as named.
+    #[serde(default)]
+    pub panel: Vec<String>,
     /// The caps.
     pub limits: LoopLimits,
     /// `--verify` commands.
@@ -219,11 +225,41 @@ struct RoundFile {
     verify: Vec<VerifyResult>,
     fix_attempted: bool,
     regression: Option<RegressionReport>,
-    /// The evaluator's validated reply.
+    /// The evaluation the round is scored by: the evaluator's validated reply, or the panel's
+    /// replies combined.
     evaluation: Option<Value>,
+    /// Each judge's own reply (or why it was unusable), when there is more than one judge.
+    #[serde(default)]
+    panel: Vec<PanelVerdict>,
     unscored_reason: Option<String>,
     trace: TraceStats,
     lessons: Option<TraceLessons>,
+}
+
+/// One judge's verdict on a round.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PanelVerdict {
+    evaluator: String,
+    reply: Option<Value>,
+    problem: Option<String>,
+}
+
+/// Scores by criterion from a validated evaluator reply.
+fn scores_of(reply: &Value) -> BTreeMap<String, u8> {
+    reply["scores"]
+        .as_object()
+        .map(|scores| {
+            scores
+                .iter()
+                .filter_map(|(id, finding)| {
+                    let score = finding["score"]
+                        .as_u64()
+                        .and_then(|score| u8::try_from(score).ok())?;
+                    Some((id.clone(), score))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A phase of a round, for progress display.
@@ -291,6 +327,8 @@ pub enum RefineEvent {
         builder: String,
         /// Evaluator backend.
         evaluator: String,
+        /// Further judges.
+        panel: Vec<String>,
     },
     /// The criteria in use.
     Criteria {
@@ -357,6 +395,17 @@ pub enum RefineEvent {
         scores: BTreeMap<String, u8>,
         /// The verdict.
         verdict: String,
+    },
+    /// One judge of a panel scored the round (only with more than one judge).
+    Judged {
+        /// The round.
+        round: u32,
+        /// The judge.
+        evaluator: String,
+        /// Its scores, when its reply was usable.
+        scores: Option<BTreeMap<String, u8>>,
+        /// Why its reply was unusable.
+        problem: Option<String>,
     },
     /// The evaluation was unusable; the round counts as iterate.
     Unscored {
@@ -462,7 +511,10 @@ fn take_lock(session: &Session) -> Result<LockGuard, EngineError> {
 
 fn check_budget(limits: &LoopLimits, roles: &Roles) -> Result<(), EngineError> {
     if limits.cost_budget_usd.is_some() {
-        for backend in [&roles.builder, &roles.evaluator] {
+        for backend in [&roles.builder, &roles.evaluator]
+            .into_iter()
+            .chain(&roles.panel)
+        {
             if let Some(problem) = backend.budget_problem() {
                 return Err(EngineError::Setup(problem));
             }
@@ -518,6 +570,11 @@ impl Refiner {
             task: config.task,
             builder: roles.builder.spec().to_string(),
             evaluator: roles.evaluator.spec().to_string(),
+            panel: roles
+                .panel
+                .iter()
+                .map(|judge| judge.spec().to_string())
+                .collect(),
             limits: config.limits,
             verify: config.verify,
             prior_answer: config.prior_answer,
@@ -560,6 +617,11 @@ impl Refiner {
         record.limits = limits;
         record.builder = roles.builder.spec().to_string();
         record.evaluator = roles.evaluator.spec().to_string();
+        record.panel = roles
+            .panel
+            .iter()
+            .map(|judge| judge.spec().to_string())
+            .collect();
         let meter = Meter::new(
             record.limits,
             record.spend,
@@ -618,6 +680,7 @@ impl Refiner {
             resumed: self.resumed,
             builder: self.record.builder.clone(),
             evaluator: self.record.evaluator.clone(),
+            panel: self.record.panel.clone(),
         });
         let outcome = self.drive(cancel, on_event).await;
         let status = match outcome {
@@ -949,16 +1012,13 @@ impl Refiner {
             phase: Phase::Evaluate,
         });
         file.trace = trace::stats(&builder_events, builder_time);
-        let deliverable = pack::render_view(
-            self.roles.evaluator.view(),
-            &self.store.objects(),
-            &submission.files,
-            &self.env.scrubber,
-        );
+        let judges: Vec<&Backend> = std::iter::once(&self.roles.evaluator)
+            .chain(&self.roles.panel)
+            .collect();
         let judge_dir = tempfile::Builder::new()
             .prefix("refinery-judge-")
             .tempdir()?;
-        if self.roles.evaluator.reads_files() {
+        if judges.iter().any(|judge| judge.reads_files()) {
             refinery_core::snapshot::restore(
                 &self.store.objects(),
                 &submission.files,
@@ -966,15 +1026,23 @@ impl Refiner {
             )?;
         }
         let previous = self.previous_scores_note();
-        let evaluator_prompt = briefs::evaluator(&EvaluatorBrief {
-            task: &self.record.task,
-            criteria,
-            round,
-            deliverable: &deliverable,
-            files_note: self.roles.evaluator.files_note(),
-            verify: &file.verify,
-            previous: previous.as_deref(),
-        });
+        let evaluator_prompt = |judge: &Backend| {
+            let deliverable = pack::render_view(
+                judge.view(),
+                &self.store.objects(),
+                &submission.files,
+                &self.env.scrubber,
+            );
+            briefs::evaluator(&EvaluatorBrief {
+                task: &self.record.task,
+                criteria,
+                round,
+                deliverable: &deliverable,
+                files_note: judge.files_note(),
+                verify: &file.verify,
+                previous: previous.as_deref(),
+            })
+        };
         let stats_json = serde_json::to_string_pretty(&file.trace).unwrap_or_default();
         let trace_prompt = briefs::trace_analyzer(
             &self.record.task,
@@ -985,17 +1053,24 @@ impl Refiner {
             parse_evaluator(criteria, text)
                 .map(|_| crate::outputs::extract_json(text).unwrap_or(Value::Null))
         };
-        let (evaluation, lessons) = tokio::join!(
+        // Judges score blind: none sees another's reply, and they share the evaluation's part
+        // of the budget equally.
+        #[allow(clippy::cast_precision_loss, reason = "a handful of judges")]
+        let share = 0.6 / judges.len() as f64;
+        let evaluations = futures::future::join_all(judges.iter().map(|judge| {
             self.ask_judge(
-                &self.roles.evaluator,
+                judge,
                 Role::RoundEvaluator,
-                evaluator_prompt,
+                evaluator_prompt(judge),
                 schema_for::<EvaluatorOutput>(),
                 judge_dir.path(),
-                0.6,
+                share,
                 parse_evaluation,
                 cancel,
-            ),
+            )
+        }));
+        let (evaluations, lessons) = tokio::join!(
+            evaluations,
             self.ask_judge(
                 &self.roles.evaluator,
                 Role::ExecutionTraceAnalyzer,
@@ -1008,9 +1083,45 @@ impl Refiner {
             ),
         );
         self.emit_spend(on_event);
-        match evaluation? {
-            Ok(value) => file.evaluation = Some(value),
-            Err(reason) => file.unscored_reason = Some(reason),
+        let mut usable = Vec::new();
+        let mut problems = Vec::new();
+        for (judge, evaluation) in judges.iter().zip(evaluations) {
+            let verdict = match evaluation? {
+                Ok(value) => {
+                    usable.push(value.clone());
+                    PanelVerdict {
+                        evaluator: judge.spec().to_string(),
+                        reply: Some(value),
+                        problem: None,
+                    }
+                }
+                Err(reason) => {
+                    problems.push(if judges.len() > 1 {
+                        format!("{}: {reason}", judge.spec())
+                    } else {
+                        reason.clone()
+                    });
+                    PanelVerdict {
+                        evaluator: judge.spec().to_string(),
+                        reply: None,
+                        problem: Some(reason),
+                    }
+                }
+            };
+            if judges.len() > 1 {
+                on_event(&RefineEvent::Judged {
+                    round,
+                    evaluator: verdict.evaluator.clone(),
+                    scores: verdict.reply.as_ref().map(scores_of),
+                    problem: verdict.problem.clone(),
+                });
+            }
+            file.panel.push(verdict);
+        }
+        if usable.is_empty() {
+            file.unscored_reason = Some(problems.join("; "));
+        } else {
+            file.evaluation = Some(crate::outputs::combine_evaluations(&usable)?);
         }
         // Lessons are advice; without them the round still counts.
         file.lessons = match lessons {

@@ -156,11 +156,38 @@ impl Progress {
                 resumed,
                 builder,
                 evaluator,
-            } => self.say(&format!(
-                "{} session {session} in {} (builder {builder}, evaluator {evaluator})",
-                if *resumed { "resuming" } else { "new" },
-                dir.display()
-            )),
+                panel,
+            } => {
+                let judges = if panel.is_empty() {
+                    format!("evaluator {evaluator}")
+                } else {
+                    format!("evaluators {evaluator}, {}", panel.join(", "))
+                };
+                self.say(&format!(
+                    "{} session {session} in {} (builder {builder}, {judges})",
+                    if *resumed { "resuming" } else { "new" },
+                    dir.display()
+                ));
+            }
+            RefineEvent::Judged {
+                evaluator,
+                scores,
+                problem,
+                ..
+            } => self.say(&match (scores, problem) {
+                (Some(scores), _) => format!(
+                    "  judge {evaluator}: {}",
+                    scores
+                        .iter()
+                        .map(|(id, score)| format!("{id} {score}"))
+                        .collect::<Vec<_>>()
+                        .join(" · ")
+                ),
+                (None, problem) => format!(
+                    "  judge {evaluator}: unusable ({})",
+                    problem.as_deref().unwrap_or("no reason given")
+                ),
+            }),
             RefineEvent::Criteria {
                 source,
                 criteria,

@@ -97,10 +97,11 @@ pub(crate) struct EvaluateArgs {
     /// What the deliverable is for, so criteria and judgement fit it.
     #[arg(long, value_name = "TEXT")]
     task: Option<String>,
-    /// The backend that judges (and writes criteria): claude, codex, gemini, copilot or
-    /// provider/model [default: the first usable one `refinery doctor` finds].
+    /// The backend that judges (and writes criteria): claude, codex, gemini, copilot
+    /// (optionally cli:model) or provider/model [default: the first usable one `refinery
+    /// doctor` finds]. Repeat it for a panel that scores blind (lower median per criterion).
     #[arg(long, value_name = "BACKEND")]
-    evaluator: Option<String>,
+    evaluator: Vec<String>,
     /// Stop before a call could take the total past this many US dollars.
     #[arg(long, value_name = "USD")]
     cost_budget: Option<f64>,
@@ -136,9 +137,10 @@ struct BackendArgs {
     /// [default: the first usable one `refinery doctor` finds].
     #[arg(long, value_name = "BACKEND")]
     builder: Option<String>,
-    /// Who judges, writes criteria and reviews traces [default: as --builder].
+    /// Who judges, writes criteria and reviews traces [default: as --builder]. Repeat it for
+    /// a panel: every judge scores each round blind, and each criterion gets the lower median.
     #[arg(long, value_name = "BACKEND")]
-    evaluator: Option<String>,
+    evaluator: Vec<String>,
 }
 
 /// Parses `90s`, `20m`, `2h`, `1h30m`, or a plain number of seconds.
@@ -312,6 +314,22 @@ impl Machine {
         bail!(
             "no usable backend: no agent CLI (claude, codex, gemini, copilot) is on PATH and no API key is set. Run `refinery doctor` to see what to install or set, or name one with --builder/--evaluator"
         )
+    }
+
+    /// The builder and the judges: the first judge also writes criteria, runs the regression
+    /// guard and analyzes traces; the others only score rounds.
+    fn roles(&self, builder: &str, judges: &[String]) -> anyhow::Result<Roles> {
+        let Some((first, rest)) = judges.split_first() else {
+            bail!("no evaluator given");
+        };
+        Ok(Roles {
+            builder: self.open(builder)?,
+            evaluator: self.open(first)?,
+            panel: rest
+                .iter()
+                .map(|name| self.open(name))
+                .collect::<anyhow::Result<_>>()?,
+        })
     }
 
     fn open(&self, name: &str) -> anyhow::Result<Backend> {
@@ -527,15 +545,14 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
             .builder
             .clone()
             .unwrap_or(record.builder.clone());
-        let evaluator = args
-            .backends
-            .evaluator
-            .clone()
-            .unwrap_or(record.evaluator.clone());
-        let roles = Roles {
-            builder: machine.open(&builder)?,
-            evaluator: machine.open(&evaluator)?,
+        let judges = if args.backends.evaluator.is_empty() {
+            std::iter::once(record.evaluator.clone())
+                .chain(record.panel.iter().cloned())
+                .collect()
+        } else {
+            args.backends.evaluator.clone()
         };
+        let roles = machine.roles(&builder, &judges)?;
         let limits = limits_from(args, Some(record.limits))?;
         let refiner = Refiner::resume(store, session_id, limits, roles, environment(&machine))?;
         (refiner, Progress::new(args.json, limits.max_rounds))
@@ -550,15 +567,12 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
             Some(name) => name.clone(),
             None => machine.default_backend()?,
         };
-        let evaluator_name = args
-            .backends
-            .evaluator
-            .clone()
-            .unwrap_or_else(|| builder_name.clone());
-        let roles = Roles {
-            builder: machine.open(&builder_name)?,
-            evaluator: machine.open(&evaluator_name)?,
+        let judges = if args.backends.evaluator.is_empty() {
+            vec![builder_name.clone()]
+        } else {
+            args.backends.evaluator.clone()
         };
+        let roles = machine.roles(&builder_name, &judges)?;
         let criteria = args.criteria.load()?;
         let mut prior_answer = None;
         let mut task = target.task.clone();
@@ -697,11 +711,16 @@ fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<Ex
     }
     ensure_git(&workspace, args.yes)?;
     let machine = Machine::load(&workspace)?;
-    let evaluator_name = match &args.evaluator {
-        Some(name) => name.clone(),
-        None => machine.default_backend()?,
+    let judges = if args.evaluator.is_empty() {
+        vec![machine.default_backend()?]
+    } else {
+        args.evaluator.clone()
     };
-    let evaluator = machine.open(&evaluator_name)?;
+    let evaluator = machine.open(&judges[0])?;
+    let panel = judges[1..]
+        .iter()
+        .map(|name| machine.open(name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(budget) = args.cost_budget
         && (!budget.is_finite() || budget <= 0.0)
     {
@@ -723,7 +742,7 @@ fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<Ex
     let report = runtime.block_on(async {
         let cancel = CancellationToken::new();
         cancel_on_ctrl_c(&cancel);
-        refinery_engine::evaluate_once(store, config, evaluator, env, &cancel).await
+        refinery_engine::evaluate_once(store, config, evaluator, panel, env, &cancel).await
     });
     let report = match report {
         Err(refinery_engine::EngineError::Halted(refinery_engine::Halt::Cancelled)) => {

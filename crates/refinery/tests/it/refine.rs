@@ -815,6 +815,31 @@ async fn evaluate_scores_once_and_changes_nothing() {
     assert!(!sent.contains("sk-ant-refine-test-0001") && !sent.contains(&aws_key));
     fs_err::remove_file(run.project().join("notes.txt")).unwrap();
 
+    // A panel: two judges, one evaluation each, combined.
+    let before = requests_of(&server, "evaluator").len();
+    let output = run
+        .refinery(&[
+            "evaluate",
+            "page.html",
+            "--criteria",
+            CRITERIA,
+            "--evaluator",
+            MODEL,
+            "--evaluator",
+            "anthropic/claude-haiku-4-5",
+            "--json",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["scores"], json!({"E1": 9, "E2": 8, "E3": 9}));
+    let panel: Vec<String> = requests_of(&server, "evaluator")[before..]
+        .iter()
+        .map(RecordedRequest::model)
+        .collect();
+    assert_eq!(panel.len(), 2, "{panel:?}");
+    assert!(panel.contains(&"claude-haiku-4-5".to_owned()), "{panel:?}");
+
     // Below the bar: exit 2, and the text report lists what to do next.
     fs_err::write(run.project().join("page.html"), "<h1>Welcome</h1>\n").unwrap();
     let output = run
@@ -1441,4 +1466,87 @@ async fn a_terminal_gets_a_live_status_line() {
         screen.contains("\u{1b}[2K") || screen.contains('\r'),
         "{screen:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panel_of_evaluators_scores_blind_and_the_lower_median_decides() {
+    const STRICT: &str = "anthropic/claude-haiku-4-5";
+    let server = FakeModelServer::start().await.unwrap();
+    server.route(|request| {
+        let body = request.body_text();
+        Some(match role(request) {
+            "builder" if request.tool_results().is_empty() => Reply::tool_call(
+                "write_file",
+                json!({"path": "index.html", "content": content_by_round(request)}),
+            ),
+            "builder" => Reply::text("Wrote index.html"),
+            // The lenient judge passes the page from version 2; the strict one wants version 3
+            // for E2.
+            "evaluator" if request.model() == "claude-haiku-4-5" => {
+                Reply::text(if body.contains("VERSION-3") {
+                    evaluation([9, 9, 9], "Strict judge: fine now.")
+                } else {
+                    evaluation([8, 6, 9], "Strict judge: E2 lacks numbers.")
+                })
+            }
+            "evaluator" => Reply::text(if body.contains("VERSION-1") {
+                evaluation([4, 6, 8], "Lenient judge: weak hero.")
+            } else {
+                evaluation([9, 8, 9], "Lenient judge: strong now.")
+            }),
+            "trace" => Reply::text(lessons()),
+            _ => Reply::text(guard_tie()),
+        })
+    });
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&[
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--evaluator",
+            STRICT,
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 3);
+    // Per criterion the lower median of the two: E1 4→8→9, E2 6→6→8.
+    assert_eq!(summary["score_history"]["E1"], json!([4, 8, 9]));
+    assert_eq!(summary["score_history"]["E2"], json!([6, 6, 8]));
+    let judged: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["event"] == "judged")
+        .collect();
+    assert_eq!(judged.len(), 6);
+    assert_eq!(judged[0]["evaluator"], MODEL);
+    assert_eq!(judged[1]["evaluator"], STRICT);
+    // Blind: neither judge ever saw the other's reply.
+    for request in requests_of(&server, "evaluator") {
+        let body = request.body_text();
+        let other = if request.model() == "claude-haiku-4-5" {
+            "Lenient judge"
+        } else {
+            "Strict judge"
+        };
+        assert!(!body.contains(other), "a judge saw the other's critique");
+    }
+    // Both critiques reach the next builder, labelled.
+    let builders: Vec<RecordedRequest> = requests_of(&server, "builder")
+        .into_iter()
+        .filter(|request| request.tool_results().is_empty())
+        .collect();
+    let second = brief(&builders[1]);
+    assert!(
+        second.contains("judge 1: Lenient judge: weak hero."),
+        "{second}"
+    );
+    assert!(
+        second.contains("judge 2: Strict judge: E2 lacks numbers."),
+        "{second}"
+    );
+    // The panel is remembered for --resume.
+    let session_dir = Path::new(summary["session_dir"].as_str().unwrap());
+    let record: Value = serde_json::from_str(&read(&session_dir.join("run.json"))).unwrap();
+    assert_eq!(record["panel"], json!([STRICT]));
 }
