@@ -567,7 +567,8 @@ impl Refiner {
         };
         let record = RunRecord {
             version: 1,
-            task: config.task,
+            // The task is sent to models and saved; a key pasted into it must be neither.
+            task: env.scrubber.scrub(&config.task),
             builder: roles.builder.spec().to_string(),
             evaluator: roles.evaluator.spec().to_string(),
             panel: roles
@@ -942,7 +943,10 @@ impl Refiner {
             verify: &self.record.verify,
             state_dir: &state_dir,
         });
-        fs_err::write(round_dir.join("builder_prompt.md"), &prompt)?;
+        fs_err::write(
+            round_dir.join("builder_prompt.md"),
+            self.env.scrubber.scrub(&prompt),
+        )?;
         let reply = self
             .build(Role::Builder, prompt, round, cancel, on_event)
             .await?;

@@ -1550,3 +1550,44 @@ async fn a_panel_of_evaluators_scores_blind_and_the_lower_median_decides() {
     let record: Value = serde_json::from_str(&read(&session_dir.join("run.json"))).unwrap();
     assert_eq!(record["panel"], json!([STRICT]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_pasted_into_the_task_reaches_no_model_and_no_file() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, |_| evaluation([5, 5, 5], "Weak.")).install(&server);
+    let run = Run::new(&server);
+    let key = "sk-ant-refine-test-0001";
+    let (output, _) = run
+        .refine(&[
+            &format!("Build a page; our key is {key}"),
+            "--criteria",
+            CRITERIA,
+            "--max-rounds",
+            "1",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    for request in server.model_requests() {
+        assert!(!request.body_text().contains(key), "a model saw the key");
+    }
+    assert!(!text(&output.stdout).contains(key) && !text(&output.stderr).contains(key));
+    let mut stack = vec![run.project().join(".refinery")];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files += 1;
+                let bytes = fs_err::read(&path).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(key),
+                    "{} holds the key",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files > 10, "only {files} state files were checked");
+}
