@@ -432,12 +432,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Cancels `token` on the first Ctrl-C (the engine then stops its processes and saves).
+/// Cancels `token` on the first Ctrl-C (the engine then stops its processes and saves); a
+/// second Ctrl-C exits at once, keeping the state of the last save. Listening for SIGINT
+/// replaces its default action, so without the second case a stuck shutdown could not be
+/// interrupted at all.
 fn cancel_on_ctrl_c(token: &CancellationToken) {
     let token = token.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             token.cancel();
+            output::note("stopping: saving the state (Ctrl-C again to quit at once)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                #[allow(
+                    clippy::exit,
+                    reason = "the user asked twice to stop; the state is as of the last atomic save"
+                )]
+                std::process::exit(130);
+            }
         }
     });
 }
