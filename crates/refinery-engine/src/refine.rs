@@ -852,12 +852,7 @@ impl Refiner {
     /// Makes the workspace hold exactly `target` (files the ignore rules skip are left
     /// alone). What is removed or overwritten is snapshotted to `backup` first.
     fn restore_exact(&self, target: &[ManifestEntry], backup: &Path) -> Result<(), EngineError> {
-        let current = take_snapshot(
-            &self.store.objects(),
-            self.store.workspace(),
-            &[self.store.root().to_path_buf()],
-            &[".".to_owned()],
-        )?;
+        let current = self.snapshot_workspace()?;
         write_json(backup, &current.entries)?;
         let keep: BTreeSet<&str> = target.iter().map(|entry| entry.path.as_str()).collect();
         for entry in &current.entries {
@@ -874,13 +869,18 @@ impl Refiner {
         Ok(())
     }
 
-    fn workspace_pack(&self) -> Result<WorkspacePack, EngineError> {
-        let snapshot = take_snapshot(
+    /// The workspace as it is now, stored in the object store (unchanged files cost nothing).
+    fn snapshot_workspace(&self) -> Result<refinery_core::Snapshot, EngineError> {
+        Ok(take_snapshot(
             &self.store.objects(),
             self.store.workspace(),
             &[self.store.root().to_path_buf()],
             &[".".to_owned()],
-        )?;
+        )?)
+    }
+
+    fn workspace_pack(&self) -> Result<WorkspacePack, EngineError> {
+        let snapshot = self.snapshot_workspace()?;
         Ok(WorkspacePack {
             entries_empty: snapshot.entries.is_empty(),
             text: pack::render_view(
@@ -1552,12 +1552,7 @@ impl Refiner {
         previous: &[ManifestEntry],
         cancel: &CancellationToken,
     ) -> Result<Option<(BlindComparisons, String)>, EngineError> {
-        let current = take_snapshot(
-            &self.store.objects(),
-            self.store.workspace(),
-            &[self.store.root().to_path_buf()],
-            &[".".to_owned()],
-        )?;
+        let current = self.snapshot_workspace()?;
         let objects = self.store.objects();
         let view = self.roles.evaluator.view();
         let previous_text = pack::render_view(view, &objects, previous, &self.env.scrubber);
@@ -1611,12 +1606,7 @@ impl Refiner {
     /// The previous version of the files this round changed or deleted, for a repair brief:
     /// what the builder needs to restore, bounded so any CLI can take it as an argument.
     fn changed_since(&self, previous: &[ManifestEntry]) -> Result<String, EngineError> {
-        let current = take_snapshot(
-            &self.store.objects(),
-            self.store.workspace(),
-            &[self.store.root().to_path_buf()],
-            &[".".to_owned()],
-        )?;
+        let current = self.snapshot_workspace()?;
         let now: BTreeMap<&str, &str> = current
             .entries
             .iter()
