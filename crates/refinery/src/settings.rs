@@ -55,3 +55,19 @@ pub(crate) fn process_env() -> std::collections::BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// Keys from `env` and the `.env` files of the workspace and HOME, registered with the log
+/// redactor so no log line can carry one.
+pub(crate) fn load_credentials(
+    env: &std::collections::BTreeMap<String, String>,
+    workspace: &Path,
+) -> anyhow::Result<refinery_llm::Credentials> {
+    let home = env
+        .get("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from);
+    let credentials = refinery_llm::Credentials::load(env, Some(workspace), home.as_deref())
+        .context("reading keys")?;
+    crate::redact::register(&credentials);
+    Ok(credentials)
+}

@@ -7,15 +7,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use refinery_llm::{
-    CallOptions, ChatModel as _, ChatRequest, ChatResponse, Cost, Credentials, StreamEvent,
-    chat_structured, open_chat_model,
+    CallOptions, ChatModel as _, ChatRequest, ChatResponse, Cost, StreamEvent, chat_structured,
+    open_chat_model,
 };
 use serde_json::json;
 
 use crate::ExitStatus;
 use crate::cli::GlobalArgs;
 use crate::output;
-use crate::settings::{process_env, resolve_workspace};
+use crate::settings::{load_credentials, process_env, resolve_workspace};
 
 #[derive(Debug, Args)]
 pub(crate) struct AskArgs {
@@ -47,13 +47,7 @@ pub(crate) struct AskArgs {
 pub(crate) fn run_main(global: &GlobalArgs, args: &AskArgs) -> anyhow::Result<ExitStatus> {
     let workspace = resolve_workspace(global)?;
     let env = process_env();
-    let home = env
-        .get("HOME")
-        .filter(|home| !home.is_empty())
-        .map(PathBuf::from);
-    let credentials =
-        Credentials::load(&env, Some(&workspace), home.as_deref()).context("reading keys")?;
-    crate::redact::register(&credentials);
+    let credentials = load_credentials(&env, &workspace)?;
     let model = open_chat_model(&args.model, args.base_url.as_deref(), &credentials)?;
     let mut request = ChatRequest::new(args.prompt.clone());
     request.system.clone_from(&args.system);

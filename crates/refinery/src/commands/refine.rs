@@ -31,7 +31,7 @@ use crate::ExitStatus;
 use crate::cli::GlobalArgs;
 use crate::commands::progress::Progress;
 use crate::output;
-use crate::settings::{process_env, resolve_store};
+use crate::settings::{load_credentials, process_env, resolve_store};
 
 /// Model used when an API provider is picked by default (its key is set, no CLI is found).
 const DEFAULT_MODELS: [(Provider, &str); 4] = [
@@ -266,18 +266,28 @@ struct Machine {
 impl Machine {
     fn load(workspace: &Path) -> anyhow::Result<Self> {
         let env = process_env();
-        let home = env
-            .get("HOME")
-            .filter(|home| !home.is_empty())
-            .map(PathBuf::from);
-        let credentials =
-            Credentials::load(&env, Some(workspace), home.as_deref()).context("reading keys")?;
-        crate::redact::register(&credentials);
+        let credentials = load_credentials(&env, workspace)?;
         Ok(Self {
             env,
             credentials,
             workspace: workspace.to_path_buf(),
         })
+    }
+
+    /// What `refinery doctor` would find, without running anything (CLIs looked up on PATH).
+    fn quick_doctor(&self) -> anyhow::Result<doctor::DoctorReport> {
+        Ok(doctor::quick_report(&DoctorOptions {
+            env: self.env.clone(),
+            project_dir: self.workspace.clone(),
+            home_dir: self
+                .env
+                .get("HOME")
+                .filter(|home| !home.is_empty())
+                .map(PathBuf::from),
+            llama_cpp_url: doctor::LLAMA_CPP_URL.to_owned(),
+            ollama_url: doctor::OLLAMA_URL.to_owned(),
+            probe_timeout: Duration::from_secs(5),
+        })?)
     }
 
     fn scrubber(&self) -> Scrubber {
@@ -291,18 +301,7 @@ impl Machine {
     /// The first usable backend: an agent CLI on PATH (they can run what they build), else
     /// an API provider whose key is set.
     fn default_backend(&self) -> anyhow::Result<String> {
-        let report = doctor::quick_report(&DoctorOptions {
-            env: self.env.clone(),
-            project_dir: self.workspace.clone(),
-            home_dir: self
-                .env
-                .get("HOME")
-                .filter(|home| !home.is_empty())
-                .map(PathBuf::from),
-            llama_cpp_url: doctor::LLAMA_CPP_URL.to_owned(),
-            ollama_url: doctor::OLLAMA_URL.to_owned(),
-            probe_timeout: Duration::from_secs(5),
-        })?;
+        let report = self.quick_doctor()?;
         if let Some(cli) = report.agent_clis.iter().find(|status| status.found) {
             return Ok(cli.cli.program().to_owned());
         }
@@ -336,14 +335,7 @@ impl Machine {
         let spec: BackendSpec = name.parse().map_err(anyhow::Error::msg)?;
         match spec {
             BackendSpec::Agent(cli, model) => {
-                let report = doctor::quick_report(&DoctorOptions {
-                    env: self.env.clone(),
-                    project_dir: self.workspace.clone(),
-                    home_dir: None,
-                    llama_cpp_url: doctor::LLAMA_CPP_URL.to_owned(),
-                    ollama_url: doctor::OLLAMA_URL.to_owned(),
-                    probe_timeout: Duration::from_secs(5),
-                })?;
+                let report = self.quick_doctor()?;
                 let found = report
                     .agent_clis
                     .iter()
