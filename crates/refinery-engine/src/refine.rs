@@ -645,11 +645,6 @@ impl Refiner {
         &self.session
     }
 
-    /// The run's record as saved so far.
-    pub fn record(&self) -> &RunRecord {
-        &self.record
-    }
-
     fn save(&mut self) -> Result<(), EngineError> {
         self.record.spend = self.meter.spend();
         self.record.elapsed_ms = millis(self.meter.elapsed());
@@ -723,8 +718,13 @@ impl Refiner {
         self.recover(&criteria)?;
         // A resumed run re-decides after its last round under the limits given now, so a
         // run stopped by max-rounds can be given more rounds.
-        if let Some(last) = self.record.rounds.last().cloned() {
-            let next = self.decide(&last)?;
+        if let Some(last) = self.record.rounds.last() {
+            let outcome = if last.verdict == "unscored" {
+                None
+            } else {
+                self.recorded_outcome(last.round)?
+            };
+            let next = self.decide(last.round, outcome.as_ref());
             if let Some(summary) = self.record.rounds.last_mut() {
                 summary.next = next.clone();
             }
@@ -1175,14 +1175,11 @@ impl Refiner {
         criteria: &CriteriaSet,
         file: &RoundFile,
     ) -> Result<RoundSummary, EngineError> {
-        let history = self.session.history()?;
-        let outcome: Option<ChecklistOutcome> = file.evaluation.as_ref().and_then(|_| {
-            history
-                .iter()
-                .rev()
-                .find(|record| record.outcome.round == round)
-                .map(|record| record.outcome.clone())
-        });
+        let outcome = if file.evaluation.is_some() {
+            self.recorded_outcome(round)?
+        } else {
+            None
+        };
         let mut summary = RoundSummary {
             round,
             scores: outcome
@@ -1209,7 +1206,7 @@ impl Refiner {
             },
             spend: self.meter.spend(),
         };
-        let next = self.decide(&summary)?;
+        let next = self.decide(round, outcome.as_ref());
         if let NextStep::Continue {
             change_approach_for,
         } = &next
@@ -1261,9 +1258,21 @@ impl Refiner {
         Ok(summary)
     }
 
-    fn decide(&self, summary: &RoundSummary) -> Result<NextStep, EngineError> {
+    /// The core's recorded outcome of `round`, if it was scored.
+    fn recorded_outcome(&self, round: u32) -> Result<Option<ChecklistOutcome>, EngineError> {
+        Ok(self
+            .session
+            .history()?
+            .into_iter()
+            .rev()
+            .find(|record| record.outcome.round == round)
+            .map(|record| record.outcome))
+    }
+
+    /// What follows `round`, given its scored outcome (`None`: unscored, counts as iterate).
+    fn decide(&self, round: u32, outcome: Option<&ChecklistOutcome>) -> NextStep {
         let progress = LoopProgress {
-            round: summary.round,
+            round,
             spent_usd: self.meter.spend().usd,
             elapsed: self.meter.elapsed(),
             // The round's own forced change (decided just now) must not count as "already
@@ -1271,32 +1280,10 @@ impl Refiner {
             forced_change_round: self
                 .record
                 .forced_change_round
-                .filter(|forced| *forced < summary.round),
+                .filter(|forced| *forced < round),
         };
-        if summary.verdict == "unscored" {
-            return Ok(decide_next(
-                &self.record.limits,
-                &progress,
-                &RoundEvaluation::Malformed,
-            ));
-        }
-        let history = self.session.history()?;
-        let Some(record) = history
-            .iter()
-            .rev()
-            .find(|record| record.outcome.round == summary.round)
-        else {
-            return Ok(decide_next(
-                &self.record.limits,
-                &progress,
-                &RoundEvaluation::Malformed,
-            ));
-        };
-        Ok(decide_next(
-            &self.record.limits,
-            &progress,
-            &RoundEvaluation::Scored(&record.outcome),
-        ))
+        let evaluation = outcome.map_or(RoundEvaluation::Malformed, RoundEvaluation::Scored);
+        decide_next(&self.record.limits, &progress, &evaluation)
     }
 
     fn previous_scores_note(&self) -> Option<String> {
