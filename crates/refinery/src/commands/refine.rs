@@ -194,8 +194,9 @@ fn parse_criteria_text(raw: &str) -> anyhow::Result<CriteriaSet> {
     let mut index = 0;
     while index < bytes.len() {
         let at_boundary = index == 0 || {
-            let before = text[..index].trim_end();
-            before.is_empty() || before.ends_with([',', ';', '\n'])
+            // Only spaces are skipped: a newline is itself a separator (one criterion a line).
+            let before = text[..index].trim_end_matches([' ', '\t']);
+            before.is_empty() || before.ends_with([',', ';', '\n', '\r'])
         };
         if at_boundary && (bytes[index] == b'E' || bytes[index] == b'e') {
             let digits = text[index + 1..]
@@ -806,6 +807,10 @@ mod tests {
                 ("E3", "Tested on mobile")
             ]
         );
+        let lines =
+            parse_criteria_text("E1: First, with a comma\nE2: Second\r\nE3: Third\n").unwrap();
+        assert_eq!(lines.ids(), ["E1", "E2", "E3"]);
+        assert_eq!(lines.as_slice()[0].text, "First, with a comma");
         assert!(parse_criteria_text("just some text").is_err());
         assert!(parse_criteria_text("E1: , E2: x").is_err());
         assert!(parse_criteria_text("E1: a, E1: b").is_err());

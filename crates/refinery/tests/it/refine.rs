@@ -1591,3 +1591,117 @@ async fn a_key_pasted_into_the_task_reaches_no_model_and_no_file() {
     }
     assert!(files > 10, "only {files} state files were checked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn criteria_files_in_json_or_text_and_their_mistakes() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content).install(&server);
+    let run = Run::new(&server);
+    let json_file = run.context.root().join("criteria.json");
+    fs_err::write(
+        &json_file,
+        json!({"criteria": [
+            {"id": "E1", "text": "States the outcome", "category": "primary", "verify_by": "read the h1"},
+            {"id": "E2", "text": "Numbers back claims"},
+            {"id": "E3", "text": "Loads cleanly", "category": "stretch"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let (output, events) = run
+        .refine(&[
+            "Build a page",
+            "--criteria-file",
+            json_file.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let criteria = events
+        .iter()
+        .find(|event| event["event"] == "criteria")
+        .unwrap();
+    assert_eq!(criteria["source"], "user");
+    assert_eq!(criteria["criteria"][0]["category"], "primary");
+    assert_eq!(criteria["criteria"][2]["category"], "stretch");
+    // The verify_by hint reaches the judge.
+    assert!(brief(&requests_of(&server, "evaluator")[0]).contains("Verify by: read the h1"));
+
+    // Text lines; two criteria is allowed but earns a note.
+    let text_file = run.context.root().join("criteria.txt");
+    fs_err::write(
+        &text_file,
+        "E1: States the outcome\nE2: Numbers back claims\n",
+    )
+    .unwrap();
+    let output = run
+        .refinery(&[
+            "refine",
+            "Build a page",
+            "--criteria-file",
+            text_file.to_str().unwrap(),
+            "--builder",
+            MODEL,
+            "--max-rounds",
+            "1",
+        ])
+        .await;
+    assert!(
+        output.status.code().is_some_and(|code| code != 1),
+        "{}",
+        text(&output.stderr)
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("  E2 [standard] Numbers back claims"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("note: 2 criteria given; 3 to 7 usually work best"),
+        "{stderr}"
+    );
+
+    // Mistakes are named, and nothing runs.
+    let before = server.model_requests().len();
+    let bad_json = run.context.root().join("bad.json");
+    fs_err::write(
+        &bad_json,
+        r#"[{"id": "E1", "text": "a"}, {"id": "E1", "text": "b"}]"#,
+    )
+    .unwrap();
+    for (file, needle) in [
+        (bad_json.to_str().unwrap().to_owned(), "bad.json"),
+        (
+            "/nonexistent/criteria.txt".to_owned(),
+            "reading --criteria-file",
+        ),
+    ] {
+        let output = run
+            .refinery(&[
+                "refine",
+                "Build a page",
+                "--criteria-file",
+                &file,
+                "--builder",
+                MODEL,
+            ])
+            .await;
+        assert_eq!(output.status.code(), Some(1));
+        assert!(
+            text(&output.stderr).contains(needle),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+    let output = run
+        .refinery(&[
+            "refine",
+            "x",
+            "--criteria",
+            "E1: a",
+            "--criteria-file",
+            text_file.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "clap refuses both at once");
+    assert_eq!(server.model_requests().len(), before);
+}
