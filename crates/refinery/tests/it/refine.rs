@@ -1705,3 +1705,63 @@ async fn criteria_files_in_json_or_text_and_their_mistakes() {
     assert_eq!(output.status.code(), Some(2), "clap refuses both at once");
     assert_eq!(server.model_requests().len(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_rounds_holds_back_convergence_and_resume_can_raise_max_rounds() {
+    let server = FakeModelServer::start().await.unwrap();
+    // Every version passes.
+    Script::simple(content_by_round, |_| evaluation([9, 9, 9], "Good.")).install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--min-rounds", "2"])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let rounds = summary(&events)["rounds"].as_array().unwrap().clone();
+    assert_eq!(rounds.len(), 2);
+    assert_eq!(rounds[0]["verdict"], "converge");
+    assert_eq!(
+        rounds[0]["next"],
+        json!({"next": "continue", "change_approach_for": []})
+    );
+
+    // Stopped by --max-rounds 1; resumed with --max-rounds 2, round 2 runs and round 1 does not
+    // run again.
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, |_| evaluation([5, 5, 5], "Weak.")).install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "1"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let session = summary(&events)["session"].as_str().unwrap().to_owned();
+    let output = run
+        .refinery(&[
+            "refine",
+            "--resume",
+            &session,
+            "--max-rounds",
+            "2",
+            "--json",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let events = json_lines(&output.stdout);
+    let resumed = summary(&events);
+    assert_eq!(resumed["rounds"].as_array().unwrap().len(), 2);
+    assert_eq!(resumed["status"]["reason"], "max_rounds");
+    let builds: Vec<u32> = requests_of(&server, "builder")
+        .iter()
+        .filter(|request| request.tool_results().is_empty())
+        .map(builder_round)
+        .collect();
+    assert_eq!(builds, [1, 2]);
+    // Resuming a finished run again does nothing and says how it ended.
+    let output = run.refinery(&["refine", "--resume", &session]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stdout).starts_with("Stopped after 2 finished rounds"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(requests_of(&server, "builder").len(), 4);
+}
