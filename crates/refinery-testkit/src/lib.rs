@@ -8,6 +8,7 @@
 //! - [`TestContext`]: a throwaway HOME, project folder, state dir and TMPDIR.
 //! - [`agent_cli`]: find the real agent CLIs and build the environment that points each of
 //!   them at a fake.
+//! - [`skip`]: the one way a test skips for a missing tool: visibly, and never under `CI=true`.
 //!
 //! It must never listen on, or send to, anything but the loopback address, and never read
 //! or record a real credential.
@@ -16,6 +17,7 @@ pub mod agent_cli;
 mod context;
 mod reply;
 mod server;
+pub mod skip;
 mod wire;
 
 pub use context::TestContext;

@@ -11,10 +11,12 @@ use crate::commands::{
     hook::HookArgs,
     mcp::McpArgs,
     refine::{EvaluateArgs, RefineArgs},
+    report::ReportArgs,
     secrets::SecretsArgs,
     session::SessionArgs,
     tmux::TmuxArgs,
     trace::TraceArgs,
+    watch::WatchArgs,
 };
 
 /// Refinery: make AI-produced work genuinely good, one fresh-context round at a time.
@@ -45,6 +47,11 @@ pub(crate) enum Command {
     Refine(Box<RefineArgs>),
     /// Evaluate a deliverable once against criteria (no rounds, no changes).
     Evaluate(EvaluateArgs),
+    /// Write a session's report: one self-contained HTML file (scores chart, verdicts,
+    /// evidence, costs, diffs between rounds).
+    Report(ReportArgs),
+    /// Follow a running session live until it ends (any driver: refine or the plugin).
+    Watch(WatchArgs),
     /// Serve Refinery's MCP tools over stdio (used by the Claude Code plugin).
     Mcp(McpArgs),
     /// Inspect sessions: criteria, checklist history, rounds.

@@ -587,16 +587,11 @@ fn connected_addresses(trace: &str) -> Vec<String> {
 /// check it reached nothing but the loopback fake: no telemetry, update checks or DNS.
 #[tokio::test]
 async fn agent_clis_connect_only_to_loopback() {
-    let Some(strace) = ["/usr/bin/strace", "/bin/strace"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|path| path.is_file())
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "strace is missing under CI=true (.ci/run installs it)"
-        );
-        eprintln!("skipping: strace not installed (apt-get install strace)");
+    let Some(strace) = refinery_testkit::skip::require_program(
+        "strace",
+        &["/usr/bin/strace", "/bin/strace"],
+        "apt-get install strace",
+    ) else {
         return;
     };
     let scenarios: [(AgentCli, &'static str); 4] = [

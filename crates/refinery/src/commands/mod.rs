@@ -6,10 +6,12 @@ pub(crate) mod hook;
 pub(crate) mod mcp;
 pub(crate) mod progress;
 pub(crate) mod refine;
+pub(crate) mod report;
 pub(crate) mod secrets;
 pub(crate) mod session;
 pub(crate) mod tmux;
 pub(crate) mod trace;
+pub(crate) mod watch;
 
 use crate::ExitStatus;
 use crate::cli::{Cli, Command};
@@ -26,5 +28,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Tmux(args) => tmux::run_main(&args),
         Command::Refine(args) => Ok(refine::run_refine(&cli.global, &args)),
         Command::Evaluate(args) => Ok(refine::run_evaluate(&cli.global, &args)),
+        Command::Report(args) => report::run_main(&cli.global, &args),
+        Command::Watch(args) => watch::run_main(&cli.global, &args),
     }
 }

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
+use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -303,15 +304,27 @@ impl Progress {
         }
     }
 
-    pub(crate) fn summary(&self, summary: &RunSummary) -> anyhow::Result<()> {
+    /// The final summary; `report` is the HTML report written for the run, if any.
+    pub(crate) fn summary(
+        &self,
+        summary: &RunSummary,
+        report: Option<&Path>,
+    ) -> anyhow::Result<()> {
         if let Mode::Json = self.mode {
+            if let Some(path) = report {
+                output::line(&serde_json::json!({"event": "report", "path": path}).to_string())?;
+            }
             let mut value = serde_json::to_value(summary)?;
             if let serde_json::Value::Object(map) = &mut value {
                 map.insert("event".to_owned(), "summary".into());
             }
             return output::line(&serde_json::to_string(&value)?);
         }
-        output::line(&render_summary(summary))
+        let mut text = render_summary(summary);
+        if let Some(path) = report {
+            let _ = write!(text, "\nReport: {}", path.display());
+        }
+        output::line(&text)
     }
 }
 
@@ -397,7 +410,8 @@ fn render_summary(summary: &RunSummary) -> String {
     out
 }
 
-pub(crate) fn print_evaluation(report: &EvaluateReport) -> anyhow::Result<()> {
+/// `html` is the HTML report written for the evaluation, if any.
+pub(crate) fn print_evaluation(report: &EvaluateReport, html: Option<&Path>) -> anyhow::Result<()> {
     let mut out = match &report.unscored_reason {
         Some(reason) => format!("Not scored: the evaluator's output stayed unusable ({reason})."),
         None if report.passed => "Meets the bar: every criterion scored 7 or more.".to_owned(),
@@ -437,5 +451,8 @@ pub(crate) fn print_evaluation(report: &EvaluateReport) -> anyhow::Result<()> {
         report.report_path.display(),
         report.session
     );
+    if let Some(path) = html {
+        let _ = write!(out, "\nHTML report: {}", path.display());
+    }
     output::line(&out)
 }

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ExitStatus;
 use crate::cli::GlobalArgs;
 use crate::commands::progress::Progress;
+use crate::commands::report;
 use crate::output;
 use crate::settings::{load_credentials, process_env, resolve_store};
 
@@ -299,6 +300,15 @@ impl Machine {
         )
     }
 
+    /// The same masking for the report.
+    fn report_scrub(&self) -> refinery_report::Scrub {
+        refinery_report::Scrub::with_known_secrets(
+            self.credentials
+                .exposed_keys()
+                .map(|(_, key)| key.expose().to_owned()),
+        )
+    }
+
     /// The first usable backend: an agent CLI on PATH (they can run what they build), else
     /// an API provider whose key is set.
     fn default_backend(&self) -> anyhow::Result<String> {
@@ -540,7 +550,7 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
         call_timeout: Duration::from_secs(args.call_timeout),
         verify_timeout: Duration::from_secs(args.verify_timeout),
     };
-    let (refiner, progress) = if let Some(session_id) = &args.resume {
+    let (refiner, progress, machine, store) = if let Some(session_id) = &args.resume {
         let store = store_for(global, None)?;
         let (_, record) = refinery_engine::load_run(&store, session_id)?;
         let machine = Machine::load(store.workspace())?;
@@ -558,8 +568,15 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
         };
         let roles = machine.roles(&builder, &judges)?;
         let limits = limits_from(args, Some(record.limits))?;
-        let refiner = Refiner::resume(store, session_id, limits, roles, environment(&machine))?;
-        (refiner, Progress::new(args.json, limits.max_rounds))
+        let refiner = Refiner::resume(
+            store.clone(),
+            session_id,
+            limits,
+            roles,
+            environment(&machine),
+        )?;
+        let progress = Progress::new(args.json, limits.max_rounds);
+        (refiner, progress, machine, store)
     } else {
         let raw = args.target.as_deref().unwrap_or_default();
         let target = read_target(global, raw);
@@ -611,25 +628,39 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
             verify: args.verify.clone(),
             label,
         };
-        let refiner = Refiner::start(store, config, roles, environment(&machine))?;
-        (refiner, Progress::new(args.json, limits.max_rounds))
+        let refiner = Refiner::start(store.clone(), config, roles, environment(&machine))?;
+        let progress = Progress::new(args.json, limits.max_rounds);
+        (refiner, progress, machine, store)
     };
-    let session_id = refiner.session().id().to_string();
+    let session = refiner.session().clone();
+    let session_id = session.id().to_string();
     let runtime = runtime()?;
     let mut progress = progress;
+    // The events also go to the session's progress log, for `refinery watch` and the report.
+    let scrubber = machine.scrubber();
+    let mut log = report::open_progress_log(&session, "refine");
     let summary = runtime.block_on(async {
         let cancel = CancellationToken::new();
         cancel_on_ctrl_c(&cancel);
-        let mut on_event = |event: &refinery_engine::RefineEvent| progress.event(event);
+        let mut on_event = |event: &refinery_engine::RefineEvent| {
+            progress.event(event);
+            if let Some(log) = &mut log {
+                log.append(event, &|text| scrubber.scrub(text));
+            }
+        };
         refiner.run(&cancel, &mut on_event).await
     });
     progress.finish();
+    let report = report::write_after_run(&store, &session, &machine.report_scrub());
     let summary = summary.with_context(|| {
+        let report = report.as_ref().map_or_else(String::new, |path| {
+            format!("; the report so far is {}", path.display())
+        });
         format!(
-            "the run stopped on an error; its state is saved, continue with `refinery refine --resume {session_id}`"
+            "the run stopped on an error; its state is saved, continue with `refinery refine --resume {session_id}`{report}"
         )
     })?;
-    progress.summary(&summary)?;
+    progress.summary(&summary, report.as_deref())?;
     Ok(match summary.status {
         RunStatus::Converged => ExitStatus::Success,
         RunStatus::Stopped { .. } => ExitStatus::Stopped,
@@ -746,7 +777,7 @@ fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<Ex
     let report = runtime.block_on(async {
         let cancel = CancellationToken::new();
         cancel_on_ctrl_c(&cancel);
-        refinery_engine::evaluate_once(store, config, evaluator, panel, env, &cancel).await
+        refinery_engine::evaluate_once(store.clone(), config, evaluator, panel, env, &cancel).await
     });
     let report = match report {
         Err(refinery_engine::EngineError::Halted(refinery_engine::Halt::Cancelled)) => {
@@ -761,10 +792,18 @@ fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<Ex
         }
         other => other?,
     };
+    let html = store
+        .existing_session(&report.session)
+        .ok()
+        .and_then(|session| report::write_after_run(&store, &session, &machine.report_scrub()));
     if args.json {
-        output::json(&serde_json::to_value(&report)?)?;
+        let mut value = serde_json::to_value(&report)?;
+        if let (Value::Object(map), Some(path)) = (&mut value, &html) {
+            map.insert("html_report".to_owned(), path.display().to_string().into());
+        }
+        output::json(&value)?;
     } else {
-        crate::commands::progress::print_evaluation(&report)?;
+        crate::commands::progress::print_evaluation(&report, html.as_deref())?;
     }
     Ok(if report.passed {
         ExitStatus::Success

@@ -7,10 +7,6 @@
     clippy::expect_used,
     reason = "a test should fail loudly at the first surprise"
 )]
-#![allow(
-    clippy::print_stderr,
-    reason = "a test that skips for a missing tool says why"
-)]
 
 mod ask;
 mod claude_code;

@@ -1398,14 +1398,11 @@ async fn the_real_copilot_cli_builds_against_the_fake() {
 /// scroll. `script` gives the process a pseudo-terminal, as a user's shell would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_gets_a_live_status_line() {
-    if !Path::new("/usr/bin/script").exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "script (util-linux) is missing under CI=true"
-        );
-        eprintln!("skipping: /usr/bin/script is not installed");
+    let Some(script) =
+        refinery_testkit::skip::require_program("script", &["/usr/bin/script"], "util-linux")
+    else {
         return;
-    }
+    };
     let server = FakeModelServer::start().await.unwrap();
     // A slow evaluator keeps the status line on screen long enough to be drawn.
     server.route(|request| {
@@ -1434,7 +1431,7 @@ async fn a_terminal_gets_a_live_status_line() {
     let project = run.project();
     let typescript_path = typescript.clone();
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("/usr/bin/script")
+        std::process::Command::new(script)
             .args(["-q", "-e", "-c", &command])
             .arg(&typescript_path)
             .env_clear()

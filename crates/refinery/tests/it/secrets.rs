@@ -121,21 +121,11 @@ fn workspace_root() -> PathBuf {
 /// An optional external tool: `Some(path)` when installed; otherwise the test prints why it
 /// skips, and under `CI=true` fails (CI installs it, see `.ci/run`).
 fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "`{name}` is not installed; .ci/run installs it with pip"
-        );
-        eprintln!(
-            "skipping: `{name}` is not installed (pip install pre-commit==4.7.0 pre-commit-hooks==6.0.0)"
-        );
-    }
-    found
+    refinery_testkit::skip::require_program(
+        name,
+        &[],
+        "pip install pre-commit==4.7.0 pre-commit-hooks==6.0.0",
+    )
 }
 
 #[test]

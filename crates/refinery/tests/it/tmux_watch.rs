@@ -24,11 +24,7 @@ fn has_tmux() -> bool {
         .output()
         .is_ok_and(|out| out.status.success());
     if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tmux is missing under CI=true; .ci/run installs it"
-        );
-        eprintln!("skipped: tmux is not installed");
+        refinery_testkit::skip::skip("tmux is not installed (apt-get install tmux)");
     }
     found
 }
