@@ -8,12 +8,14 @@
 //! - [`TestContext`]: a throwaway HOME, project folder, state dir and TMPDIR.
 //! - [`agent_cli`]: find the real agent CLIs and build the environment that points each of
 //!   them at a fake.
+//! - [`chromium`]: headless Chromium over the DevTools protocol, for rendered pages.
 //! - [`skip`]: the one way a test skips for a missing tool: visibly, and never under `CI=true`.
 //!
 //! It must never listen on, or send to, anything but the loopback address, and never read
 //! or record a real credential.
 
 pub mod agent_cli;
+pub mod chromium;
 mod context;
 mod reply;
 mod server;

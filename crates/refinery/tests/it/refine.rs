@@ -18,11 +18,11 @@ use serde_json::{Value, json};
 
 use crate::llm_support::text;
 
-const MODEL: &str = "anthropic/claude-sonnet-4-5";
-const CRITERIA: &str = "E1: The page states the product's outcome in its first heading, E2: Every claim is backed by a concrete number, E3: The page loads without errors";
+pub(crate) const MODEL: &str = "anthropic/claude-sonnet-4-5";
+pub(crate) const CRITERIA: &str = "E1: The page states the product's outcome in its first heading, E2: Every claim is backed by a concrete number, E3: The page loads without errors";
 
 /// The role whose prompt a request carries.
-fn role(request: &RecordedRequest) -> &'static str {
+pub(crate) fn role(request: &RecordedRequest) -> &'static str {
     let body = request.body_text();
     for (marker, role) in [
         ("# Role: criteria writer", "criteria"),
@@ -74,7 +74,7 @@ fn message_count(request: &RecordedRequest) -> usize {
 }
 
 /// The round a builder brief is for (`# Round N of a Refinery loop`), 0 for fix/repair briefs.
-fn builder_round(request: &RecordedRequest) -> u32 {
+pub(crate) fn builder_round(request: &RecordedRequest) -> u32 {
     let text = brief(request);
     text.split("# Round ")
         .nth(1)
@@ -83,7 +83,7 @@ fn builder_round(request: &RecordedRequest) -> u32 {
         .unwrap_or(0)
 }
 
-fn evaluation(scores: [u8; 3], critique: &str) -> String {
+pub(crate) fn evaluation(scores: [u8; 3], critique: &str) -> String {
     let mut map = serde_json::Map::new();
     for (index, score) in scores.iter().enumerate() {
         map.insert(
@@ -100,11 +100,11 @@ fn evaluation(scores: [u8; 3], critique: &str) -> String {
     .to_string()
 }
 
-fn lessons() -> String {
+pub(crate) fn lessons() -> String {
     json!({"do": ["wrote the page in one pass"], "dont": [], "critical_errors": []}).to_string()
 }
 
-fn criteria_writer_reply() -> String {
+pub(crate) fn criteria_writer_reply() -> String {
     json!({"criteria": [
         {"text": "The first heading states the outcome", "category": "primary", "anti_patterns": ["a generic welcome"], "verify_by": "open index.html and read the h1"},
         {"text": "Claims carry numbers", "category": "standard", "anti_patterns": ["adjectives instead of figures"], "verify_by": "grep for digits in each claim"},
@@ -113,7 +113,7 @@ fn criteria_writer_reply() -> String {
     .to_string()
 }
 
-fn guard_tie() -> String {
+pub(crate) fn guard_tie() -> String {
     json!({"preferences": {"E1": "tie", "E2": "tie", "E3": "tie"}, "reasoning": "no real difference"}).to_string()
 }
 
@@ -158,13 +158,13 @@ impl Script {
     }
 }
 
-struct Run {
-    context: TestContext,
-    env: BTreeMap<String, String>,
+pub(crate) struct Run {
+    pub(crate) context: TestContext,
+    pub(crate) env: BTreeMap<String, String>,
 }
 
 impl Run {
-    fn new(server: &FakeModelServer) -> Self {
+    pub(crate) fn new(server: &FakeModelServer) -> Self {
         let context = TestContext::new().unwrap();
         let mut env = context.env_with_path(&[]);
         env.insert("ANTHROPIC_BASE_URL".to_owned(), server.url());
@@ -175,11 +175,11 @@ impl Run {
         Self { context, env }
     }
 
-    fn project(&self) -> std::path::PathBuf {
+    pub(crate) fn project(&self) -> std::path::PathBuf {
         self.context.project()
     }
 
-    async fn refinery(&self, args: &[&str]) -> Output {
+    pub(crate) async fn refinery(&self, args: &[&str]) -> Output {
         let env = self.env.clone();
         let project = self.project();
         let args: Vec<String> = args.iter().map(ToString::to_string).collect();
@@ -220,7 +220,7 @@ impl Run {
             .unwrap()
     }
 
-    async fn refine(&self, extra: &[&str]) -> (Output, Vec<Value>) {
+    pub(crate) async fn refine(&self, extra: &[&str]) -> (Output, Vec<Value>) {
         let mut args = vec![
             "refine",
             "--builder",
@@ -237,14 +237,14 @@ impl Run {
     }
 }
 
-fn json_lines(bytes: &[u8]) -> Vec<Value> {
+pub(crate) fn json_lines(bytes: &[u8]) -> Vec<Value> {
     text(bytes)
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect()
 }
 
-fn summary(events: &[Value]) -> &Value {
+pub(crate) fn summary(events: &[Value]) -> &Value {
     events
         .iter()
         .rev()
@@ -273,7 +273,7 @@ fn score_by_content(request: &RecordedRequest) -> String {
     }
 }
 
-fn content_by_round(request: &RecordedRequest) -> String {
+pub(crate) fn content_by_round(request: &RecordedRequest) -> String {
     format!("<h1>VERSION-{}</h1>", builder_round(request).max(1))
 }
 
