@@ -259,7 +259,12 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let store = ObjectStore::new(temp.path().join("objects"));
         let work = temp.path().join("work");
-        let long: String = (0..2000).map(|line| format!("line {line}\n")).collect();
+        let long = (0..2000).fold(String::new(), |mut text, line| {
+            text.push_str("line ");
+            text.push_str(&line.to_string());
+            text.push('\n');
+            text
+        });
         let before = snapshot(&store, &work, &[("a.txt", b""), ("b.txt", b"")]);
         let after = snapshot(
             &store,

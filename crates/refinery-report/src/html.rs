@@ -5,6 +5,8 @@
 //! Content-Security-Policy allows exactly those two (by hash) and nothing else: no request can
 //! leave the page, and markup that slipped into model text could not run or load anything.
 
+use std::fmt::Write as _;
+
 use base64::Engine as _;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use sha2::{Digest as _, Sha256};
@@ -128,7 +130,7 @@ fn spend_line(spend: &SpendFile) -> String {
         if spend.calls == 1 { "" } else { "s" }
     );
     if spend.unknown_cost_calls > 0 {
-        text.push_str(&format!(" ({} of unknown cost)", spend.unknown_cost_calls));
+        let _ = write!(text, " ({} of unknown cost)", spend.unknown_cost_calls);
     }
     text
 }
@@ -307,7 +309,7 @@ fn score_table(view: &SessionView) -> Markup {
                                                 (score)
                                                 @if let Some(before) = index.checked_sub(1).and_then(|previous| view.rounds[previous].scores.get(id)) {
                                                     @let delta = i16::from(*score) - i16::from(*before);
-                                                    " " span.delta { (if delta > 0 { format!("+{delta}") } else if delta == 0 { "±0".to_owned() } else { delta.to_string() }) }
+                                                    " " span.delta { (delta_text(delta)) }
                                                 }
                                             }
                                         }
@@ -324,6 +326,15 @@ fn score_table(view: &SessionView) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// `+2`, `±0`, `-1`.
+fn delta_text(delta: i16) -> String {
+    match delta.cmp(&0) {
+        std::cmp::Ordering::Greater => format!("+{delta}"),
+        std::cmp::Ordering::Equal => "±0".to_owned(),
+        std::cmp::Ordering::Less => delta.to_string(),
     }
 }
 

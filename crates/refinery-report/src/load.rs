@@ -3,6 +3,7 @@
 //! files leniently (see [`crate::files`]). Every string passes the [`Scrub`] on the way in.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use refinery_core::rounds::NextStep;
 use refinery_core::{ChecklistRecord, ManifestEntry, Session, StateDir, Submission};
@@ -140,6 +141,66 @@ struct Context<'a> {
 pub(crate) fn load(store: &StateDir, session: &Session, scrub: &Scrub) -> Result<SessionView> {
     let info = session.info()?;
     let criteria = session.criteria()?;
+    let mut context = context(store, session, scrub, &info)?;
+    let rounds: Vec<RoundView> = round_numbers(&context)
+        .into_iter()
+        .map(|round| round_view(&mut context, round))
+        .collect();
+    let last_closed = rounds
+        .iter()
+        .rev()
+        .find(|round| round.verdict != RoundVerdict::Pending)
+        .map(|round| (round.round, round.verdict.clone()));
+    let status = status(
+        &StatusInput {
+            driver: context.driver,
+            run: context.run.as_ref(),
+            evaluation: context.evaluation.as_ref(),
+            max_rounds: context.max_rounds,
+            session_id: session.id().as_str(),
+            last_closed,
+            rounds: rounds.len(),
+        },
+        scrub,
+    );
+    Ok(SessionView {
+        id: scrub.text(session.id().as_str()),
+        label: scrub.text(&info.label),
+        created_at: scrub.text(&refinery_core::rfc3339(info.created_at)),
+        driver: context.driver,
+        task: task(&context),
+        status,
+        cutoff: info.settings.cutoff.get(),
+        settings: settings(&context),
+        criteria: criteria
+            .as_ref()
+            .map(|set| {
+                set.as_slice()
+                    .iter()
+                    .map(|criterion| criterion_view(criterion, scrub))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        criteria_source: criteria_source(&context),
+        series_ids: series_ids(criteria.as_ref(), &rounds),
+        totals: totals(&context),
+        learnings: read_text(&session.dir().join("learnings.md"))
+            .filter(|text| !text.trim().is_empty())
+            .map(|text| scrub.text(&text)),
+        deliverable: deliverable(&context),
+        rounds,
+        notes: context.notes,
+    })
+}
+
+/// Reads the session's records and its driver's files (leniently: what cannot be read
+/// becomes a note).
+fn context<'a>(
+    store: &'a StateDir,
+    session: &'a Session,
+    scrub: &'a Scrub,
+    info: &refinery_core::SessionInfo,
+) -> Result<Context<'a>> {
     let dir = session.dir();
     let mut notes = Vec::new();
     let mut lenient = |name: &str| -> Option<Value> {
@@ -153,12 +214,12 @@ pub(crate) fn load(store: &StateDir, session: &Session, scrub: &Scrub) -> Result
     let evaluation: Option<EvaluationFile> =
         lenient("evaluation.json").map(|value| serde_json::from_value(value).unwrap_or_default());
     let baseline = lenient("baseline.json").and_then(|value| serde_json::from_value(value).ok());
-    let driver = driver_of(&info, run.as_ref(), evaluation.as_ref());
+    let driver = driver_of(info, run.as_ref(), evaluation.as_ref());
     let max_rounds = run
         .as_ref()
         .and_then(|run| run.limits.max_rounds)
         .or(info.settings.max_rounds);
-    let mut context = Context {
+    Ok(Context {
         store,
         session,
         scrub,
@@ -172,69 +233,22 @@ pub(crate) fn load(store: &StateDir, session: &Session, scrub: &Scrub) -> Result
         max_rounds,
         notes,
         diff_budget: DIFF_BUDGET,
-    };
-    let numbers = round_numbers(&context);
-    let rounds: Vec<RoundView> = numbers
-        .iter()
-        .map(|round| round_view(&mut context, *round))
-        .collect();
-    let criteria_views: Vec<CriterionView> = criteria
-        .as_ref()
-        .map(|set| {
-            set.as_slice()
-                .iter()
-                .map(|criterion| criterion_view(criterion, scrub))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut series_ids: Vec<String> = criteria
-        .as_ref()
+    })
+}
+
+/// The chart's criteria: the stored ones in order, then ids only earlier rounds scored.
+fn series_ids(criteria: Option<&refinery_core::CriteriaSet>, rounds: &[RoundView]) -> Vec<String> {
+    let mut ids: Vec<String> = criteria
         .map(refinery_core::CriteriaSet::ids)
         .unwrap_or_default();
-    for round in &rounds {
+    for round in rounds {
         for id in round.scores.keys() {
-            if !series_ids.contains(id) {
-                series_ids.push(id.clone());
+            if !ids.contains(id) {
+                ids.push(id.clone());
             }
         }
     }
-    let last_closed = rounds
-        .iter()
-        .rev()
-        .find(|round| round.verdict != RoundVerdict::Pending)
-        .map(|round| (round.round, round.verdict.clone()));
-    let status = status(
-        &StatusInput {
-            driver,
-            run: context.run.as_ref(),
-            evaluation: context.evaluation.as_ref(),
-            max_rounds,
-            session_id: session.id().as_str(),
-            last_closed,
-            rounds: rounds.len(),
-        },
-        scrub,
-    );
-    Ok(SessionView {
-        id: scrub.text(session.id().as_str()),
-        label: scrub.text(&info.label),
-        created_at: scrub.text(&refinery_core::rfc3339(info.created_at)),
-        driver,
-        task: task(&context),
-        status,
-        cutoff: info.settings.cutoff.get(),
-        settings: settings(&context),
-        criteria: criteria_views,
-        criteria_source: criteria_source(&context),
-        series_ids,
-        totals: totals(&context),
-        learnings: read_text(&dir.join("learnings.md"))
-            .filter(|text| !text.trim().is_empty())
-            .map(|text| scrub.text(&text)),
-        deliverable: deliverable(&context),
-        rounds,
-        notes: context.notes,
-    })
+    ids
 }
 
 /// Who drives a session, from the files it has.
@@ -456,7 +470,8 @@ pub(crate) fn status(input: &StatusInput<'_>, scrub: &Scrub) -> StatusView {
 }
 
 fn refine_status(input: &StatusInput<'_>, status: &StatusFile, scrub: &Scrub) -> StatusView {
-    let rounds = input.rounds;
+    // Rounds the run finished (a round cut short is not one).
+    let rounds = input.run.map_or(input.rounds, |run| run.rounds.len());
     let plural = if rounds == 1 { "" } else { "s" };
     let id = input.session_id;
     let in_progress = input.run.and_then(|run| run.in_progress);
@@ -473,7 +488,7 @@ fn refine_status(input: &StatusInput<'_>, status: &StatusFile, scrub: &Scrub) ->
                 stop_reason(status.reason.as_deref().unwrap_or_default())
             );
             if let Some(cut) = status.interrupted_round {
-                headline.push_str(&format!(" (round {cut} was cut short)"));
+                let _ = write!(headline, " (round {cut} was cut short)");
             }
             (Tone::Warn, headline, None, true)
         }
@@ -514,102 +529,28 @@ fn refine_status(input: &StatusInput<'_>, status: &StatusFile, scrub: &Scrub) ->
 }
 
 fn round_view(context: &mut Context<'_>, round: u32) -> RoundView {
-    let file = match read_lenient::<RoundFile>(&context.session.round_dir(round).join("round.json"))
-    {
-        Ok(file) => file,
-        Err(problem) => {
-            context.notes.push(context.scrub.text(&problem));
-            None
-        }
-    };
+    let path = context.session.round_dir(round).join("round.json");
+    let file = read_lenient::<RoundFile>(&path).unwrap_or_else(|problem| {
+        context.notes.push(context.scrub.text(&problem));
+        None
+    });
     let scrub = context.scrub;
     let record = context.journal.record(round).cloned();
-    let verdict = verdict(context, round, record.as_ref(), file.as_ref());
-    let scores = record
-        .as_ref()
-        .map(|record| {
-            record
-                .outcome
-                .items
-                .iter()
-                .map(|item| (item.id.clone(), item.score))
-                .collect()
-        })
-        .unwrap_or_default();
-    let reasoning = record
-        .as_ref()
-        .map(|record| {
-            record
-                .outcome
-                .items
-                .iter()
-                .filter(|item| !item.reasoning.trim().is_empty())
-                .map(|item| (item.id.clone(), scrub.text(&item.reasoning)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let (changes, changes_against) = round_changes(context, round);
-    let mut view = RoundView {
+    let mut view = RoundView::new(
         round,
-        verdict,
-        scores,
-        // The core's explanation ends with advice for an agent; the report keeps the finding.
-        explanation: record.as_ref().map(|record| {
-            let explanation = &record.outcome.explanation;
-            scrub.text(
-                explanation
-                    .split(" NEXT STEP:")
-                    .next()
-                    .unwrap_or(explanation),
-            )
-        }),
-        failing: record
-            .as_ref()
-            .map(|record| {
-                record
-                    .outcome
-                    .failed_criteria
-                    .iter()
-                    .map(|id| scrub.text(id))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        plateaued: record
-            .as_ref()
-            .map(|record| {
-                record
-                    .outcome
-                    .plateaued_criteria
-                    .iter()
-                    .map(|plateau| (scrub.text(&plateau.id), plateau.scores.clone()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        decision: decision(context, round, record.as_ref()),
-        reasoning,
-        evidence: BTreeMap::new(),
-        critique: None,
-        improvement_spec: Vec::new(),
-        preserve: Vec::new(),
-        judges: Vec::new(),
-        report_file: record
-            .as_ref()
-            .and_then(|record| report_file(context, record)),
-        plan: Vec::new(),
-        plan_vision: None,
-        verify: Vec::new(),
-        fix_attempted: false,
-        regression: None,
-        builder_summary: None,
-        lessons: None,
-        cost: round_cost(context, round),
-        submitted: context
-            .submissions
-            .get(&round)
-            .map(|submission| (submission.files.len(), submission.total_bytes)),
-        changes,
-        changes_against,
-    };
+        verdict(context, round, record.as_ref(), file.as_ref()),
+    );
+    if let Some(record) = &record {
+        add_record(scrub, &mut view, record);
+        view.report_file = report_file(context, record);
+    }
+    view.decision = decision(context, round, record.as_ref());
+    view.cost = round_cost(context, round);
+    view.submitted = context
+        .submissions
+        .get(&round)
+        .map(|submission| (submission.files.len(), submission.total_bytes));
+    (view.changes, view.changes_against) = round_changes(context, round);
     add_plan(context, &mut view);
     if let Some(file) = &file {
         add_round_file(scrub, &mut view, file);
@@ -619,6 +560,43 @@ fn round_view(context: &mut Context<'_>, round: u32) -> RoundView {
         add_evaluation_file(scrub, &mut view, evaluation);
     }
     view
+}
+
+/// What the core recorded about a scored round: scores, reasoning, the computed verdict's
+/// explanation, failing and plateaued criteria.
+fn add_record(scrub: &Scrub, view: &mut RoundView, record: &ChecklistRecord) {
+    let outcome = &record.outcome;
+    view.scores = outcome
+        .items
+        .iter()
+        .map(|item| (item.id.clone(), item.score))
+        .collect();
+    view.reasoning = outcome
+        .items
+        .iter()
+        .filter(|item| !item.reasoning.trim().is_empty())
+        .map(|item| (item.id.clone(), scrub.text(&item.reasoning)))
+        .collect();
+    // The core's explanation ends with advice for an agent; the report keeps the finding.
+    let explanation = &outcome.explanation;
+    view.explanation = Some(
+        scrub.text(
+            explanation
+                .split(" NEXT STEP:")
+                .next()
+                .unwrap_or(explanation),
+        ),
+    );
+    view.failing = outcome
+        .failed_criteria
+        .iter()
+        .map(|id| scrub.text(id))
+        .collect();
+    view.plateaued = outcome
+        .plateaued_criteria
+        .iter()
+        .map(|plateau| (scrub.text(&plateau.id), plateau.scores.clone()))
+        .collect();
 }
 
 fn verdict(

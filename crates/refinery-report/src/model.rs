@@ -207,6 +207,39 @@ pub(crate) struct RoundView {
     pub(crate) changes_against: &'static str,
 }
 
+impl RoundView {
+    /// A round with nothing known about it yet but its verdict.
+    pub(crate) fn new(round: u32, verdict: RoundVerdict) -> Self {
+        Self {
+            round,
+            verdict,
+            scores: BTreeMap::new(),
+            explanation: None,
+            failing: Vec::new(),
+            plateaued: Vec::new(),
+            decision: None,
+            reasoning: BTreeMap::new(),
+            evidence: BTreeMap::new(),
+            critique: None,
+            improvement_spec: Vec::new(),
+            preserve: Vec::new(),
+            judges: Vec::new(),
+            report_file: None,
+            plan: Vec::new(),
+            plan_vision: None,
+            verify: Vec::new(),
+            fix_attempted: false,
+            regression: None,
+            builder_summary: None,
+            lessons: None,
+            cost: RoundCost::default(),
+            submitted: None,
+            changes: Vec::new(),
+            changes_against: "",
+        }
+    }
+}
+
 /// Where the final deliverable is.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct DeliverableView {

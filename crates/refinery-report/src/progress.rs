@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::files::{SpendFile, StatusFile};
+use crate::files::SpendFile;
 
 /// The file's name in the session folder.
 pub const PROGRESS_FILE: &str = "progress.jsonl";
@@ -133,14 +133,8 @@ pub(crate) struct Timeline {
     pub(crate) activity: Option<String>,
     /// `max_rounds` from the latest `round_started`.
     pub(crate) max_rounds: Option<u32>,
-    /// Scores as the log reported them, by round.
-    pub(crate) scored: BTreeMap<u32, (BTreeMap<String, u8>, String)>,
-    /// Rounds whose evaluation was unusable, with the reason.
-    pub(crate) unscored: BTreeMap<u32, String>,
     /// The pid of the last driver process.
     pub(crate) pid: Option<u32>,
-    /// The run's end, once a `finished` event was written.
-    pub(crate) finished: Option<StatusFile>,
     pub(crate) first_ms: Option<i64>,
     pub(crate) last_ms: Option<i64>,
 }
@@ -148,96 +142,11 @@ pub(crate) struct Timeline {
 impl Timeline {
     /// Replays `entries`.
     pub(crate) fn from_entries(entries: &[Entry]) -> Self {
-        let mut timeline = Self::default();
-        let mut spend_now = SpendFile::default();
-        let mut phase_spend_start = SpendFile::default();
+        let mut replay = Replay::default();
         for entry in entries {
-            timeline.first_ms.get_or_insert(entry.ts_ms);
-            timeline.last_ms = Some(entry.ts_ms);
-            match entry.kind() {
-                "driver" => {
-                    // A new process: whatever phase was open was cut short there.
-                    timeline.close_phase(entry.ts_ms, spend_now, phase_spend_start);
-                    timeline.current = None;
-                    timeline.finished = None;
-                    timeline.pid = entry.event["pid"]
-                        .as_u64()
-                        .and_then(|pid| u32::try_from(pid).ok());
-                }
-                "round_started" => {
-                    timeline.close_phase(entry.ts_ms, spend_now, phase_spend_start);
-                    // A round started again (after a resume) replaces the cut-short attempt.
-                    timeline.rounds.insert(
-                        entry.round(),
-                        RoundSpan {
-                            started_ms: Some(entry.ts_ms),
-                            ..RoundSpan::default()
-                        },
-                    );
-                    timeline.current = Some((entry.round(), "starting".to_owned()));
-                    timeline.max_rounds = entry.event["max_rounds"]
-                        .as_u64()
-                        .and_then(|max| u32::try_from(max).ok());
-                }
-                "phase" => {
-                    timeline.close_phase(entry.ts_ms, spend_now, phase_spend_start);
-                    let phase = entry.event["phase"].as_str().unwrap_or("phase").to_owned();
-                    let span = timeline.rounds.entry(entry.round()).or_default();
-                    span.started_ms.get_or_insert(entry.ts_ms);
-                    span.phases.push(PhaseSpan {
-                        phase: phase.clone(),
-                        started_ms: entry.ts_ms,
-                        ended_ms: None,
-                        spend: SpendFile::default(),
-                    });
-                    phase_spend_start = spend_now;
-                    timeline.current = Some((entry.round(), phase));
-                    timeline.activity = None;
-                }
-                "activity" => {
-                    timeline.activity = entry.event["tool"].as_str().map(str::to_owned);
-                }
-                "spend" => {
-                    if let Ok(spend) =
-                        serde_json::from_value::<SpendFile>(entry.event["spend"].clone())
-                    {
-                        spend_now = spend;
-                        let elapsed = entry.event["elapsed_ms"].as_u64().unwrap_or_default();
-                        timeline.spend = Some((spend, elapsed));
-                    }
-                }
-                "scored" => {
-                    let scores =
-                        serde_json::from_value(entry.event["scores"].clone()).unwrap_or_default();
-                    let verdict = entry.event["verdict"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
-                    timeline.scored.insert(entry.round(), (scores, verdict));
-                }
-                "unscored" => {
-                    let reason = entry.event["reason"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
-                    timeline.unscored.insert(entry.round(), reason);
-                }
-                "decision" => {
-                    timeline.close_phase(entry.ts_ms, spend_now, phase_spend_start);
-                    if let Some(span) = timeline.rounds.get_mut(&entry.round()) {
-                        span.ended_ms = Some(entry.ts_ms);
-                    }
-                    timeline.current = None;
-                }
-                "finished" => {
-                    timeline.close_phase(entry.ts_ms, spend_now, phase_spend_start);
-                    timeline.current = None;
-                    timeline.finished = serde_json::from_value(entry.event["status"].clone()).ok();
-                }
-                _ => {}
-            }
+            replay.apply(entry);
         }
-        timeline
+        replay.timeline
     }
 
     /// Ends the open phase, if any, at `ts_ms` with what it spent.
@@ -253,6 +162,82 @@ impl Timeline {
         {
             phase.ended_ms = Some(ts_ms);
             phase.spend = spend_now.since(spend_start);
+        }
+    }
+}
+
+/// A timeline being built, with the running totals phases are measured against.
+#[derive(Default)]
+struct Replay {
+    timeline: Timeline,
+    spend_now: SpendFile,
+    phase_start: SpendFile,
+}
+
+impl Replay {
+    fn apply(&mut self, entry: &Entry) {
+        let timeline = &mut self.timeline;
+        timeline.first_ms.get_or_insert(entry.ts_ms);
+        timeline.last_ms = Some(entry.ts_ms);
+        let number = |key: &str| {
+            entry.event[key]
+                .as_u64()
+                .and_then(|value| u32::try_from(value).ok())
+        };
+        match entry.kind() {
+            "driver" => {
+                // A new process: whatever phase was open was cut short there.
+                timeline.close_phase(entry.ts_ms, self.spend_now, self.phase_start);
+                timeline.current = None;
+                timeline.pid = number("pid");
+            }
+            "round_started" => {
+                timeline.close_phase(entry.ts_ms, self.spend_now, self.phase_start);
+                // A round started again (after a resume) replaces the cut-short attempt.
+                let span = RoundSpan {
+                    started_ms: Some(entry.ts_ms),
+                    ..RoundSpan::default()
+                };
+                timeline.rounds.insert(entry.round(), span);
+                timeline.current = Some((entry.round(), "starting".to_owned()));
+                timeline.max_rounds = number("max_rounds");
+            }
+            "phase" => {
+                timeline.close_phase(entry.ts_ms, self.spend_now, self.phase_start);
+                let phase = entry.event["phase"].as_str().unwrap_or("phase").to_owned();
+                let span = timeline.rounds.entry(entry.round()).or_default();
+                span.started_ms.get_or_insert(entry.ts_ms);
+                span.phases.push(PhaseSpan {
+                    phase: phase.clone(),
+                    started_ms: entry.ts_ms,
+                    ended_ms: None,
+                    spend: SpendFile::default(),
+                });
+                self.phase_start = self.spend_now;
+                timeline.current = Some((entry.round(), phase));
+                timeline.activity = None;
+            }
+            "activity" => timeline.activity = entry.event["tool"].as_str().map(str::to_owned),
+            "spend" => {
+                if let Ok(spend) = serde_json::from_value::<SpendFile>(entry.event["spend"].clone())
+                {
+                    self.spend_now = spend;
+                    let elapsed = entry.event["elapsed_ms"].as_u64().unwrap_or_default();
+                    timeline.spend = Some((spend, elapsed));
+                }
+            }
+            "decision" | "finished" => {
+                timeline.close_phase(entry.ts_ms, self.spend_now, self.phase_start);
+                if let Some(span) = timeline
+                    .rounds
+                    .get_mut(&entry.round())
+                    .filter(|_| entry.kind() == "decision")
+                {
+                    span.ended_ms = Some(entry.ts_ms);
+                }
+                timeline.current = None;
+            }
+            _ => {}
         }
     }
 }
@@ -342,6 +327,5 @@ mod tests {
         assert_eq!(second.phases[0].ended_ms, None);
         assert_eq!(timeline.current, Some((2, "build".to_owned())));
         assert_eq!((timeline.pid, timeline.max_rounds), (Some(8), Some(4)));
-        assert_eq!(timeline.scored[&1].1, "iterate");
     }
 }

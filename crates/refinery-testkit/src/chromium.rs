@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
 /// How long the browser may take to start, and one command to answer.
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_mins(1);
 
 /// Any failure while driving the browser, in words.
 pub type BrowserResult<T> = Result<T, String>;
@@ -96,11 +96,11 @@ impl Browser {
             events: Vec::new(),
             _profile: profile,
         };
-        let target = browser.call_browser("Target.createTarget", json!({"url": "about:blank"}))?;
+        let target = browser.call_browser("Target.createTarget", &json!({"url": "about:blank"}))?;
         let target_id = target["targetId"].as_str().unwrap_or_default().to_owned();
         let attached = browser.call_browser(
             "Target.attachToTarget",
-            json!({"targetId": target_id, "flatten": true}),
+            &json!({"targetId": target_id, "flatten": true}),
         )?;
         attached["sessionId"]
             .as_str()
@@ -112,12 +112,17 @@ impl Browser {
             "Log.enable",
             "Network.enable",
         ] {
-            browser.call(domain, json!({}))?;
+            browser.call(domain, &json!({}))?;
         }
         Ok(browser)
     }
 
-    fn send(&mut self, method: &str, params: Value, session: Option<&str>) -> BrowserResult<Value> {
+    fn send(
+        &mut self,
+        method: &str,
+        params: &Value,
+        session: Option<&str>,
+    ) -> BrowserResult<Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({"id": id, "method": method, "params": params});
@@ -162,12 +167,12 @@ impl Browser {
         }
     }
 
-    fn call_browser(&mut self, method: &str, params: Value) -> BrowserResult<Value> {
+    fn call_browser(&mut self, method: &str, params: &Value) -> BrowserResult<Value> {
         self.send(method, params, None)
     }
 
     /// Sends a DevTools command to the page and returns its result.
-    pub fn call(&mut self, method: &str, params: Value) -> BrowserResult<Value> {
+    pub fn call(&mut self, method: &str, params: &Value) -> BrowserResult<Value> {
         let session = self.session.clone();
         self.send(method, params, Some(&session))
     }
@@ -196,7 +201,7 @@ impl Browser {
     pub fn navigate(&mut self, url: &str) -> BrowserResult<()> {
         self.events
             .retain(|event| event["method"] != "Page.loadEventFired");
-        let result = self.call("Page.navigate", json!({"url": url}))?;
+        let result = self.call("Page.navigate", &json!({"url": url}))?;
         if let Some(error) = result.get("errorText") {
             return Err(format!("loading {url}: {error}"));
         }
@@ -207,7 +212,7 @@ impl Browser {
     pub fn evaluate(&mut self, expression: &str) -> BrowserResult<Value> {
         let result = self.call(
             "Runtime.evaluate",
-            json!({"expression": expression, "returnByValue": true}),
+            &json!({"expression": expression, "returnByValue": true}),
         )?;
         if let Some(exception) = result.get("exceptionDetails") {
             return Err(format!("evaluating {expression}: {exception}"));
@@ -219,7 +224,7 @@ impl Browser {
     pub fn viewport(&mut self, width: u32, height: u32, mobile: bool) -> BrowserResult<()> {
         self.call(
             "Emulation.setDeviceMetricsOverride",
-            json!({"width": width, "height": height, "deviceScaleFactor": if mobile { 2 } else { 1 }, "mobile": mobile}),
+            &json!({"width": width, "height": height, "deviceScaleFactor": if mobile { 2 } else { 1 }, "mobile": mobile}),
         )
         .map(|_| ())
     }
@@ -228,7 +233,7 @@ impl Browser {
     pub fn screenshot(&mut self, path: &Path, full_page: bool) -> BrowserResult<()> {
         let result = self.call(
             "Page.captureScreenshot",
-            json!({"format": "png", "captureBeyondViewport": full_page}),
+            &json!({"format": "png", "captureBeyondViewport": full_page}),
         )?;
         let png = base64::engine::general_purpose::STANDARD
             .decode(result["data"].as_str().unwrap_or_default())
@@ -248,7 +253,7 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // Ask politely, then make sure.
-        let _ = self.call_browser("Browser.close", json!({}));
+        let _ = self.call_browser("Browser.close", &json!({}));
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -256,13 +256,3 @@ fn known_secret_values_are_masked_even_when_no_rule_matches() {
     assert!(html.contains("- DO: [REDACTED]"));
 }
 
-#[test]
-fn dump_for_inspection() {
-    let fixture = crate::sessions::plugin_session();
-    fs_err::write("/tmp/plugin_report.html", fixture.report()).unwrap();
-    let fixture = crate::sessions::Fixture::new("broken", None);
-    fixture.criteria();
-    fixture.round(1, "<h1>x</h1>", &json!({"E1": 3, "E2": 3, "E3": 3}));
-    fs_err::write(fixture.dir().join("run.json"), "{not json").unwrap();
-    fs_err::write("/tmp/broken_report.html", fixture.report()).unwrap();
-}

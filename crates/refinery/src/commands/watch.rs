@@ -44,12 +44,12 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &WatchArgs) -> anyhow::Result<
     let mut last_change = Instant::now();
     loop {
         let status = live_status(&session, &scrub)?;
-        if shown.as_ref() != Some(&status) {
+        if shown.as_ref() == Some(&status) {
+            view.tick(&status);
+        } else {
             view.update(shown.as_ref(), &status)?;
             shown = Some(status.clone());
             last_change = Instant::now();
-        } else {
-            view.tick(&status);
         }
         if let Some(end) = &status.end {
             view.finish();

@@ -64,8 +64,10 @@ async fn finish(server: &FakeModelServer, args: &[&str]) -> Finished {
         .iter()
         .find(|event| event["event"] == "report")
         .and_then(|event| event["path"].as_str())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("no report event\n{}", text(&output.stderr)));
+        .map_or_else(
+            || panic!("no report event\n{}", text(&output.stderr)),
+            PathBuf::from,
+        );
     Finished {
         session_dir: PathBuf::from(summary["session_dir"].as_str().unwrap()),
         report,
@@ -249,7 +251,7 @@ fn look_at(browser: &mut Browser, name: &str, finished: &Finished) -> Value {
     browser
         .call(
             "Emulation.setScriptExecutionDisabled",
-            json!({"value": true}),
+            &json!({"value": true}),
         )
         .unwrap();
     browser.viewport(1100, 900, false).unwrap();
@@ -259,11 +261,11 @@ fn look_at(browser: &mut Browser, name: &str, finished: &Finished) -> Value {
     browser
         .call(
             "Emulation.setScriptExecutionDisabled",
-            json!({"value": false}),
+            &json!({"value": false}),
         )
         .unwrap();
     // Printing works and yields a PDF.
-    let pdf = browser.call("Page.printToPDF", json!({})).unwrap();
+    let pdf = browser.call("Page.printToPDF", &json!({})).unwrap();
     assert!(
         pdf["data"]
             .as_str()

@@ -54,7 +54,10 @@ impl Stream {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.receiver.recv_timeout(left) {
                 Ok(chunk) => self.seen.push_str(&chunk),
-                Err(_) => panic!("no {needle:?} within {WAIT:?}; seen so far:\n{}", self.seen),
+                Err(error) => panic!(
+                    "no {needle:?} within {WAIT:?} ({error}); seen so far:\n{}",
+                    self.seen
+                ),
             }
         }
     }
