@@ -55,7 +55,7 @@ pub(crate) fn chart(view: &SessionView) -> Option<Markup> {
         return None;
     }
     let count = rounds.len();
-    let series_count = view.series_ids.len();
+    let series_count = view.series.len();
     // Criteria with equal scores in a round sit side by side instead of on top of each other.
     #[allow(clippy::cast_precision_loss, reason = "a handful of criteria")]
     let nudge = |series: usize| (series as f64 - (series_count as f64 - 1.0) / 2.0) * 3.0;
@@ -80,9 +80,10 @@ pub(crate) fn chart(view: &SessionView) -> Option<Markup> {
             }
             line class="pass" data-score=(view.cutoff) x1=(number(LEFT)) x2=(number(WIDTH - RIGHT)) y1=(number(y_of(cutoff))) y2=(number(y_of(cutoff))) stroke-dasharray="6 4" {}
             text class="pass-label" x=(number(WIDTH - RIGHT)) y=(number(y_of(cutoff) - 5.0)) text-anchor="end" { "pass " (view.cutoff) }
-            @for (series, id) in view.series_ids.iter().enumerate() {
+            @for (series, criterion) in view.series.iter().enumerate() {
+                @let id = &criterion.shown;
                 g class="series" data-criterion=(id) {
-                    @for segment in segments(view, id) {
+                    @for segment in segments(view, &criterion.key) {
                         @if segment.len() > 1 {
                             polyline fill="none" stroke=(color(series)) stroke-width="2" points=(segment.iter().map(|(index, score)| format!("{},{}", number(x_of(*index, count) + nudge(series)), number(y_of(f64::from(*score))))).collect::<Vec<_>>().join(" ")) {}
                         }

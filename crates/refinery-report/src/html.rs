@@ -16,7 +16,8 @@ use crate::diff::{DiffBody, FileChange};
 use crate::files::SpendFile;
 use crate::format::{bytes, duration_ms, money, tokens};
 use crate::model::{
-    Decision, JudgeView, PhaseCost, RoundCost, RoundVerdict, RoundView, SessionView, StepView,
+    Decision, JudgeView, PhaseCost, RoundCost, RoundVerdict, RoundView, Series, SessionView,
+    StepView,
 };
 use crate::scrub::Text;
 
@@ -34,7 +35,7 @@ fn csp_hash(source: &str) -> String {
 /// The whole page.
 pub(crate) fn page(view: &SessionView) -> String {
     let policy = format!(
-        "default-src 'none'; style-src {}; script-src {}; img-src data:; base-uri 'none'; form-action 'none'",
+        "default-src 'none'; style-src {}; script-src {}; base-uri 'none'; form-action 'none'",
         csp_hash(STYLE),
         csp_hash(SCRIPT)
     );
@@ -153,8 +154,10 @@ fn summary(view: &SessionView) -> Markup {
                     div.label { "Last scores" }
                     @if let Some(round) = last_scored {
                         div.value {
-                            @for (id, score) in &round.scores {
-                                span.mono { (id) " " (score) } " "
+                            @for criterion in &view.series {
+                                @if let Some(score) = round.scores.get(&criterion.key) {
+                                    span.mono { (criterion.shown) " " (score) } " "
+                                }
                             }
                         }
                         div.muted { "round " (round.round) " → " (round.verdict.label()) }
@@ -267,11 +270,12 @@ fn scores(view: &SessionView) -> Markup {
                         (chart)
                         figcaption {
                             ul.legend {
-                                @for (index, id) in view.series_ids.iter().enumerate() {
+                                @for (index, series) in view.series.iter().enumerate() {
+                                    @let id = &series.shown;
                                     li data-legend=(id) tabindex="0" {
                                         svg.swatch viewBox="0 0 12 12" aria-hidden="true" { rect width="12" height="12" rx="2" fill=(chart::color(index)) {} }
                                         span.mono { (id) }
-                                        @if let Some(criterion) = view.criteria.iter().find(|criterion| criterion.id.as_str() == id) {
+                                        @if let Some(criterion) = view.criteria.iter().find(|criterion| criterion.id == *id) {
                                             span { (first_line(&criterion.text)) }
                                         }
                                     }
@@ -299,9 +303,10 @@ fn score_table(view: &SessionView) -> Markup {
                         }
                     }
                     tbody {
-                        @for id in &view.series_ids {
+                        @for series in &view.series {
+                            @let id = &series.key;
                             tr {
-                                td.mono { (id) }
+                                td.mono { (series.shown) }
                                 @for (index, round) in view.rounds.iter().enumerate() {
                                     @match round.scores.get(id) {
                                         Some(score) => {
@@ -473,10 +478,10 @@ fn checks(round: &RoundView) -> Markup {
 }
 
 fn judgement(view: &SessionView, round: &RoundView) -> Markup {
-    let ids: Vec<&String> = view
-        .series_ids
+    let ids: Vec<&Series> = view
+        .series
         .iter()
-        .filter(|id| round.scores.contains_key(*id) || round.evidence.contains_key(*id))
+        .filter(|id| round.scores.contains_key(&id.key) || round.evidence.contains_key(&id.key))
         .collect();
     html! {
         @if !ids.is_empty() {
@@ -487,14 +492,14 @@ fn judgement(view: &SessionView, round: &RoundView) -> Markup {
                     tbody {
                         @for id in &ids {
                             tr {
-                                td.mono { (id) }
-                                @match round.scores.get(*id) {
+                                td.mono { (id.shown) }
+                                @match round.scores.get(&id.key) {
                                     Some(score) => td.num.pass[*score >= view.cutoff].fail[*score < view.cutoff] { (score) },
                                     None => td.num.none { "–" },
                                 }
                                 td {
-                                    @if let Some(reasoning) = round.reasoning.get(*id) { p { (reasoning) } }
-                                    @if let Some(items) = round.evidence.get(*id).filter(|items| !items.is_empty()) {
+                                    @if let Some(reasoning) = round.reasoning.get(&id.key) { p { (reasoning) } }
+                                    @if let Some(items) = round.evidence.get(&id.key).filter(|items| !items.is_empty()) {
                                         ul { @for item in items { li { (item) } } }
                                     }
                                 }
@@ -528,10 +533,14 @@ fn judgement(view: &SessionView, round: &RoundView) -> Markup {
 }
 
 fn panel(view: &SessionView, round: &RoundView, judges: &[JudgeView]) -> Markup {
-    let ids: Vec<&String> = view
-        .series_ids
+    let ids: Vec<&Series> = view
+        .series
         .iter()
-        .filter(|id| judges.iter().any(|judge| judge.scores.contains_key(*id)))
+        .filter(|id| {
+            judges
+                .iter()
+                .any(|judge| judge.scores.contains_key(&id.key))
+        })
         .collect();
     html! {
         h4 { "Judges" }
@@ -540,7 +549,7 @@ fn panel(view: &SessionView, round: &RoundView, judges: &[JudgeView]) -> Markup 
                 thead {
                     tr {
                         th { "Judge" }
-                        @for id in &ids { th.num { (id) } }
+                        @for id in &ids { th.num { (id.shown) } }
                     }
                 }
                 tbody {
@@ -551,7 +560,7 @@ fn panel(view: &SessionView, round: &RoundView, judges: &[JudgeView]) -> Markup 
                                 td colspan=(ids.len().max(1)) class="fail" { "unusable: " (problem) }
                             } @else {
                                 @for id in &ids {
-                                    @match judge.scores.get(*id) {
+                                    @match judge.scores.get(&id.key) {
                                         Some(score) => td.num.pass[*score >= view.cutoff].fail[*score < view.cutoff] { (score) },
                                         None => td.num.none { "–" },
                                     }
@@ -562,7 +571,7 @@ fn panel(view: &SessionView, round: &RoundView, judges: &[JudgeView]) -> Markup 
                     tr.spread {
                         td { "spread" }
                         @for id in &ids {
-                            @let values: Vec<u8> = judges.iter().filter_map(|judge| judge.scores.get(*id).copied()).collect();
+                            @let values: Vec<u8> = judges.iter().filter_map(|judge| judge.scores.get(&id.key).copied()).collect();
                             td.num {
                                 @match (values.iter().min(), values.iter().max()) {
                                     (Some(low), Some(high)) if low == high => { (low) }
@@ -575,7 +584,7 @@ fn panel(view: &SessionView, round: &RoundView, judges: &[JudgeView]) -> Markup 
                     tr {
                         td { "decides" }
                         @for id in &ids {
-                            td.num { (round.scores.get(*id).map_or_else(|| "–".to_owned(), ToString::to_string)) }
+                            td.num { (round.scores.get(&id.key).map_or_else(|| "–".to_owned(), ToString::to_string)) }
                         }
                     }
                 }
@@ -586,9 +595,9 @@ fn panel(view: &SessionView, round: &RoundView, judges: &[JudgeView]) -> Markup 
                 details {
                     summary { "What " span.mono { (judge.name) } " said" }
                     @if let Some(critique) = &judge.critique { pre { (critique) } }
-                    @for (id, items) in &judge.evidence {
-                        @if !items.is_empty() {
-                            p { span.mono { (id) } }
+                    @for series in &view.series {
+                        @if let Some(items) = judge.evidence.get(&series.key).filter(|items| !items.is_empty()) {
+                            p { span.mono { (series.shown) } }
                             ul { @for item in items { li { (item) } } }
                         }
                     }
@@ -621,7 +630,7 @@ fn cost(cost: &RoundCost) -> Markup {
                 thead { tr { th { "Phase" } th.num { "Time" } th.num { "Cost" } th.num { "Tokens in / out" } th.num { "Calls" } } }
                 tbody {
                     @for phase in &cost.phases {
-                        tr { (cost_row(&phase.label, phase.wall_ms, phase.spend.as_ref())) }
+                        tr { (cost_row(phase.label.as_str(), phase.wall_ms, phase.spend.as_ref())) }
                     }
                     tr.total {
                         (cost_row("whole round", cost.wall_ms, cost.spend.as_ref()))
@@ -633,7 +642,12 @@ fn cost(cost: &RoundCost) -> Markup {
             p.muted {
                 "Builder: " (builder.tool_calls) " tool call" (if builder.tool_calls == 1 { "" } else { "s" })
                 @if !builder.by_tool.is_empty() {
-                    " (" (builder.by_tool.iter().map(|(tool, count)| format!("{tool} {count}")).collect::<Vec<_>>().join(", ")) ")"
+                    " ("
+                    @for (index, (tool, count)) in builder.by_tool.iter().enumerate() {
+                        @if index > 0 { ", " }
+                        (tool) " " (count)
+                    }
+                    ")"
                 }
                 ", " (builder.tool_errors) " failed, " (builder.repeated_calls) " repeated, "
                 (tokens(builder.input_tokens)) " in / " (tokens(builder.output_tokens)) " out tokens, "

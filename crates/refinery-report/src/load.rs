@@ -16,9 +16,9 @@ use crate::files::{
     read_text,
 };
 use crate::model::{
-    CriterionView, Decision, DeliverableView, Driver, JudgeView, LessonsView, PhaseCost,
-    RegressionView, RoundCost, RoundVerdict, RoundView, SessionView, StatusView, StepView, Tone,
-    Totals, VerifyView,
+    BuilderView, CriterionView, Decision, DeliverableView, Driver, JudgeView, LessonsView,
+    PhaseCost, RegressionView, RoundCost, RoundVerdict, RoundView, Series, SessionView, StatusView,
+    StepView, Tone, Totals, VerifyView,
 };
 use crate::progress::{self, Timeline, phase_label};
 use crate::scrub::{Scrub, Text};
@@ -182,7 +182,7 @@ pub(crate) fn load(store: &StateDir, session: &Session, scrub: &Scrub) -> Result
             })
             .unwrap_or_default(),
         criteria_source: criteria_source(&context),
-        series_ids: series_ids(criteria.as_ref(), &rounds),
+        series: series(criteria.as_ref(), &rounds, scrub),
         totals: totals(&context),
         learnings: read_text(&session.dir().join("learnings.md"))
             .filter(|text| !text.trim().is_empty())
@@ -237,7 +237,11 @@ fn context<'a>(
 }
 
 /// The chart's criteria: the stored ones in order, then ids only earlier rounds scored.
-fn series_ids(criteria: Option<&refinery_core::CriteriaSet>, rounds: &[RoundView]) -> Vec<String> {
+fn series(
+    criteria: Option<&refinery_core::CriteriaSet>,
+    rounds: &[RoundView],
+    scrub: &Scrub,
+) -> Vec<Series> {
     let mut ids: Vec<String> = criteria
         .map(refinery_core::CriteriaSet::ids)
         .unwrap_or_default();
@@ -248,7 +252,12 @@ fn series_ids(criteria: Option<&refinery_core::CriteriaSet>, rounds: &[RoundView
             }
         }
     }
-    ids
+    ids.into_iter()
+        .map(|key| Series {
+            shown: scrub.text(&key),
+            key,
+        })
+        .collect()
 }
 
 /// Who drives a session, from the files it has.
@@ -817,8 +826,21 @@ fn add_round_file(scrub: &Scrub, view: &mut RoundView, file: &RoundFile) {
     });
     view.cost.builder = file
         .trace
-        .clone()
-        .filter(|trace| trace.tool_calls > 0 || trace.duration_ms > 0 || trace.input_tokens > 0);
+        .as_ref()
+        .filter(|trace| trace.tool_calls > 0 || trace.duration_ms > 0 || trace.input_tokens > 0)
+        .map(|trace| BuilderView {
+            tool_calls: trace.tool_calls,
+            by_tool: trace
+                .by_tool
+                .iter()
+                .map(|(tool, count)| (scrub.text(tool), *count))
+                .collect(),
+            tool_errors: trace.tool_errors,
+            repeated_calls: trace.repeated_calls,
+            input_tokens: trace.input_tokens,
+            output_tokens: trace.output_tokens,
+            duration_ms: trace.duration_ms,
+        });
 }
 
 fn add_evaluation_file(scrub: &Scrub, view: &mut RoundView, evaluation: &EvaluationFile) {
@@ -889,7 +911,7 @@ fn round_cost(context: &Context<'_>, round: u32) -> RoundCost {
             .phases
             .iter()
             .map(|phase| PhaseCost {
-                label: phase_label(&phase.phase).to_owned(),
+                label: context.scrub.text(phase_label(&phase.phase)),
                 wall_ms: phase.ended_ms.map(|end| end - phase.started_ms),
                 spend: phase.ended_ms.map(|_| phase.spend),
             })
@@ -912,12 +934,12 @@ fn round_cost(context: &Context<'_>, round: u32) -> RoundCost {
     if start.is_some() || submitted.is_some() {
         cost.phases = vec![
             PhaseCost {
-                label: "building, up to the snapshot".to_owned(),
+                label: context.scrub.text("building, up to the snapshot"),
                 wall_ms: start.zip(submitted).map(|(start, end)| end - start),
                 spend: None,
             },
             PhaseCost {
-                label: "evaluating, up to the verdict".to_owned(),
+                label: context.scrub.text("evaluating, up to the verdict"),
                 wall_ms: submitted.zip(end).map(|(start, end)| end - start),
                 spend: None,
             },
@@ -944,7 +966,7 @@ fn totals(context: &Context<'_>) -> Totals {
                 calls: total.calls + phase.spend.calls,
             });
         (!span.phases.is_empty()).then(|| PhaseCost {
-            label: "writing criteria".to_owned(),
+            label: context.scrub.text("writing criteria"),
             wall_ms: Some(wall_ms),
             spend: Some(spend),
         })

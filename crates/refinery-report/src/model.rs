@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::diff::FileChange;
-use crate::files::{SpendFile, TraceFile};
+use crate::files::SpendFile;
 use crate::scrub::Text;
 
 /// Who drove the session, which decides what files it has.
@@ -149,7 +149,7 @@ pub(crate) struct StepView {
 /// The time and money of one phase.
 #[derive(Clone, Debug)]
 pub(crate) struct PhaseCost {
-    pub(crate) label: String,
+    pub(crate) label: Text,
     pub(crate) wall_ms: Option<i64>,
     pub(crate) spend: Option<SpendFile>,
 }
@@ -161,9 +161,29 @@ pub(crate) struct RoundCost {
     pub(crate) wall_ms: Option<i64>,
     pub(crate) phases: Vec<PhaseCost>,
     /// The builder's own run (tool calls, tokens, time), when recorded.
-    pub(crate) builder: Option<TraceFile>,
+    pub(crate) builder: Option<BuilderView>,
     /// Where the times come from, when they are only as precise as journal timestamps.
     pub(crate) coarse_times: bool,
+}
+
+/// The builder's run, counted by the engine.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BuilderView {
+    pub(crate) tool_calls: u32,
+    pub(crate) by_tool: Vec<(Text, u32)>,
+    pub(crate) tool_errors: u32,
+    pub(crate) repeated_calls: u32,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) duration_ms: u64,
+}
+
+/// A criterion as the chart and tables show it: its id as recorded (to look scores up) and
+/// as shown (scrubbed).
+#[derive(Clone, Debug)]
+pub(crate) struct Series {
+    pub(crate) key: String,
+    pub(crate) shown: Text,
 }
 
 /// The trace analyzer's lessons.
@@ -272,8 +292,8 @@ pub(crate) struct SessionView {
     pub(crate) settings: Vec<(&'static str, Text)>,
     pub(crate) criteria: Vec<CriterionView>,
     pub(crate) criteria_source: Option<&'static str>,
-    /// Criterion ids in chart order: the criteria first, then ids only earlier rounds used.
-    pub(crate) series_ids: Vec<String>,
+    /// Criteria in chart order: the stored ones first, then ids only earlier rounds used.
+    pub(crate) series: Vec<Series>,
     pub(crate) rounds: Vec<RoundView>,
     pub(crate) totals: Totals,
     pub(crate) learnings: Option<Text>,

@@ -256,3 +256,58 @@ fn known_secret_values_are_masked_even_when_no_rule_matches() {
     assert!(html.contains("- DO: [REDACTED]"));
 }
 
+/// A token planted in every kind of string a session holds — a criterion's id and text, a
+/// file's name and content, a tool name, a judge's name, command output, the guard's
+/// reasoning, the phase log — never reaches the page.
+#[test]
+fn every_string_from_the_session_is_scrubbed() {
+    let token = github_token();
+    let fixture = Fixture::new("leaky", None);
+    let criteria = refinery_core::CriteriaSet::from_json(&json!([
+        {"id": token, "text": format!("mentions {token}"), "anti_patterns": [token], "verify_by": token, "rationale": token, "score_anchors": {"3": token}},
+        {"id": "E2", "text": "fine"}
+    ]))
+    .unwrap();
+    fixture
+        .session
+        .register_criteria(&criteria, crate::sessions::at(1))
+        .unwrap();
+    fixture.write(&format!("{token}.txt"), &format!("secret {token}\n"));
+    fixture
+        .session
+        .new_answer(&token, &[".".to_owned()], crate::sessions::at(2))
+        .unwrap();
+    fixture
+        .session
+        .submit_checklist(
+            &json!({token.clone(): {"score": 3, "reasoning": token}, "E2": 9}),
+            None,
+            crate::sessions::at(3),
+        )
+        .unwrap();
+    let judge = json!({"scores": {token.clone(): {"score": 3, "evidence": [token], "reasoning": token}, "E2": {"score": 9, "evidence": [], "reasoning": ""}}, "critique": token, "improvement_spec": [{"criterion": token, "change": token, "impact": token}], "preserve": [token]});
+    fixture.write_json("round_001/round.json", &json!({
+        "builder_summary": token, "verify": [{"command": token, "passed": false, "output": token, "exit_code": 1}],
+        "regression": {"regressed": [token], "action": token, "reasoning": token},
+        "evaluation": judge, "panel": [{"evaluator": token, "reply": judge, "problem": null}, {"evaluator": "b", "reply": null, "problem": token}],
+        "trace": {"tool_calls": 1, "by_tool": {token.clone(): 1}},
+        "lessons": {"do": [token], "dont": [token], "critical_errors": [token]}
+    }));
+    fixture.write_json("run.json", &json!({
+        "task": token, "builder": token, "evaluator": token, "panel": [token], "verify": [token], "prior_answer": token,
+        "status": {"status": "failed", "error": token},
+        "rounds": [{"round": 1, "verdict": "iterate", "next": {"next": "continue", "change_approach_for": [token]}}]
+    }));
+    fs_err::write(
+        fixture.dir().join("progress.jsonl"),
+        format!(
+            "{}\n",
+            json!({"event": "phase", "round": 1, "phase": token, "ts_ms": 1})
+        ),
+    )
+    .unwrap();
+    fs_err::write(fixture.dir().join("learnings.md"), &token).unwrap();
+    let html = fixture.report();
+    assert!(!html.contains(&token), "the token reached the page");
+    assert!(html.matches("[REDACTED:github-pat]").count() > 30);
+}
