@@ -22,7 +22,7 @@ pub struct LiveRound {
     /// The round.
     pub round: u32,
     /// Scores in criteria order (empty when unscored).
-    pub scores: Vec<(String, u8)>,
+    pub scores: Vec<(Text, u8)>,
     /// `converge`, `iterate` or `unscored`.
     pub verdict: &'static str,
 }
@@ -66,7 +66,7 @@ pub struct LiveStatus {
     /// The round cap, when known.
     pub max_rounds: Option<u32>,
     /// The phase under way, in words.
-    pub phase: Option<String>,
+    pub phase: Option<Text>,
     /// The builder's latest tool call.
     pub activity: Option<Text>,
     /// Finished rounds.
@@ -94,7 +94,7 @@ pub fn live_status(session: &Session, scrub: &Scrub) -> Result<LiveStatus> {
     let info = session.info()?;
     let state = session.state()?;
     let driver = driver_of(&info, run.as_ref(), evaluation.as_ref());
-    let rounds = finished_rounds(session, &journal)?;
+    let rounds = finished_rounds(session, &journal, scrub)?;
     let max_rounds = timeline
         .max_rounds
         .or_else(|| run.as_ref().and_then(|run| run.limits.max_rounds))
@@ -124,10 +124,13 @@ pub fn live_status(session: &Session, scrub: &Scrub) -> Result<LiveStatus> {
     let (round, phase) = match &timeline.current {
         Some((round, phase)) if !outcome.ended => (
             Some(*round).filter(|round| *round > 0),
-            Some(phase_label(phase).to_owned()),
+            Some(scrub.text(phase_label(phase))),
         ),
         _ if outcome.ended => (rounds.last().map(|round| round.round), None),
-        _ => plugin_phase(&state, session.criteria()?.is_some(), rounds.len()),
+        _ => {
+            let (round, phase) = plugin_phase(&state, session.criteria()?.is_some(), rounds.len());
+            (round, Some(scrub.text(phase)))
+        }
     };
     Ok(LiveStatus {
         session: session.id().to_string(),
@@ -160,7 +163,7 @@ fn plugin_phase(
     state: &refinery_core::SessionState,
     has_criteria: bool,
     finished: usize,
-) -> (Option<u32>, Option<String>) {
+) -> (Option<u32>, &'static str) {
     let next = state.round + 1;
     let phase = if !has_criteria {
         "writing criteria"
@@ -174,10 +177,10 @@ fn plugin_phase(
     } else {
         "planning and building"
     };
-    (Some(next), Some(phase.to_owned()))
+    (Some(next), phase)
 }
 
-fn finished_rounds(session: &Session, journal: &Journal) -> Result<Vec<LiveRound>> {
+fn finished_rounds(session: &Session, journal: &Journal, scrub: &Scrub) -> Result<Vec<LiveRound>> {
     let order = session
         .criteria()?
         .map(|criteria| criteria.ids())
@@ -200,7 +203,10 @@ fn finished_rounds(session: &Session, journal: &Journal) -> Result<Vec<LiveRound
             });
             LiveRound {
                 round: record.outcome.round,
-                scores,
+                scores: scores
+                    .into_iter()
+                    .map(|(id, score)| (scrub.text(&id), score))
+                    .collect(),
                 verdict: record.outcome.verdict.as_str(),
             }
         })

@@ -12,7 +12,11 @@ fn a_plugin_session_is_followed_from_criteria_to_the_round_cap() {
     let scrub = Scrub::default();
     let status = live_status(&fixture.session, &scrub).unwrap();
     assert_eq!(
-        (status.round, status.phase.as_deref(), status.end.as_deref()),
+        (
+            status.round,
+            status.phase.as_ref().map(refinery_report::Text::as_str),
+            status.end.as_deref()
+        ),
         (Some(1), Some("writing criteria"), None)
     );
     fixture.criteria();
@@ -20,7 +24,8 @@ fn a_plugin_session_is_followed_from_criteria_to_the_round_cap() {
         live_status(&fixture.session, &scrub)
             .unwrap()
             .phase
-            .as_deref(),
+            .as_ref()
+            .map(refinery_report::Text::as_str),
         Some("building")
     );
     fixture.write("index.html", "v1");
@@ -32,7 +37,8 @@ fn a_plugin_session_is_followed_from_criteria_to_the_round_cap() {
         live_status(&fixture.session, &scrub)
             .unwrap()
             .phase
-            .as_deref(),
+            .as_ref()
+            .map(refinery_report::Text::as_str),
         Some("evaluating")
     );
     fixture
@@ -47,7 +53,7 @@ fn a_plugin_session_is_followed_from_criteria_to_the_round_cap() {
     assert_eq!(
         (
             status.round,
-            status.phase.as_deref(),
+            status.phase.as_ref().map(refinery_report::Text::as_str),
             status.end.as_deref(),
             status.spend
         ),
@@ -58,9 +64,9 @@ fn a_plugin_session_is_followed_from_criteria_to_the_round_cap() {
         [LiveRound {
             round: 1,
             scores: vec![
-                ("E1".to_owned(), 4),
-                ("E2".to_owned(), 5),
-                ("E3".to_owned(), 6)
+                (scrub.text("E1"), 4),
+                (scrub.text("E2"), 5),
+                (scrub.text("E3"), 6)
             ],
             verdict: "iterate"
         }]
@@ -113,7 +119,7 @@ fn a_refine_run_shows_its_phase_and_spending_then_its_end() {
     assert_eq!(
         (
             status.round,
-            status.phase.as_deref(),
+            status.phase.as_ref().map(refinery_report::Text::as_str),
             status.end.as_deref(),
             status.max_rounds
         ),

@@ -172,7 +172,7 @@ fn status_line(status: &LiveStatus) -> String {
     if let Some(phase) = &status.phase {
         match &status.activity {
             Some(tool) => parts.push(format!("{phase} ({tool})")),
-            None => parts.push(phase.clone()),
+            None => parts.push(phase.to_string()),
         }
     }
     match &status.spend {
