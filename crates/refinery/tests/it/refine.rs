@@ -1023,6 +1023,15 @@ async fn ctrl_c_stops_saves_and_resume_continues() {
         record["status"],
         json!({"status": "interrupted", "round": 2})
     );
+    // The report is written on an interruption too.
+    let report = read(
+        &run.project()
+            .join(".refinery/sessions")
+            .join(&session)
+            .join("report.html"),
+    );
+    assert!(report.contains("Interrupted in round 2"), "{report}");
+    assert!(stdout.contains("\nReport: "), "{stdout}");
 
     gate.release();
     let output = run.refinery(&["refine", "--resume", &session]).await;
@@ -1265,6 +1274,13 @@ async fn the_time_budget_stops_a_slow_round_and_a_backend_error_says_how_to_resu
     let stderr = text(&output.stderr);
     assert!(stderr.contains("refinery refine --resume "), "{stderr}");
     assert!(stderr.contains("builder"), "{stderr}");
+    // Even then the report of what there is gets written, and the error says where.
+    let report = stderr
+        .split("the report so far is ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(read(Path::new(report.trim_end_matches([':', ',', ';']))).contains("Failed;"));
 }
 
 /// `refinery refine` with codex, gemini or copilot as the builder (each a fresh process,

@@ -264,6 +264,16 @@ fn look_at(browser: &mut Browser, name: &str, finished: &Finished) -> Value {
             &json!({"value": false}),
         )
         .unwrap();
+    browser.navigate(&page).unwrap();
+    // Before printing, the script opens every section; afterwards it closes them again.
+    let opened = browser
+        .evaluate("(() => { window.dispatchEvent(new Event('beforeprint')); const all = document.querySelectorAll('details'); const open = Array.from(all).filter((item) => item.open).length; window.dispatchEvent(new Event('afterprint')); return [all.length, open, document.querySelectorAll('details[open]').length]; })()")
+        .unwrap();
+    assert_eq!(
+        opened[0], opened[1],
+        "every section opens for printing: {opened}"
+    );
+    assert_eq!(opened[2], 0, "and closes again: {opened}");
     // Printing works and yields a PDF.
     let pdf = browser.call("Page.printToPDF", &json!({})).unwrap();
     assert!(

@@ -271,6 +271,10 @@ async fn a_pipe_gets_plain_lines_of_a_refine_run_and_watch_ends_with_it() {
         !output.contains('\u{1b}') && !output.contains('\r'),
         "{output:?}"
     );
+    // `REFINERY_WATCH_TRANSCRIPT=FILE` keeps this output: the example in docs/USAGE.md.
+    if let Some(path) = std::env::var_os("REFINERY_WATCH_TRANSCRIPT") {
+        fs_err::write(path, format!("$ refinery watch {id}\n{output}")).unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
