@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use refinery_core::rounds::{NextStep, StopReason};
 use refinery_engine::meter::Spend;
 use refinery_engine::{CriteriaSource, EvaluateReport, Phase, RefineEvent, RunStatus, RunSummary};
+use refinery_report::format::{money, tokens};
 
 use crate::output;
 
@@ -29,26 +30,6 @@ pub(crate) struct Progress {
     activity: String,
     spend: Spend,
     elapsed_ms: u64,
-}
-
-fn money(usd: f64) -> String {
-    if usd < 0.01 {
-        format!("${usd:.4}")
-    } else {
-        format!("${usd:.2}")
-    }
-}
-
-fn tokens(count: u64) -> String {
-    #[allow(clippy::cast_precision_loss, reason = "display only")]
-    let value = count as f64;
-    if count >= 1_000_000 {
-        format!("{:.1}M", value / 1_000_000.0)
-    } else if count >= 1_000 {
-        format!("{:.1}k", value / 1_000.0)
-    } else {
-        count.to_string()
-    }
 }
 
 fn clock(ms: u64) -> String {

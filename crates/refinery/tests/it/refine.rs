@@ -198,7 +198,7 @@ impl Run {
 
     /// `refinery refine "Build a page"` with the standard criteria, in the background, its
     /// output piped.
-    fn spawn_refine(&self) -> std::process::Child {
+    pub(crate) fn spawn_refine(&self) -> std::process::Child {
         std::process::Command::new(crate::support::BIN)
             .env_clear()
             .envs(&self.env)

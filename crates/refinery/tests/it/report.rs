@@ -362,6 +362,23 @@ async fn reports_of_real_runs_render_in_chromium_quietly_and_draw_the_recorded_s
     drop(unscored.run);
 }
 
+/// `refinery evaluate page.html` with the standard criteria.
+async fn evaluate_page(run: &Run, json: bool) -> std::process::Output {
+    let mut args = vec![
+        "evaluate",
+        "page.html",
+        "--criteria",
+        CRITERIA,
+        "--evaluator",
+        MODEL,
+        "--yes",
+    ];
+    if json {
+        args.push("--json");
+    }
+    run.refinery(&args).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_and_evaluate_write_the_file_and_say_where() {
     let server = FakeModelServer::start().await.unwrap();
@@ -389,20 +406,10 @@ async fn report_and_evaluate_write_the_file_and_say_where() {
         finished.report.display().to_string()
     );
     // Human output names the report last.
-    let output = finished
-        .run
-        .refinery(&[
-            "refine",
-            "Build a page",
-            "--criteria",
-            CRITERIA,
-            "--builder",
-            MODEL,
-            "--evaluator",
-            MODEL,
-            "--yes",
-        ])
-        .await;
+    let child = finished.run.spawn_refine();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
     let stdout = text(&output.stdout);
     let last = stdout.trim_end().lines().last().unwrap();
     assert!(
@@ -415,38 +422,14 @@ async fn report_and_evaluate_write_the_file_and_say_where() {
         "<h1>VERSION-3</h1>",
     )
     .unwrap();
-    let output = finished
-        .run
-        .refinery(&[
-            "evaluate",
-            "page.html",
-            "--criteria",
-            CRITERIA,
-            "--evaluator",
-            MODEL,
-            "--yes",
-        ])
-        .await;
-    let stdout = text(&output.stdout);
+    let stdout = text(&evaluate_page(&finished.run, false).await.stdout);
     let html_line = stdout
         .lines()
         .find(|line| line.starts_with("HTML report: "))
         .unwrap_or_else(|| panic!("{stdout}"));
     let html = fs_err::read_to_string(html_line.trim_start_matches("HTML report: ")).unwrap();
     assert!(html.contains("refinery evaluate") && html.contains("Meets the bar"));
-    let output = finished
-        .run
-        .refinery(&[
-            "evaluate",
-            "page.html",
-            "--criteria",
-            CRITERIA,
-            "--evaluator",
-            MODEL,
-            "--yes",
-            "--json",
-        ])
-        .await;
+    let output = evaluate_page(&finished.run, true).await;
     let value: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(Path::new(value["html_report"].as_str().unwrap()).is_file());
     // A session that does not exist is a clear error, and nothing is written.

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use refinery_core::{CriteriaSet, SessionSettings, StateDir};
 use refinery_testkit::{FakeModelServer, Reply};
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::refine::{CRITERIA, MODEL, Run, content_by_round, evaluation, guard_tie, lessons, role};
+use crate::refine::{Run, content_by_round, evaluation, guard_tie, lessons, role};
 use crate::support::{BIN, Project};
 
 const WAIT: Duration = Duration::from_mins(1);
@@ -201,33 +201,20 @@ fn slow_run(server: &FakeModelServer, builder_delay: Duration) {
     });
 }
 
-/// Starts `refinery refine --json` and returns it with its session id (from its first event).
+/// Starts `refinery refine "Build a page"` and returns it with its progress lines and its
+/// session id (from the line that announces the session).
 fn start_refine(run: &Run) -> (Child, Stream, String) {
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .envs(&run.env)
-        .current_dir(run.project())
-        .args([
-            "refine",
-            "Build a page",
-            "--criteria",
-            CRITERIA,
-            "--builder",
-            MODEL,
-            "--evaluator",
-            MODEL,
-            "--yes",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut events = Stream::of(child.stdout.take().unwrap());
-    events.wait_for("\"event\":\"session\"");
-    let first: Value = serde_json::from_str(events.seen.lines().next().unwrap()).unwrap();
-    let id = first["session"].as_str().unwrap().to_owned();
-    (child, events, id)
+    let mut child = run.spawn_refine();
+    let mut progress = Stream::of(child.stderr.take().unwrap());
+    progress.wait_for(" (builder ");
+    let id = progress
+        .seen
+        .split("new session ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no session line in {}", progress.seen))
+        .to_owned();
+    (child, progress, id)
 }
 
 fn start_watch(run: &Run, id: &str) -> (Child, Stream) {
@@ -249,13 +236,13 @@ async fn a_pipe_gets_plain_lines_of_a_refine_run_and_watch_ends_with_it() {
     let server = FakeModelServer::start().await.unwrap();
     slow_run(&server, Duration::from_millis(400));
     let run = Run::new(&server);
-    let (refine, mut events, id) = start_refine(&run);
+    let (refine, mut progress, id) = start_refine(&run);
     let (watch, mut lines) = start_watch(&run, &id);
     lines.wait_for("round 1: E1 4 · E2 6 · E3 8 → iterate");
     lines.wait_for("ended: Converged after 2 rounds");
     assert_eq!(exit_code(watch), Some(0));
     let output = lines.drain().to_owned();
-    events.drain();
+    progress.drain();
     assert_eq!(exit_code(refine), Some(0));
     for needle in [
         "round 2/5 · building",
@@ -282,7 +269,7 @@ async fn a_run_killed_mid_round_ends_the_watch_with_how_to_resume() {
     let server = FakeModelServer::start().await.unwrap();
     slow_run(&server, Duration::from_mins(2));
     let run = Run::new(&server);
-    let (mut refine, _events, id) = start_refine(&run);
+    let (mut refine, _progress, id) = start_refine(&run);
     let (watch, mut lines) = start_watch(&run, &id);
     lines.wait_for("round 1/5 · building");
     refine.kill().unwrap();
