@@ -1,30 +1,32 @@
 //! `refinery evaluate`: criteria, one evaluation, a report. No building, no iteration.
+//!
+//! A short sequencer over the same phases as a refine round: submit (the core's snapshot of
+//! the paths), criteria (when none were given), judge (the same panel), decide (the core's
+//! verdict), and a report rendered like a handoff.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use refinery_core::rounds::LoopLimits;
-use refinery_core::{CriteriaSet, SessionSettings, StateDir};
-use refinery_prompts::Role;
+use refinery_core::{CriteriaSet, Session, SessionSettings, StateDir, Submission};
 use serde::Serialize;
-use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
-use crate::briefs::{self, EvaluatorBrief};
 use crate::error::EngineError;
+use crate::events::{CriterionLine, lines};
 use crate::handoff::{HandoffInput, render_handoff};
 use crate::meter::{Meter, Spend};
-use crate::outputs::{
-    CriteriaWriterOutput, EvaluatorOutput, SpecItem, parse_criteria_writer, parse_evaluator,
-    schema_for,
-};
+use crate::outputs::{Evaluation, SpecItem};
 use crate::pack;
-use crate::refine::{
-    CriteriaSource, CriterionLine, Environment, JUDGE_ATTEMPTS, JudgeCall, ask_judge, lines,
-};
+use crate::phases::ask::JUDGE_ATTEMPTS;
+use crate::phases::criteria::{self, CriteriaInput};
+use crate::phases::judge::{self, EvaluationInput, Panel};
+use crate::phases::{Context, decide, no_events};
+use crate::record::{CriteriaSource, RoundVerdict};
+use crate::refine::Environment;
 
 /// What to evaluate.
 #[derive(Clone, Debug)]
@@ -52,8 +54,8 @@ pub struct EvaluateReport {
     pub criteria_source: CriteriaSource,
     /// The criteria.
     pub criteria: Vec<CriterionLine>,
-    /// `converge`, `iterate` or `unscored`.
-    pub verdict: String,
+    /// The verdict.
+    pub verdict: RoundVerdict,
     /// Whether every criterion met the bar.
     pub passed: bool,
     /// Scores by criterion.
@@ -83,14 +85,12 @@ pub async fn evaluate_once(
     env: Environment,
     cancel: &CancellationToken,
 ) -> Result<EvaluateReport, EngineError> {
+    let judges: Vec<&Backend> = std::iter::once(&evaluator).chain(&panel).collect();
     if config.cost_budget_usd.is_some()
-        && let Some(problem) = std::iter::once(&evaluator)
-            .chain(&panel)
-            .find_map(Backend::budget_problem)
+        && let Some(problem) = judges.iter().find_map(|judge| judge.budget_problem())
     {
         return Err(EngineError::Setup(problem));
     }
-    let now = OffsetDateTime::now_utc;
     let meter = Meter::new(
         LoopLimits {
             max_rounds: 1,
@@ -101,156 +101,117 @@ pub async fn evaluate_once(
         Spend::default(),
         Duration::ZERO,
     );
-    let session = store.init_session(
-        "evaluate",
-        SessionSettings {
-            max_rounds: Some(1),
-            ..SessionSettings::default()
-        },
-        now(),
-    )?;
-    fs_err::write(store.root().join(".gitignore"), "*\n")?;
-    // Snapshot first: the report must describe exactly the bytes judged.
-    let submission = session.new_answer("evaluated as is", &config.paths, now())?;
-    if submission.files.is_empty() {
-        return Err(EngineError::Setup(format!(
-            "nothing to evaluate: {} holds no files Refinery can read (skipped: {})",
-            config.paths.join(", "),
-            if submission.skipped.is_empty() {
-                "none".to_owned()
-            } else {
-                submission
-                    .skipped
-                    .iter()
-                    .map(|skip| format!("{} — {}", skip.path, skip.reason))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            }
-        )));
-    }
-    let task = config.task.clone().unwrap_or_else(|| {
-        format!(
-            "The deliverable at {}: judge it as the people it is meant for would use it.",
-            config
-                .paths
-                .iter()
-                .map(|path| format!("`{path}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    });
-    let deliverable = pack::render_view(
-        evaluator.view(),
-        &store.objects(),
-        &submission.files,
-        &env.scrubber,
-    );
-    let judge_dir = tempfile::Builder::new()
-        .prefix("refinery-judge-")
-        .tempdir()?;
-    if std::iter::once(&evaluator)
-        .chain(&panel)
-        .any(Backend::reads_files)
-    {
-        refinery_core::snapshot::restore(&store.objects(), &submission.files, judge_dir.path())?;
-    }
-    let call = |role: Role, schema: Value| JudgeCall {
-        backend: &evaluator,
-        scrubber: &env.scrubber,
+    let (session, submission) = submit(&store, &config)?;
+    let task = config
+        .task
+        .clone()
+        .unwrap_or_else(|| default_task(&config.paths));
+    let ctx = Context {
+        store: &store,
+        session: &session,
         meter: &meter,
-        timeout: env.call_timeout,
-        role,
-        schema,
-        workdir: judge_dir.path(),
-        budget_share: 1.0,
+        env: &env,
+        cancel,
+        events: &no_events,
     };
+    let folder = judge::deliverable_copy(&ctx, &judges, &submission.files)?;
     let (criteria, criteria_source) = if let Some(criteria) = config.criteria {
         (criteria, CriteriaSource::User)
     } else {
-        let prompt = briefs::criteria_writer(&task, Some(&deliverable));
-        let criteria = ask_judge(
-                &call(Role::CriteriaWriter, schema_for::<CriteriaWriterOutput>()),
-                prompt,
-                parse_criteria_writer,
-                cancel,
-            )
-            .await?
-            .map_err(|reason| {
-                EngineError::Setup(format!(
-                    "the criteria writer gave no usable criteria after {JUDGE_ATTEMPTS} attempts ({reason}); pass --criteria or --criteria-file, or try another --evaluator"
-                ))
-            })?;
-        (criteria, CriteriaSource::Writer)
-    };
-    session.register_criteria(&criteria, now())?;
-    let judges: Vec<&Backend> = std::iter::once(&evaluator).chain(&panel).collect();
-    #[allow(clippy::cast_precision_loss, reason = "a handful of judges")]
-    let share = 1.0 / judges.len() as f64;
-    let replies = futures::future::join_all(judges.iter().map(|judge| {
-        let deliverable = pack::render_view(
-            judge.view(),
-            &store.objects(),
-            &submission.files,
-            &env.scrubber,
-        );
-        let prompt = briefs::evaluator(&EvaluatorBrief {
+        let objects = store.objects();
+        let deliverable =
+            pack::render_view(evaluator.view(), &objects, &submission.files, &env.scrubber);
+        let input = CriteriaInput {
+            writer: &evaluator,
             task: &task,
-            criteria: &criteria,
-            round: 1,
-            deliverable: &deliverable,
-            files_note: judge.files_note(),
-            verify: &[],
-            previous: None,
-        });
-        let call = JudgeCall {
-            backend: judge,
-            scrubber: &env.scrubber,
-            meter: &meter,
-            timeout: env.call_timeout,
-            role: Role::RoundEvaluator,
-            schema: schema_for::<EvaluatorOutput>(),
-            workdir: judge_dir.path(),
-            budget_share: share,
+            existing: Some(&deliverable),
+            workdir: folder.path(),
         };
-        let criteria = &criteria;
-        async move {
-            ask_judge(
-                &call,
-                prompt,
-                |text| {
-                    parse_evaluator(criteria, text)
-                        .map(|_| crate::outputs::extract_json(text).unwrap_or(Value::Null))
-                },
-                cancel,
-            )
-            .await
-        }
-    }))
-    .await;
-    let mut usable = Vec::new();
-    let mut problems = Vec::new();
-    for (judge, reply) in judges.iter().zip(replies) {
-        match reply? {
-            Ok(value) => usable.push(value),
-            Err(reason) if judges.len() > 1 => problems.push(format!("{}: {reason}", judge.spec())),
-            Err(reason) => problems.push(reason),
-        }
-    }
-    let evaluation = if usable.is_empty() {
-        Err(problems.join("; "))
-    } else {
-        let combined = crate::outputs::combine_evaluations(&usable)?;
-        Ok(parse_evaluator(&criteria, &combined.to_string())?)
+        (criteria::write(&ctx, input).await?, CriteriaSource::Writer)
     };
+    session.register_criteria(&criteria, OffsetDateTime::now_utc())?;
+    let panel = Panel {
+        judges: &judges,
+        workdir: folder.path(),
+        budget_share: 1.0,
+    };
+    let input = EvaluationInput {
+        task: &task,
+        criteria: &criteria,
+        round: 1,
+        files: &submission.files,
+        verify: &[],
+        previous: None,
+    };
+    let evaluated = judge::evaluate(&ctx, &panel, &input).await?;
+    let unscored_reason = evaluated.unscored_reason();
+    let scored = Scored {
+        task: &task,
+        criteria: &criteria,
+        criteria_source,
+        evaluation: evaluated.combined,
+        unscored_reason,
+    };
+    report(&ctx, scored)
+}
+
+/// A new session holding the snapshot of `config.paths`: the report describes exactly the
+/// bytes judged.
+fn submit(store: &StateDir, config: &EvaluateConfig) -> Result<(Session, Submission), EngineError> {
+    let now = OffsetDateTime::now_utc;
+    let settings = SessionSettings {
+        max_rounds: Some(1),
+        ..SessionSettings::default()
+    };
+    let session = store.init_session("evaluate", settings, now())?;
+    fs_err::write(store.root().join(".gitignore"), "*\n")?;
+    let submission = session.new_answer("evaluated as is", &config.paths, now())?;
+    if submission.files.is_empty() {
+        let skipped = if submission.skipped.is_empty() {
+            "none".to_owned()
+        } else {
+            let skipped = submission.skipped.iter();
+            let reasons = skipped.map(|skip| format!("{} — {}", skip.path, skip.reason));
+            reasons.collect::<Vec<_>>().join("; ")
+        };
+        return Err(EngineError::Setup(format!(
+            "nothing to evaluate: {} holds no files Refinery can read (skipped: {skipped})",
+            config.paths.join(", "),
+        )));
+    }
+    Ok((session, submission))
+}
+
+fn default_task(paths: &[String]) -> String {
+    let quoted: Vec<String> = paths.iter().map(|path| format!("`{path}`")).collect();
+    format!(
+        "The deliverable at {}: judge it as the people it is meant for would use it.",
+        quoted.join(", ")
+    )
+}
+
+/// What the panel came to.
+struct Scored<'a> {
+    task: &'a str,
+    criteria: &'a CriteriaSet,
+    criteria_source: CriteriaSource,
+    evaluation: Option<Evaluation>,
+    unscored_reason: Option<String>,
+}
+
+/// Records the verdict in the core and writes `evaluation.md` and `evaluation.json`.
+fn report(ctx: &Context<'_>, scored: Scored<'_>) -> Result<EvaluateReport, EngineError> {
+    let session = ctx.session;
+    let reason = scored.unscored_reason.clone().unwrap_or_default();
+    let outcome = decide::record(ctx, 1, scored.evaluation.as_ref(), &reason)?;
     let report_path = session.dir().join("evaluation.md");
-    let spend = meter.spend();
     let mut report = EvaluateReport {
         session: session.id().to_string(),
         session_dir: session.dir().to_path_buf(),
         report_path: report_path.clone(),
-        criteria_source,
-        criteria: lines(&criteria),
-        verdict: "unscored".to_owned(),
+        criteria_source: scored.criteria_source,
+        criteria: lines(scored.criteria),
+        verdict: RoundVerdict::Unscored,
         passed: false,
         scores: BTreeMap::new(),
         evidence: BTreeMap::new(),
@@ -258,50 +219,36 @@ pub async fn evaluate_once(
         improvement_spec: Vec::new(),
         preserve: Vec::new(),
         unscored_reason: None,
-        spend,
+        spend: ctx.meter.spend(),
     };
-    match evaluation {
-        Ok(evaluation) => {
-            let record = session.submit_checklist(&evaluation.checklist_scores(), None, now())?;
-            let text = render_handoff(&HandoffInput {
-                task: &task,
-                criteria: &criteria,
-                outcome: &record.outcome,
-                evaluation: Some(&evaluation),
-                change_approach_for: &[],
-                learnings: "",
-            });
-            let text = text.replacen("# Handoff after round 1", "# Evaluation", 1);
-            refinery_core::fsutil::write_atomic(
-                &report_path,
-                env.scrubber.scrub(&text).as_bytes(),
-            )?;
-            record
-                .outcome
-                .verdict
-                .as_str()
-                .clone_into(&mut report.verdict);
-            report.passed = record.outcome.verdict == refinery_core::Verdict::Converge;
-            report.scores = record
-                .outcome
-                .items
-                .iter()
-                .map(|item| (item.id.clone(), item.score))
-                .collect();
-            report.evidence = evaluation.evidence;
-            report.critique = evaluation.critique;
-            report.improvement_spec = evaluation.improvement_spec;
-            report.preserve = evaluation.preserve;
-        }
-        Err(reason) => {
-            session.record_unscored_round(&reason, now())?;
-            refinery_core::fsutil::write_atomic(
-                &report_path,
-                format!("# Evaluation\n\nThe evaluator's output stayed unusable after {JUDGE_ATTEMPTS} attempts, so nothing was scored: {reason}\n").as_bytes(),
-            )?;
-            report.unscored_reason = Some(reason);
-        }
-    }
+    let text = if let (Some(outcome), Some(evaluation)) = (outcome, scored.evaluation) {
+        let text = render_handoff(&HandoffInput {
+            task: scored.task,
+            criteria: scored.criteria,
+            outcome: &outcome,
+            evaluation: Some(&evaluation),
+            change_approach_for: &[],
+            learnings: "",
+        });
+        report.verdict = outcome.verdict.into();
+        report.passed = report.verdict == RoundVerdict::Converge;
+        let items = outcome.items.iter();
+        report.scores = items.map(|item| (item.id.clone(), item.score)).collect();
+        let findings = evaluation.findings.into_iter();
+        report.evidence = findings.map(|(id, found)| (id, found.evidence)).collect();
+        report.critique = evaluation.critique;
+        report.improvement_spec = evaluation.improvement_spec;
+        report.preserve = evaluation.preserve;
+        ctx.env
+            .scrubber
+            .scrub(&text.replacen("# Handoff after round 1", "# Evaluation", 1))
+    } else {
+        report.unscored_reason = Some(reason.clone());
+        format!(
+            "# Evaluation\n\nThe evaluator's output stayed unusable after {JUDGE_ATTEMPTS} attempts, so nothing was scored: {reason}\n"
+        )
+    };
+    refinery_core::fsutil::write_atomic(&report_path, text.as_bytes())?;
     // The JSON form next to the Markdown, for tools.
     refinery_core::fsutil::write_json(&session.dir().join("evaluation.json"), &report)?;
     Ok(report)

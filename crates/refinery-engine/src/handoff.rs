@@ -80,8 +80,12 @@ pub fn render_handoff(input: &HandoffInput<'_>) -> String {
                 if !item.reasoning.trim().is_empty() {
                     let _ = writeln!(out, "{}\n", item.reasoning.trim());
                 }
-                if let Some(evidence) = evaluation.evidence.get(&item.id) {
-                    for line in evidence.iter().filter(|line| !line.trim().is_empty()) {
+                if let Some(finding) = evaluation.findings.get(&item.id) {
+                    for line in finding
+                        .evidence
+                        .iter()
+                        .filter(|line| !line.trim().is_empty())
+                    {
                         let _ = writeln!(out, "- {}", one_line(line));
                     }
                     out.push('\n');
@@ -175,7 +179,7 @@ mod tests {
         })
         .to_string();
         let evaluation = crate::outputs::parse_evaluator(&criteria, &reply).unwrap();
-        let outcome = checklist::evaluate(&criteria, &evaluation.scores, Cutoff::DEFAULT, 2, &[]);
+        let outcome = checklist::evaluate(&criteria, &evaluation.scores(), Cutoff::DEFAULT, 2, &[]);
         let text = render_handoff(&HandoffInput {
             task: "Build a landing page",
             criteria: &criteria,

@@ -2,9 +2,16 @@
 //!
 //! Each role (criteria writer, builder, round evaluator, regression guard, trace analyzer) is
 //! data: a prompt file shared with the Claude Code plugin (`refinery-prompts`), an output
-//! contract defined here ([`outputs`]), and a [`Backend`] that plays it. [`Refiner`] is the
-//! only place that sequences a round; the decisions it acts on (verdicts, caps, plateaus,
-//! regressions) are pure functions in `refinery-core`, and every model call passes the
+//! contract defined here ([`outputs`], where every reply is parsed once into a type), and a
+//! [`Backend`] that plays it.
+//!
+//! A round is a row of phases, each its own module with a typed input and result
+//! (`phases/`): `build` → `verify` → `guard` → `submit` → `judge` (the one evaluator panel,
+//! with the trace analyzer beside it) → `decide` → `handoff`. Phases take a small context
+//! (store and session, meter, environment, cancel token, event sink) and never call back into
+//! a sequencer. [`Refiner`] (`refine`) and [`evaluate_once`] (`evaluate`) are short
+//! sequencers over them. The decisions they act on (verdicts, caps, plateaus, regressions,
+//! panel scores) are pure functions in `refinery-core`, and every model call passes the
 //! [`meter::Meter`] so a cost budget is checked before money is spent, not after.
 //!
 //! This crate never prints (the binary renders its [`RefineEvent`]s) and never decides a
@@ -16,19 +23,25 @@ mod backend;
 pub mod briefs;
 mod error;
 mod evaluate;
+mod events;
 pub mod handoff;
 pub mod meter;
 pub mod outputs;
 pub mod pack;
+mod phases;
+mod record;
 mod refine;
 pub mod tools;
 pub mod trace;
 pub mod verify;
+mod workspace;
 
 pub use backend::{AgentSetup, Backend, BackendSpec};
 pub use error::{EngineError, Halt, OutputError, Result};
 pub use evaluate::{EvaluateConfig, EvaluateReport, evaluate_once};
-pub use refine::{
-    CriteriaSource, CriterionLine, Environment, Phase, RefineConfig, RefineEvent, Refiner,
-    RegressionReport, Roles, RoundSummary, RunRecord, RunStatus, RunSummary, load_run,
+pub use events::{CriterionLine, Phase, RefineEvent};
+pub use record::{
+    CriteriaSource, GuardAction, RegressionReport, RoundSummary, RoundVerdict, RunRecord,
+    RunStatus, RunSummary, load_run,
 };
+pub use refine::{Environment, RefineConfig, Refiner, Roles};

@@ -3,6 +3,10 @@
 //! A model supplies scores, evidence and prose; these parsers decide whether that output is
 //! usable. Anything that does not meet the contract is an [`OutputError`] whose message can be
 //! fed back to the model verbatim — never a silent default.
+//!
+//! This is the edge: a reply is parsed here once, into a type ([`Evaluation`],
+//! [`GuardComparison`], [`TraceLessons`], a [`CriteriaSet`]), and nothing past it reads raw
+//! JSON again.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use refinery_core::checklist::{self, ScoreEntry};
+use refinery_core::checklist::{self, Score, ScoreEntry};
 use refinery_core::rounds::Preference;
 use refinery_core::{Category, CriteriaSet};
 
@@ -189,13 +193,26 @@ pub struct EvaluatorOutput {
     pub preserve: Vec<String>,
 }
 
-/// A validated evaluation: scores the core accepted, plus the evaluator's prose.
+/// One criterion's validated finding.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The score, 0–10.
+    pub score: Score,
+    /// What the score rests on (never empty in a parsed evaluation).
+    pub evidence: Vec<String>,
+    /// Why this score and not one higher.
+    pub reasoning: String,
+}
+
+/// A validated evaluation: a finding for every criterion, plus the evaluator's prose.
+///
+/// Saved (in `round_NNN/round.json`) in the evaluator's own reply shape, [`EvaluatorOutput`],
+/// so a round file reads the same whether one judge or a panel scored it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "EvaluatorOutput", try_from = "EvaluatorOutput")]
 pub struct Evaluation {
-    /// Scores and reasoning per criterion, as the core parsed them.
-    pub scores: BTreeMap<String, ScoreEntry>,
-    /// Evidence per criterion.
-    pub evidence: BTreeMap<String, Vec<String>>,
+    /// The finding per criterion id.
+    pub findings: BTreeMap<String, Finding>,
     /// The critique.
     pub critique: String,
     /// The ordered improvement spec.
@@ -205,20 +222,101 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// Scores and reasoning per criterion, as the core's checklist rules take them.
+    pub fn scores(&self) -> BTreeMap<String, ScoreEntry> {
+        self.findings
+            .iter()
+            .map(|(id, finding)| {
+                (
+                    id.clone(),
+                    ScoreEntry {
+                        score: finding.score,
+                        reasoning: finding.reasoning.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The bare score per criterion, for events and summaries.
+    pub fn score_values(&self) -> BTreeMap<String, u8> {
+        self.findings
+            .iter()
+            .map(|(id, finding)| (id.clone(), finding.score.get()))
+            .collect()
+    }
+
     /// The scores in the shape the core's `submit_checklist` takes:
     /// `{"E1": {"score": 7, "reasoning": "…"}, …}`.
     pub fn checklist_scores(&self) -> Value {
         Value::Object(
-            self.scores
+            self.findings
                 .iter()
-                .map(|(id, entry)| {
+                .map(|(id, finding)| {
                     (
                         id.clone(),
-                        json!({"score": entry.score.get(), "reasoning": entry.reasoning}),
+                        json!({"score": finding.score.get(), "reasoning": finding.reasoning}),
                     )
                 })
                 .collect(),
         )
+    }
+}
+
+impl From<Evaluation> for EvaluatorOutput {
+    fn from(evaluation: Evaluation) -> Self {
+        EvaluatorOutput {
+            scores: evaluation
+                .findings
+                .into_iter()
+                .map(|(id, finding)| {
+                    (
+                        id,
+                        CriterionFinding {
+                            score: i64::from(finding.score.get()),
+                            evidence: finding.evidence,
+                            reasoning: finding.reasoning,
+                        },
+                    )
+                })
+                .collect(),
+            critique: evaluation.critique,
+            improvement_spec: evaluation.improvement_spec,
+            preserve: evaluation.preserve,
+        }
+    }
+}
+
+/// Reading a saved evaluation back: the file was written from a validated one, so only the
+/// score range is checked again (criterion ids need the criteria, which the file lacks).
+impl TryFrom<EvaluatorOutput> for Evaluation {
+    type Error = String;
+
+    fn try_from(output: EvaluatorOutput) -> std::result::Result<Self, String> {
+        let findings = output
+            .scores
+            .into_iter()
+            .map(|(id, finding)| {
+                let score = u8::try_from(finding.score)
+                    .ok()
+                    .and_then(Score::new)
+                    .ok_or_else(|| format!("`{id}` has score {}, outside 0–10", finding.score))?;
+                Ok((
+                    id,
+                    Finding {
+                        score,
+                        evidence: finding.evidence,
+                        reasoning: finding.reasoning,
+                    },
+                ))
+            })
+            .collect::<std::result::Result<_, String>>()?;
+        Ok(Evaluation {
+            findings,
+            critique: output.critique,
+            improvement_spec: output.improvement_spec,
+            preserve: output.preserve,
+        })
     }
 }
 
@@ -239,7 +337,7 @@ pub fn parse_evaluator(criteria: &CriteriaSet, text: &str) -> Result<Evaluation>
             )
         })
         .collect();
-    let scores = checklist::parse_scores(criteria, &Value::Object(raw_scores))
+    let mut scores = checklist::parse_scores(criteria, &Value::Object(raw_scores))
         .map_err(|err| contract(err.to_string()))?;
     for (id, finding) in &output.scores {
         if finding.evidence.iter().all(|item| item.trim().is_empty()) {
@@ -262,109 +360,27 @@ pub fn parse_evaluator(criteria: &CriteriaSet, text: &str) -> Result<Evaluation>
             )));
         }
     }
+    let findings = output
+        .scores
+        .into_iter()
+        .filter_map(|(id, finding)| {
+            let entry = scores.remove(&id)?;
+            Some((
+                id,
+                Finding {
+                    score: entry.score,
+                    evidence: finding.evidence,
+                    reasoning: entry.reasoning,
+                },
+            ))
+        })
+        .collect();
     Ok(Evaluation {
-        scores,
-        evidence: output
-            .scores
-            .into_iter()
-            .map(|(id, finding)| (id, finding.evidence))
-            .collect(),
+        findings,
         critique: output.critique,
         improvement_spec: output.improvement_spec,
         preserve: output.preserve,
     })
-}
-
-/// Combines the validated replies of a panel of judges who scored the same round blind.
-///
-/// Each criterion's score is the core's [`checklist::panel_score`] (the lower median); evidence
-/// and reasoning keep every judge's, labelled; critiques are kept side by side; the improvement
-/// specs are merged in judge order without repeats; preserve lists are united. One reply
-/// passes through unchanged. The result has the evaluator's output shape, so it goes through
-/// [`parse_evaluator`] like any single reply.
-pub fn combine_evaluations(replies: &[Value]) -> Result<Value> {
-    const ROLE: &str = "round evaluator";
-    let outputs: Vec<EvaluatorOutput> = replies
-        .iter()
-        .map(|reply| serde_json::from_value(reply.clone()).map_err(|err| shape(ROLE, &err)))
-        .collect::<Result<_>>()?;
-    match outputs.as_slice() {
-        [] => {
-            return Err(OutputError::Contract {
-                role: ROLE,
-                reason: "no usable evaluation to combine".to_owned(),
-            });
-        }
-        [single] => return serde_json::to_value(single).map_err(|err| shape(ROLE, &err)),
-        _ => {}
-    }
-    let label = |index: usize, text: &str| format!("judge {}: {}", index + 1, text.trim());
-    let mut scores = BTreeMap::new();
-    let ids: Vec<&String> = outputs[0].scores.keys().collect();
-    for id in ids {
-        let findings: Vec<(usize, &CriterionFinding)> = outputs
-            .iter()
-            .enumerate()
-            .filter_map(|(index, output)| output.scores.get(id).map(|finding| (index, finding)))
-            .collect();
-        let values: Vec<u8> = findings
-            .iter()
-            .filter_map(|(_, finding)| u8::try_from(finding.score).ok())
-            .collect();
-        let Some(score) = checklist::panel_score(&values) else {
-            continue;
-        };
-        scores.insert(
-            id.clone(),
-            CriterionFinding {
-                score: i64::from(score),
-                evidence: findings
-                    .iter()
-                    .flat_map(|(index, finding)| {
-                        finding.evidence.iter().map(move |item| label(*index, item))
-                    })
-                    .collect(),
-                reasoning: findings
-                    .iter()
-                    .map(|(index, finding)| {
-                        label(
-                            *index,
-                            &format!("{} ({})", finding.reasoning, finding.score),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            },
-        );
-    }
-    let mut improvement_spec: Vec<SpecItem> = Vec::new();
-    let mut preserve: Vec<String> = Vec::new();
-    for output in &outputs {
-        for item in &output.improvement_spec {
-            if !improvement_spec.contains(item) {
-                improvement_spec.push(item.clone());
-            }
-        }
-        for item in &output.preserve {
-            if !preserve.contains(item) {
-                preserve.push(item.clone());
-            }
-        }
-    }
-    let critique = outputs
-        .iter()
-        .enumerate()
-        .filter(|(_, output)| !output.critique.trim().is_empty())
-        .map(|(index, output)| label(index, &output.critique))
-        .collect::<Vec<_>>()
-        .join("\n\n");
-    serde_json::to_value(EvaluatorOutput {
-        scores,
-        critique,
-        improvement_spec,
-        preserve,
-    })
-    .map_err(|err| shape(ROLE, &err))
 }
 
 /// The regression guard's reply for one blind comparison.
@@ -378,11 +394,17 @@ pub struct RegressionGuardOutput {
     pub reasoning: String,
 }
 
+/// One validated blind comparison.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuardComparison {
+    /// Which answer is better, per criterion id (every criterion present).
+    pub preferences: BTreeMap<String, Preference>,
+    /// The guard's reasoning.
+    pub reasoning: String,
+}
+
 /// Parses one blind comparison: a preference for every criterion, nothing else.
-pub fn parse_regression_guard(
-    criteria: &CriteriaSet,
-    text: &str,
-) -> Result<BTreeMap<String, Preference>> {
+pub fn parse_regression_guard(criteria: &CriteriaSet, text: &str) -> Result<GuardComparison> {
     const ROLE: &str = "regression guard";
     let output: RegressionGuardOutput =
         serde_json::from_value(object(ROLE, text)?).map_err(|err| shape(ROLE, &err))?;
@@ -415,7 +437,10 @@ pub fn parse_regression_guard(
             missing.join(", ")
         )));
     }
-    Ok(preferences)
+    Ok(GuardComparison {
+        preferences,
+        reasoning: output.reasoning,
+    })
 }
 
 /// The trace analyzer's lessons (its statistics are computed by code, not by the model).
@@ -448,48 +473,6 @@ pub fn schema_for<T: JsonSchema>() -> Value {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
-
-    #[test]
-    fn a_panel_is_combined_with_the_lower_median_and_every_judges_evidence() {
-        let reply = |e1: i64, e2: i64, spec: &str| {
-            json!({
-                "scores": {
-                    "E1": {"score": e1, "evidence": [format!("saw {e1}")], "reasoning": "r"},
-                    "E2": {"score": e2, "evidence": ["x"], "reasoning": "r"}
-                },
-                "critique": format!("critique {e1}"),
-                "improvement_spec": [{"criterion": "E1", "change": spec, "impact": "structural"}],
-                "preserve": ["palette"]
-            })
-        };
-        let single = reply(9, 8, "a");
-        assert_eq!(
-            combine_evaluations(std::slice::from_ref(&single)).unwrap(),
-            single
-        );
-        let combined =
-            combine_evaluations(&[reply(9, 8, "a"), reply(5, 9, "a"), reply(8, 3, "b")]).unwrap();
-        assert_eq!(combined["scores"]["E1"]["score"], 8);
-        assert_eq!(combined["scores"]["E2"]["score"], 8);
-        assert_eq!(
-            combined["scores"]["E1"]["evidence"],
-            json!(["judge 1: saw 9", "judge 2: saw 5", "judge 3: saw 8"])
-        );
-        assert_eq!(combined["improvement_spec"].as_array().unwrap().len(), 2);
-        assert_eq!(combined["preserve"], json!(["palette"]));
-        assert!(
-            combined["critique"]
-                .as_str()
-                .unwrap()
-                .starts_with("judge 1: critique 9")
-        );
-        let two = combine_evaluations(&[reply(9, 9, "a"), reply(6, 9, "a")]).unwrap();
-        assert_eq!(
-            two["scores"]["E1"]["score"], 6,
-            "an even panel converges only if both would"
-        );
-        assert!(combine_evaluations(&[]).is_err());
-    }
 
     fn criteria() -> CriteriaSet {
         CriteriaSet::from_json(&json!([
@@ -539,8 +522,8 @@ mod tests {
             "E1",
         );
         let evaluation = parse_evaluator(&criteria(), &reply).unwrap();
-        assert_eq!(evaluation.scores["E1"].score.get(), 5);
-        assert_eq!(evaluation.evidence["E2"].len(), 1);
+        assert_eq!(evaluation.findings["E1"].score.get(), 5);
+        assert_eq!(evaluation.findings["E2"].evidence.len(), 1);
         assert_eq!(evaluation.preserve, vec!["the headline"]);
     }
 
@@ -598,9 +581,12 @@ mod tests {
     fn regression_guard_contract() {
         let prefs = parse_regression_guard(
             &criteria(),
-            &json!({"preferences": {"E1": "A", "E2": "Tie"}}).to_string(),
+            &json!({"preferences": {"E1": "A", "E2": "Tie"}, "reasoning": "A cites sources"})
+                .to_string(),
         )
         .unwrap();
+        assert_eq!(prefs.reasoning, "A cites sources");
+        let prefs = prefs.preferences;
         assert_eq!(prefs["E1"], Preference::A);
         assert_eq!(prefs["E2"], Preference::Tie);
         for (reply, needle) in [

@@ -11,7 +11,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use refinery_core::rounds::{NextStep, StopReason};
 use refinery_engine::meter::Spend;
-use refinery_engine::{CriteriaSource, EvaluateReport, Phase, RefineEvent, RunStatus, RunSummary};
+use refinery_engine::{
+    CriteriaSource, EvaluateReport, GuardAction, Phase, RefineEvent, RunStatus, RunSummary,
+};
 use refinery_report::format::{money, tokens};
 
 use crate::output;
@@ -229,17 +231,19 @@ impl Progress {
                     )
                 }
             )),
-            RefineEvent::Regression { report, .. } => self.say(&match report.action.as_str() {
-                "accepted" => "  regression guard: no criterion got worse".to_owned(),
-                "repaired" => format!(
+            RefineEvent::Regression { report, .. } => self.say(&match report.action {
+                GuardAction::Accepted => "  regression guard: no criterion got worse".to_owned(),
+                GuardAction::Repaired => format!(
                     "  regression guard: {} got worse; repaired",
                     report.regressed.join(", ")
                 ),
-                "reverted" => format!(
+                GuardAction::Reverted => format!(
                     "  regression guard: {} still worse after a repair; reverted to the previous round's version",
                     report.regressed.join(", ")
                 ),
-                _ => "  regression guard: output unusable; round submitted unchecked".to_owned(),
+                GuardAction::GuardUnusable => {
+                    "  regression guard: output unusable; round submitted unchecked".to_owned()
+                }
             }),
             RefineEvent::Submitted { files, bytes, .. } => {
                 let plural = if *files == 1 { "" } else { "s" };
@@ -252,7 +256,11 @@ impl Progress {
                     .iter()
                     .map(|(id, score)| format!("{id} {score}"))
                     .collect();
-                self.say(&format!("  scores: {} → {verdict}", list.join(" · ")));
+                self.say(&format!(
+                    "  scores: {} → {}",
+                    list.join(" · "),
+                    verdict.as_str()
+                ));
             }
             RefineEvent::Unscored { reason, .. } => self.say(&format!(
                 "  evaluator output unusable ({reason}) → counts as iterate"
@@ -368,7 +376,7 @@ fn render_summary(summary: &RunSummary) -> String {
             round
                 .regression
                 .as_ref()
-                .is_some_and(|report| report.action == "reverted")
+                .is_some_and(|report| report.action == GuardAction::Reverted)
         })
         .map(|round| round.round.to_string())
         .collect();

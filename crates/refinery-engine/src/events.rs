@@ -1,0 +1,197 @@
+//! What the engine reports as it goes. Drivers render these events (a progress bar, lines,
+//! or one JSON object per event); the engine itself never prints.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use refinery_core::rounds::NextStep;
+use refinery_core::{CriteriaSet, Verdict};
+use serde::Serialize;
+
+use crate::meter::Spend;
+use crate::record::{CriteriaSource, RegressionReport, RunStatus};
+
+/// A phase of a round, for progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Writing criteria.
+    Criteria,
+    /// The builder works.
+    Build,
+    /// `--verify` commands run.
+    Verify,
+    /// The builder's fix attempt.
+    Fix,
+    /// Blind comparison with the previous round.
+    RegressionGuard,
+    /// The builder's repair attempt.
+    Repair,
+    /// Snapshot through the core.
+    Submit,
+    /// Evaluator and trace analyzer.
+    Evaluate,
+}
+
+impl Phase {
+    /// How the phase reads in progress lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Criteria => "writing criteria",
+            Phase::Build => "building",
+            Phase::Verify => "verifying",
+            Phase::Fix => "fixing failed checks",
+            Phase::RegressionGuard => "regression guard",
+            Phase::Repair => "repairing a regression",
+            Phase::Submit => "snapshot",
+            Phase::Evaluate => "evaluating",
+        }
+    }
+}
+
+/// One criterion, for events and summaries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CriterionLine {
+    /// Id.
+    pub id: String,
+    /// primary / standard / stretch.
+    pub category: String,
+    /// Text.
+    pub text: String,
+}
+
+/// What the loop reports as it goes; the driver renders these (bar, lines or JSON).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RefineEvent {
+    /// The session is ready.
+    Session {
+        /// Its id.
+        session: String,
+        /// Its folder.
+        dir: PathBuf,
+        /// Whether this continues an earlier run.
+        resumed: bool,
+        /// Builder backend.
+        builder: String,
+        /// Evaluator backend.
+        evaluator: String,
+        /// Further judges.
+        panel: Vec<String>,
+    },
+    /// The criteria in use.
+    Criteria {
+        /// Where they came from.
+        source: CriteriaSource,
+        /// The criteria.
+        criteria: Vec<CriterionLine>,
+        /// Advice that did not block the run (a count outside 3–7).
+        warnings: Vec<String>,
+    },
+    /// A round begins.
+    RoundStarted {
+        /// The round.
+        round: u32,
+        /// The cap.
+        max_rounds: u32,
+    },
+    /// A phase begins.
+    Phase {
+        /// The round (0 before the first).
+        round: u32,
+        /// The phase.
+        phase: Phase,
+    },
+    /// The builder used a tool.
+    Activity {
+        /// The round.
+        round: u32,
+        /// The tool.
+        tool: String,
+    },
+    /// A `--verify` command finished.
+    Verify {
+        /// The round.
+        round: u32,
+        /// The command.
+        command: String,
+        /// Whether it passed.
+        passed: bool,
+        /// Its exit code.
+        exit_code: Option<i32>,
+    },
+    /// The regression guard's outcome.
+    Regression {
+        /// The round.
+        round: u32,
+        /// What it found and did.
+        report: RegressionReport,
+    },
+    /// The round was snapshotted.
+    Submitted {
+        /// The round.
+        round: u32,
+        /// Files stored.
+        files: usize,
+        /// Their size.
+        bytes: u64,
+    },
+    /// The round was scored.
+    Scored {
+        /// The round.
+        round: u32,
+        /// Scores by criterion.
+        scores: BTreeMap<String, u8>,
+        /// The verdict.
+        verdict: Verdict,
+    },
+    /// One judge of a panel scored the round (only with more than one judge).
+    Judged {
+        /// The round.
+        round: u32,
+        /// The judge.
+        evaluator: String,
+        /// Its scores, when its reply was usable.
+        scores: Option<BTreeMap<String, u8>>,
+        /// Why its reply was unusable.
+        problem: Option<String>,
+    },
+    /// The evaluation was unusable; the round counts as iterate.
+    Unscored {
+        /// The round.
+        round: u32,
+        /// Why.
+        reason: String,
+    },
+    /// What follows the round.
+    Decision {
+        /// The round.
+        round: u32,
+        /// The decision.
+        next: NextStep,
+    },
+    /// Totals after a model call.
+    Spend {
+        /// Money and tokens.
+        spend: Spend,
+        /// Active time in milliseconds.
+        elapsed_ms: u64,
+    },
+    /// The run ended (for now).
+    Finished {
+        /// How.
+        status: RunStatus,
+    },
+}
+
+pub(crate) fn lines(criteria: &CriteriaSet) -> Vec<CriterionLine> {
+    criteria
+        .as_slice()
+        .iter()
+        .map(|criterion| CriterionLine {
+            id: criterion.id.clone(),
+            category: criterion.category.as_str().to_owned(),
+            text: criterion.text.clone(),
+        })
+        .collect()
+}

@@ -1,0 +1,113 @@
+//! The build phase: a fresh builder works in the workspace, told only the task, the criteria
+//! and the handoff from the previous round.
+//!
+//! [`turn`] is one builder call with write access (a new agent process, or a new API
+//! conversation with the workspace tools); the fix of `verify` and the repair of `guard` are
+//! turns too. How a builder edits files is the backend's business: a whole-file reply format
+//! for API builders would be chosen here, per backend, without the phases around it changing.
+
+use std::time::Duration;
+
+use refinery_llm::AgentEvent;
+use refinery_prompts::Role;
+
+use crate::backend::{Access, Backend, CallSpec};
+use crate::briefs::{self, BuilderBrief};
+use crate::error::EngineError;
+use crate::events::{Phase, RefineEvent};
+use crate::phases::Context;
+
+/// One builder turn: its final message and everything it did.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BuilderTurn {
+    /// The builder's closing summary.
+    pub text: String,
+    /// Its event stream (tool calls, results, usage), for the trace analyzer.
+    pub events: Vec<AgentEvent>,
+    pub duration: Duration,
+}
+
+/// Every turn the builder took in a round, in order: the build, a fix, a repair.
+#[derive(Debug, Default)]
+pub(crate) struct BuilderTrail {
+    pub events: Vec<AgentEvent>,
+    pub duration: Duration,
+}
+
+impl BuilderTrail {
+    pub(crate) fn push(&mut self, turn: BuilderTurn) {
+        self.events.extend(turn.events);
+        self.duration += turn.duration;
+    }
+}
+
+impl Extend<BuilderTurn> for BuilderTrail {
+    fn extend<T: IntoIterator<Item = BuilderTurn>>(&mut self, turns: T) {
+        for turn in turns {
+            self.push(turn);
+        }
+    }
+}
+
+/// What the round's build is made from.
+pub(crate) struct BuildInput<'a> {
+    pub builder: &'a Backend,
+    pub brief: BuilderBrief<'a>,
+}
+
+/// The round's build: its brief saved (scrubbed) next to the round, then one builder turn.
+pub(crate) async fn run(
+    ctx: &Context<'_>,
+    input: BuildInput<'_>,
+) -> Result<BuilderTurn, EngineError> {
+    let round = input.brief.round;
+    ctx.phase(round, Phase::Build);
+    let prompt = briefs::builder(&input.brief);
+    fs_err::write(
+        ctx.session.round_dir(round).join("builder_prompt.md"),
+        ctx.env.scrubber.scrub(&prompt),
+    )?;
+    turn(ctx, input.builder, round, prompt).await
+}
+
+/// One builder call in the workspace, its tool use forwarded as activity events.
+pub(crate) async fn turn(
+    ctx: &Context<'_>,
+    builder: &Backend,
+    round: u32,
+    prompt: String,
+) -> Result<BuilderTurn, EngineError> {
+    let mut forward = |event: &AgentEvent| {
+        if let AgentEvent::ToolUse { name, .. } = event {
+            ctx.emit(&RefineEvent::Activity {
+                round,
+                tool: name.clone(),
+            });
+        }
+    };
+    let reply = builder
+        .call(
+            CallSpec {
+                role: Role::Builder,
+                prompt,
+                workdir: ctx.workspace(),
+                access: Access::Write,
+                schema: None,
+                max_tokens: 16_384,
+                budget_share: 1.0,
+                timeout: ctx.env.call_timeout,
+                forbidden: vec![ctx.store.root().to_path_buf()],
+                scrubber: &ctx.env.scrubber,
+            },
+            ctx.meter,
+            ctx.cancel,
+            &mut forward,
+        )
+        .await?;
+    ctx.emit_spend();
+    Ok(BuilderTurn {
+        text: reply.text,
+        events: reply.events,
+        duration: reply.duration,
+    })
+}

@@ -1,0 +1,68 @@
+//! The criteria phase: when the user gave no criteria, the criteria writer drafts them from
+//! the task (and the existing deliverable, if there is one). Used by `refine` before round 1
+//! and by `evaluate`.
+
+use std::path::Path;
+
+use refinery_core::CriteriaSet;
+use refinery_prompts::Role;
+
+use crate::backend::Backend;
+use crate::briefs;
+use crate::error::EngineError;
+use crate::events::Phase;
+use crate::outputs::{CriteriaWriterOutput, parse_criteria_writer, schema_for};
+use crate::phases::Context;
+use crate::phases::ask::{Ask, JUDGE_ATTEMPTS, JudgeReply, ask};
+
+/// What the criteria writer works from.
+pub(crate) struct CriteriaInput<'a> {
+    pub writer: &'a Backend,
+    pub task: &'a str,
+    /// The deliverable as it is, rendered for the writer; `None` when there is none yet.
+    pub existing: Option<&'a str>,
+    /// Where the writer runs.
+    pub workdir: &'a Path,
+}
+
+/// Has the criteria writer draft the criteria. Unusable output is an error here: a run
+/// without criteria cannot start, and the message says how to give them instead.
+pub(crate) async fn write(
+    ctx: &Context<'_>,
+    input: CriteriaInput<'_>,
+) -> Result<CriteriaSet, EngineError> {
+    ctx.phase(0, Phase::Criteria);
+    let prompt = briefs::criteria_writer(input.task, input.existing);
+    let reply = ask(
+        ctx,
+        &Ask {
+            backend: input.writer,
+            role: Role::CriteriaWriter,
+            schema: schema_for::<CriteriaWriterOutput>(),
+            workdir: input.workdir,
+            budget_share: 1.0,
+        },
+        prompt,
+        parse_criteria_writer,
+    )
+    .await?;
+    ctx.emit_spend();
+    match reply {
+        JudgeReply::Usable(criteria) => Ok(criteria),
+        JudgeReply::Unusable { problem } => Err(EngineError::Setup(format!(
+            "the criteria writer gave no usable criteria after {JUDGE_ATTEMPTS} attempts ({problem}); pass --criteria or --criteria-file, or try another --evaluator"
+        ))),
+    }
+}
+
+/// What is worth saying about a set of criteria without refusing it.
+pub(crate) fn advice(criteria: &CriteriaSet) -> Vec<String> {
+    let count = criteria.len();
+    if crate::outputs::CRITERIA_RANGE.contains(&count) {
+        Vec::new()
+    } else {
+        vec![format!(
+            "{count} criteria given; 3 to 7 usually work best (fewer miss failure modes, more dilute every verdict)"
+        )]
+    }
+}

@@ -1,0 +1,101 @@
+//! The handoff phase: the round's process lessons join `learnings.md`, and `handoff.md` (the
+//! verdict, findings, improvement spec, preserve list and learnings, rendered by
+//! [`crate::handoff`]) is written for the next round's fresh builder, in the session folder and
+//! in the round's own folder.
+//!
+//! It depends only on what the round left on disk and in the core, so recovery after a crash
+//! writes the same files again.
+
+use refinery_core::fsutil::write_atomic;
+use refinery_core::rounds::NextStep;
+use refinery_core::{ChecklistOutcome, CriteriaSet, Verdict};
+use serde_json::{Value, json};
+
+use crate::error::EngineError;
+use crate::handoff::{HandoffInput, append_learnings, render_handoff};
+use crate::outputs::{Evaluation, TraceLessons};
+use crate::phases::Context;
+
+const HANDOFF_FILE: &str = "handoff.md";
+const LEARNINGS_FILE: &str = "learnings.md";
+
+/// What a handoff is made from.
+pub(crate) struct HandoffWrite<'a> {
+    pub round: u32,
+    pub task: &'a str,
+    pub criteria: &'a CriteriaSet,
+    /// The core's outcome; `None` for an unscored round.
+    pub outcome: Option<&'a ChecklistOutcome>,
+    pub evaluation: Option<&'a Evaluation>,
+    pub next: &'a NextStep,
+    pub lessons: Option<&'a TraceLessons>,
+}
+
+/// Appends the round's lessons (once per round) and writes the handoff.
+pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<(), EngineError> {
+    let learnings_path = ctx.session.dir().join(LEARNINGS_FILE);
+    let mut learnings = fs_err::read_to_string(&learnings_path).unwrap_or_default();
+    if let Some(lessons) = input.lessons
+        && !learnings.contains(&format!("### Round {}\n", input.round))
+    {
+        learnings = append_learnings(&learnings, input.round, lessons);
+        write_atomic(&learnings_path, learnings.as_bytes())?;
+    }
+    let change_approach_for = match input.next {
+        NextStep::Continue {
+            change_approach_for,
+        } => change_approach_for.as_slice(),
+        NextStep::Converged | NextStep::Stop { .. } => &[],
+    };
+    let stand_in;
+    let outcome = if let Some(outcome) = input.outcome {
+        outcome
+    } else {
+        stand_in = unscored_outcome(input.criteria, input.round);
+        &stand_in
+    };
+    let handoff = render_handoff(&HandoffInput {
+        task: input.task,
+        criteria: input.criteria,
+        outcome,
+        evaluation: input.evaluation,
+        change_approach_for,
+        learnings: &learnings,
+    });
+    let handoff = ctx.env.scrubber.scrub(&handoff);
+    write_atomic(&ctx.session.dir().join(HANDOFF_FILE), handoff.as_bytes())?;
+    write_atomic(
+        &ctx.session.round_dir(input.round).join(HANDOFF_FILE),
+        handoff.as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// The latest handoff, for the builder of `round` (none before round 2).
+pub(crate) fn latest(ctx: &Context<'_>, round: u32) -> Option<String> {
+    if round < 2 {
+        return None;
+    }
+    fs_err::read_to_string(ctx.session.dir().join(HANDOFF_FILE)).ok()
+}
+
+/// A stand-in outcome for the handoff of an unscored round: every criterion below the bar,
+/// verdict iterate. Only rendered, never recorded.
+fn unscored_outcome(criteria: &CriteriaSet, round: u32) -> ChecklistOutcome {
+    let zeros: serde_json::Map<String, Value> = criteria
+        .ids()
+        .into_iter()
+        .map(|id| (id, json!(0)))
+        .collect();
+    let scores =
+        refinery_core::checklist::parse_scores(criteria, &Value::Object(zeros)).unwrap_or_default();
+    let mut outcome = refinery_core::checklist::evaluate(
+        criteria,
+        &scores,
+        refinery_core::Cutoff::DEFAULT,
+        round,
+        &[],
+    );
+    outcome.verdict = Verdict::Iterate;
+    outcome
+}

@@ -1,0 +1,85 @@
+//! The phases of a round, each a module with a typed input and a typed result.
+//!
+//! ```text
+//!   criteria ─▶ build ─▶ verify ─▶ guard ─▶ submit ─▶ judge ─▶ decide ─▶ handoff
+//!  (once, when    │        │  fix    │ repair   │  core   │ panel ∥  │ core    │ learnings,
+//!   none given)   │        └─ turn   └─ turn    │ snap-   │ trace    │ rules   │ handoff.md
+//!                 └────────── builder turns ────┘ shot    │ analyzer │         │
+//! ```
+//!
+//! - [`criteria`]: the criteria writer, when the user gave none.
+//! - [`build`]: one builder turn in the workspace (the round's build; also the fix and repair
+//!   turns of `verify` and `guard`). The whole-file format for API builders plugs in here.
+//! - [`verify`]: the `--verify` commands, and the builder's one fix attempt.
+//! - [`guard`]: blind comparison with the previous round in both orders; one repair, else
+//!   revert.
+//! - [`submit`]: the core's snapshot of the round.
+//! - [`judge`]: the one panel implementation (judges in parallel, blind to each other), used by
+//!   `refine` and `evaluate`, and the trace analyzer beside it.
+//! - [`decide`]: records the scores in the core and asks the core what follows.
+//! - [`handoff`]: learnings and `handoff.md` for the next fresh builder.
+//!
+//! A phase gets a [`Context`] (what every phase may use) and its own input, and returns its
+//! result; it never calls back into the sequencer ([`crate::Refiner`], [`crate::evaluate_once`])
+//! and never decides on its own what runs next. The model calls of the judging roles go
+//! through [`ask`], which parses each reply once, at the edge.
+
+pub(crate) mod ask;
+pub(crate) mod build;
+pub(crate) mod criteria;
+pub(crate) mod decide;
+pub(crate) mod guard;
+pub(crate) mod handoff;
+pub(crate) mod judge;
+pub(crate) mod submit;
+pub(crate) mod verify;
+
+use std::path::Path;
+
+use refinery_core::{Session, StateDir};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Phase, RefineEvent};
+use crate::meter::Meter;
+use crate::record::millis;
+use crate::refine::Environment;
+
+/// What every phase may use: the store and session, the meter every model call passes, the
+/// machine's environment (scrubber, timeouts), the cancel token and the event sink.
+#[derive(Clone, Copy)]
+pub(crate) struct Context<'a> {
+    pub store: &'a StateDir,
+    pub session: &'a Session,
+    pub meter: &'a Meter,
+    pub env: &'a Environment,
+    pub cancel: &'a CancellationToken,
+    /// Where events go; shared by phases that run in parallel, hence `Fn + Sync`.
+    pub events: &'a (dyn Fn(&RefineEvent) + Sync),
+}
+
+impl Context<'_> {
+    /// The user's workspace.
+    pub(crate) fn workspace(&self) -> &Path {
+        self.store.workspace()
+    }
+
+    pub(crate) fn emit(&self, event: &RefineEvent) {
+        (self.events)(event);
+    }
+
+    /// Announces a phase.
+    pub(crate) fn phase(&self, round: u32, phase: Phase) {
+        self.emit(&RefineEvent::Phase { round, phase });
+    }
+
+    /// Reports the totals after model calls.
+    pub(crate) fn emit_spend(&self) {
+        self.emit(&RefineEvent::Spend {
+            spend: self.meter.spend(),
+            elapsed_ms: millis(self.meter.elapsed()),
+        });
+    }
+}
+
+/// A sink that drops every event, for drivers that report only at the end (`evaluate`).
+pub(crate) fn no_events(_: &RefineEvent) {}

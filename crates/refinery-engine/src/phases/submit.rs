@@ -1,0 +1,46 @@
+//! The submit phase: the core snapshots the workspace as the round's answer (the bytes the
+//! judges will see), and the builder's event stream is kept next to it, scrubbed.
+
+use refinery_core::Submission;
+use refinery_llm::AgentEvent;
+use time::OffsetDateTime;
+
+use crate::error::EngineError;
+use crate::events::{Phase, RefineEvent};
+use crate::phases::Context;
+
+/// What a round submits.
+pub(crate) struct SubmitInput<'a> {
+    pub round: u32,
+    /// The builder's summary (already scrubbed).
+    pub summary: &'a str,
+    /// Every builder turn's events, in order.
+    pub builder_events: &'a [AgentEvent],
+}
+
+/// Snapshots the workspace through the core and writes `builder_events.jsonl`.
+pub(crate) fn run(ctx: &Context<'_>, input: &SubmitInput<'_>) -> Result<Submission, EngineError> {
+    ctx.phase(input.round, Phase::Submit);
+    let submission =
+        ctx.session
+            .new_answer(input.summary, &[".".to_owned()], OffsetDateTime::now_utc())?;
+    ctx.emit(&RefineEvent::Submitted {
+        round: input.round,
+        files: submission.files.len(),
+        bytes: submission.total_bytes,
+    });
+    let mut text = String::new();
+    for event in input.builder_events {
+        if let Ok(line) = serde_json::to_string(event) {
+            text.push_str(&ctx.env.scrubber.scrub(&line));
+            text.push('\n');
+        }
+    }
+    refinery_core::fsutil::write_atomic(
+        &ctx.session
+            .round_dir(input.round)
+            .join("builder_events.jsonl"),
+        text.as_bytes(),
+    )?;
+    Ok(submission)
+}

@@ -1,0 +1,383 @@
+//! What a refine run keeps on disk, and the summary made from it.
+//!
+//! `run.json` ([`RunRecord`]) holds the settings, totals and one [`RoundSummary`] per finished
+//! round; `round_NNN/round.json` ([`RoundFile`]) holds what each phase of that round produced.
+//! These shapes are a file format: `--resume`, `refinery session` and reports read them, so
+//! fields are only ever added (with defaults), never renamed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use refinery_core::fsutil::{read_json, write_json};
+use refinery_core::rounds::{LoopLimits, NextStep, StopReason};
+use refinery_core::{Session, StateDir, Verdict};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::EngineError;
+use crate::events::CriterionLine;
+use crate::meter::{Meter, Spend};
+use crate::outputs::{Evaluation, TraceLessons};
+use crate::trace::TraceStats;
+use crate::verify::VerifyResult;
+
+/// `run.json`, in the session folder.
+pub(crate) const RUN_FILE: &str = "run.json";
+/// `round.json`, in each round's folder.
+pub(crate) const ROUND_FILE: &str = "round.json";
+
+/// Where the criteria came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CriteriaSource {
+    /// `--criteria` / `--criteria-file`.
+    User,
+    /// The criteria writer.
+    Writer,
+}
+
+/// Where a run stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Not finished (running, or killed without a chance to say so).
+    Running,
+    /// Every criterion met the bar.
+    Converged,
+    /// A cap or a plateau stopped it; the deliverable is saved.
+    Stopped {
+        /// Which.
+        reason: StopReason,
+        /// Set when the stop came in the middle of a round (that round was not evaluated).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interrupted_round: Option<u32>,
+    },
+    /// Ctrl-C; `--resume` continues.
+    Interrupted {
+        /// The round that was cut short.
+        round: Option<u32>,
+    },
+    /// An error; `--resume` retries from the last finished round.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+impl RunStatus {
+    /// The status a decision ends the run with, `None` when another round follows.
+    pub(crate) fn after(next: &NextStep) -> Option<RunStatus> {
+        match next {
+            NextStep::Converged => Some(RunStatus::Converged),
+            NextStep::Stop { reason } => Some(RunStatus::Stopped {
+                reason: *reason,
+                interrupted_round: None,
+            }),
+            NextStep::Continue { .. } => None,
+        }
+    }
+}
+
+/// What the regression guard did with a round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardAction {
+    /// No criterion got worse in both blind orders.
+    Accepted,
+    /// Something got worse; the builder's one repair was accepted.
+    Repaired,
+    /// Still worse after the repair: the previous round's files were put back.
+    Reverted,
+    /// The guard's output could not be used; the round went on unchecked.
+    GuardUnusable,
+}
+
+/// What the regression guard did in a round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegressionReport {
+    /// Criteria worse in both blind orders (before any repair).
+    pub regressed: Vec<String>,
+    /// What was done about them.
+    pub action: GuardAction,
+    /// The guard's reasoning, both orders.
+    #[serde(default)]
+    pub reasoning: String,
+}
+
+/// How a round was judged: the core's verdict, or no verdict at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoundVerdict {
+    /// Every criterion met the bar.
+    Converge,
+    /// At least one criterion is below the bar.
+    Iterate,
+    /// The evaluation was unusable; the round counts as iterate.
+    Unscored,
+}
+
+impl RoundVerdict {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoundVerdict::Converge => "converge",
+            RoundVerdict::Iterate => "iterate",
+            RoundVerdict::Unscored => "unscored",
+        }
+    }
+}
+
+impl From<Verdict> for RoundVerdict {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Converge => RoundVerdict::Converge,
+            Verdict::Iterate => RoundVerdict::Iterate,
+        }
+    }
+}
+
+impl fmt::Display for RoundVerdict {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// One finished round, as `run.json` and the summary list it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundSummary {
+    /// The round.
+    pub round: u32,
+    /// Scores by criterion (empty when the evaluation was unusable).
+    pub scores: BTreeMap<String, u8>,
+    /// The verdict.
+    pub verdict: RoundVerdict,
+    /// Why the round is unscored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unscored_reason: Option<String>,
+    /// `--verify` outcome: all passed (`None` without commands).
+    #[serde(default)]
+    pub verify_passed: Option<bool>,
+    /// What the regression guard did.
+    #[serde(default)]
+    pub regression: Option<RegressionReport>,
+    /// The builder's run, counted (tool calls, errors, repeats, tokens, time).
+    #[serde(default)]
+    pub trace: TraceStats,
+    /// What the loop decided after the round.
+    pub next: NextStep,
+    /// Totals after the round.
+    pub spend: Spend,
+}
+
+/// `run.json`: everything needed to report on or resume a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// File format version.
+    pub version: u32,
+    /// The task.
+    pub task: String,
+    /// The builder backend, as named.
+    pub builder: String,
+    /// The evaluator backend, as named.
+    pub evaluator: String,
+    /// Further judges of each round, as named.
+    #[serde(default)]
+    pub panel: Vec<String>,
+    /// The caps.
+    pub limits: LoopLimits,
+    /// `--verify` commands.
+    pub verify: Vec<String>,
+    /// `--prior-answer`, relative to the workspace.
+    pub prior_answer: Option<String>,
+    /// Where the criteria came from (`None` until they exist).
+    pub criteria_source: Option<CriteriaSource>,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// Finished rounds.
+    pub rounds: Vec<RoundSummary>,
+    /// The round under way, if any.
+    pub in_progress: Option<u32>,
+    /// Money and tokens so far.
+    pub spend: Spend,
+    /// Active time so far, in milliseconds.
+    pub elapsed_ms: u64,
+    /// The round whose decision forced a change of approach, if any.
+    pub forced_change_round: Option<u32>,
+    /// When the run started.
+    pub created_at: String,
+    /// When this file was last written.
+    pub updated_at: String,
+}
+
+/// What `round_NNN/round.json` keeps about one round.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct RoundFile {
+    pub round: u32,
+    pub builder_summary: String,
+    pub verify: Vec<VerifyResult>,
+    pub fix_attempted: bool,
+    pub regression: Option<RegressionReport>,
+    /// The evaluation the round is scored by: the evaluator's validated reply, or the panel's
+    /// replies combined.
+    pub evaluation: Option<Evaluation>,
+    /// Each judge's own reply (or why it was unusable).
+    #[serde(default)]
+    pub panel: Vec<PanelVerdict>,
+    pub unscored_reason: Option<String>,
+    pub trace: TraceStats,
+    pub lessons: Option<TraceLessons>,
+}
+
+impl RoundFile {
+    /// Reads a round's file; a round that never wrote one reads as empty (unscored).
+    pub(crate) fn load(session: &Session, round: u32) -> Result<Self, EngineError> {
+        Ok(read_json(&session.round_dir(round).join(ROUND_FILE))?.unwrap_or_default())
+    }
+
+    /// Writes the round's file (before the core records the round, so recovery finds it).
+    pub(crate) fn save(&self, session: &Session) -> Result<(), EngineError> {
+        write_json(&session.round_dir(self.round).join(ROUND_FILE), self)?;
+        Ok(())
+    }
+}
+
+/// One judge's verdict on a round.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PanelVerdict {
+    pub evaluator: String,
+    pub reply: Option<Evaluation>,
+    pub problem: Option<String>,
+}
+
+/// Reads a session's `run.json`, for `--resume` and reports.
+pub fn load_run(store: &StateDir, session_id: &str) -> Result<(Session, RunRecord), EngineError> {
+    let session = store.existing_session(session_id)?;
+    let record = read_json::<RunRecord>(&session.dir().join(RUN_FILE))?.ok_or_else(|| {
+        EngineError::Setup(format!(
+            "session `{session_id}` was not started by `refinery refine` (it has no run.json); start a new run instead"
+        ))
+    })?;
+    Ok((session, record))
+}
+
+/// `run.json` of a run in progress: the record, and where it is written.
+#[derive(Debug)]
+pub(crate) struct RunFile {
+    pub record: RunRecord,
+    path: PathBuf,
+}
+
+impl RunFile {
+    pub(crate) fn new(session: &Session, record: RunRecord) -> Self {
+        Self {
+            record,
+            path: session.dir().join(RUN_FILE),
+        }
+    }
+
+    /// Writes the record with the meter's totals.
+    pub(crate) fn save(&mut self, meter: &Meter) -> Result<(), EngineError> {
+        self.record.spend = meter.spend();
+        self.record.elapsed_ms = millis(meter.elapsed());
+        self.record.updated_at = refinery_core::rfc3339(OffsetDateTime::now_utc());
+        write_json(&self.path, &self.record)?;
+        Ok(())
+    }
+
+    /// The round after the last finished one.
+    pub(crate) fn next_round(&self) -> u32 {
+        u32::try_from(self.record.rounds.len()).unwrap_or(u32::MAX) + 1
+    }
+}
+
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The end of a run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// The session id.
+    pub session: String,
+    /// The session folder.
+    pub session_dir: PathBuf,
+    /// The workspace holding the deliverable.
+    pub workspace: PathBuf,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// The criteria.
+    pub criteria: Vec<CriterionLine>,
+    /// Finished rounds.
+    pub rounds: Vec<RoundSummary>,
+    /// Per criterion, its score in each round (`None` for unscored rounds).
+    pub score_history: BTreeMap<String, Vec<Option<u8>>>,
+    /// Money and tokens.
+    pub spend: Spend,
+    /// Active time in milliseconds.
+    pub elapsed_ms: u64,
+    /// Where the deliverable is and what it holds.
+    pub deliverable: String,
+}
+
+impl RunSummary {
+    /// The summary of a run as its record stands.
+    pub(crate) fn of(
+        store: &StateDir,
+        session: &Session,
+        record: &RunRecord,
+        meter: &Meter,
+    ) -> Result<Self, EngineError> {
+        let criteria = session
+            .criteria()?
+            .map(|set| crate::events::lines(&set))
+            .unwrap_or_default();
+        let mut score_history: BTreeMap<String, Vec<Option<u8>>> = criteria
+            .iter()
+            .map(|criterion| (criterion.id.clone(), Vec::new()))
+            .collect();
+        for summary in &record.rounds {
+            for (id, history) in &mut score_history {
+                history.push(summary.scores.get(id).copied());
+            }
+        }
+        let workspace = store.workspace().to_path_buf();
+        Ok(RunSummary {
+            session: session.id().to_string(),
+            session_dir: session.dir().to_path_buf(),
+            deliverable: deliverable_note(&workspace, session, record),
+            workspace,
+            status: record.status.clone(),
+            criteria,
+            rounds: record.rounds.clone(),
+            score_history,
+            spend: meter.spend(),
+            elapsed_ms: millis(meter.elapsed()),
+        })
+    }
+}
+
+/// Where the deliverable is, and which round's version it holds.
+fn deliverable_note(workspace: &std::path::Path, session: &Session, record: &RunRecord) -> String {
+    let last = record.rounds.last().map(|summary| summary.round);
+    match (&record.status, last) {
+        (
+            RunStatus::Stopped {
+                interrupted_round: Some(cut),
+                ..
+            }
+            | RunStatus::Interrupted { round: Some(cut) },
+            Some(last),
+        ) => format!(
+            "in {} — round {cut} was cut short and its unevaluated changes are there; round {last}'s evaluated version is kept in the session (refinery session restore {} --round {last} --to DIR)",
+            workspace.display(),
+            session.id()
+        ),
+        (_, Some(last)) => format!(
+            "in {} (round {last}, also snapshotted in the session)",
+            workspace.display()
+        ),
+        (_, None) => format!("in {} (no round finished)", workspace.display()),
+    }
+}
