@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use refinery_llm::{
     AgentCli, AgentEvent, AgentRequest, AgentRunner, CallOptions, ChatModel, ChatRequest, Cost,
-    Message, PriceTable, Usage, chat_structured,
+    Message, PriceTable, ToolCall, Usage, chat_structured,
 };
 use refinery_prompts::Role;
 use serde_json::Value;
@@ -414,10 +414,9 @@ impl Backend {
             .with_system(spec.role.prompt().to_owned())
             .with_tools(Workspace::specs());
         request.max_tokens = Some(spec.max_tokens);
-        let mut events = Vec::new();
-        let mut emit = |event: AgentEvent, events: &mut Vec<AgentEvent>| {
-            on_event(&event);
-            events.push(event);
+        let mut trail = Trail {
+            on_event,
+            events: Vec::new(),
         };
         let mut usage = Usage::default();
         let mut cost = Cost::Usd(0.0);
@@ -426,13 +425,13 @@ impl Backend {
             .iter()
             .map(|tool| tool.description.len() + tool.parameters.to_string().len())
             .sum();
+        let fixed_chars = spec.role.prompt().len() + tool_chars;
         for step in 0..MAX_TOOL_STEPS {
             if cancel.is_cancelled() {
                 return Err(Halt::Cancelled.into());
             }
-            let input_chars = spec.role.prompt().len()
-                + tool_chars
-                + request.messages.iter().map(message_chars).sum::<usize>();
+            let input_chars =
+                fixed_chars + request.messages.iter().map(message_chars).sum::<usize>();
             let reservation =
                 meter.reserve(Self::estimate(prices, model, input_chars, spec.max_tokens))?;
             let response = match model.chat(&request, &options).await {
@@ -445,19 +444,12 @@ impl Backend {
             meter.settle(Some(reservation), Some(response.usage), response.cost);
             usage.add(response.usage);
             cost = cost.plus(response.cost);
-            emit(
-                AgentEvent::Usage {
-                    usage: response.usage,
-                },
-                &mut events,
-            );
+            trail.emit(AgentEvent::Usage {
+                usage: response.usage,
+            });
             if !response.text.trim().is_empty() {
-                emit(
-                    AgentEvent::Text {
-                        text: response.text.clone(),
-                    },
-                    &mut events,
-                );
+                let text = response.text.clone();
+                trail.emit(AgentEvent::Text { text });
             }
             if response.tool_calls.is_empty() {
                 final_text = response.text;
@@ -468,50 +460,62 @@ impl Backend {
                 tool_calls: response.tool_calls.clone(),
             });
             for call in &response.tool_calls {
-                emit(
-                    AgentEvent::ToolUse {
-                        id: call.id.clone(),
-                        name: call.name.clone(),
-                        input: call.arguments.clone(),
-                    },
-                    &mut events,
-                );
-                let mut output = workspace.run(call);
-                output.content = spec.scrubber.scrub(&output.content);
-                emit(
-                    AgentEvent::ToolResult {
-                        id: call.id.clone(),
-                        output: output.content.clone(),
-                        is_error: output.is_error,
-                    },
-                    &mut events,
-                );
-                request.messages.push(Message::ToolResult {
-                    call_id: call.id.clone(),
-                    name: call.name.clone(),
-                    content: output.content,
-                });
+                request
+                    .messages
+                    .push(trail.run_tool(&workspace, call, spec.scrubber));
             }
             if step + 1 == MAX_TOOL_STEPS {
                 final_text =
                     format!("(stopped after {MAX_TOOL_STEPS} model turns without a final answer)");
             }
         }
-        emit(
-            AgentEvent::Result {
-                text: final_text.clone(),
-                usage: Some(usage),
-                cost,
-                num_turns: None,
-                is_error: false,
-            },
-            &mut events,
-        );
+        trail.emit(AgentEvent::Result {
+            text: final_text.clone(),
+            usage: Some(usage),
+            cost,
+            num_turns: None,
+            is_error: false,
+        });
         Ok(CallReply {
             text: final_text,
-            events,
+            events: trail.events,
             duration: started.elapsed(),
         })
+    }
+}
+
+/// An API builder's events: forwarded as they happen and kept for the trace.
+struct Trail<'a> {
+    on_event: &'a mut (dyn FnMut(&AgentEvent) + Send),
+    events: Vec<AgentEvent>,
+}
+
+impl Trail<'_> {
+    fn emit(&mut self, event: AgentEvent) {
+        (self.on_event)(&event);
+        self.events.push(event);
+    }
+
+    /// Runs one tool call in the workspace; the result (scrubbed) is recorded and returned as
+    /// the message for the model.
+    fn run_tool(&mut self, workspace: &Workspace, call: &ToolCall, scrubber: &Scrubber) -> Message {
+        self.emit(AgentEvent::ToolUse {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            input: call.arguments.clone(),
+        });
+        let mut output = workspace.run(call);
+        output.content = scrubber.scrub(&output.content);
+        self.emit(AgentEvent::ToolResult {
+            id: call.id.clone(),
+            output: output.content.clone(),
+            is_error: output.is_error,
+        });
+        Message::ToolResult {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            content: output.content,
+        }
     }
 }
 

@@ -24,9 +24,8 @@ use crate::pack;
 use crate::phases::ask::JUDGE_ATTEMPTS;
 use crate::phases::criteria::{self, CriteriaInput};
 use crate::phases::judge::{self, EvaluationInput, Panel};
-use crate::phases::{Context, decide, no_events};
+use crate::phases::{Context, Environment, decide, no_events};
 use crate::record::{CriteriaSource, RoundVerdict};
-use crate::refine::Environment;
 
 /// What to evaluate.
 #[derive(Clone, Debug)]

@@ -73,49 +73,7 @@ pub fn render_handoff(input: &HandoffInput<'_>) -> String {
         );
     }
     match input.evaluation {
-        Some(evaluation) => {
-            out.push_str("## Findings\n\n");
-            for item in &outcome.items {
-                let _ = writeln!(out, "### {} — {}/10\n", item.id, item.score);
-                if !item.reasoning.trim().is_empty() {
-                    let _ = writeln!(out, "{}\n", item.reasoning.trim());
-                }
-                if let Some(finding) = evaluation.findings.get(&item.id) {
-                    for line in finding
-                        .evidence
-                        .iter()
-                        .filter(|line| !line.trim().is_empty())
-                    {
-                        let _ = writeln!(out, "- {}", one_line(line));
-                    }
-                    out.push('\n');
-                }
-            }
-            if !evaluation.critique.trim().is_empty() {
-                let _ = writeln!(out, "## Critique\n\n{}\n", evaluation.critique.trim());
-            }
-            if !evaluation.improvement_spec.is_empty() {
-                out.push_str("## Improvement spec (in order)\n\n");
-                for (index, item) in evaluation.improvement_spec.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "{}. [{}, {}] {}",
-                        index + 1,
-                        item.criterion,
-                        item.impact.to_ascii_lowercase(),
-                        one_line(&item.change)
-                    );
-                }
-                out.push('\n');
-            }
-            if !evaluation.preserve.is_empty() {
-                out.push_str("## Preserve\n\n");
-                for item in &evaluation.preserve {
-                    let _ = writeln!(out, "- {}", one_line(item));
-                }
-                out.push('\n');
-            }
-        }
+        Some(evaluation) => render_findings(&mut out, outcome, evaluation),
         None => {
             out.push_str("## Findings\n\nThe evaluator's output for this round was unusable, so the round counts as iterate. Re-check every criterion yourself before building.\n\n");
         }
@@ -124,6 +82,51 @@ pub fn render_handoff(input: &HandoffInput<'_>) -> String {
         let _ = writeln!(out, "## Learnings so far\n\n{}\n", input.learnings.trim());
     }
     out
+}
+
+/// The evaluator's findings, critique, improvement spec and preserve list.
+fn render_findings(out: &mut String, outcome: &ChecklistOutcome, evaluation: &Evaluation) {
+    out.push_str("## Findings\n\n");
+    for item in &outcome.items {
+        let _ = writeln!(out, "### {} — {}/10\n", item.id, item.score);
+        if !item.reasoning.trim().is_empty() {
+            let _ = writeln!(out, "{}\n", item.reasoning.trim());
+        }
+        if let Some(finding) = evaluation.findings.get(&item.id) {
+            for line in finding
+                .evidence
+                .iter()
+                .filter(|line| !line.trim().is_empty())
+            {
+                let _ = writeln!(out, "- {}", one_line(line));
+            }
+            out.push('\n');
+        }
+    }
+    if !evaluation.critique.trim().is_empty() {
+        let _ = writeln!(out, "## Critique\n\n{}\n", evaluation.critique.trim());
+    }
+    if !evaluation.improvement_spec.is_empty() {
+        out.push_str("## Improvement spec (in order)\n\n");
+        for (index, item) in evaluation.improvement_spec.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{}. [{}, {}] {}",
+                index + 1,
+                item.criterion,
+                item.impact.to_ascii_lowercase(),
+                one_line(&item.change)
+            );
+        }
+        out.push('\n');
+    }
+    if !evaluation.preserve.is_empty() {
+        out.push_str("## Preserve\n\n");
+        for item in &evaluation.preserve {
+            let _ = writeln!(out, "- {}", one_line(item));
+        }
+        out.push('\n');
+    }
 }
 
 /// Appends one round's process lessons to the learnings document.

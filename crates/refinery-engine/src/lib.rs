@@ -40,8 +40,9 @@ pub use backend::{AgentSetup, Backend, BackendSpec};
 pub use error::{EngineError, Halt, OutputError, Result};
 pub use evaluate::{EvaluateConfig, EvaluateReport, evaluate_once};
 pub use events::{CriterionLine, Phase, RefineEvent};
+pub use phases::Environment;
 pub use record::{
     CriteriaSource, GuardAction, RegressionReport, RoundSummary, RoundVerdict, RunRecord,
     RunStatus, RunSummary, load_run,
 };
-pub use refine::{Environment, RefineConfig, Refiner, Roles};
+pub use refine::{RefineConfig, Refiner, Roles};

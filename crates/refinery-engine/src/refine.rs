@@ -33,10 +33,11 @@ use crate::phases::criteria::{self, CriteriaInput};
 use crate::phases::decide::{self, DecideInput};
 use crate::phases::guard::{self, GuardInput};
 use crate::phases::handoff::{self, HandoffWrite};
+use crate::phases::judge::RoundJudged;
 use crate::phases::judge::{self, EvaluationInput, RoundInput};
 use crate::phases::submit::{self, SubmitInput};
 use crate::phases::verify::{self, VerifyInput};
-use crate::phases::{Context, judge::RoundJudged};
+use crate::phases::{Context, Environment};
 use crate::record::{
     CriteriaSource, PanelVerdict, RoundFile, RoundSummary, RoundVerdict, RunFile, RunRecord,
     RunStatus, RunSummary, load_run,
@@ -81,19 +82,6 @@ impl Roles {
             .chain(&self.panel)
             .collect()
     }
-}
-
-/// What the driver supplies about the machine.
-#[derive(Clone, Debug)]
-pub struct Environment {
-    /// The environment of `--verify` commands.
-    pub env: BTreeMap<String, String>,
-    /// Masks secrets in anything sent to a model or saved.
-    pub scrubber: Scrubber,
-    /// Longest one model call or agent process may take.
-    pub call_timeout: Duration,
-    /// Longest one `--verify` command may take.
-    pub verify_timeout: Duration,
 }
 
 /// A run in progress, holding the session's run lock.

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Halt;
@@ -70,37 +70,19 @@ async fn run_one(
         .process_group(0)
         .kill_on_drop(true)
         .spawn();
+    let failed = |output: String, timed_out: bool| VerifyResult {
+        command: command.to_owned(),
+        exit_code: None,
+        passed: false,
+        timed_out,
+        output,
+        duration_ms: millis_since(started),
+    };
     let mut child = match spawned {
         Ok(child) => child,
-        Err(err) => {
-            return Ok(VerifyResult {
-                command: command.to_owned(),
-                exit_code: None,
-                passed: false,
-                timed_out: false,
-                output: format!("could not start `sh -c`: {err}"),
-                duration_ms: 0,
-            });
-        }
+        Err(err) => return Ok(failed(format!("could not start `sh -c`: {err}"), false)),
     };
     let pid = child.id();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let read_out = async {
-        let mut buffer = Vec::new();
-        if let Some(pipe) = stdout.as_mut() {
-            let _ = pipe.read_to_end(&mut buffer).await;
-        }
-        buffer
-    };
-    let read_err = async {
-        let mut buffer = Vec::new();
-        if let Some(pipe) = stderr.as_mut() {
-            let _ = pipe.read_to_end(&mut buffer).await;
-        }
-        buffer
-    };
-    let work = async { tokio::join!(child.wait(), read_out, read_err) };
     let kill_group = || {
         if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
             // Our own child's group; an error means it is already gone.
@@ -116,20 +98,30 @@ async fn run_one(
             return Err(Halt::Cancelled);
         }
         () = tokio::time::sleep(timeout) => None,
-        done = work => Some(done),
+        done = wait_with_output(&mut child) => Some(done),
     };
-    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let Some((status, out, err)) = outcome else {
+    let Some((exit_code, output)) = outcome else {
         kill_group();
-        return Ok(VerifyResult {
-            command: command.to_owned(),
-            exit_code: None,
-            passed: false,
-            timed_out: true,
-            output: format!("killed after {} s", timeout.as_secs()),
-            duration_ms,
-        });
+        return Ok(failed(
+            format!("killed after {} s", timeout.as_secs()),
+            true,
+        ));
     };
+    Ok(VerifyResult {
+        command: command.to_owned(),
+        exit_code,
+        passed: exit_code == Some(0),
+        timed_out: false,
+        output: tail(&output, OUTPUT_LIMIT),
+        duration_ms: millis_since(started),
+    })
+}
+
+/// Waits for `child` while reading both pipes (so a full pipe cannot stall it); its exit code
+/// and its output, stderr after stdout under a `[stderr]` line.
+async fn wait_with_output(child: &mut tokio::process::Child) -> (Option<i32>, String) {
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (status, out, err) = tokio::join!(child.wait(), read_all(stdout), read_all(stderr));
     let exit_code = status.ok().and_then(|status| status.code());
     let mut output = String::from_utf8_lossy(&out).into_owned();
     let err = String::from_utf8_lossy(&err);
@@ -140,14 +132,19 @@ async fn run_one(
         output.push_str("[stderr]\n");
         output.push_str(&err);
     }
-    Ok(VerifyResult {
-        command: command.to_owned(),
-        exit_code,
-        passed: exit_code == Some(0),
-        timed_out: false,
-        output: tail(&output, OUTPUT_LIMIT),
-        duration_ms,
-    })
+    (exit_code, output)
+}
+
+async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let mut buffer = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.read_to_end(&mut buffer).await;
+    }
+    buffer
+}
+
+fn millis_since(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The last `limit` bytes of `text`, on a character boundary, marked when cut.

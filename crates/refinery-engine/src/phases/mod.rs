@@ -34,15 +34,30 @@ pub(crate) mod judge;
 pub(crate) mod submit;
 pub(crate) mod verify;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use refinery_core::{Session, StateDir};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Phase, RefineEvent};
 use crate::meter::Meter;
+use crate::pack::Scrubber;
 use crate::record::millis;
-use crate::refine::Environment;
+
+/// What the driver supplies about the machine.
+#[derive(Clone, Debug)]
+pub struct Environment {
+    /// The environment of `--verify` commands.
+    pub env: BTreeMap<String, String>,
+    /// Masks secrets in anything sent to a model or saved.
+    pub scrubber: Scrubber,
+    /// Longest one model call or agent process may take.
+    pub call_timeout: Duration,
+    /// Longest one `--verify` command may take.
+    pub verify_timeout: Duration,
+}
 
 /// What every phase may use: the store and session, the meter every model call passes, the
 /// machine's environment (scrubber, timeouts), the cancel token and the event sink.
