@@ -140,7 +140,20 @@ impl Script {
     }
 
     fn install(self, server: &FakeModelServer) {
+        self.install_with_judge_delay(server, Duration::ZERO);
+    }
+
+    /// Like [`Script::install`], with every judge's reply (evaluator, guard, trace analyzer)
+    /// held back by `delay`, so calls the loop makes in parallel are surely in flight together.
+    fn install_with_judge_delay(self, server: &FakeModelServer, delay: Duration) {
         let usage = |reply: Reply| reply.with_usage(2_000, 0, 500);
+        let judge = move |reply: Reply| {
+            if delay.is_zero() {
+                usage(reply)
+            } else {
+                usage(reply).delayed(delay)
+            }
+        };
         server.route(move |request| {
             Some(match role(request) {
                 "criteria" => usage(Reply::text(criteria_writer_reply())),
@@ -149,9 +162,9 @@ impl Script {
                     json!({"path": self.file, "content": (self.builder_content)(request)}),
                 )),
                 "builder" => usage(Reply::text(format!("Wrote {}", self.file))),
-                "evaluator" => usage(Reply::text((self.evaluator)(request))),
-                "guard" => usage(Reply::text((self.guard)(request))),
-                "trace" => usage(Reply::text(lessons())),
+                "evaluator" => judge(Reply::text((self.evaluator)(request))),
+                "guard" => judge(Reply::text((self.guard)(request))),
+                "trace" => judge(Reply::text(lessons())),
                 _ => Reply::status(400),
             })
         });
@@ -401,7 +414,11 @@ async fn max_rounds_stops_with_exit_two_and_keeps_the_deliverable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cost_budget_stops_before_a_call_could_overspend() {
     let server = FakeModelServer::start().await.unwrap();
-    Script::simple(content_by_round, |_| evaluation([5, 5, 5], "Weak.")).install(&server);
+    // The judges' replies are held back so the parallel calls overlap even on a loaded
+    // machine: without it, a reply can arrive before the loop has started the call beside it,
+    // and the two never hold their reservations at the same time.
+    Script::simple(content_by_round, |_| evaluation([5, 5, 5], "Weak."))
+        .install_with_judge_delay(&server, Duration::from_millis(300));
     let run = Run::new(&server);
     // Each call is reserved at its token cap before it starts: ~$0.25 for a builder turn and
     // ~$0.26 per judge (two schema attempts). Round 1 fits (its judges reserve ~$0.52 on top
