@@ -528,6 +528,22 @@ mod tests {
     }
 
     #[test]
+    fn an_evaluation_is_saved_in_the_evaluators_reply_shape() {
+        let reply = evaluator_reply(
+            &json!({"score": 7, "evidence": ["saw 7"], "reasoning": "fine"}),
+            "E1",
+        );
+        let evaluation = parse_evaluator(&criteria(), &reply).unwrap();
+        let saved = serde_json::to_value(&evaluation).unwrap();
+        assert_eq!(saved, serde_json::from_str::<Value>(&reply).unwrap());
+        let read: Evaluation = serde_json::from_value(saved.clone()).unwrap();
+        assert_eq!(read, evaluation);
+        let mut broken = saved;
+        broken["scores"]["E1"]["score"] = json!(11);
+        assert!(serde_json::from_value::<Evaluation>(broken).is_err());
+    }
+
+    #[test]
     fn bad_evaluations_are_refused_with_a_usable_reason() {
         let cases = [
             (evaluator_reply(&json!({"score": 11, "evidence": ["x"], "reasoning": ""}), "E1"), "0 to 10"),

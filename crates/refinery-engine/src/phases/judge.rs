@@ -483,17 +483,4 @@ mod tests {
         assert_eq!(mixed.combined, Some(reply(7, 7, "a")));
         assert_eq!(mixed.unscored_reason(), None);
     }
-
-    #[test]
-    fn an_evaluation_is_saved_in_the_evaluators_reply_shape() {
-        let evaluation = reply(7, 3, "a");
-        let saved = serde_json::to_value(&evaluation).unwrap();
-        assert_eq!(saved["scores"]["E1"]["score"], 7);
-        assert_eq!(saved["scores"]["E1"]["evidence"], json!(["saw 7"]));
-        let read: Evaluation = serde_json::from_value(saved).unwrap();
-        assert_eq!(read, evaluation);
-        let mut broken = serde_json::to_value(&evaluation).unwrap();
-        broken["scores"]["E1"]["score"] = json!(11);
-        assert!(serde_json::from_value::<Evaluation>(broken).is_err());
-    }
 }
