@@ -338,11 +338,11 @@ impl Rounds<'_> {
             file.verify = guarded.verify.unwrap_or(file.verify);
             file.regression = Some(guarded.report);
         }
-        self.judge(file, &trail, criteria).await
+        self.submit_and_judge(file, &trail, criteria).await
     }
 
     /// Submits the round and has it judged; the round's file is saved, then recorded.
-    async fn judge(
+    async fn submit_and_judge(
         &self,
         mut file: RoundFile,
         trail: &BuilderTrail,
@@ -375,15 +375,7 @@ impl Rounds<'_> {
         };
         let RoundJudged { panel, lessons } = judge::round(ctx, input).await?;
         file.unscored_reason = panel.unscored_reason();
-        file.panel = panel
-            .judges
-            .into_iter()
-            .map(|verdict| PanelVerdict {
-                evaluator: verdict.judge,
-                problem: verdict.reply.problem().map(str::to_owned),
-                reply: verdict.reply.into_usable(),
-            })
-            .collect();
+        file.panel = panel.judges.into_iter().map(PanelVerdict::from).collect();
         file.evaluation = panel.combined;
         file.lessons = lessons;
         file.save(ctx.session)?;

@@ -29,7 +29,7 @@ use crate::outputs::{
 use crate::pack;
 use crate::phases::Context;
 use crate::phases::ask::{Ask, JudgeReply, ask};
-use crate::record::RoundSummary;
+use crate::record::{PanelVerdict, RoundSummary};
 use crate::trace::{self, TraceStats};
 use crate::verify::VerifyResult;
 
@@ -49,6 +49,16 @@ pub(crate) struct JudgeVerdict<T> {
     /// The judge's backend, as named.
     pub judge: String,
     pub reply: JudgeReply<T>,
+}
+
+impl From<JudgeVerdict<Evaluation>> for PanelVerdict {
+    fn from(verdict: JudgeVerdict<Evaluation>) -> Self {
+        PanelVerdict {
+            evaluator: verdict.judge,
+            problem: verdict.reply.problem().map(str::to_owned),
+            reply: verdict.reply.into_usable(),
+        }
+    }
 }
 
 impl Panel<'_> {

@@ -1,28 +1,33 @@
 //! The phases of a round, each a module with a typed input and a typed result.
 //!
 //! ```text
-//!   criteria ─▶ build ─▶ verify ─▶ guard ─▶ submit ─▶ judge ─▶ decide ─▶ handoff
-//!  (once, when    │        │  fix    │ repair   │  core   │ panel ∥  │ core    │ learnings,
-//!   none given)   │        └─ turn   └─ turn    │ snap-   │ trace    │ rules   │ handoff.md
-//!                 └────────── builder turns ────┘ shot    │ analyzer │         │
+//!  build ──▶ verify ──▶ guard ──▶ submit ──▶ judge ──────────▶ decide ──▶ handoff
+//!  builder   commands,  blind A/B,  core       panel of judges  core       learnings,
+//!  turn      one fix    one repair, snapshot   ∥ trace analyzer rules      handoff.md
+//!            turn       or revert
 //! ```
 //!
-//! - [`criteria`]: the criteria writer, when the user gave none.
-//! - [`build`]: one builder turn in the workspace (the round's build; also the fix and repair
-//!   turns of `verify` and `guard`). The whole-file format for API builders plugs in here.
-//! - [`verify`]: the `--verify` commands, and the builder's one fix attempt.
-//! - [`guard`]: blind comparison with the previous round in both orders; one repair, else
-//!   revert.
-//! - [`submit`]: the core's snapshot of the round.
-//! - [`judge`]: the one panel implementation (judges in parallel, blind to each other), used by
-//!   `refine` and `evaluate`, and the trace analyzer beside it.
-//! - [`decide`]: records the scores in the core and asks the core what follows.
-//! - [`handoff`]: learnings and `handoff.md` for the next fresh builder.
+//! - [`build`]: one builder turn in the workspace; the fix and repair turns of `verify` and
+//!   `guard` are builder turns too. How a builder edits files (tool calls, or a whole-file
+//!   reply format for API builders) is chosen here and nowhere else.
+//! - [`verify`]: the `--verify` commands, and the builder's one fix turn when one fails.
+//! - [`guard`]: from round 2, the new version against the previous one, blind, in both
+//!   orders; the core's rule says accept, repair once, or revert.
+//! - [`submit`]: the core's snapshot of the round: the bytes the judges see.
+//! - [`judge`]: the one panel implementation (judges in parallel, blind to each other, the
+//!   panel's result with every judge's reply and the combined evaluation), used by `refine`
+//!   and `evaluate`; the trace analyzer runs beside it.
+//! - [`decide`]: records the round in the core and asks the core what follows.
+//! - [`handoff`]: learnings and `handoff.md` for the next round's fresh builder.
+//! - [`criteria`] (before round 1, when the user gave none) and [`ask`] (one question to a
+//!   judging role, its reply parsed once into a type, retried once) serve the phases above.
 //!
 //! A phase gets a [`Context`] (what every phase may use) and its own input, and returns its
-//! result; it never calls back into the sequencer ([`crate::Refiner`], [`crate::evaluate_once`])
-//! and never decides on its own what runs next. The model calls of the judging roles go
-//! through [`ask`], which parses each reply once, at the edge.
+//! result. It never calls back into a sequencer ([`crate::Refiner`], [`crate::evaluate_once`]):
+//! the order of phases, and `run.json`, are the sequencer's alone. Prompts come from
+//! [`crate::briefs`], reply contracts from [`crate::outputs`], every read or restore of the
+//! whole workspace goes through `crate::workspace`, and every decision through
+//! `refinery-core`.
 
 pub(crate) mod ask;
 pub(crate) mod build;
