@@ -107,3 +107,92 @@ pub(crate) fn next(meter: &Meter, input: &DecideInput<'_>) -> Decision {
         forced_change_round,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pretty_assertions::assert_eq;
+    use refinery_core::Verdict;
+    use refinery_core::checklist::Plateau;
+    use refinery_core::rounds::StopReason;
+
+    use super::*;
+    use crate::meter::Spend;
+
+    fn outcome(verdict: Verdict, plateaued: &[&str]) -> ChecklistOutcome {
+        ChecklistOutcome {
+            verdict,
+            round: 3,
+            cutoff: 7,
+            explanation: String::new(),
+            items: Vec::new(),
+            failed_criteria: Vec::new(),
+            failing_criteria_detail: Vec::new(),
+            plateaued_criteria: plateaued
+                .iter()
+                .map(|id| Plateau {
+                    id: (*id).to_owned(),
+                    scores: vec![5, 5, 5],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_first_forced_change_is_remembered_and_a_second_plateau_stops() {
+        let limits = LoopLimits::default();
+        let meter = Meter::new(limits, Spend::default(), Duration::ZERO);
+        let stuck = outcome(Verdict::Iterate, &["E2"]);
+        let decide = |round, outcome, forced_change_round| {
+            next(
+                &meter,
+                &DecideInput {
+                    round,
+                    outcome,
+                    limits: &limits,
+                    forced_change_round,
+                },
+            )
+        };
+        let change = NextStep::Continue {
+            change_approach_for: vec!["E2".to_owned()],
+        };
+        let cases = [
+            // A plateau forces a change, and this round is remembered as the one that did.
+            (decide(3, Some(&stuck), None), change.clone(), Some(3)),
+            // Deciding again after that same round (a resume) gives the same answer.
+            (decide(3, Some(&stuck), Some(3)), change.clone(), Some(3)),
+            // Still stuck after the forced change: stop.
+            (
+                decide(4, Some(&stuck), Some(3)),
+                NextStep::Stop {
+                    reason: StopReason::Plateau,
+                },
+                Some(3),
+            ),
+            // An unscored round counts as iterate and forces nothing.
+            (
+                decide(2, None, None),
+                NextStep::Continue {
+                    change_approach_for: Vec::new(),
+                },
+                None,
+            ),
+            (
+                decide(2, Some(&outcome(Verdict::Converge, &[])), None),
+                NextStep::Converged,
+                None,
+            ),
+        ];
+        for (decision, next_step, forced_change_round) in cases {
+            assert_eq!(
+                decision,
+                Decision {
+                    next: next_step,
+                    forced_change_round
+                }
+            );
+        }
+    }
+}
