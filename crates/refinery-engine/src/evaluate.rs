@@ -231,8 +231,7 @@ fn report(ctx: &Context<'_>, scored: Scored<'_>) -> Result<EvaluateReport, Engin
         });
         report.verdict = outcome.verdict.into();
         report.passed = report.verdict == RoundVerdict::Converge;
-        let items = outcome.items.iter();
-        report.scores = items.map(|item| (item.id.clone(), item.score)).collect();
+        report.scores = decide::scores(&outcome);
         let findings = evaluation.findings.into_iter();
         report.evidence = findings.map(|(id, found)| (id, found.evidence)).collect();
         report.critique = evaluation.critique;

@@ -470,11 +470,12 @@ pub fn schema_for<T: JsonSchema>() -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
 
-    fn criteria() -> CriteriaSet {
+    /// Two criteria, E1 primary; shared by the engine's tests.
+    pub(crate) fn criteria() -> CriteriaSet {
         CriteriaSet::from_json(&json!([
             {"id": "E1", "text": "a", "category": "primary"},
             {"id": "E2", "text": "b"},

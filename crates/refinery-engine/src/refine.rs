@@ -12,7 +12,6 @@
 //! recorded it ([`decide::record`]), and what comes after is computed again from the round's
 //! files.
 
-use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -423,10 +422,7 @@ impl Rounds<'_> {
         )?;
         Ok(RoundSummary {
             round,
-            scores: outcome.as_ref().map_or_else(BTreeMap::new, |outcome| {
-                let items = outcome.items.iter();
-                items.map(|item| (item.id.clone(), item.score)).collect()
-            }),
+            scores: outcome.as_ref().map(decide::scores).unwrap_or_default(),
             verdict: outcome
                 .as_ref()
                 .map_or(RoundVerdict::Unscored, |outcome| outcome.verdict.into()),

@@ -2,6 +2,8 @@
 //! core's rules say what follows (converge, another round, a forced change of approach, or a
 //! stop on a cap or plateau). Nothing here judges; it only records and asks.
 
+use std::collections::BTreeMap;
+
 use refinery_core::ChecklistOutcome;
 use refinery_core::rounds::{LoopLimits, LoopProgress, NextStep, RoundEvaluation, decide_next};
 use time::OffsetDateTime;
@@ -35,15 +37,16 @@ pub(crate) fn record(
         .submit_checklist(&evaluation.checklist_scores(), None, now)?;
     ctx.emit(&RefineEvent::Scored {
         round,
-        scores: record
-            .outcome
-            .items
-            .iter()
-            .map(|item| (item.id.clone(), item.score))
-            .collect(),
+        scores: scores(&record.outcome),
         verdict: record.outcome.verdict,
     });
     Ok(Some(record.outcome))
+}
+
+/// The score per criterion of a recorded outcome.
+pub(crate) fn scores(outcome: &ChecklistOutcome) -> BTreeMap<String, u8> {
+    let items = outcome.items.iter();
+    items.map(|item| (item.id.clone(), item.score)).collect()
 }
 
 /// The core's recorded outcome of `round`, if it was scored.
@@ -113,37 +116,33 @@ mod tests {
     use std::time::Duration;
 
     use pretty_assertions::assert_eq;
-    use refinery_core::Verdict;
-    use refinery_core::checklist::Plateau;
+    use refinery_core::Cutoff;
+    use refinery_core::checklist::{self, RoundScores};
     use refinery_core::rounds::StopReason;
+    use serde_json::json;
 
     use super::*;
     use crate::meter::Spend;
 
-    fn outcome(verdict: Verdict, plateaued: &[&str]) -> ChecklistOutcome {
-        ChecklistOutcome {
-            verdict,
-            round: 3,
-            cutoff: 7,
-            explanation: String::new(),
-            items: Vec::new(),
-            failed_criteria: Vec::new(),
-            failing_criteria_detail: Vec::new(),
-            plateaued_criteria: plateaued
-                .iter()
-                .map(|id| Plateau {
-                    id: (*id).to_owned(),
-                    scores: vec![5, 5, 5],
-                })
-                .collect(),
-        }
+    /// Round 3's outcome by the core's own rules; E2 stuck at 5 since round 1 when `stuck`.
+    fn outcome(e1: u8, stuck: bool) -> ChecklistOutcome {
+        let criteria = crate::outputs::tests::criteria();
+        let e2 = if stuck { 5 } else { 9 };
+        let scores = checklist::parse_scores(&criteria, &json!({"E1": e1, "E2": e2})).unwrap();
+        let history: Vec<RoundScores> = (1..=2)
+            .map(|round| RoundScores {
+                round,
+                scores: [("E1".to_owned(), e1), ("E2".to_owned(), e2)].into(),
+            })
+            .collect();
+        checklist::evaluate(&criteria, &scores, Cutoff::DEFAULT, 3, &history)
     }
 
     #[test]
     fn the_first_forced_change_is_remembered_and_a_second_plateau_stops() {
         let limits = LoopLimits::default();
         let meter = Meter::new(limits, Spend::default(), Duration::ZERO);
-        let stuck = outcome(Verdict::Iterate, &["E2"]);
+        let stuck = outcome(9, true);
         let decide = |round, outcome, forced_change_round| {
             next(
                 &meter,
@@ -180,7 +179,7 @@ mod tests {
                 None,
             ),
             (
-                decide(2, Some(&outcome(Verdict::Converge, &[])), None),
+                decide(2, Some(&outcome(9, false)), None),
                 NextStep::Converged,
                 None,
             ),

@@ -409,16 +409,9 @@ pub(crate) fn previous_scores(rounds: &[RoundSummary]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outputs::tests::criteria;
     use pretty_assertions::assert_eq;
     use serde_json::json;
-
-    fn criteria() -> CriteriaSet {
-        CriteriaSet::from_json(&json!([
-            {"id": "E1", "text": "a", "category": "primary"},
-            {"id": "E2", "text": "b"},
-        ]))
-        .unwrap()
-    }
 
     fn reply(e1: i64, e2: i64, spec: &str) -> Evaluation {
         let text = json!({
