@@ -1,5 +1,6 @@
-//! Refinery's MCP servers: the quality tools (criteria, checklist, plans, reset) and the
-//! workflow tools (answers, votes), over stdio, with MassGen-compatible names and arguments.
+//! Refinery's MCP servers: the quality tools (criteria, checklist, plans, reset), the
+//! workflow tools (answers, votes) and the media tools (`generate_media`, `read_media`, one
+//! call each into `refinery-media`), over stdio, with MassGen-compatible names and arguments.
 //!
 //! This crate holds no business logic: each tool is one call into `refinery-core`, whose
 //! result it renders as structured content (with an output schema) or as a tool error whose
@@ -9,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 mod error;
+mod media;
 pub mod protocol;
 mod server;
 
@@ -26,7 +28,12 @@ pub enum Error {
 
 /// Serves `tools` on stdin/stdout until the client disconnects.
 pub async fn run_stdio(tools: ToolSet, config: ServerConfig) -> Result<(), Error> {
-    let service = RefineryServer::new(tools, config)
+    serve_stdio(RefineryServer::new(tools, config)).await
+}
+
+/// Serves a prepared server (e.g. one with media tools attached) on stdin/stdout.
+pub async fn serve_stdio(server: RefineryServer) -> Result<(), Error> {
+    let service = server
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|err| Error::Transport(err.to_string()))?;

@@ -35,8 +35,11 @@ pub enum ToolSet {
     Quality,
     /// Answers and votes.
     Workflow,
-    /// Both on one connection.
+    /// Both on one connection (plus the media tools when attached with
+    /// [`RefineryServer::with_media`]).
     All,
+    /// Only the media tools (attach them with [`RefineryServer::with_media`]).
+    Media,
 }
 
 /// Where a server keeps its state and which session it serves.
@@ -69,6 +72,7 @@ impl ServerConfig {
 pub struct RefineryServer {
     tool_router: ToolRouter<Self>,
     config: ServerConfig,
+    pub(crate) media: Option<std::sync::Arc<refinery_media::Media>>,
 }
 
 impl RefineryServer {
@@ -78,11 +82,21 @@ impl RefineryServer {
             ToolSet::Quality => Self::quality_router(),
             ToolSet::Workflow => Self::workflow_router(),
             ToolSet::All => Self::quality_router() + Self::workflow_router(),
+            ToolSet::Media => ToolRouter::new(),
         };
         Self {
             tool_router,
             config,
+            media: None,
         }
+    }
+
+    /// Adds `generate_media` and `read_media`, served by `media`.
+    #[must_use]
+    pub fn with_media(mut self, media: refinery_media::Media) -> Self {
+        self.tool_router.merge(Self::media_router());
+        self.media = Some(std::sync::Arc::new(media));
+        self
     }
 
     fn current_session(config: &ServerConfig) -> refinery_core::Result<Session> {

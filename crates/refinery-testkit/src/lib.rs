@@ -5,6 +5,11 @@
 //!   `streamGenerateContent?alt=sse`), streaming and not, with tool calls, usage, and
 //!   injected faults (429 + `retry-after`, 500, 529, cut streams, a slow first byte). It
 //!   records every request for assertions.
+//! - The same server's media endpoints ([`media`]): OpenAI Images and Speech, Gemini image
+//!   and speech output, Imagen, Veo (long-running operations and file downloads), xAI
+//!   images and video jobs; requests checked as the real APIs check them, with faults
+//!   ([`MediaFault`]: 429/5xx, safety blocks, jobs that never finish, malformed base64,
+//!   wrong bytes, expired download links).
 //! - [`TestContext`]: a throwaway HOME, project folder, state dir and TMPDIR.
 //! - [`agent_cli`]: find the real agent CLIs and build the environment that points each of
 //!   them at a fake.
@@ -17,6 +22,7 @@
 pub mod agent_cli;
 pub mod chromium;
 mod context;
+pub mod media;
 mod reply;
 mod server;
 pub mod skip;
@@ -24,5 +30,6 @@ mod wire;
 
 pub use context::TestContext;
 pub use reply::{Fault, Reply, ToolCallSpec, Turn, UsageSpec};
-pub use server::{FakeModelServer, RecordedRequest};
+pub use media::MediaFault;
+pub use server::{FakeModelServer, RecordedRequest, fingerprint};
 pub use wire::Protocol;

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::media::{MediaFault, MediaReply, MediaState};
 use crate::reply::{Fault, Reply, Turn};
 use crate::wire::{self, Ids, Protocol};
 
@@ -39,9 +40,31 @@ pub struct RecordedRequest {
     /// The body parsed as JSON, or `Value::Null` when empty or not JSON.
     pub body: Value,
     pub protocol: Option<Protocol>,
+    /// Credential headers as `(name, fingerprint)`: a one-way digest, so a test can tell
+    /// *which* key was sent where without the fake ever keeping a key.
+    pub credentials: Vec<(String, String)>,
+}
+
+/// The digest the fake records for a credential value: compare it with
+/// `fingerprint(your_test_key)` (a `Bearer ` prefix is stripped first).
+pub fn fingerprint(value: &str) -> String {
+    use std::hash::{Hash as _, Hasher as _};
+    let value = value.strip_prefix("Bearer ").unwrap_or(value);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 impl RecordedRequest {
+    /// The fingerprint of the credential sent in header `name`, if one was sent.
+    pub fn credential(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.credentials
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers
@@ -212,7 +235,14 @@ struct State {
 pub struct FakeModelServer {
     address: SocketAddr,
     state: Arc<Mutex<State>>,
+    media: Arc<Mutex<MediaState>>,
     shutdown: watch::Sender<bool>,
+}
+
+fn lock_media(state: &Mutex<MediaState>) -> MutexGuard<'_, MediaState> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -234,8 +264,10 @@ impl FakeModelServer {
             requests: Vec::new(),
             sequence: 0,
         }));
+        let media = Arc::new(Mutex::new(MediaState::new(format!("http://{address}"))));
         let (shutdown, mut shutdown_rx) = watch::channel(false);
         let accept_state = Arc::clone(&state);
+        let accept_media = Arc::clone(&media);
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -247,10 +279,16 @@ impl FakeModelServer {
                 // for ~40 ms, and a stream arrives in one lump instead of in pieces.
                 let _ = stream.set_nodelay(true);
                 let connection_state = Arc::clone(&accept_state);
+                let connection_media = Arc::clone(&accept_media);
                 let mut connection_shutdown = shutdown_rx.clone();
                 tokio::spawn(async move {
-                    let service =
-                        service_fn(move |request| handle(Arc::clone(&connection_state), request));
+                    let service = service_fn(move |request| {
+                        handle(
+                            Arc::clone(&connection_state),
+                            Arc::clone(&connection_media),
+                            request,
+                        )
+                    });
                     let connection =
                         http1::Builder::new().serve_connection(TokioIo::new(stream), service);
                     tokio::select! {
@@ -263,8 +301,21 @@ impl FakeModelServer {
         Ok(Self {
             address,
             state,
+            media,
             shutdown,
         })
+    }
+
+    /// Queue a fault for the next media start request (a generation or a job submission).
+    pub fn push_media_fault(&self, fault: MediaFault) -> &Self {
+        lock_media(&self.media).push_fault(fault);
+        self
+    }
+
+    /// How many polls a media job answers "still running" before it is done (default 2).
+    pub fn set_media_job_polls(&self, polls: u32) -> &Self {
+        lock_media(&self.media).set_pending_polls(polls);
+        self
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash, no `/v1`).
@@ -367,6 +418,7 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
 
 async fn handle(
     state: Arc<Mutex<State>>,
+    media: Arc<Mutex<MediaState>>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let method = request.method().to_string();
@@ -374,6 +426,17 @@ async fn handle(
         .uri()
         .path_and_query()
         .map_or_else(|| "/".to_string(), ToString::to_string);
+    let credentials = request
+        .headers()
+        .iter()
+        .filter(|(name, _)| CREDENTIAL_HEADERS.contains(&name.as_str()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_ascii_lowercase(),
+                fingerprint(&String::from_utf8_lossy(value.as_bytes())),
+            )
+        })
+        .collect();
     let headers = request
         .headers()
         .iter()
@@ -405,7 +468,14 @@ async fn handle(
         headers,
         body,
         protocol,
+        credentials,
     };
+
+    let media_reply = crate::media::intercept(&mut lock_media(&media), &recorded, &body_bytes);
+    if let Some(reply) = media_reply {
+        lock(&state).requests.push(recorded);
+        return Ok(media_response(reply));
+    }
 
     let (reply, sequence) = {
         let mut state = lock(&state);
@@ -427,6 +497,21 @@ async fn handle(
         return Ok(side_endpoint(&recorded));
     };
     Ok(answer(reply, &recorded, sequence).await)
+}
+
+fn media_response(reply: MediaReply) -> Response<Body> {
+    let mut response = Response::new(full(reply.body));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static(reply.content_type),
+    );
+    if reply.retry_after {
+        headers.insert("retry-after", hyper::header::HeaderValue::from_static("0"));
+    }
+    response
 }
 
 fn side_endpoint(request: &RecordedRequest) -> Response<Body> {

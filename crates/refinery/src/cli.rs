@@ -10,6 +10,7 @@ use crate::commands::{
     doctor::DoctorArgs,
     hook::HookArgs,
     mcp::McpArgs,
+    media::MediaArgs,
     refine::{EvaluateArgs, RefineArgs},
     report::ReportArgs,
     secrets::SecretsArgs,
@@ -54,6 +55,8 @@ pub(crate) enum Command {
     Watch(WatchArgs),
     /// Serve Refinery's MCP tools over stdio (used by the Claude Code plugin).
     Mcp(McpArgs),
+    /// Generate images, video and speech, or look at media with a vision model.
+    Media(MediaArgs),
     /// Inspect sessions: criteria, checklist history, rounds.
     Session(SessionArgs),
     /// Find API keys and other secrets in files, staged changes or pushes; install git hooks.

@@ -1,10 +1,10 @@
-//! `refinery mcp quality|workflow|all`: serve MCP tools on stdio.
+//! `refinery mcp quality|workflow|media|all`: serve MCP tools on stdio.
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use refinery_core::{ClaudeSessionId, SessionId};
-use refinery_mcp::{ServerConfig, ToolSet};
+use refinery_mcp::{RefineryServer, ServerConfig, ToolSet};
 
 use crate::ExitStatus;
 use crate::cli::GlobalArgs;
@@ -30,7 +30,9 @@ enum ServerKind {
     Quality,
     /// new_answer, vote.
     Workflow,
-    /// Both tool sets on one connection.
+    /// generate_media, read_media.
+    Media,
+    /// Every tool set on one connection.
     All,
 }
 
@@ -52,7 +54,12 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &McpArgs) -> anyhow::Result<Ex
     let tools = match args.server {
         ServerKind::Quality => ToolSet::Quality,
         ServerKind::Workflow => ToolSet::Workflow,
+        ServerKind::Media => ToolSet::Media,
         ServerKind::All => ToolSet::All,
+    };
+    let media = match args.server {
+        ServerKind::Media | ServerKind::All => Some(super::media::open_media(store.workspace())?),
+        ServerKind::Quality | ServerKind::Workflow => None,
     };
     // One thread is plenty for one client and keeps start-up and memory small; store calls
     // run on tokio's blocking pool so a lock wait never stalls the protocol loop.
@@ -60,13 +67,17 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &McpArgs) -> anyhow::Result<Ex
         .enable_all()
         .build()
         .context("could not start the async runtime")?;
-    runtime.block_on(refinery_mcp::run_stdio(
+    let mut server = RefineryServer::new(
         tools,
         ServerConfig {
             store,
             session,
             claude_session,
         },
-    ))?;
+    );
+    if let Some(media) = media {
+        server = server.with_media(media);
+    }
+    runtime.block_on(refinery_mcp::serve_stdio(server))?;
     Ok(ExitStatus::Success)
 }

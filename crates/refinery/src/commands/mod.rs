@@ -4,6 +4,7 @@ pub(crate) mod ask;
 pub(crate) mod doctor;
 pub(crate) mod hook;
 pub(crate) mod mcp;
+pub(crate) mod media;
 pub(crate) mod progress;
 pub(crate) mod refine;
 pub(crate) mod report;
@@ -19,6 +20,7 @@ use crate::cli::{Cli, Command};
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Mcp(args) => mcp::run_main(&cli.global, &args),
+        Command::Media(args) => media::run_main(&cli.global, &args),
         Command::Session(args) => session::run_main(&cli.global, &args),
         Command::Secrets(args) => secrets::run_main(&cli.global, &args),
         Command::Doctor(args) => doctor::run_main(&cli.global, &args),

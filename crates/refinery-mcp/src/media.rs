@@ -1,0 +1,119 @@
+//! The media tools (`generate_media`, `read_media`): each is one call into
+//! [`refinery_media::Media`], whose one result shape is returned as structured content —
+//! a tool error (`isError: true`) when `success` is false. Progress reports become MCP
+//! progress notifications on the caller's token; a client's `notifications/cancelled`
+//! cancels the call (rmcp cancels the request's token, which the media call watches).
+
+use std::sync::Arc;
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ProgressNotificationParam, ProgressToken, RequestMetaObject};
+use rmcp::{ErrorData, Peer, RoleServer, tool, tool_router};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use refinery_media::{
+    GenerateMediaParams, MediaResponse, ProgressSink, ProgressUpdate, ReadMediaParams,
+};
+
+use crate::error::internal_error;
+use crate::server::RefineryServer;
+
+/// Forwards progress reports to the client through a channel (the sink must not block).
+struct Forwarder(mpsc::UnboundedSender<ProgressUpdate>);
+
+impl ProgressSink for Forwarder {
+    fn report(&self, update: ProgressUpdate) {
+        let _ = self.0.send(update);
+    }
+}
+
+/// Runs `call` with a progress sink wired to `token` (if the client sent one); every
+/// notification is sent before the result, as the protocol requires.
+async fn with_progress<F>(
+    token: Option<ProgressToken>,
+    peer: Peer<RoleServer>,
+    call: impl FnOnce(Forwarder) -> F,
+) -> MediaResponse
+where
+    F: Future<Output = MediaResponse>,
+{
+    let (sender, mut receiver) = mpsc::unbounded_channel::<ProgressUpdate>();
+    let forwarding = tokio::spawn(async move {
+        while let Some(update) = receiver.recv().await {
+            let Some(token) = token.clone() else { continue };
+            let mut param = ProgressNotificationParam::new(token, update.progress);
+            param.total = update.total;
+            param.message = Some(update.message);
+            if peer.notify_progress(param).await.is_err() {
+                break;
+            }
+        }
+    });
+    let response = call(Forwarder(sender)).await;
+    let _ = forwarding.await;
+    response
+}
+
+fn render(response: &MediaResponse) -> CallToolResult {
+    match serde_json::to_value(response) {
+        Ok(value) if response.success => CallToolResult::structured(value),
+        Ok(value) => CallToolResult::structured_error(value),
+        Err(error) => internal_error(&format!("could not encode the result: {error}")),
+    }
+}
+
+impl RefineryServer {
+    fn media_service(&self) -> Result<Arc<refinery_media::Media>, CallToolResult> {
+        self.media
+            .clone()
+            .ok_or_else(|| internal_error("this server was started without the media tools"))
+    }
+}
+
+#[tool_router(router = media_router, vis = "pub(crate)")]
+impl RefineryServer {
+    #[tool(
+        description = "Generate an image, a short video or speech and save it in the workspace (default folder media/). mode: image|video|audio; prompt: what to make (for audio, the text to speak). Optional: backend (openai|gemini|xai), model, size, aspect_ratio, quality, duration (video seconds), voice, instructions (speech tone), input_images (workspace images to edit or animate), storage_path (a folder, or a file name such as assets/hero.png), negative_prompt, audio_format (mp3|wav). Returns file_path on success; on failure success=false with error and code. Look at the result with read_media before using it.",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<MediaResponse>()
+    )]
+    async fn generate_media(
+        &self,
+        Parameters(params): Parameters<GenerateMediaParams>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResult, ErrorData> {
+        let media = match self.media_service() {
+            Ok(media) => media,
+            Err(result) => return Ok(result),
+        };
+        let response = with_progress(meta.get_progress_token(), peer, async |sink| {
+            media.generate(params, &sink, &cancel).await
+        })
+        .await;
+        Ok(render(&response))
+    }
+
+    #[tool(
+        description = "Look at images, video or audio files in the workspace with a vision model and answer critically (defects first, then what works). file_paths: the files, seen together so they can be compared; prompt: what to check (optional). Optional: backend (anthropic|openai|gemini), model. Images are downscaled to fit; video is sent whole to gemini or as frames (ffmpeg) to the others; audio needs gemini. Returns answer; on failure success=false with error and code.",
+        output_schema = rmcp::handler::server::tool::schema_for_output::<MediaResponse>()
+    )]
+    async fn read_media(
+        &self,
+        Parameters(params): Parameters<ReadMediaParams>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResult, ErrorData> {
+        let media = match self.media_service() {
+            Ok(media) => media,
+            Err(result) => return Ok(result),
+        };
+        let response = with_progress(meta.get_progress_token(), peer, async |sink| {
+            media.read(params, &sink, &cancel).await
+        })
+        .await;
+        Ok(render(&response))
+    }
+}
