@@ -28,16 +28,12 @@ impl ProgressSink for Forwarder {
     }
 }
 
-/// Runs `call` with a progress sink wired to `token` (if the client sent one); every
-/// notification is sent before the result, as the protocol requires.
-async fn with_progress<F>(
+/// A progress sink wired to `token` (if the client sent one), and the task forwarding its
+/// reports; await the task after the call so every notification precedes the result.
+fn progress_channel(
     token: Option<ProgressToken>,
     peer: Peer<RoleServer>,
-    call: impl FnOnce(Forwarder) -> F,
-) -> MediaResponse
-where
-    F: Future<Output = MediaResponse>,
-{
+) -> (Forwarder, tokio::task::JoinHandle<()>) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<ProgressUpdate>();
     let forwarding = tokio::spawn(async move {
         while let Some(update) = receiver.recv().await {
@@ -50,9 +46,7 @@ where
             }
         }
     });
-    let response = call(Forwarder(sender)).await;
-    let _ = forwarding.await;
-    response
+    (Forwarder(sender), forwarding)
 }
 
 fn render(response: &MediaResponse) -> CallToolResult {
@@ -88,10 +82,10 @@ impl RefineryServer {
             Ok(media) => media,
             Err(result) => return Ok(result),
         };
-        let response = with_progress(meta.get_progress_token(), peer, async |sink| {
-            media.generate(params, &sink, &cancel).await
-        })
-        .await;
+        let (sink, forwarding) = progress_channel(meta.get_progress_token(), peer);
+        let response = media.generate(params, &sink, &cancel).await;
+        drop(sink);
+        let _ = forwarding.await;
         Ok(render(&response))
     }
 
@@ -110,10 +104,10 @@ impl RefineryServer {
             Ok(media) => media,
             Err(result) => return Ok(result),
         };
-        let response = with_progress(meta.get_progress_token(), peer, async |sink| {
-            media.read(params, &sink, &cancel).await
-        })
-        .await;
+        let (sink, forwarding) = progress_channel(meta.get_progress_token(), peer);
+        let response = media.read(params, &sink, &cancel).await;
+        drop(sink);
+        let _ = forwarding.await;
         Ok(render(&response))
     }
 }

@@ -14,7 +14,7 @@ use crate::kinds::{Backend, Task};
 
 /// How one backend is reached.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// Prefix ending in `/` that paths are appended to (`…/v1/`, `…/v1beta/`).
     pub(crate) base: String,
     /// `scheme://host:port` of `base`, to decide where a key may be sent.

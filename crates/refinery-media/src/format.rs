@@ -194,7 +194,7 @@ pub fn wav_from_pcm16(pcm: &[u8], sample_rate: u32, channels: u16) -> Vec<u8> {
 }
 
 /// The sample rate in a PCM MIME type such as `audio/L16;codec=pcm;rate=24000`.
-pub fn pcm_rate(mime: &str) -> Option<u32> {
+pub(crate) fn pcm_rate(mime: &str) -> Option<u32> {
     mime.split(';')
         .filter_map(|part| part.trim().strip_prefix("rate="))
         .find_map(|rate| rate.trim().parse().ok())

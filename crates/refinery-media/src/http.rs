@@ -180,9 +180,11 @@ impl Http<'_> {
             .or_else(|| error.as_str())
             .map_or_else(|| body.chars().take(300).collect(), ToString::to_string);
         let message = self.config.redact(&message);
+        // OpenAI and Gemini nest the code in `error`; xAI puts it beside a string `error`.
         let code = error
             .get("code")
             .or_else(|| error.get("type"))
+            .or_else(|| parsed.get("code"))
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_ascii_lowercase();

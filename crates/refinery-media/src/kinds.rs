@@ -61,7 +61,7 @@ impl FromStr for MediaMode {
 }
 
 /// One thing a backend is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     Image,

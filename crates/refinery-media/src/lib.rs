@@ -35,7 +35,7 @@ mod vision;
 pub use capabilities::{MediaCapability, MediaReport};
 pub use config::{MediaConfig, Timeouts};
 pub use error::{Error, Result};
-pub use format::{Format, wav_from_pcm16};
+pub use format::{Format, FormatKind, wav_from_pcm16};
 pub use kinds::{Backend, MediaMode, Task};
 pub use output::DEFAULT_DIR;
 pub use params::{GenerateMediaParams, MediaResponse, ReadMediaParams};

@@ -8,10 +8,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Call, Generated, b64, clamp_duration, decode, poll};
+use super::{Call, Generated, JobClock, b64, clamp_duration, decode};
 use crate::error::{Error, Result};
 use crate::format::{Format, pcm_rate, wav_from_pcm16};
-use crate::http::Http;
 use crate::kinds::Backend;
 
 /// Finish reasons that mean the content was withheld.
@@ -226,12 +225,15 @@ pub(super) async fn veo(call: &mut Call<'_>) -> Result<Generated> {
         .to_string();
     let backend = call.backend;
     let poll_url = endpoint.url(&name);
-    let done = poll(call, &name, async |http: &Http<'_>| {
-        let response = http.send(backend, |client| client.get(&poll_url)).await?;
-        let operation = http.json(backend, response).await?;
-        Ok((operation.get("done").and_then(Value::as_bool) == Some(true)).then_some(operation))
-    })
-    .await?;
+    let clock = JobClock::start();
+    let done = loop {
+        let response = call.http.send(backend, |client| client.get(&poll_url)).await?;
+        let operation = call.http.json(backend, response).await?;
+        if operation.get("done").and_then(Value::as_bool) == Some(true) {
+            break operation;
+        }
+        clock.wait(call, &name).await?;
+    };
     let video = finished_video(backend, &name, &done)?;
     call.steps.report("downloading the video");
     let bytes = match video {

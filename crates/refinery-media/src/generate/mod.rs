@@ -120,20 +120,23 @@ pub(crate) fn check(backend: Backend, mode: MediaMode, generated: &Generated) ->
     }
 }
 
-/// Polls `check` every poll interval until it yields a value or the job deadline passes,
-/// reporting progress on each wait.
-pub(crate) async fn poll<T>(
-    call: &mut Call<'_>,
-    job: &str,
-    mut check: impl AsyncFnMut(&Http<'_>) -> Result<Option<T>>,
-) -> Result<T> {
-    let started = Instant::now();
-    let timeouts = call.http.config.timeouts;
-    loop {
-        if let Some(value) = check(&call.http).await? {
-            return Ok(value);
+/// The deadline and pacing of one long-running job.
+pub(crate) struct JobClock {
+    started: Instant,
+}
+
+impl JobClock {
+    pub(crate) fn start() -> Self {
+        Self {
+            started: Instant::now(),
         }
-        let waited = started.elapsed();
+    }
+
+    /// Reports progress and waits one poll interval, or fails once the next poll would be
+    /// past the job deadline.
+    pub(crate) async fn wait(&self, call: &mut Call<'_>, job: &str) -> Result<()> {
+        let timeouts = call.http.config.timeouts;
+        let waited = self.started.elapsed();
         if waited + timeouts.poll_interval > timeouts.job {
             return Err(Error::JobTimedOut {
                 backend: call.backend,
@@ -146,7 +149,7 @@ pub(crate) async fn poll<T>(
             call.backend,
             waited.as_secs()
         ));
-        call.http.pause(timeouts.poll_interval).await?;
+        call.http.pause(timeouts.poll_interval).await
     }
 }
 

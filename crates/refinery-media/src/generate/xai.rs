@@ -6,10 +6,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Call, Generated, clamp_duration, data_url, decode, poll};
+use super::{Call, Generated, JobClock, clamp_duration, data_url, decode};
 use crate::error::{Error, Result};
 use crate::format::Format;
-use crate::http::Http;
 
 pub(super) async fn image(call: &mut Call<'_>) -> Result<Generated> {
     if !call.spec.input_images.is_empty() {
@@ -85,13 +84,15 @@ pub(super) async fn video(call: &mut Call<'_>) -> Result<Generated> {
         .to_string();
     let backend = call.backend;
     let poll_url = endpoint.url(&format!("videos/{id}"));
-    let job = id.clone();
-    let link = poll(call, &id, async |http: &Http<'_>| {
-        let response = http.send(backend, |client| client.get(&poll_url)).await?;
-        let state = http.json(backend, response).await?;
-        finished_link(backend, &job, &state)
-    })
-    .await?;
+    let clock = JobClock::start();
+    let link = loop {
+        let response = call.http.send(backend, |client| client.get(&poll_url)).await?;
+        let state = call.http.json(backend, response).await?;
+        if let Some(link) = finished_link(backend, &id, &state)? {
+            break link;
+        }
+        clock.wait(call, &id).await?;
+    };
     call.steps.report("downloading the video");
     // A signed link on xAI's storage host: fetched without any key.
     let bytes = call.http.download(backend, &link, false).await?;

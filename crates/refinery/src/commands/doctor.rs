@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use refinery_llm::doctor::{self, DoctorOptions, DoctorReport};
+use refinery_media::{MediaConfig, MediaReport};
 
 use crate::ExitStatus;
 use crate::cli::GlobalArgs;
@@ -33,11 +34,16 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &DoctorArgs) -> anyhow::Result
         .get("HOME")
         .filter(|home| !home.is_empty())
         .map(std::path::PathBuf::from);
-    if let Ok(credentials) =
-        refinery_llm::Credentials::load(&env, Some(store.workspace()), home.as_deref())
-    {
-        crate::redact::register(&credentials);
+    let credentials =
+        refinery_llm::Credentials::load(&env, Some(store.workspace()), home.as_deref()).ok();
+    if let Some(credentials) = &credentials {
+        crate::redact::register(credentials);
     }
+    // Which media modes the keys allow (a bad `.env` is reported by the main check below).
+    let media = credentials
+        .as_ref()
+        .and_then(|credentials| MediaConfig::new(store.workspace(), credentials, &env).ok())
+        .map(|config| MediaReport::new(&config));
     let options = DoctorOptions {
         home_dir: env
             .get("HOME")
@@ -60,9 +66,16 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &DoctorArgs) -> anyhow::Result
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["environment_file"] = serde_json::Value::String(written.display().to_string());
+        if let Some(media) = &media {
+            value["media"] = serde_json::to_value(media)?;
+            value["media"]["usable_tasks"] = serde_json::to_value(media.usable_tasks())?;
+        }
         output::json(&value)?;
     } else {
         render(&report)?;
+        if let Some(media) = &media {
+            render_media(media)?;
+        }
         output::line(&format!("\nwrote {}", written.display()))?;
     }
     Ok(ExitStatus::Success)
@@ -141,4 +154,34 @@ fn render(report: &DoctorReport) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn render_media(media: &MediaReport) -> anyhow::Result<()> {
+    output::line("Media (generate_media, read_media)")?;
+    for task in refinery_media::Task::ALL {
+        let rows: Vec<_> = media
+            .capabilities
+            .iter()
+            .filter(|capability| capability.task == task)
+            .collect();
+        let usable: Vec<String> = rows
+            .iter()
+            .filter(|capability| capability.usable)
+            .map(|capability| {
+                format!("{} ({}, `{}`)", capability.backend, capability.model, capability.key)
+            })
+            .collect();
+        let detail = if usable.is_empty() {
+            let keys: Vec<&str> = rows.iter().map(|capability| capability.key).collect();
+            format!("set {}", keys.join(" or "))
+        } else {
+            usable.join(", ")
+        };
+        output::line(&format!("  {}{:<8} {detail}", mark(!usable.is_empty()), task.as_str()))?;
+    }
+    let frames = match &media.ffmpeg {
+        Some(path) => format!("ffmpeg at {}", path.display()),
+        None => "no ffmpeg: only gemini reads video (install ffmpeg for the others)".to_string(),
+    };
+    output::line(&format!("  {}video frames: {frames}", mark(media.ffmpeg.is_some())))
 }

@@ -16,6 +16,8 @@ mod hook;
 mod key_leaks;
 mod llm_support;
 mod mcp_stdio;
+mod media;
+mod media_cli;
 mod plugin_e2e;
 mod refine;
 mod report;
