@@ -81,7 +81,11 @@ pub(crate) fn confine(workspace: &Path, path: &Path) -> Result<PathBuf> {
     if !real.starts_with(&root) {
         return Err(outside());
     }
-    Ok(real.join(clean.strip_prefix(existing).unwrap_or(Path::new(""))))
+    // `join("")` would add a trailing slash, which turns a file path into a folder path.
+    match clean.strip_prefix(existing) {
+        Ok(rest) if !rest.as_os_str().is_empty() => Ok(real.join(rest)),
+        _ => Ok(real),
+    }
 }
 
 /// A short, filesystem-safe slug of the prompt.

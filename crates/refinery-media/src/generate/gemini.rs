@@ -169,6 +169,14 @@ pub(super) async fn speech(call: &mut Call<'_>) -> Result<Generated> {
     call.steps.report(format!("asking {} to speak", call.model));
     let answer = generate_content(call, body).await?;
     let (mime, data) = inline_part(call.backend, &answer)?;
+    let essence = mime.to_ascii_lowercase();
+    if !(essence.starts_with("audio/l16") || essence.starts_with("audio/pcm")) {
+        return Err(Error::BadPayload {
+            backend: call.backend,
+            expected: "16-bit PCM audio (`audio/L16`)".to_string(),
+            found: format!("inline data of type `{mime}`"),
+        });
+    }
     let pcm = decode(call.backend, &data, "16-bit PCM audio")?;
     if pcm.is_empty() {
         return Err(Error::malformed(call.backend, "the audio is empty"));

@@ -315,7 +315,13 @@ fn gemini_generate(state: &mut MediaState, request: &RecordedRequest) -> MediaRe
         }));
     }
     let (mime, bytes) = if audio {
-        ("audio/L16;codec=pcm;rate=24000", payloads::pcm_tone())
+        // Headerless PCM cannot be checked by signature; a broken answer shows in its type.
+        let mime = if fault == Some(MediaFault::WrongBytes) {
+            "text/html"
+        } else {
+            "audio/L16;codec=pcm;rate=24000"
+        };
+        (mime, payloads::pcm_tone())
     } else {
         ("image/png", payloads::picture("png"))
     };
