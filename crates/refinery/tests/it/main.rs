@@ -19,6 +19,7 @@ mod mcp_stdio;
 mod media;
 mod media_cli;
 mod plugin_e2e;
+mod plugin_media;
 mod refine;
 mod report;
 mod secrets;

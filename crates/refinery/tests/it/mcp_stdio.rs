@@ -124,6 +124,22 @@ async fn each_server_offers_only_its_tools() {
             ],
         ),
         ("workflow", vec!["new_answer", "vote"]),
+        ("media", vec!["generate_media", "read_media"]),
+        (
+            "all",
+            vec![
+                "draft_approach",
+                "generate_eval_criteria",
+                "generate_media",
+                "init_session",
+                "new_answer",
+                "propose_improvements",
+                "read_media",
+                "reset_evaluation",
+                "submit_checklist",
+                "vote",
+            ],
+        ),
     ] {
         let client = project.mcp(server).await;
         let mut names: Vec<String> = client
