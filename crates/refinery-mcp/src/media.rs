@@ -4,8 +4,6 @@
 //! progress notifications on the caller's token; a client's `notifications/cancelled`
 //! cancels the call (rmcp cancels the request's token, which the media call watches).
 
-use std::sync::Arc;
-
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ProgressNotificationParam, ProgressToken, RequestMetaObject};
 use rmcp::{ErrorData, Peer, RoleServer, tool, tool_router};
@@ -57,13 +55,7 @@ fn render(response: &MediaResponse) -> CallToolResult {
     }
 }
 
-impl RefineryServer {
-    fn media_service(&self) -> Result<Arc<refinery_media::Media>, CallToolResult> {
-        self.media
-            .clone()
-            .ok_or_else(|| internal_error("this server was started without the media tools"))
-    }
-}
+const NO_MEDIA: &str = "this server was started without the media tools";
 
 #[tool_router(router = media_router, vis = "pub(crate)")]
 impl RefineryServer {
@@ -78,9 +70,8 @@ impl RefineryServer {
         peer: Peer<RoleServer>,
         cancel: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
-        let media = match self.media_service() {
-            Ok(media) => media,
-            Err(result) => return Ok(result),
+        let Some(media) = self.media.clone() else {
+            return Ok(internal_error(NO_MEDIA));
         };
         let (sink, forwarding) = progress_channel(meta.get_progress_token(), peer);
         let response = media.generate(params, &sink, &cancel).await;
@@ -100,9 +91,8 @@ impl RefineryServer {
         peer: Peer<RoleServer>,
         cancel: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
-        let media = match self.media_service() {
-            Ok(media) => media,
-            Err(result) => return Ok(result),
+        let Some(media) = self.media.clone() else {
+            return Ok(internal_error(NO_MEDIA));
         };
         let (sink, forwarding) = progress_channel(meta.get_progress_token(), peer);
         let response = media.read(params, &sink, &cancel).await;

@@ -44,10 +44,10 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            request: Duration::from_secs(300),
-            job: Duration::from_secs(600),
+            request: Duration::from_mins(5),
+            job: Duration::from_mins(10),
             poll_interval: Duration::from_secs(5),
-            ffmpeg: Duration::from_secs(60),
+            ffmpeg: Duration::from_mins(1),
         }
     }
 }
@@ -65,7 +65,11 @@ pub struct MediaConfig {
 }
 
 fn seconds(env: &BTreeMap<String, String>, name: &str) -> Result<Option<Duration>> {
-    let Some(raw) = env.get(name).map(|value| value.trim()).filter(|v| !v.is_empty()) else {
+    let Some(raw) = env
+        .get(name)
+        .map(|value| value.trim())
+        .filter(|v| !v.is_empty())
+    else {
         return Ok(None);
     };
     match raw.parse::<f64>() {
@@ -145,7 +149,10 @@ impl MediaConfig {
             timeouts,
             retry: RetryPolicy::default(),
             ffmpeg: find_ffmpeg(env),
-            redaction: credentials.exposed_keys().map(|(_, key)| key.clone()).collect(),
+            redaction: credentials
+                .exposed_keys()
+                .map(|(_, key)| key.clone())
+                .collect(),
         })
     }
 
@@ -258,6 +265,9 @@ mod tests {
     fn bad_timeouts_are_refused() {
         let env = map(&[("REFINERY_MEDIA_JOB_TIMEOUT", "-3")]);
         let error = MediaConfig::new(Path::new("/w"), &Credentials::default(), &env).unwrap_err();
-        assert!(error.to_string().contains("REFINERY_MEDIA_JOB_TIMEOUT"), "{error}");
+        assert!(
+            error.to_string().contains("REFINERY_MEDIA_JOB_TIMEOUT"),
+            "{error}"
+        );
     }
 }

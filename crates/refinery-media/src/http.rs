@@ -32,7 +32,10 @@ pub(crate) struct Http<'a> {
 
 impl Http<'_> {
     /// Runs `future` unless the call is cancelled first.
-    pub(crate) async fn cancellable<T>(&self, future: impl Future<Output = Result<T>>) -> Result<T> {
+    pub(crate) async fn cancellable<T>(
+        &self,
+        future: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         tokio::select! {
             biased;
             () = self.cancel.cancelled() => Err(Error::Cancelled),
@@ -87,9 +90,7 @@ impl Http<'_> {
             if with_key {
                 builder = self.authorize(backend, builder);
             }
-            let outcome = self
-                .cancellable(async { Ok(builder.send().await) })
-                .await?;
+            let outcome = self.cancellable(async { Ok(builder.send().await) }).await?;
             let failure = match outcome {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => {
@@ -167,8 +168,7 @@ impl Http<'_> {
                 })
             })
             .await?;
-        serde_json::from_str(&text)
-            .map_err(|_| Error::malformed(backend, "the answer is not JSON"))
+        serde_json::from_str(&text).map_err(|_| Error::malformed(backend, "the answer is not JSON"))
     }
 
     fn http_error(&self, backend: Backend, status: StatusCode, attempts: u32, body: &str) -> Error {

@@ -65,7 +65,10 @@ pub(crate) fn generation_image(workspace: &Path, raw: &str) -> Result<Payload> {
     let bytes = fs_err::read(&path)?;
     match Format::sniff(&bytes) {
         Some(format @ (Format::Png | Format::Jpeg | Format::Webp)) => Ok(Payload { bytes, format }),
-        _ => Err(Error::input(raw, "input images must be PNG, JPEG or WebP files")),
+        _ => Err(Error::input(
+            raw,
+            "input images must be PNG, JPEG or WebP files",
+        )),
     }
 }
 
@@ -96,14 +99,21 @@ pub(crate) fn media_file(workspace: &Path, raw: &str) -> Result<MediaFile> {
 
 /// An image as vision APIs take it: PNG, JPEG, WebP or GIF, at most [`MAX_EDGE`] pixels on
 /// its long side and [`MAX_IMAGE_BYTES`]. Returns a note when it had to be changed.
-pub(crate) fn fit_image(bytes: Vec<u8>, format: Format, label: &str) -> Result<(Payload, Option<String>)> {
+pub(crate) fn fit_image(
+    bytes: Vec<u8>,
+    format: Format,
+    label: &str,
+) -> Result<(Payload, Option<String>)> {
     let reader = ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|error| Error::input(label, format!("cannot read the image: {error}")))?;
     let (width, height) = reader
         .into_dimensions()
         .map_err(|error| Error::input(label, format!("cannot read the image: {error}")))?;
-    let sendable = matches!(format, Format::Png | Format::Jpeg | Format::Webp | Format::Gif);
+    let sendable = matches!(
+        format,
+        Format::Png | Format::Jpeg | Format::Webp | Format::Gif
+    );
     if sendable && width.max(height) <= MAX_EDGE && bytes.len() <= MAX_IMAGE_BYTES {
         return Ok((Payload { bytes, format }, None));
     }
@@ -127,7 +137,8 @@ pub(crate) fn fit_image(bytes: Vec<u8>, format: Format, label: &str) -> Result<(
 /// PNG when the image has transparency (JPEG would lose it), else JPEG; JPEG again at a
 /// lower quality if a PNG is still too large.
 fn encode_for_vision(image: &DynamicImage, label: &str) -> Result<Payload> {
-    let encode_error = |error: image::ImageError| Error::input(label, format!("cannot re-encode: {error}"));
+    let encode_error =
+        |error: image::ImageError| Error::input(label, format!("cannot re-encode: {error}"));
     if image.color().has_alpha() {
         let mut png = Vec::new();
         image
@@ -152,7 +163,10 @@ fn encode_for_vision(image: &DynamicImage, label: &str) -> Result<Payload> {
             });
         }
     }
-    Err(Error::input(label, "the image stays too large even after downscaling"))
+    Err(Error::input(
+        label,
+        "the image stays too large even after downscaling",
+    ))
 }
 
 /// `VIDEO_FRAMES` JPEG frames spread over the video, through ffmpeg (and ffprobe beside it).
@@ -171,7 +185,12 @@ pub(crate) async fn video_frames(
     let probe = run(
         &ffprobe,
         &[
-            "-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "default=nw=1:nk=1",
         ],
         &file.path,
         timeout,
@@ -235,7 +254,11 @@ async fn output(mut command: tokio::process::Command, timeout: Duration) -> Resu
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let program = command.as_std().get_program().to_string_lossy().into_owned();
+    let program = command
+        .as_std()
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
     let finished = tokio::time::timeout(timeout, command.output())
         .await
         .map_err(|_| Error::Frames {

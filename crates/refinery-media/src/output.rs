@@ -146,7 +146,11 @@ impl OutputPlan {
                 let dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
                 (dir, stem, Some(format))
             }
-            None => (target, format!("{stamp}_{}_{}", mode.as_str(), slug(prompt)), None),
+            None => (
+                target,
+                format!("{stamp}_{}_{}", mode.as_str(), slug(prompt)),
+                None,
+            ),
         };
         Ok(Self {
             workspace: fs_err::canonicalize(workspace)?,
@@ -218,13 +222,24 @@ mod tests {
     #[test]
     fn default_folder_and_collision_safe_names() {
         let dir = tempfile::tempdir().unwrap();
-        let plan =
-            OutputPlan::new(dir.path(), None, MediaMode::Image, "A red fox, at dusk!", now())
-                .unwrap();
+        let plan = OutputPlan::new(
+            dir.path(),
+            None,
+            MediaMode::Image,
+            "A red fox, at dusk!",
+            now(),
+        )
+        .unwrap();
         let first = plan.write_new(b"one", Format::Png).unwrap();
         let second = plan.write_new(b"two", Format::Png).unwrap();
-        assert_eq!(first.relative, "media/20261201_102030_image_a_red_fox_at_dusk.png");
-        assert_eq!(second.relative, "media/20261201_102030_image_a_red_fox_at_dusk_2.png");
+        assert_eq!(
+            first.relative,
+            "media/20261201_102030_image_a_red_fox_at_dusk.png"
+        );
+        assert_eq!(
+            second.relative,
+            "media/20261201_102030_image_a_red_fox_at_dusk_2.png"
+        );
         assert_eq!(fs_err::read(&first.path).unwrap(), b"one");
         assert_eq!(fs_err::read(&second.path).unwrap(), b"two");
         let leftovers: Vec<_> = fs_err::read_dir(dir.path().join("media"))
@@ -272,8 +287,8 @@ mod tests {
             "link/deeper/file.png",
         ];
         for path in refused {
-            let error = OutputPlan::new(&workspace, Some(path), MediaMode::Audio, "x", now())
-                .unwrap_err();
+            let error =
+                OutputPlan::new(&workspace, Some(path), MediaMode::Audio, "x", now()).unwrap_err();
             assert_eq!(error.code(), "outside_workspace", "{path}: {error}");
         }
         assert!(fs_err::read_dir(&elsewhere).unwrap().next().is_none());

@@ -102,7 +102,9 @@ impl Media {
         let started = Instant::now();
         let mode_text = params.mode.clone().unwrap_or_else(|| "image".to_string());
         let mut response = MediaResponse::started("generate_media", &mode_text);
-        let outcome = self.generate_inner(params, progress, cancel, &mut response).await;
+        let outcome = self
+            .generate_inner(params, progress, cancel, &mut response)
+            .await;
         response.duration_seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok(()) => response,
@@ -151,7 +153,10 @@ impl Media {
         }
         let written = plan.write_new(&generated.bytes, format)?;
         response.success = true;
-        response.filename = written.path.file_name().map(|name| name.to_string_lossy().into_owned());
+        response.filename = written
+            .path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned());
         response.file_path = Some(written.relative);
         response.mime_type = Some(written.format.mime_type().to_string());
         response.file_size = Some(written.size);
@@ -173,17 +178,34 @@ impl Media {
 
     /// Every argument checked and every input read before anything is sent.
     fn validate(&self, params: &GenerateMediaParams) -> Result<(Spec, OutputPlan)> {
-        if params.prompts.as_ref().is_some_and(|prompts| !prompts.is_empty()) {
-            return Err(Error::invalid("prompts", "batches are not supported: call once per prompt with `prompt`"));
+        if params
+            .prompts
+            .as_ref()
+            .is_some_and(|prompts| !prompts.is_empty())
+        {
+            return Err(Error::invalid(
+                "prompts",
+                "batches are not supported: call once per prompt with `prompt`",
+            ));
         }
-        if params.continue_from.as_ref().is_some_and(|id| !id.trim().is_empty()) {
-            return Err(Error::invalid("continue_from", "continuations are not supported: pass the earlier file in `input_images` instead"));
+        if params
+            .continue_from
+            .as_ref()
+            .is_some_and(|id| !id.trim().is_empty())
+        {
+            return Err(Error::invalid(
+                "continue_from",
+                "continuations are not supported: pass the earlier file in `input_images` instead",
+            ));
         }
         if let Some(kind) = params.audio_type.as_deref().map(str::trim)
             && !kind.is_empty()
             && kind != "speech"
         {
-            return Err(Error::invalid("audio_type", format!("`{kind}` is not supported; only `speech` is")));
+            return Err(Error::invalid(
+                "audio_type",
+                format!("`{kind}` is not supported; only `speech` is"),
+            ));
         }
         let mode: MediaMode = params.mode.as_deref().unwrap_or("image").parse()?;
         let prompt = params
@@ -194,7 +216,10 @@ impl Media {
             .ok_or_else(|| Error::invalid("prompt", "say what to make"))?
             .to_string();
         if params.duration.is_some_and(|seconds| seconds <= 0) {
-            return Err(Error::invalid("duration", "must be a positive number of seconds"));
+            return Err(Error::invalid(
+                "duration",
+                "must be a positive number of seconds",
+            ));
         }
         let workspace = self.config.workspace();
         let input_images = params
@@ -246,7 +271,9 @@ impl Media {
     ) -> MediaResponse {
         let started = Instant::now();
         let mut response = MediaResponse::started("read_media", "read");
-        let outcome = self.read_inner(params, progress, cancel, &mut response).await;
+        let outcome = self
+            .read_inner(params, progress, cancel, &mut response)
+            .await;
         response.duration_seconds = started.elapsed().as_secs_f64();
         match outcome {
             Ok(()) => response,
@@ -261,15 +288,28 @@ impl Media {
         cancel: &CancellationToken,
         response: &mut MediaResponse,
     ) -> Result<()> {
-        if params.continue_from.as_ref().is_some_and(|id| !id.trim().is_empty()) {
-            return Err(Error::invalid("continue_from", "continuations are not supported: ask again with all the files"));
+        if params
+            .continue_from
+            .as_ref()
+            .is_some_and(|id| !id.trim().is_empty())
+        {
+            return Err(Error::invalid(
+                "continue_from",
+                "continuations are not supported: ask again with all the files",
+            ));
         }
         let paths = params.file_paths.unwrap_or_default();
         if paths.is_empty() {
-            return Err(Error::invalid("file_paths", "name at least one file in the workspace"));
+            return Err(Error::invalid(
+                "file_paths",
+                "name at least one file in the workspace",
+            ));
         }
         if paths.len() > MAX_READ_FILES {
-            return Err(Error::invalid("file_paths", format!("at most {MAX_READ_FILES} files per call")));
+            return Err(Error::invalid(
+                "file_paths",
+                format!("at most {MAX_READ_FILES} files per call"),
+            ));
         }
         let files = paths
             .iter()
@@ -279,7 +319,10 @@ impl Media {
         let needs_audio = files
             .iter()
             .any(|file| file.format.kind() == crate::format::FormatKind::Audio);
-        let named = params.backend.as_deref().filter(|name| !name.trim().is_empty());
+        let named = params
+            .backend
+            .as_deref()
+            .filter(|name| !name.trim().is_empty());
         let backend = match (named, needs_audio) {
             (None, true) => self.choose_backend(Some("gemini"), Task::Vision)?,
             _ => self.choose_backend(named, Task::Vision)?,
@@ -290,7 +333,8 @@ impl Media {
         let mut steps = Steps::new(progress);
         steps.report(format!("preparing {} file(s) for {backend}", files.len()));
         let parts = vision::prepare(&self.config, backend, &files, &mut response.warnings).await?;
-        let prompt = non_empty(params.prompt.as_deref()).unwrap_or_else(|| vision::DEFAULT_PROMPT.to_string());
+        let prompt = non_empty(params.prompt.as_deref())
+            .unwrap_or_else(|| vision::DEFAULT_PROMPT.to_string());
         steps.report(format!("asking {model}"));
         let http = self.http(cancel);
         let answer = vision::ask(&http, backend, &model, &prompt, &parts).await?;

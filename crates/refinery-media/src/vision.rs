@@ -44,7 +44,10 @@ pub(crate) async fn prepare(
                 notes.extend(note);
                 parts.push(Part::Image(payload));
             }
-            FormatKind::Video if backend == Backend::Gemini && inline_ok(file) => {
+            // Gemini watches video and listens to audio as they are.
+            FormatKind::Video | FormatKind::Audio
+                if backend == Backend::Gemini && inline_ok(file) =>
+            {
                 parts.push(Part::Inline(Payload {
                     bytes: fs_err::read(&file.path)?,
                     format: file.format,
@@ -62,12 +65,6 @@ pub(crate) async fn prepare(
                     frames.len()
                 )));
                 parts.extend(frames.into_iter().map(Part::Image));
-            }
-            FormatKind::Audio if backend == Backend::Gemini && inline_ok(file) => {
-                parts.push(Part::Inline(Payload {
-                    bytes: fs_err::read(&file.path)?,
-                    format: file.format,
-                }));
             }
             FormatKind::Audio => {
                 return Err(Error::UnsupportedMode {
@@ -91,7 +88,10 @@ pub(crate) async fn ask(
 ) -> Result<String> {
     let endpoint = http.config.endpoint(backend);
     let (url, body) = match backend {
-        Backend::Anthropic => (endpoint.url("messages"), anthropic_body(model, prompt, parts)),
+        Backend::Anthropic => (
+            endpoint.url("messages"),
+            anthropic_body(model, prompt, parts),
+        ),
         Backend::OpenAi => (endpoint.url("responses"), openai_body(model, prompt, parts)),
         Backend::Gemini => (
             endpoint.url(&format!("models/{model}:generateContent")),
@@ -105,7 +105,9 @@ pub(crate) async fn ask(
             });
         }
     };
-    let response = http.send(backend, |client| client.post(&url).json(&body)).await?;
+    let response = http
+        .send(backend, |client| client.post(&url).json(&body))
+        .await?;
     let answer = http.json(backend, response).await?;
     let text = match backend {
         Backend::Anthropic => anthropic_text(backend, &answer)?,
@@ -208,7 +210,10 @@ fn gemini_body(prompt: &str, parts: &[Part]) -> Value {
 }
 
 fn gemini_text(backend: Backend, answer: &Value) -> Result<String> {
-    if let Some(reason) = answer.pointer("/promptFeedback/blockReason").and_then(Value::as_str) {
+    if let Some(reason) = answer
+        .pointer("/promptFeedback/blockReason")
+        .and_then(Value::as_str)
+    {
         return Err(Error::SafetyBlock {
             backend,
             reason: format!("prompt blocked ({reason})"),

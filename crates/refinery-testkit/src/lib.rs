@@ -29,7 +29,7 @@ pub mod skip;
 mod wire;
 
 pub use context::TestContext;
-pub use reply::{Fault, Reply, ToolCallSpec, Turn, UsageSpec};
 pub use media::MediaFault;
+pub use reply::{Fault, Reply, ToolCallSpec, Turn, UsageSpec};
 pub use server::{FakeModelServer, RecordedRequest, fingerprint};
 pub use wire::Protocol;

@@ -39,7 +39,10 @@ async fn generate_content(call: &mut Call<'_>, body: Value) -> Result<Value> {
 
 /// The first `inlineData` part of the first candidate, or why there is none.
 fn inline_part(backend: Backend, answer: &Value) -> Result<(String, String)> {
-    if let Some(reason) = answer.pointer("/promptFeedback/blockReason").and_then(Value::as_str) {
+    if let Some(reason) = answer
+        .pointer("/promptFeedback/blockReason")
+        .and_then(Value::as_str)
+    {
         return Err(Error::SafetyBlock {
             backend,
             reason: format!("prompt blocked ({reason})"),
@@ -67,7 +70,10 @@ fn inline_part(backend: Backend, answer: &Value) -> Result<(String, String)> {
                 .or_else(|| inline.get("mime_type"))
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let data = inline.get("data").and_then(Value::as_str).unwrap_or_default();
+            let data = inline
+                .get("data")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             Ok((mime.to_string(), data.to_string()))
         }
         None if BLOCKED.contains(&finish) => Err(Error::SafetyBlock {
@@ -95,7 +101,8 @@ pub(super) async fn image(call: &mut Call<'_>) -> Result<Generated> {
         "contents": [{"role": "user", "parts": parts}],
         "generationConfig": config,
     });
-    call.steps.report(format!("asking {} for an image", call.model));
+    call.steps
+        .report(format!("asking {} for an image", call.model));
     let answer = generate_content(call, body).await?;
     let (mime, data) = inline_part(call.backend, &answer)?;
     let claimed = Format::from_mime(&mime);
@@ -121,7 +128,8 @@ pub(super) async fn imagen(call: &mut Call<'_>) -> Result<Generated> {
         .config
         .endpoint(call.backend)
         .url(&format!("models/{}:predict", call.model));
-    call.steps.report(format!("asking {} for an image", call.model));
+    call.steps
+        .report(format!("asking {} for an image", call.model));
     let response = call
         .http
         .send(call.backend, |client| client.post(&url).json(&body))
@@ -196,7 +204,13 @@ pub(super) async fn speech(call: &mut Call<'_>) -> Result<Generated> {
 
 pub(super) async fn veo(call: &mut Call<'_>) -> Result<Generated> {
     let mut warnings = Vec::new();
-    let duration = clamp_duration(call.spec.duration, 8, &[4, 6, 8], &mut warnings, call.backend);
+    let duration = clamp_duration(
+        call.spec.duration,
+        8,
+        &[4, 6, 8],
+        &mut warnings,
+        call.backend,
+    );
     let mut instance = Map::new();
     instance.insert("prompt".into(), json!(call.spec.prompt));
     if let Some(image) = call.spec.input_images.first() {
@@ -220,7 +234,8 @@ pub(super) async fn veo(call: &mut Call<'_>) -> Result<Generated> {
     let body = json!({"instances": [instance], "parameters": parameters});
     let endpoint = call.http.config.endpoint(call.backend).clone();
     let url = endpoint.url(&format!("models/{}:predictLongRunning", call.model));
-    call.steps.report(format!("starting a {duration}s {} job", call.model));
+    call.steps
+        .report(format!("starting a {duration}s {} job", call.model));
     let response = call
         .http
         .send(call.backend, |client| client.post(&url).json(&body))
@@ -235,7 +250,10 @@ pub(super) async fn veo(call: &mut Call<'_>) -> Result<Generated> {
     let poll_url = endpoint.url(&name);
     let clock = JobClock::start();
     let done = loop {
-        let response = call.http.send(backend, |client| client.get(&poll_url)).await?;
+        let response = call
+            .http
+            .send(backend, |client| client.get(&poll_url))
+            .await?;
         let operation = call.http.json(backend, response).await?;
         if operation.get("done").and_then(Value::as_bool) == Some(true) {
             break operation;
@@ -275,17 +293,29 @@ fn finished_video(backend: Backend, job: &str, operation: &Value) -> Result<VeoV
     }
     let result = operation
         .pointer("/response/generateVideoResponse")
-        .ok_or_else(|| Error::malformed(backend, "a finished operation without `generateVideoResponse`"))?;
+        .ok_or_else(|| {
+            Error::malformed(
+                backend,
+                "a finished operation without `generateVideoResponse`",
+            )
+        })?;
     let filtered = result
         .get("raiMediaFilteredCount")
         .and_then(Value::as_u64)
         .unwrap_or(0);
     let video = result.pointer("/generatedSamples/0/video");
-    if let Some(uri) = video.and_then(|video| video.get("uri")).and_then(Value::as_str) {
+    if let Some(uri) = video
+        .and_then(|video| video.get("uri"))
+        .and_then(Value::as_str)
+    {
         return Ok(VeoVideo::Uri(uri.to_string()));
     }
     if let Some(data) = video
-        .and_then(|video| video.get("encodedVideo").or_else(|| video.get("bytesBase64Encoded")))
+        .and_then(|video| {
+            video
+                .get("encodedVideo")
+                .or_else(|| video.get("bytesBase64Encoded"))
+        })
         .and_then(Value::as_str)
     {
         return Ok(VeoVideo::Inline(data.to_string()));
@@ -307,5 +337,8 @@ fn finished_video(backend: Backend, job: &str, operation: &Value) -> Result<VeoV
             },
         });
     }
-    Err(Error::malformed(backend, "a finished operation with no video"))
+    Err(Error::malformed(
+        backend,
+        "a finished operation with no video",
+    ))
 }

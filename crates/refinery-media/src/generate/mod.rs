@@ -72,9 +72,7 @@ pub(crate) async fn run(call: &mut Call<'_>) -> Result<Generated> {
         (Backend::Gemini, MediaMode::Audio) => gemini::speech(call).await,
         (Backend::Xai, MediaMode::Image) => xai::image(call).await,
         (Backend::Xai, MediaMode::Video) => xai::video(call).await,
-        (Backend::Xai, MediaMode::Audio) => {
-            Err(unsupported("use `openai` or `gemini` for speech"))
-        }
+        (Backend::Xai, MediaMode::Audio) => Err(unsupported("use `openai` or `gemini` for speech")),
         (Backend::Anthropic, _) => Err(unsupported(
             "Anthropic only reads media; generate with `openai`, `gemini` or `xai`",
         )),
@@ -99,12 +97,16 @@ pub(crate) fn check(backend: Backend, mode: MediaMode, generated: &Generated) ->
         MediaMode::Video => FormatKind::Video,
         MediaMode::Audio => FormatKind::Audio,
     };
-    let expected = generated
-        .claimed
-        .map_or_else(|| format!("{mode} file"), |format| format.mime_type().to_string());
+    let expected = generated.claimed.map_or_else(
+        || format!("{mode} file"),
+        |format| format.mime_type().to_string(),
+    );
     let found = Format::sniff(&generated.bytes);
     match found {
-        Some(format) if format.kind() == expected_kind && generated.claimed.is_none_or(|claimed| claimed == format) => {
+        Some(format)
+            if format.kind() == expected_kind
+                && generated.claimed.is_none_or(|claimed| claimed == format) =>
+        {
             Ok(format)
         }
         Some(format) => Err(Error::BadPayload {
@@ -115,7 +117,10 @@ pub(crate) fn check(backend: Backend, mode: MediaMode, generated: &Generated) ->
         None => Err(Error::BadPayload {
             backend,
             expected,
-            found: format!("{} bytes with no known file signature", generated.bytes.len()),
+            found: format!(
+                "{} bytes with no known file signature",
+                generated.bytes.len()
+            ),
         }),
     }
 }

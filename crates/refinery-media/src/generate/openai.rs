@@ -47,14 +47,18 @@ pub(super) async fn image(call: &mut Call<'_>) -> Result<Generated> {
         }
         let url = endpoint.url("images/generations");
         let body = Value::Object(body);
-        call.steps.report(format!("asking {} for an image", call.model));
+        call.steps
+            .report(format!("asking {} for an image", call.model));
         call.http
             .send(call.backend, |client| client.post(&url).json(&body))
             .await?
     } else {
         let url = endpoint.url("images/edits");
-        call.steps
-            .report(format!("asking {} to edit {} image(s)", call.model, call.spec.input_images.len()));
+        call.steps.report(format!(
+            "asking {} to edit {} image(s)",
+            call.model,
+            call.spec.input_images.len()
+        ));
         let spec = call.spec;
         let model = call.model.clone();
         call.http

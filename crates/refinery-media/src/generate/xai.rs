@@ -27,8 +27,13 @@ pub(super) async fn image(call: &mut Call<'_>) -> Result<Generated> {
         body.insert("aspect_ratio".into(), json!(ratio));
     }
     let body = Value::Object(body);
-    let url = call.http.config.endpoint(call.backend).url("images/generations");
-    call.steps.report(format!("asking {} for an image", call.model));
+    let url = call
+        .http
+        .config
+        .endpoint(call.backend)
+        .url("images/generations");
+    call.steps
+        .report(format!("asking {} for an image", call.model));
     let response = call
         .http
         .send(call.backend, |client| client.post(&url).json(&body))
@@ -71,7 +76,8 @@ pub(super) async fn video(call: &mut Call<'_>) -> Result<Generated> {
     let body = Value::Object(body);
     let endpoint = call.http.config.endpoint(call.backend).clone();
     let url = endpoint.url("videos/generations");
-    call.steps.report(format!("starting a {duration}s {} job", call.model));
+    call.steps
+        .report(format!("starting a {duration}s {} job", call.model));
     let response = call
         .http
         .send(call.backend, |client| client.post(&url).json(&body))
@@ -86,7 +92,10 @@ pub(super) async fn video(call: &mut Call<'_>) -> Result<Generated> {
     let poll_url = endpoint.url(&format!("videos/{id}"));
     let clock = JobClock::start();
     let link = loop {
-        let response = call.http.send(backend, |client| client.get(&poll_url)).await?;
+        let response = call
+            .http
+            .send(backend, |client| client.get(&poll_url))
+            .await?;
         let state = call.http.json(backend, response).await?;
         if let Some(link) = finished_link(backend, &id, &state)? {
             break link;
@@ -104,11 +113,22 @@ pub(super) async fn video(call: &mut Call<'_>) -> Result<Generated> {
 }
 
 /// `Some(url)` once the job is done, `None` while it runs, or why it failed.
-fn finished_link(backend: crate::kinds::Backend, job: &str, state: &Value) -> Result<Option<String>> {
-    let status = state.get("status").and_then(Value::as_str).unwrap_or("pending");
+fn finished_link(
+    backend: crate::kinds::Backend,
+    job: &str,
+    state: &Value,
+) -> Result<Option<String>> {
+    let status = state
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("pending");
     match status {
         "done" => {
-            if state.pointer("/video/respect_moderation").and_then(Value::as_bool) == Some(false) {
+            if state
+                .pointer("/video/respect_moderation")
+                .and_then(Value::as_bool)
+                == Some(false)
+            {
                 return Err(Error::SafetyBlock {
                     backend,
                     reason: "the video did not pass moderation".to_string(),
@@ -121,14 +141,20 @@ fn finished_link(backend: crate::kinds::Backend, job: &str, state: &Value) -> Re
                 .ok_or_else(|| Error::malformed(backend, "a finished job with no `video.url`"))
         }
         "failed" | "expired" => {
-            let code = state.pointer("/error/code").and_then(Value::as_str).unwrap_or_default();
+            let code = state
+                .pointer("/error/code")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let message = state
                 .pointer("/error/message")
                 .and_then(Value::as_str)
                 .unwrap_or(status)
                 .to_string();
             if code.contains("moderation") || code.contains("safety") {
-                return Err(Error::SafetyBlock { backend, reason: message });
+                return Err(Error::SafetyBlock {
+                    backend,
+                    reason: message,
+                });
             }
             Err(Error::JobFailed {
                 backend,

@@ -128,8 +128,12 @@ fn status_body(shape: Shape, status: u16) -> Value {
         _ => "Bad request",
     };
     match shape {
-        Shape::OpenAi => json!({"error": {"message": message, "type": "server_error", "code": null}}),
-        Shape::Gemini => json!({"error": {"code": status, "message": message, "status": if status == 429 { "RESOURCE_EXHAUSTED" } else { "UNAVAILABLE" }}}),
+        Shape::OpenAi => {
+            json!({"error": {"message": message, "type": "server_error", "code": null}})
+        }
+        Shape::Gemini => {
+            json!({"error": {"code": status, "message": message, "status": if status == 429 { "RESOURCE_EXHAUSTED" } else { "UNAVAILABLE" }}})
+        }
         Shape::Xai => json!({"code": "error", "error": message}),
     }
 }
@@ -154,12 +158,25 @@ pub(crate) fn intercept(
     request: &RecordedRequest,
     raw_body: &[u8],
 ) -> Option<MediaReply> {
-    let path = request.path.split('?').next().unwrap_or_default().to_string();
+    let path = request
+        .path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let post = request.method == "POST";
     let get = request.method == "GET";
     let reply = if post && path.ends_with("/images/generations") {
-        let is_xai = request.body.get("model").and_then(Value::as_str).is_some_and(|model| model.starts_with("grok"));
-        if is_xai { xai_image(state, request) } else { openai_image(state, request) }
+        let is_xai = request
+            .body
+            .get("model")
+            .and_then(Value::as_str)
+            .is_some_and(|model| model.starts_with("grok"));
+        if is_xai {
+            xai_image(state, request)
+        } else {
+            openai_image(state, request)
+        }
     } else if post && path.ends_with("/images/edits") {
         openai_edit(state, request, raw_body)
     } else if post && path.ends_with("/audio/speech") {
@@ -182,7 +199,10 @@ pub(crate) fn intercept(
         // A signed storage link: real ones ignore auth, this one refuses it so a leaked
         // key shows up as a failed test.
         let refused = request.credential("authorization").map(|_| {
-            (400, json!({"error": "a signed download link must not carry credentials"}))
+            (
+                400,
+                json!({"error": "a signed download link must not carry credentials"}),
+            )
         });
         download(state, &path, Shape::Xai, refused.map_or(Ok(()), Err))
     } else if post && request.protocol.is_some() {
@@ -216,66 +236,103 @@ fn begin(
     auth.map_err(MediaReply::rejected)?;
     valid.map_err(MediaReply::rejected)?;
     match state.faults.pop_front() {
-        Some(MediaFault::Status(status)) => Err(MediaReply::json(status, &status_body(shape, status))),
+        Some(MediaFault::Status(status)) => {
+            Err(MediaReply::json(status, &status_body(shape, status)))
+        }
         other => Ok(other),
     }
 }
 
 fn openai_image(state: &mut MediaState, request: &RecordedRequest) -> MediaReply {
-    let fault = match begin(state, validate::bearer(request), validate::openai_image(&request.body), Shape::OpenAi) {
+    let fault = match begin(
+        state,
+        validate::bearer(request),
+        validate::openai_image(&request.body),
+        Shape::OpenAi,
+    ) {
         Ok(fault) => fault,
         Err(reply) => return reply,
     };
     if fault == Some(MediaFault::SafetyBlock) {
-        return MediaReply::json(400, &json!({"error": {"message": "Your request was rejected by the safety system.", "type": "image_generation_user_error", "param": null, "code": "moderation_blocked"}}));
+        return MediaReply::json(
+            400,
+            &json!({"error": {"message": "Your request was rejected by the safety system.", "type": "image_generation_user_error", "param": null, "code": "moderation_blocked"}}),
+        );
     }
-    let format = request.body.get("output_format").and_then(Value::as_str).unwrap_or("png");
-    MediaReply::json(200, &json!({
-        "created": 1_764_547_200,
-        "data": [{"b64_json": encoded(fault, &payloads::picture(format))}],
-        "output_format": format,
-        "size": request.body.get("size").and_then(Value::as_str).unwrap_or("1024x1024"),
-        "quality": request.body.get("quality").and_then(Value::as_str).unwrap_or("medium"),
-        "usage": {"input_tokens": 50, "output_tokens": 1056, "total_tokens": 1106},
-    }))
+    let format = request
+        .body
+        .get("output_format")
+        .and_then(Value::as_str)
+        .unwrap_or("png");
+    MediaReply::json(
+        200,
+        &json!({
+            "created": 1_764_547_200,
+            "data": [{"b64_json": encoded(fault, &payloads::picture(format))}],
+            "output_format": format,
+            "size": request.body.get("size").and_then(Value::as_str).unwrap_or("1024x1024"),
+            "quality": request.body.get("quality").and_then(Value::as_str).unwrap_or("medium"),
+            "usage": {"input_tokens": 50, "output_tokens": 1056, "total_tokens": 1106},
+        }),
+    )
 }
 
 fn openai_edit(state: &mut MediaState, request: &RecordedRequest, raw_body: &[u8]) -> MediaReply {
-    let content_type = request.header("content-type").unwrap_or_default().to_string();
+    let content_type = request
+        .header("content-type")
+        .unwrap_or_default()
+        .to_string();
     let valid = match validate::multipart(&content_type, raw_body) {
         None => Err(openai_error("Expected a multipart/form-data body.")),
         Some(parts) => edit_parts(&parts),
     };
-    let fault = match begin(state, validate::bearer(request), valid.map(|_| ()), Shape::OpenAi) {
+    let fault = match begin(
+        state,
+        validate::bearer(request),
+        valid.map(|_| ()),
+        Shape::OpenAi,
+    ) {
         Ok(fault) => fault,
         Err(reply) => return reply,
     };
     if fault == Some(MediaFault::SafetyBlock) {
-        return MediaReply::json(400, &json!({"error": {"message": "Your request was rejected by the safety system.", "type": "image_generation_user_error", "code": "moderation_blocked"}}));
+        return MediaReply::json(
+            400,
+            &json!({"error": {"message": "Your request was rejected by the safety system.", "type": "image_generation_user_error", "code": "moderation_blocked"}}),
+        );
     }
-    MediaReply::json(200, &json!({
-        "created": 1_764_547_200,
-        "data": [{"b64_json": encoded(fault, &payloads::picture("png"))}],
-        "output_format": "png",
-    }))
+    MediaReply::json(
+        200,
+        &json!({
+            "created": 1_764_547_200,
+            "data": [{"b64_json": encoded(fault, &payloads::picture("png"))}],
+            "output_format": "png",
+        }),
+    )
 }
 
-fn edit_parts(parts: &[(String, Option<String>, Vec<u8>)]) -> Result<usize, Rejection> {
-    let field = |name: &str| parts.iter().find(|(field, _, _)| field == name);
-    if field("prompt").is_none_or(|(_, _, value)| value.is_empty()) {
+fn edit_parts(parts: &[validate::FormPart]) -> Result<usize, Rejection> {
+    let field = |name: &str| parts.iter().find(|part| part.name == name);
+    if field("prompt").is_none_or(|part| part.bytes.is_empty()) {
         return Err(openai_error("Missing required parameter: 'prompt'."));
     }
     let images: Vec<_> = parts
         .iter()
-        .filter(|(name, _, _)| name == "image" || name == "image[]")
+        .filter(|part| part.name == "image" || part.name == "image[]")
         .collect();
     if images.is_empty() {
         return Err(openai_error("Missing required parameter: 'image'."));
     }
-    for (_, content_type, bytes) in &images {
-        let mime = content_type.as_deref().unwrap_or("application/octet-stream");
+    for part in &images {
+        let bytes = &part.bytes;
+        let mime = part
+            .content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream");
         if !["image/png", "image/jpeg", "image/webp"].contains(&mime) {
-            return Err(openai_error(&format!("Invalid file 'image': unsupported mimetype ('{mime}'). Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'.")));
+            return Err(openai_error(&format!(
+                "Invalid file 'image': unsupported mimetype ('{mime}'). Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'."
+            )));
         }
         validate::matches_type(mime, bytes).map_err(|message| openai_error(&message))?;
     }
@@ -283,14 +340,29 @@ fn edit_parts(parts: &[(String, Option<String>, Vec<u8>)]) -> Result<usize, Reje
 }
 
 fn openai_speech(state: &mut MediaState, request: &RecordedRequest) -> MediaReply {
-    let fault = match begin(state, validate::bearer(request), validate::openai_speech(&request.body), Shape::OpenAi) {
+    let fault = match begin(
+        state,
+        validate::bearer(request),
+        validate::openai_speech(&request.body),
+        Shape::OpenAi,
+    ) {
         Ok(fault) => fault,
         Err(reply) => return reply,
     };
     match fault {
-        Some(MediaFault::SafetyBlock) => MediaReply::json(400, &json!({"error": {"message": "This request has been blocked by our content filters.", "type": "invalid_request_error", "code": "content_policy_violation"}})),
-        Some(MediaFault::MalformedBase64 | MediaFault::WrongBytes) => MediaReply::bytes(payloads::junk(), "audio/mpeg"),
-        _ => match request.body.get("response_format").and_then(Value::as_str).unwrap_or("mp3") {
+        Some(MediaFault::SafetyBlock) => MediaReply::json(
+            400,
+            &json!({"error": {"message": "This request has been blocked by our content filters.", "type": "invalid_request_error", "code": "content_policy_violation"}}),
+        ),
+        Some(MediaFault::MalformedBase64 | MediaFault::WrongBytes) => {
+            MediaReply::bytes(payloads::junk(), "audio/mpeg")
+        }
+        _ => match request
+            .body
+            .get("response_format")
+            .and_then(Value::as_str)
+            .unwrap_or("mp3")
+        {
             "wav" => MediaReply::bytes(payloads::wav(), "audio/wav"),
             _ => MediaReply::bytes(payloads::mp3(), "audio/mpeg"),
         },
@@ -303,16 +375,23 @@ fn gemini_generate(state: &mut MediaState, request: &RecordedRequest) -> MediaRe
         .pointer("/generationConfig/responseModalities")
         .and_then(Value::as_array)
         .is_some_and(|modalities| modalities.iter().any(|modality| modality == "AUDIO"));
-    let valid = if audio { gemini_tts_request(&request.body) } else { gemini_image_request(request) };
+    let valid = if audio {
+        gemini_tts_request(&request.body)
+    } else {
+        gemini_image_request(request)
+    };
     let fault = match begin(state, validate::google_key(request), valid, Shape::Gemini) {
         Ok(fault) => fault,
         Err(reply) => return reply,
     };
     if fault == Some(MediaFault::SafetyBlock) {
-        return MediaReply::json(200, &json!({
-            "promptFeedback": {"blockReason": "SAFETY"},
-            "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
-        }));
+        return MediaReply::json(
+            200,
+            &json!({
+                "promptFeedback": {"blockReason": "SAFETY"},
+                "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
+            }),
+        );
     }
     let (mime, bytes) = if audio {
         // Headerless PCM cannot be checked by signature; a broken answer shows in its type.
@@ -330,16 +409,24 @@ fn gemini_generate(state: &mut MediaState, request: &RecordedRequest) -> MediaRe
         parts.push(json!({"text": "Here is the image you asked for."}));
     }
     parts.push(json!({"inlineData": {"mimeType": mime, "data": encoded(fault, &bytes)}}));
-    MediaReply::json(200, &json!({
-        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 1290, "totalTokenCount": 1302},
-    }))
+    MediaReply::json(
+        200,
+        &json!({
+            "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 1290, "totalTokenCount": 1302},
+        }),
+    )
 }
 
 fn gemini_image_request(request: &RecordedRequest) -> Result<(), Rejection> {
     validate::vision(request)?;
-    if let Some(ratio) = request.body.pointer("/generationConfig/imageConfig/aspectRatio") {
-        const RATIOS: &[&str] = &["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"];
+    if let Some(ratio) = request
+        .body
+        .pointer("/generationConfig/imageConfig/aspectRatio")
+    {
+        const RATIOS: &[&str] = &[
+            "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
+        ];
         if !ratio.as_str().is_some_and(|ratio| RATIOS.contains(&ratio)) {
             return Err(gemini_error(&format!("Invalid aspect ratio {ratio}")));
         }
@@ -355,7 +442,9 @@ fn gemini_contents(body: &Value) -> Result<(), Rejection> {
     if has_text {
         Ok(())
     } else {
-        Err(gemini_error("* GenerateContentRequest.contents: contents is not specified"))
+        Err(gemini_error(
+            "* GenerateContentRequest.contents: contents is not specified",
+        ))
     }
 }
 
@@ -363,13 +452,17 @@ fn gemini_tts_request(body: &Value) -> Result<(), Rejection> {
     gemini_contents(body)?;
     let modalities = body.pointer("/generationConfig/responseModalities");
     if modalities != Some(&json!(["AUDIO"])) {
-        return Err(gemini_error("Speech models only answer with the AUDIO modality"));
+        return Err(gemini_error(
+            "Speech models only answer with the AUDIO modality",
+        ));
     }
     let voice = body
         .pointer("/generationConfig/speechConfig/voiceConfig/prebuiltVoiceConfig/voiceName")
         .and_then(Value::as_str);
     if voice.is_none_or(str::is_empty) {
-        return Err(gemini_error("speechConfig.voiceConfig.prebuiltVoiceConfig.voiceName is required"));
+        return Err(gemini_error(
+            "speechConfig.voiceConfig.prebuiltVoiceConfig.voiceName is required",
+        ));
     }
     Ok(())
 }
@@ -381,16 +474,26 @@ fn imagen(state: &mut MediaState, request: &RecordedRequest) -> MediaReply {
         Err(reply) => return reply,
     };
     if fault == Some(MediaFault::SafetyBlock) {
-        return MediaReply::json(200, &json!({"predictions": [{"raiFilteredReason": "The image was filtered for violating the usage guidelines."}]}));
+        return MediaReply::json(
+            200,
+            &json!({"predictions": [{"raiFilteredReason": "The image was filtered for violating the usage guidelines."}]}),
+        );
     }
-    MediaReply::json(200, &json!({"predictions": [{
-        "bytesBase64Encoded": encoded(fault, &payloads::picture("png")),
-        "mimeType": "image/png",
-    }]}))
+    MediaReply::json(
+        200,
+        &json!({"predictions": [{
+            "bytesBase64Encoded": encoded(fault, &payloads::picture("png")),
+            "mimeType": "image/png",
+        }]}),
+    )
 }
 
 fn imagen_request(body: &Value) -> Result<(), Rejection> {
-    if body.pointer("/instances/0/prompt").and_then(Value::as_str).is_none_or(|prompt| prompt.trim().is_empty()) {
+    if body
+        .pointer("/instances/0/prompt")
+        .and_then(Value::as_str)
+        .is_none_or(|prompt| prompt.trim().is_empty())
+    {
         return Err(gemini_error("instances[0].prompt is required"));
     }
     if let Some(count) = body.pointer("/parameters/sampleCount")
@@ -399,7 +502,9 @@ fn imagen_request(body: &Value) -> Result<(), Rejection> {
         return Err(gemini_error("sampleCount must be between 1 and 4"));
     }
     if let Some(ratio) = body.pointer("/parameters/aspectRatio")
-        && !ratio.as_str().is_some_and(|ratio| ["1:1", "3:4", "4:3", "9:16", "16:9"].contains(&ratio))
+        && !ratio
+            .as_str()
+            .is_some_and(|ratio| ["1:1", "3:4", "4:3", "9:16", "16:9"].contains(&ratio))
     {
         return Err(gemini_error("Unsupported aspect ratio"));
     }
@@ -407,7 +512,12 @@ fn imagen_request(body: &Value) -> Result<(), Rejection> {
 }
 
 fn veo_start(state: &mut MediaState, request: &RecordedRequest, path: &str) -> MediaReply {
-    let fault = match begin(state, validate::google_key(request), veo_request(&request.body), Shape::Gemini) {
+    let fault = match begin(
+        state,
+        validate::google_key(request),
+        veo_request(&request.body),
+        Shape::Gemini,
+    ) {
         Ok(fault) => fault,
         Err(reply) => return reply,
     };
@@ -419,25 +529,41 @@ fn veo_start(state: &mut MediaState, request: &RecordedRequest, path: &str) -> M
         .to_string();
     let id = state.next_id("op");
     state.jobs.insert(id.clone(), Job { polls: 0, fault });
-    MediaReply::json(200, &json!({"name": format!("models/{model}/operations/{id}")}))
+    MediaReply::json(
+        200,
+        &json!({"name": format!("models/{model}/operations/{id}")}),
+    )
 }
 
 fn veo_request(body: &Value) -> Result<(), Rejection> {
-    if body.pointer("/instances/0/prompt").and_then(Value::as_str).is_none_or(|prompt| prompt.trim().is_empty()) {
+    if body
+        .pointer("/instances/0/prompt")
+        .and_then(Value::as_str)
+        .is_none_or(|prompt| prompt.trim().is_empty())
+    {
         return Err(gemini_error("instances[0].prompt is required"));
     }
     if let Some(seconds) = body.pointer("/parameters/durationSeconds")
-        && !seconds.as_u64().is_some_and(|seconds| [4, 6, 8].contains(&seconds))
+        && !seconds
+            .as_u64()
+            .is_some_and(|seconds| [4, 6, 8].contains(&seconds))
     {
-        return Err(gemini_error("The requested duration is not supported; use 4, 6 or 8 seconds"));
+        return Err(gemini_error(
+            "The requested duration is not supported; use 4, 6 or 8 seconds",
+        ));
     }
     if let Some(ratio) = body.pointer("/parameters/aspectRatio")
-        && !ratio.as_str().is_some_and(|ratio| ["16:9", "9:16"].contains(&ratio))
+        && !ratio
+            .as_str()
+            .is_some_and(|ratio| ["16:9", "9:16"].contains(&ratio))
     {
         return Err(gemini_error("aspectRatio must be 16:9 or 9:16"));
     }
     if let Some(image) = body.pointer("/instances/0/image") {
-        let mime = image.get("mimeType").and_then(Value::as_str).unwrap_or_default();
+        let mime = image
+            .get("mimeType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let bytes = image
             .get("bytesBase64Encoded")
             .and_then(Value::as_str)
@@ -448,13 +574,26 @@ fn veo_request(body: &Value) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Advances a job by one poll; `Some(fault)` once it is done.
-fn advance(state: &mut MediaState, id: &str) -> Option<Option<Option<MediaFault>>> {
+/// Where a polled job stands.
+enum JobState {
+    Unknown,
+    Running,
+    /// Done, with the fault it was started under.
+    Done(Option<MediaFault>),
+}
+
+/// Advances a job by one poll.
+fn advance(state: &mut MediaState, id: &str) -> JobState {
     let pending = state.pending_polls;
-    let job = state.jobs.get_mut(id)?;
+    let Some(job) = state.jobs.get_mut(id) else {
+        return JobState::Unknown;
+    };
     job.polls += 1;
-    let done = job.fault != Some(MediaFault::NeverFinishes) && job.polls > pending;
-    Some(done.then_some(job.fault))
+    if job.fault != Some(MediaFault::NeverFinishes) && job.polls > pending {
+        JobState::Done(job.fault)
+    } else {
+        JobState::Running
+    }
 }
 
 fn veo_poll(state: &mut MediaState, request: &RecordedRequest, path: &str) -> MediaReply {
@@ -463,27 +602,43 @@ fn veo_poll(state: &mut MediaState, request: &RecordedRequest, path: &str) -> Me
     }
     let id = path.rsplit('/').next().unwrap_or_default().to_string();
     let name = path.trim_start_matches("/v1beta/").to_string();
-    let Some(progress) = advance(state, &id) else {
-        return MediaReply::json(404, &json!({"error": {"code": 404, "message": format!("Operation {name} not found"), "status": "NOT_FOUND"}}));
+    let fault = match advance(state, &id) {
+        JobState::Unknown => {
+            return MediaReply::json(
+                404,
+                &json!({"error": {"code": 404, "message": format!("Operation {name} not found"), "status": "NOT_FOUND"}}),
+            );
+        }
+        JobState::Running => return MediaReply::json(200, &json!({"name": name, "done": false})),
+        JobState::Done(fault) => fault,
     };
-    let Some(fault) = progress else {
-        return MediaReply::json(200, &json!({"name": name, "done": false}));
-    };
-    let type_url = "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse";
+    let type_url =
+        "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse";
     if fault == Some(MediaFault::SafetyBlock) {
-        return MediaReply::json(200, &json!({"name": name, "done": true, "response": {
-            "@type": type_url,
-            "generateVideoResponse": {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": ["The video could not be generated because it may violate the usage guidelines."]},
-        }}));
+        return MediaReply::json(
+            200,
+            &json!({"name": name, "done": true, "response": {
+                "@type": type_url,
+                "generateVideoResponse": {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": ["The video could not be generated because it may violate the usage guidelines."]},
+            }}),
+        );
     }
     let uri = format!("{}/v1beta/files/{id}:download?alt=media", state.url);
-    MediaReply::json(200, &json!({"name": name, "done": true, "response": {
-        "@type": type_url,
-        "generateVideoResponse": {"generatedSamples": [{"video": {"uri": uri}}]},
-    }}))
+    MediaReply::json(
+        200,
+        &json!({"name": name, "done": true, "response": {
+            "@type": type_url,
+            "generateVideoResponse": {"generatedSamples": [{"video": {"uri": uri}}]},
+        }}),
+    )
 }
 
-fn download(state: &mut MediaState, path: &str, shape: Shape, auth: Result<(), Rejection>) -> MediaReply {
+fn download(
+    state: &mut MediaState,
+    path: &str,
+    shape: Shape,
+    auth: Result<(), Rejection>,
+) -> MediaReply {
     if let Err(rejection) = auth {
         return MediaReply::rejected(rejection);
     }
@@ -495,7 +650,10 @@ fn download(state: &mut MediaState, path: &str, shape: Shape, auth: Result<(), R
         .trim_end_matches(".mp4")
         .to_string();
     let Some(job) = state.jobs.get(&id) else {
-        return MediaReply::json(404, &json!({"error": {"code": 404, "message": "File not found", "status": "NOT_FOUND"}}));
+        return MediaReply::json(
+            404,
+            &json!({"error": {"code": 404, "message": "File not found", "status": "NOT_FOUND"}}),
+        );
     };
     match job.fault {
         Some(MediaFault::ExpiredDownload) => match shape {
@@ -513,17 +671,26 @@ fn download(state: &mut MediaState, path: &str, shape: Shape, auth: Result<(), R
 }
 
 fn xai_image(state: &mut MediaState, request: &RecordedRequest) -> MediaReply {
-    let fault = match begin(state, validate::bearer(request), validate::xai_image(&request.body), Shape::Xai) {
+    let fault = match begin(
+        state,
+        validate::bearer(request),
+        validate::xai_image(&request.body),
+        Shape::Xai,
+    ) {
         Ok(fault) => fault,
         Err(reply) => return reply,
     };
     if fault == Some(MediaFault::SafetyBlock) {
-        return MediaReply::rejected(xai_error("Generated image rejected by content moderation.")).with_code("content_moderation");
+        return MediaReply::rejected(xai_error("Generated image rejected by content moderation."))
+            .with_code("content_moderation");
     }
-    MediaReply::json(200, &json!({"data": [{
-        "b64_json": encoded(fault, &payloads::picture("jpeg")),
-        "revised_prompt": request.body.get("prompt").cloned().unwrap_or(Value::Null),
-    }]}))
+    MediaReply::json(
+        200,
+        &json!({"data": [{
+            "b64_json": encoded(fault, &payloads::picture("jpeg")),
+            "revised_prompt": request.body.get("prompt").cloned().unwrap_or(Value::Null),
+        }]}),
+    )
 }
 
 impl MediaReply {
@@ -538,7 +705,12 @@ impl MediaReply {
 }
 
 fn xai_video_start(state: &mut MediaState, request: &RecordedRequest) -> MediaReply {
-    let fault = match begin(state, validate::bearer(request), validate::xai_video(&request.body), Shape::Xai) {
+    let fault = match begin(
+        state,
+        validate::bearer(request),
+        validate::xai_video(&request.body),
+        Shape::Xai,
+    ) {
         Ok(fault) => fault,
         Err(reply) => return reply,
     };
@@ -552,19 +724,29 @@ fn xai_video_poll(state: &mut MediaState, request: &RecordedRequest, path: &str)
         return MediaReply::rejected(rejection);
     }
     let id = path.rsplit('/').next().unwrap_or_default().to_string();
-    let Some(progress) = advance(state, &id) else {
-        return MediaReply::rejected((404, json!({"code": "not_found", "error": format!("no request {id}")})));
-    };
-    let Some(fault) = progress else {
-        return MediaReply::json(200, &json!({"status": "pending"}));
+    let fault = match advance(state, &id) {
+        JobState::Unknown => {
+            return MediaReply::rejected((
+                404,
+                json!({"code": "not_found", "error": format!("no request {id}")}),
+            ));
+        }
+        JobState::Running => return MediaReply::json(200, &json!({"status": "pending"})),
+        JobState::Done(fault) => fault,
     };
     if fault == Some(MediaFault::SafetyBlock) {
-        return MediaReply::json(200, &json!({"status": "done", "model": "grok-imagine-video",
-            "video": {"url": null, "duration": 0, "respect_moderation": false}}));
+        return MediaReply::json(
+            200,
+            &json!({"status": "done", "model": "grok-imagine-video",
+            "video": {"url": null, "duration": 0, "respect_moderation": false}}),
+        );
     }
-    MediaReply::json(200, &json!({"status": "done", "model": "grok-imagine-video", "video": {
-        "url": format!("{}/xai-downloads/{id}.mp4", state.url),
-        "duration": 6,
-        "respect_moderation": true,
-    }}))
+    MediaReply::json(
+        200,
+        &json!({"status": "done", "model": "grok-imagine-video", "video": {
+            "url": format!("{}/xai-downloads/{id}.mp4", state.url),
+            "duration": 6,
+            "respect_moderation": true,
+        }}),
+    )
 }

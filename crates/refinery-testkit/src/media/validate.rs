@@ -82,8 +82,20 @@ fn string<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
 /// `/v1/images/generations` for OpenAI's image models.
 pub(crate) fn openai_image(body: &Value) -> Result<(), Rejection> {
     const ALLOWED: &[&str] = &[
-        "model", "prompt", "n", "size", "quality", "output_format", "output_compression",
-        "background", "moderation", "user", "style", "response_format", "stream", "partial_images",
+        "model",
+        "prompt",
+        "n",
+        "size",
+        "quality",
+        "output_format",
+        "output_compression",
+        "background",
+        "moderation",
+        "user",
+        "style",
+        "response_format",
+        "stream",
+        "partial_images",
     ];
     if let Some(unknown) = unknown_parameter(body, ALLOWED) {
         return Err(openai_error(&format!("Unknown parameter: '{unknown}'.")));
@@ -99,7 +111,9 @@ pub(crate) fn openai_image(body: &Value) -> Result<(), Rejection> {
     if let Some(n) = body.get("n")
         && !n.as_u64().is_some_and(|n| (1..=10).contains(&n))
     {
-        return Err(openai_error("Invalid 'n': must be an integer from 1 to 10."));
+        return Err(openai_error(
+            "Invalid 'n': must be an integer from 1 to 10.",
+        ));
     }
     if let Some(size) = body.get("size") {
         let valid = size.as_str().is_some_and(|size| {
@@ -112,8 +126,18 @@ pub(crate) fn openai_image(body: &Value) -> Result<(), Rejection> {
             return Err(openai_error("Invalid value for 'size'."));
         }
     }
-    check_enum(body, "quality", &["auto", "low", "medium", "high", "standard", "hd"], openai_error)?;
-    check_enum(body, "output_format", &["png", "jpeg", "webp"], openai_error)
+    check_enum(
+        body,
+        "quality",
+        &["auto", "low", "medium", "high", "standard", "hd"],
+        openai_error,
+    )?;
+    check_enum(
+        body,
+        "output_format",
+        &["png", "jpeg", "webp"],
+        openai_error,
+    )
 }
 
 fn check_enum(
@@ -135,12 +159,19 @@ fn check_enum(
 /// `/v1/audio/speech`.
 pub(crate) fn openai_speech(body: &Value) -> Result<(), Rejection> {
     const ALLOWED: &[&str] = &[
-        "model", "input", "voice", "response_format", "speed", "instructions", "stream_format",
+        "model",
+        "input",
+        "voice",
+        "response_format",
+        "speed",
+        "instructions",
+        "stream_format",
     ];
     if let Some(unknown) = unknown_parameter(body, ALLOWED) {
         return Err(openai_error(&format!("Unknown parameter: '{unknown}'.")));
     }
-    let model = string(body, "model").ok_or_else(|| openai_error("Missing required parameter: 'model'."))?;
+    let model = string(body, "model")
+        .ok_or_else(|| openai_error("Missing required parameter: 'model'."))?;
     match string(body, "input") {
         Some(input) if !input.is_empty() && input.chars().count() <= 4096 => {}
         _ => return Err(openai_error("'input' must be 1 to 4096 characters.")),
@@ -149,14 +180,29 @@ pub(crate) fn openai_speech(body: &Value) -> Result<(), Rejection> {
         return Err(openai_error("Missing required parameter: 'voice'."));
     }
     if body.get("instructions").is_some() && model.starts_with("tts-1") {
-        return Err(openai_error("Instructions are not supported for this model."));
+        return Err(openai_error(
+            "Instructions are not supported for this model.",
+        ));
     }
-    check_enum(body, "response_format", &["mp3", "opus", "aac", "flac", "wav", "pcm"], openai_error)
+    check_enum(
+        body,
+        "response_format",
+        &["mp3", "opus", "aac", "flac", "wav", "pcm"],
+        openai_error,
+    )
 }
 
 /// `/v1/images/generations` for xAI (`grok-*`): no size, quality or style.
 pub(crate) fn xai_image(body: &Value) -> Result<(), Rejection> {
-    const ALLOWED: &[&str] = &["model", "prompt", "n", "response_format", "aspect_ratio", "user", "image"];
+    const ALLOWED: &[&str] = &[
+        "model",
+        "prompt",
+        "n",
+        "response_format",
+        "aspect_ratio",
+        "user",
+        "image",
+    ];
     if let Some(unknown) = unknown_parameter(body, ALLOWED) {
         return Err(xai_error(&format!("Argument not supported: {unknown}")));
     }
@@ -168,7 +214,15 @@ pub(crate) fn xai_image(body: &Value) -> Result<(), Rejection> {
 
 /// `/v1/videos/generations` (xAI).
 pub(crate) fn xai_video(body: &Value) -> Result<(), Rejection> {
-    const ALLOWED: &[&str] = &["model", "prompt", "duration", "aspect_ratio", "resolution", "image", "user"];
+    const ALLOWED: &[&str] = &[
+        "model",
+        "prompt",
+        "duration",
+        "aspect_ratio",
+        "resolution",
+        "image",
+        "user",
+    ];
     if let Some(unknown) = unknown_parameter(body, ALLOWED) {
         return Err(xai_error(&format!("Argument not supported: {unknown}")));
     }
@@ -176,7 +230,9 @@ pub(crate) fn xai_video(body: &Value) -> Result<(), Rejection> {
         return Err(xai_error("prompt is required"));
     }
     if let Some(duration) = body.get("duration")
-        && !duration.as_u64().is_some_and(|seconds| (1..=15).contains(&seconds))
+        && !duration
+            .as_u64()
+            .is_some_and(|seconds| (1..=15).contains(&seconds))
     {
         return Err(xai_error("duration must be between 1 and 15 seconds"));
     }
@@ -215,7 +271,9 @@ pub(crate) fn matches_type(mime: &str, bytes: &[u8]) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("the data does not match the declared type `{mime}`"))
+        Err(format!(
+            "the data does not match the declared type `{mime}`"
+        ))
     }
 }
 
@@ -236,7 +294,10 @@ pub(crate) fn vision(request: &RecordedRequest) -> Result<usize, Rejection> {
         for block in content_blocks(body, "input", "content") {
             if block.get("type").and_then(Value::as_str) == Some("input_image") {
                 count += 1;
-                let url = block.get("image_url").and_then(Value::as_str).unwrap_or_default();
+                let url = block
+                    .get("image_url")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 data_url(url).map_err(|message| openai_error(&message))?;
             }
         }
@@ -244,8 +305,14 @@ pub(crate) fn vision(request: &RecordedRequest) -> Result<usize, Rejection> {
         for part in content_blocks(body, "contents", "parts") {
             if let Some(inline) = part.get("inlineData") {
                 count += 1;
-                let mime = inline.get("mimeType").and_then(Value::as_str).unwrap_or_default();
-                let data = inline.get("data").and_then(Value::as_str).unwrap_or_default();
+                let mime = inline
+                    .get("mimeType")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let data = inline
+                    .get("data")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let bytes = decode_b64(data).ok_or_else(|| gemini_error("Invalid value at 'contents[0].parts[1].inline_data.data' (TYPE_BYTES), Base64 decoding failed"))?;
                 matches_type(mime, &bytes).map_err(|message| gemini_error(&message))?;
             }
@@ -269,22 +336,36 @@ fn anthropic_image(block: &Value) -> Result<(), String> {
     if source.get("type").and_then(Value::as_str) != Some("base64") {
         return Err("only base64 image sources are accepted by this fake".to_string());
     }
-    let mime = source.get("media_type").and_then(Value::as_str).unwrap_or_default();
+    let mime = source
+        .get("media_type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if !["image/jpeg", "image/png", "image/gif", "image/webp"].contains(&mime) {
-        return Err(format!("messages.0.content.0.image.source.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp' (got `{mime}`)"));
+        return Err(format!(
+            "messages.0.content.0.image.source.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp' (got `{mime}`)"
+        ));
     }
-    let data = source.get("data").and_then(Value::as_str).unwrap_or_default();
+    let data = source
+        .get("data")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if data.len() > 5 * 1024 * 1024 {
         return Err("image exceeds 5 MB maximum".to_string());
     }
     let bytes = decode_b64(data).ok_or("invalid base64 data")?;
-    matches_type(mime, &bytes).map_err(|_| {
-        format!("Image does not match the provided media type {mime}")
-    })
+    matches_type(mime, &bytes)
+        .map_err(|_| format!("Image does not match the provided media type {mime}"))
 }
 
-/// Parts of a `multipart/form-data` body: `(name, content type, bytes)`.
-pub(crate) fn multipart(content_type: &str, body: &[u8]) -> Option<Vec<(String, Option<String>, Vec<u8>)>> {
+/// One field of a `multipart/form-data` body.
+pub(crate) struct FormPart {
+    pub(crate) name: String,
+    pub(crate) content_type: Option<String>,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// The fields of a `multipart/form-data` body.
+pub(crate) fn multipart(content_type: &str, body: &[u8]) -> Option<Vec<FormPart>> {
     let boundary = content_type
         .split(';')
         .find_map(|part| part.trim().strip_prefix("boundary="))?
@@ -307,15 +388,29 @@ pub(crate) fn multipart(content_type: &str, body: &[u8]) -> Option<Vec<(String, 
         let name = headers
             .split(';')
             .find_map(|piece| piece.trim().strip_prefix("name="))
-            .map(|name| name.trim_matches('"').split('"').next().unwrap_or_default().to_string())?;
-        let content_type = headers
-            .lines()
-            .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type:").map(|value| value.trim().to_string()));
-        parts.push((name, content_type, content));
+            .map(|name| {
+                name.trim_matches('"')
+                    .split('"')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })?;
+        let content_type = headers.lines().find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|value| value.trim().to_string())
+        });
+        parts.push(FormPart {
+            name,
+            content_type,
+            bytes: content,
+        });
     }
     Some(parts)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }

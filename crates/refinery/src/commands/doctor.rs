@@ -168,7 +168,10 @@ fn render_media(media: &MediaReport) -> anyhow::Result<()> {
             .iter()
             .filter(|capability| capability.usable)
             .map(|capability| {
-                format!("{} ({}, `{}`)", capability.backend, capability.model, capability.key)
+                format!(
+                    "{} ({}, `{}`)",
+                    capability.backend, capability.model, capability.key
+                )
             })
             .collect();
         let detail = if usable.is_empty() {
@@ -177,11 +180,18 @@ fn render_media(media: &MediaReport) -> anyhow::Result<()> {
         } else {
             usable.join(", ")
         };
-        output::line(&format!("  {}{:<8} {detail}", mark(!usable.is_empty()), task.as_str()))?;
+        output::line(&format!(
+            "  {}{:<8} {detail}",
+            mark(!usable.is_empty()),
+            task.as_str()
+        ))?;
     }
     let frames = match &media.ffmpeg {
         Some(path) => format!("ffmpeg at {}", path.display()),
         None => "no ffmpeg: only gemini reads video (install ffmpeg for the others)".to_string(),
     };
-    output::line(&format!("  {}video frames: {frames}", mark(media.ffmpeg.is_some())))
+    output::line(&format!(
+        "  {}video frames: {frames}",
+        mark(media.ffmpeg.is_some())
+    ))
 }

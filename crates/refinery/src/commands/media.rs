@@ -26,7 +26,7 @@ pub(crate) struct MediaArgs {
 #[derive(Debug, Subcommand)]
 enum MediaCommand {
     /// Generate an image, a short video or speech into the workspace (default folder `media/`).
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
     /// Look at images, video or audio with a vision model and print its critical review.
     Read(ReadArgs),
 }

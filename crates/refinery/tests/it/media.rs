@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
-use refinery_testkit::{FakeModelServer, MediaFault, RecordedRequest, Reply, TestContext, fingerprint};
+use refinery_testkit::{
+    FakeModelServer, MediaFault, RecordedRequest, Reply, TestContext, fingerprint,
+};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientRequest, ProgressNotificationParam,
 };
@@ -145,7 +147,9 @@ pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs_err::read_dir(&dir) else { continue };
+        let Ok(entries) = fs_err::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -174,7 +178,11 @@ pub(crate) async fn call(
         .unwrap();
     let text = &result.content[0].as_text().unwrap().text;
     let body: Value = serde_json::from_str(text).unwrap();
-    assert_eq!(result.structured_content.as_ref(), Some(&body), "text and structured content agree");
+    assert_eq!(
+        result.structured_content.as_ref(),
+        Some(&body),
+        "text and structured content agree"
+    );
     (result.is_error == Some(true), body)
 }
 
@@ -209,7 +217,9 @@ fn write_png(project: &Path, relative: &str, width: u32, height: u32) {
     });
     let path = project.join(relative);
     fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-    image.save_with_format(&path, image::ImageFormat::Png).unwrap();
+    image
+        .save_with_format(&path, image::ImageFormat::Png)
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,33 +229,108 @@ async fn every_mode_on_every_backend_writes_a_checked_file() {
     let client = harness.mcp().await;
     let cases = [
         // arguments, expected extension, request path, credential header, key
-        (json!({"mode": "image", "prompt": "a red fox", "backend": "openai", "quality": "low"}), "png", "/v1/images/generations", "authorization", &harness.keys.openai),
-        (json!({"prompt": "the fox in blue", "backend_type": "openai", "input_images": ["inputs/sketch.png"]}), "png", "/v1/images/edits", "authorization", &harness.keys.openai),
-        (json!({"prompt": "a fox, pixel art", "backend": "gemini", "aspect_ratio": "16:9"}), "png", ":generateContent", "x-goog-api-key", &harness.keys.gemini),
-        (json!({"prompt": "a fox, watercolour", "backend": "gemini", "model": "imagen-4.0-generate-001"}), "png", ":predict", "x-goog-api-key", &harness.keys.gemini),
-        (json!({"prompt": "a fox, photo", "backend": "xai"}), "jpg", "/v1/images/generations", "authorization", &harness.keys.xai),
-        (json!({"mode": "video", "prompt": "a fox runs", "backend": "gemini", "duration": 5}), "mp4", "/files/", "x-goog-api-key", &harness.keys.gemini),
-        (json!({"mode": "video", "prompt": "a fox jumps", "backend": "xai", "input_images": ["inputs/sketch.png"]}), "mp4", "/xai-downloads/", "", &harness.keys.xai),
-        (json!({"mode": "audio", "prompt": "Hello from the fox.", "backend": "openai", "voice": "coral"}), "mp3", "/v1/audio/speech", "authorization", &harness.keys.openai),
-        (json!({"mode": "audio", "prompt": "Hello again.", "backend": "gemini", "voice": "Kore"}), "wav", ":generateContent", "x-goog-api-key", &harness.keys.gemini),
+        (
+            json!({"mode": "image", "prompt": "a red fox", "backend": "openai", "quality": "low"}),
+            "png",
+            "/v1/images/generations",
+            "authorization",
+            &harness.keys.openai,
+        ),
+        (
+            json!({"prompt": "the fox in blue", "backend_type": "openai", "input_images": ["inputs/sketch.png"]}),
+            "png",
+            "/v1/images/edits",
+            "authorization",
+            &harness.keys.openai,
+        ),
+        (
+            json!({"prompt": "a fox, pixel art", "backend": "gemini", "aspect_ratio": "16:9"}),
+            "png",
+            ":generateContent",
+            "x-goog-api-key",
+            &harness.keys.gemini,
+        ),
+        (
+            json!({"prompt": "a fox, watercolour", "backend": "gemini", "model": "imagen-4.0-generate-001"}),
+            "png",
+            ":predict",
+            "x-goog-api-key",
+            &harness.keys.gemini,
+        ),
+        (
+            json!({"prompt": "a fox, photo", "backend": "xai"}),
+            "jpg",
+            "/v1/images/generations",
+            "authorization",
+            &harness.keys.xai,
+        ),
+        (
+            json!({"mode": "video", "prompt": "a fox runs", "backend": "gemini", "duration": 5}),
+            "mp4",
+            "/files/",
+            "x-goog-api-key",
+            &harness.keys.gemini,
+        ),
+        (
+            json!({"mode": "video", "prompt": "a fox jumps", "backend": "xai", "input_images": ["inputs/sketch.png"]}),
+            "mp4",
+            "/xai-downloads/",
+            "",
+            &harness.keys.xai,
+        ),
+        (
+            json!({"mode": "audio", "prompt": "Hello from the fox.", "backend": "openai", "voice": "coral"}),
+            "mp3",
+            "/v1/audio/speech",
+            "authorization",
+            &harness.keys.openai,
+        ),
+        (
+            json!({"mode": "audio", "prompt": "Hello again.", "backend": "gemini", "voice": "Kore"}),
+            "wav",
+            ":generateContent",
+            "x-goog-api-key",
+            &harness.keys.gemini,
+        ),
     ];
     for (arguments, extension, path, header, key) in cases {
         let (is_error, result) = call(&client, "generate_media", arguments.clone()).await;
-        assert!(!is_error && result["success"] == true, "{arguments}: {result:#}");
-        let file = harness.project().join(result["file_path"].as_str().unwrap());
-        assert!(file.starts_with(harness.project().join("media")), "{}", file.display());
+        assert!(
+            !is_error && result["success"] == true,
+            "{arguments}: {result:#}"
+        );
+        let file = harness
+            .project()
+            .join(result["file_path"].as_str().unwrap());
+        assert!(
+            file.starts_with(harness.project().join("media")),
+            "{}",
+            file.display()
+        );
         assert_eq!(file.extension().unwrap(), extension, "{arguments}");
         assert_eq!(
             sniff(&file),
-            if extension == "jpg" { "jpeg" } else { extension },
+            if extension == "jpg" {
+                "jpeg"
+            } else {
+                extension
+            },
             "{arguments}"
         );
         assert_eq!(result["file_size"], fs_err::metadata(&file).unwrap().len());
         let request = last_media_request(&harness.server, path);
         if header.is_empty() {
-            assert!(request.credentials.is_empty(), "a signed link got a key: {:?}", request.credentials);
+            assert!(
+                request.credentials.is_empty(),
+                "a signed link got a key: {:?}",
+                request.credentials
+            );
         } else {
-            assert_eq!(request.credential(header), Some(fingerprint(key).as_str()), "{arguments}");
+            assert_eq!(
+                request.credential(header),
+                Some(fingerprint(key).as_str()),
+                "{arguments}"
+            );
         }
     }
     // Gemini speech arrives as raw PCM; the WAV header says 24 kHz mono 16-bit.
@@ -269,8 +354,16 @@ async fn every_mode_on_every_backend_writes_a_checked_file() {
         .into_iter()
         .find(|request| request.path.ends_with(":predictLongRunning"))
         .unwrap();
-    assert_eq!(veo.body["parameters"]["durationSeconds"], 4, "5 s falls between Veo's 4 and 6; a tie goes down");
-    assert_eq!(harness.media_files().len(), 9, "{:#?}", harness.media_files());
+    assert_eq!(
+        veo.body["parameters"]["durationSeconds"], 4,
+        "5 s falls between Veo's 4 and 6; a tie goes down"
+    );
+    assert_eq!(
+        harness.media_files().len(),
+        9,
+        "{:#?}",
+        harness.media_files()
+    );
     client.cancel().await.unwrap();
 }
 
@@ -308,15 +401,50 @@ async fn every_fault_is_a_clear_error_and_leaves_no_file() {
     let mut cases = Vec::new();
     for arguments in &endpoints {
         let is_job = arguments["mode"] == "video";
-        cases.push(fault(arguments.clone(), MediaFault::Status(429), 4, "rate_limited"));
-        cases.push(fault(arguments.clone(), MediaFault::Status(503), 4, "provider_unavailable"));
-        cases.push(fault(arguments.clone(), MediaFault::SafetyBlock, 1, "safety_block"));
-        cases.push(fault(arguments.clone(), MediaFault::WrongBytes, 1, "bad_payload"));
+        cases.push(fault(
+            arguments.clone(),
+            MediaFault::Status(429),
+            4,
+            "rate_limited",
+        ));
+        cases.push(fault(
+            arguments.clone(),
+            MediaFault::Status(503),
+            4,
+            "provider_unavailable",
+        ));
+        cases.push(fault(
+            arguments.clone(),
+            MediaFault::SafetyBlock,
+            1,
+            "safety_block",
+        ));
+        cases.push(fault(
+            arguments.clone(),
+            MediaFault::WrongBytes,
+            1,
+            "bad_payload",
+        ));
         if is_job {
-            cases.push(fault(arguments.clone(), MediaFault::NeverFinishes, 1, "job_timed_out"));
-            cases.push(fault(arguments.clone(), MediaFault::ExpiredDownload, 1, "download_failed"));
+            cases.push(fault(
+                arguments.clone(),
+                MediaFault::NeverFinishes,
+                1,
+                "job_timed_out",
+            ));
+            cases.push(fault(
+                arguments.clone(),
+                MediaFault::ExpiredDownload,
+                1,
+                "download_failed",
+            ));
         } else if arguments["mode"] != "audio" || arguments["backend"] == "gemini" {
-            cases.push(fault(arguments.clone(), MediaFault::MalformedBase64, 1, "bad_payload"));
+            cases.push(fault(
+                arguments.clone(),
+                MediaFault::MalformedBase64,
+                1,
+                "bad_payload",
+            ));
         }
     }
     for case in &cases {
@@ -329,9 +457,16 @@ async fn every_fault_is_a_clear_error_and_leaves_no_file() {
         assert_eq!(result["success"], false, "{label}");
         assert_eq!(result["code"], case.code, "{label}: {result:#}");
         let error = result["error"].as_str().unwrap();
-        assert!(error.contains(case.arguments["backend"].as_str().unwrap()), "{label}: {error}");
+        assert!(
+            error.contains(case.arguments["backend"].as_str().unwrap()),
+            "{label}: {error}"
+        );
         assert!(result["file_path"].is_null(), "{label}");
-        assert!(harness.media_files().is_empty(), "{label} left {:?}", harness.media_files());
+        assert!(
+            harness.media_files().is_empty(),
+            "{label} left {:?}",
+            harness.media_files()
+        );
     }
     // A single 429 is retried and the call succeeds.
     harness.server.push_media_fault(MediaFault::Status(429));
@@ -345,32 +480,77 @@ async fn every_fault_is_a_clear_error_and_leaves_no_file() {
 async fn refused_arguments_send_nothing_and_write_nothing() {
     let harness = MediaHarness::start().await;
     fs_err::create_dir_all(harness.project().join("assets")).unwrap();
-    fs_err::write(harness.project().join("assets/hero.png"), b"the user's own file").unwrap();
+    fs_err::write(
+        harness.project().join("assets/hero.png"),
+        b"the user's own file",
+    )
+    .unwrap();
     let outside = harness.context.root().join("outside");
     fs_err::create_dir_all(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, harness.project().join("escape")).unwrap();
     let client = harness.mcp().await;
     let cases = [
-        (json!({"prompt": "p", "storage_path": "../elsewhere"}), "outside_workspace"),
-        (json!({"prompt": "p", "storage_path": "escape/pic.png"}), "outside_workspace"),
-        (json!({"prompt": "p", "storage_path": outside.display().to_string()}), "outside_workspace"),
-        (json!({"prompt": "p", "input_images": ["../../etc/passwd"]}), "outside_workspace"),
-        (json!({"prompt": "p", "input_images": ["assets/hero.png"]}), "input_file"),
+        (
+            json!({"prompt": "p", "storage_path": "../elsewhere"}),
+            "outside_workspace",
+        ),
+        (
+            json!({"prompt": "p", "storage_path": "escape/pic.png"}),
+            "outside_workspace",
+        ),
+        (
+            json!({"prompt": "p", "storage_path": outside.display().to_string()}),
+            "outside_workspace",
+        ),
+        (
+            json!({"prompt": "p", "input_images": ["../../etc/passwd"]}),
+            "outside_workspace",
+        ),
+        (
+            json!({"prompt": "p", "input_images": ["assets/hero.png"]}),
+            "input_file",
+        ),
         (json!({"prompt": "  "}), "invalid_argument"),
-        (json!({"prompt": "p", "mode": "hologram"}), "invalid_argument"),
-        (json!({"prompt": "p", "backend": "elevenlabs"}), "invalid_argument"),
-        (json!({"prompt": "p", "mode": "video", "backend": "openai"}), "unsupported_mode"),
-        (json!({"prompt": "p", "prompts": ["a", "b"]}), "invalid_argument"),
-        (json!({"prompt": "p", "mode": "audio", "audio_type": "music"}), "invalid_argument"),
-        (json!({"prompt": "p", "mode": "video", "duration": 0}), "invalid_argument"),
+        (
+            json!({"prompt": "p", "mode": "hologram"}),
+            "invalid_argument",
+        ),
+        (
+            json!({"prompt": "p", "backend": "elevenlabs"}),
+            "invalid_argument",
+        ),
+        (
+            json!({"prompt": "p", "mode": "video", "backend": "openai"}),
+            "unsupported_mode",
+        ),
+        (
+            json!({"prompt": "p", "prompts": ["a", "b"]}),
+            "invalid_argument",
+        ),
+        (
+            json!({"prompt": "p", "mode": "audio", "audio_type": "music"}),
+            "invalid_argument",
+        ),
+        (
+            json!({"prompt": "p", "mode": "video", "duration": 0}),
+            "invalid_argument",
+        ),
     ];
     for (arguments, code) in cases {
         let (is_error, result) = call(&client, "generate_media", arguments.clone()).await;
         assert!(is_error, "{arguments}");
         assert_eq!(result["code"], code, "{arguments}: {result:#}");
     }
-    let (is_error, result) = call(&client, "read_media", json!({"file_paths": ["escape/x.png"]})).await;
-    assert!(is_error && result["code"] == "outside_workspace", "{result:#}");
+    let (is_error, result) = call(
+        &client,
+        "read_media",
+        json!({"file_paths": ["escape/x.png"]}),
+    )
+    .await;
+    assert!(
+        is_error && result["code"] == "outside_workspace",
+        "{result:#}"
+    );
     assert!(harness.server.requests().is_empty(), "nothing was sent");
     assert!(files_under(&outside).is_empty());
     assert_eq!(
@@ -378,7 +558,12 @@ async fn refused_arguments_send_nothing_and_write_nothing() {
         b"the user's own file"
     );
     // A named file that exists is kept; the new one gets the next free name.
-    let (is_error, result) = call(&client, "generate_media", json!({"prompt": "hero", "storage_path": "assets/hero.png"})).await;
+    let (is_error, result) = call(
+        &client,
+        "generate_media",
+        json!({"prompt": "hero", "storage_path": "assets/hero.png"}),
+    )
+    .await;
     assert!(!is_error, "{result:#}");
     assert_eq!(result["file_path"], "assets/hero_2.png");
     assert_eq!(
@@ -391,9 +576,17 @@ async fn refused_arguments_send_nothing_and_write_nothing() {
         env.remove(name);
     }
     let bare = harness.mcp_with(env).await;
-    let (_, result) = call(&bare, "generate_media", json!({"mode": "video", "prompt": "p"})).await;
+    let (_, result) = call(
+        &bare,
+        "generate_media",
+        json!({"mode": "video", "prompt": "p"}),
+    )
+    .await;
     assert_eq!(result["code"], "no_backend");
-    assert!(result["error"].as_str().unwrap().contains("GEMINI_API_KEY"), "{result:#}");
+    assert!(
+        result["error"].as_str().unwrap().contains("GEMINI_API_KEY"),
+        "{result:#}"
+    );
     bare.cancel().await.unwrap();
     client.cancel().await.unwrap();
 }
@@ -402,7 +595,9 @@ async fn refused_arguments_send_nothing_and_write_nothing() {
 fn vision_router(server: &FakeModelServer) {
     server.route(|request| {
         let protocol = request.protocol?;
-        Some(Reply::text(format!("FAKE VISION via {protocol:?}: the fox is cropped at the ears.")))
+        Some(Reply::text(format!(
+            "FAKE VISION via {protocol:?}: the fox is cropped at the ears."
+        )))
     });
 }
 
@@ -434,24 +629,47 @@ async fn read_media_through_each_vision_backend() {
             result["answer"],
             format!("FAKE VISION via {protocol}: the fox is cropped at the ears."),
         );
-        assert_eq!(result["files"], json!(["shots/small.png", "shots/wide.png"]));
+        assert_eq!(
+            result["files"],
+            json!(["shots/small.png", "shots/wide.png"])
+        );
         let warnings = result["warnings"].to_string();
-        assert!(warnings.contains("1568x196"), "the wide shot was downscaled: {warnings}");
+        assert!(
+            warnings.contains("1568x196"),
+            "the wide shot was downscaled: {warnings}"
+        );
         let request = last_media_request(&harness.server, path);
         let body = request.body_text();
         assert!(body.contains("Is the fox whole?"));
         assert!(body.contains("shots/wide.png"));
     }
     // Audio goes to Gemini (the only backend that listens) when none is named.
-    let (is_error, result) = call(&client, "read_media", json!({"file_paths": ["shots/voice.wav"]})).await;
+    let (is_error, result) = call(
+        &client,
+        "read_media",
+        json!({"file_paths": ["shots/voice.wav"]}),
+    )
+    .await;
     assert!(!is_error, "{result:#}");
     assert_eq!(result["backend"], "gemini");
-    let (_, result) = call(&client, "read_media", json!({"file_paths": ["shots/voice.wav"], "backend": "anthropic"})).await;
+    let (_, result) = call(
+        &client,
+        "read_media",
+        json!({"file_paths": ["shots/voice.wav"], "backend": "anthropic"}),
+    )
+    .await;
     assert_eq!(result["code"], "unsupported_mode");
     // A provider error (a 429 storm) is a clear error too.
     harness.server.route(|_| None);
-    harness.server.push_all((0..4).map(|_| Reply::rate_limited(0)));
-    let (is_error, result) = call(&client, "read_media", json!({"file_paths": ["shots/small.png"], "backend": "anthropic"})).await;
+    harness
+        .server
+        .push_all((0..4).map(|_| Reply::rate_limited(0)));
+    let (is_error, result) = call(
+        &client,
+        "read_media",
+        json!({"file_paths": ["shots/small.png"], "backend": "anthropic"}),
+    )
+    .await;
     assert!(is_error);
     assert_eq!(result["code"], "rate_limited", "{result:#}");
     client.cancel().await.unwrap();
@@ -483,7 +701,16 @@ async fn video_is_read_as_frames_or_whole() {
     vision_router(&harness.server);
     let clip = harness.project().join("clip.mp4");
     let made = std::process::Command::new(&ffmpeg)
-        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=duration=2:size=160x120:rate=10", "-pix_fmt", "yuv420p"])
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=2:size=160x120:rate=10",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .arg(&clip)
         .status()
         .unwrap();
@@ -491,9 +718,17 @@ async fn video_is_read_as_frames_or_whole() {
     let mut env = harness.env();
     env.insert("REFINERY_FFMPEG".into(), ffmpeg.display().to_string());
     let client = harness.mcp_with(env).await;
-    let (is_error, result) = call(&client, "read_media", json!({"file_paths": ["clip.mp4"], "backend": "anthropic"})).await;
+    let (is_error, result) = call(
+        &client,
+        "read_media",
+        json!({"file_paths": ["clip.mp4"], "backend": "anthropic"}),
+    )
+    .await;
     assert!(!is_error, "{result:#}");
-    assert!(result["warnings"].to_string().contains("6 frames"), "{result:#}");
+    assert!(
+        result["warnings"].to_string().contains("6 frames"),
+        "{result:#}"
+    );
     let images = last_media_request(&harness.server, "/v1/messages").body["messages"][0]["content"]
         .as_array()
         .unwrap()
@@ -501,18 +736,35 @@ async fn video_is_read_as_frames_or_whole() {
         .filter(|block| block["type"] == "image")
         .count();
     assert_eq!(images, 6);
-    let (is_error, _) = call(&client, "read_media", json!({"file_paths": ["clip.mp4"], "backend": "gemini"})).await;
+    let (is_error, _) = call(
+        &client,
+        "read_media",
+        json!({"file_paths": ["clip.mp4"], "backend": "gemini"}),
+    )
+    .await;
     assert!(!is_error);
-    let part = &last_media_request(&harness.server, ":generateContent").body["contents"][0]["parts"][1];
-    assert_eq!(part["inlineData"]["mimeType"], "video/mp4", "Gemini watches the video itself");
+    let part =
+        &last_media_request(&harness.server, ":generateContent").body["contents"][0]["parts"][1];
+    assert_eq!(
+        part["inlineData"]["mimeType"], "video/mp4",
+        "Gemini watches the video itself"
+    );
     client.cancel().await.unwrap();
     // Without ffmpeg, a backend that only sees images says what to install.
     let mut env = harness.env();
     env.insert("PATH".into(), String::new());
     let client = harness.mcp_with(env).await;
-    let (_, result) = call(&client, "read_media", json!({"file_paths": ["clip.mp4"], "backend": "openai"})).await;
+    let (_, result) = call(
+        &client,
+        "read_media",
+        json!({"file_paths": ["clip.mp4"], "backend": "openai"}),
+    )
+    .await;
     assert_eq!(result["code"], "frames_unavailable");
-    assert!(result["error"].as_str().unwrap().contains("install ffmpeg"), "{result:#}");
+    assert!(
+        result["error"].as_str().unwrap().contains("install ffmpeg"),
+        "{result:#}"
+    );
     client.cancel().await.unwrap();
 }
 
@@ -524,15 +776,25 @@ async fn long_jobs_report_progress_and_stop_on_cancel() {
     let client = harness.mcp_with(env).await;
     // A finished job reports progress on the way.
     harness.server.set_media_job_polls(3);
-    let (is_error, _) = call(&client, "generate_media", json!({"mode": "video", "prompt": "p", "backend": "xai"})).await;
+    let (is_error, _) = call(
+        &client,
+        "generate_media",
+        json!({"mode": "video", "prompt": "p", "backend": "xai"}),
+    )
+    .await;
     assert!(!is_error);
     let seen = client.service().len();
     assert!(seen >= 4, "start + 3 waits + download, got {seen}");
     let log = client.service().0.lock().unwrap().clone();
-    assert!(log.windows(2).all(|pair| pair[0].progress < pair[1].progress), "progress grows");
+    assert!(
+        log.windows(2)
+            .all(|pair| pair[0].progress < pair[1].progress),
+        "progress grows"
+    );
     // A job that never finishes: cancel it once it is being polled.
     harness.server.push_media_fault(MediaFault::NeverFinishes);
-    let Value::Object(arguments) = json!({"mode": "video", "prompt": "never", "backend": "gemini"}) else {
+    let Value::Object(arguments) = json!({"mode": "video", "prompt": "never", "backend": "gemini"})
+    else {
         unreachable!()
     };
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(
@@ -553,17 +815,33 @@ async fn long_jobs_report_progress_and_stop_on_cancel() {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while polls() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "the job was never polled");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job was never polled"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    handle.cancel(Some("user pressed escape".into())).await.unwrap();
+    handle
+        .cancel(Some("user pressed escape".into()))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after_cancel = polls();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(polls(), after_cancel, "polling stopped after the cancel");
-    assert_eq!(harness.media_files().len(), 1, "only the first video: {:?}", harness.media_files());
+    assert_eq!(
+        harness.media_files().len(),
+        1,
+        "only the first video: {:?}",
+        harness.media_files()
+    );
     // The server is still there for the next call.
-    let (is_error, _) = call(&client, "generate_media", json!({"prompt": "after", "backend": "openai"})).await;
+    let (is_error, _) = call(
+        &client,
+        "generate_media",
+        json!({"prompt": "after", "backend": "openai"}),
+    )
+    .await;
     assert!(!is_error);
     client.cancel().await.unwrap();
 }

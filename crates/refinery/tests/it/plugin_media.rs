@@ -45,7 +45,14 @@ fn openai_key() -> String {
 }
 
 async fn claude_run(harness: &ClaudeHarness, prompt: &str, allowed: &str) -> Value {
-    let mut command = harness.claude(&["-p", prompt, "--output-format", "json", "--allowedTools", allowed]);
+    let mut command = harness.claude(&[
+        "-p",
+        prompt,
+        "--output-format",
+        "json",
+        "--allowedTools",
+        allowed,
+    ]);
     command
         .env("OPENAI_BASE_URL", format!("{}/v1", harness.server.url()))
         .env("OPENAI_API_KEY", openai_key());
@@ -68,40 +75,60 @@ async fn image_generation_skill_writes_a_file_through_our_media_server() {
         if is_vision_call(body) {
             return text(VISION_ANSWER);
         }
-        match turn {
-            0 => tool(
+        if turn == 0 {
+            return tool(
                 &format!("{MEDIA}generate_media"),
                 json!({"mode": "image", "prompt": "A lighthouse at dusk, flat vector style", "storage_path": "art"}),
-            ),
-            _ => {
-                let result: Value = serde_json::from_str(&last_tool_result(body)).unwrap_or_default();
-                Step::Text(format!("Saved {}", result["file_path"].as_str().unwrap_or("nothing")))
-            }
+            );
         }
+        let result: Value = serde_json::from_str(&last_tool_result(body)).unwrap_or_default();
+        Step::Text(format!("Saved {}", result["file_path"].as_str().unwrap_or("nothing")))
     });
     let allowed = format!("{MEDIA}generate_media,{MEDIA}read_media");
-    let result = claude_run(&harness, "/refinery:image-generation \"A lighthouse at dusk\" --out art", &allowed).await;
+    let result = claude_run(
+        &harness,
+        "/refinery:image-generation \"A lighthouse at dusk\" --out art",
+        &allowed,
+    )
+    .await;
     let answer = result["result"].as_str().unwrap();
     assert!(answer.starts_with("Saved art/"), "{result}");
     let path = harness.project().join(answer.trim_start_matches("Saved "));
     let bytes = fs_err::read(&path).unwrap();
-    assert!(bytes.starts_with(b"\x89PNG"), "a real PNG at {}", path.display());
+    assert!(
+        bytes.starts_with(b"\x89PNG"),
+        "a real PNG at {}",
+        path.display()
+    );
     let request = harness
         .server
         .requests()
         .into_iter()
         .find(|request| request.path == "/v1/images/generations")
         .expect("our server called OpenAI Images on the fake");
-    assert_eq!(request.body["prompt"], "A lighthouse at dusk, flat vector style");
-    assert_eq!(request.credential("authorization"), Some(fingerprint(&openai_key()).as_str()));
+    assert_eq!(
+        request.body["prompt"],
+        "A lighthouse at dusk, flat vector style"
+    );
+    assert_eq!(
+        request.credential("authorization"),
+        Some(fingerprint(&openai_key()).as_str())
+    );
     // The skill body reached the model and names the media tools.
     let requests = harness.server.model_requests();
     let main = requests
         .iter()
         .rfind(|request| !request.tool_names().is_empty())
         .unwrap();
-    assert!(main.body["messages"].to_string().contains("Refinery: image generation"));
-    assert!(main.tool_names().contains(&format!("{MEDIA}generate_media")));
+    assert!(
+        main.body["messages"]
+            .to_string()
+            .contains("Refinery: image generation")
+    );
+    assert!(
+        main.tool_names()
+            .contains(&format!("{MEDIA}generate_media"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,19 +145,22 @@ async fn read_media_skill_returns_the_vision_answer() {
         if is_vision_call(body) {
             return text(VISION_ANSWER);
         }
-        match turn {
-            0 => tool(
+        if turn == 0 {
+            return tool(
                 &format!("{MEDIA}read_media"),
                 json!({"file_paths": ["shot.png"], "prompt": "Is the lighthouse whole?"}),
-            ),
-            _ => {
-                let result: Value = serde_json::from_str(&last_tool_result(body)).unwrap_or_default();
-                Step::Text(result["answer"].as_str().unwrap_or("no answer").to_owned())
-            }
+            );
         }
+        let result: Value = serde_json::from_str(&last_tool_result(body)).unwrap_or_default();
+        Step::Text(result["answer"].as_str().unwrap_or("no answer").to_owned())
     });
     let allowed = format!("{MEDIA}read_media");
-    let result = claude_run(&harness, "/refinery:read-media shot.png --question 'Is the lighthouse whole?'", &allowed).await;
+    let result = claude_run(
+        &harness,
+        "/refinery:read-media shot.png --question 'Is the lighthouse whole?'",
+        &allowed,
+    )
+    .await;
     assert_eq!(result["result"], VISION_ANSWER, "{result}");
     let vision = harness
         .server
