@@ -570,6 +570,30 @@ async fn refused_arguments_send_nothing_and_write_nothing() {
         fs_err::read(harness.project().join("assets/hero.png")).unwrap(),
         b"the user's own file"
     );
+    // A provider that sends another format than the extension asked for: the file gets
+    // the right extension, and a warning says so.
+    let (is_error, result) = call(
+        &client,
+        "generate_media",
+        json!({"prompt": "fox", "backend": "xai", "storage_path": "assets/fox.png"}),
+    )
+    .await;
+    assert!(!is_error, "{result:#}");
+    assert_eq!(result["file_path"], "assets/fox.jpg");
+    assert!(
+        result["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("asked for .png"),
+        "{result:#}"
+    );
+    // A file over the size limit is refused before anything is read or sent.
+    let big = fs_err::File::create(harness.project().join("big.png")).unwrap();
+    big.set_len(201 * 1024 * 1024).unwrap();
+    let sent = harness.server.requests().len();
+    let (is_error, result) = call(&client, "read_media", json!({"file_paths": ["big.png"]})).await;
+    assert!(is_error && result["code"] == "input_file", "{result:#}");
+    assert_eq!(harness.server.requests().len(), sent);
     // Without any key, the error names the variables that would help.
     let mut env = harness.env();
     for (name, _) in harness.keys.all() {
