@@ -57,6 +57,36 @@ fn render(response: &MediaResponse) -> CallToolResult {
 
 const NO_MEDIA: &str = "this server was started without the media tools";
 
+/// One media call.
+enum MediaCall {
+    Generate(Box<GenerateMediaParams>),
+    Read(ReadMediaParams),
+}
+
+impl RefineryServer {
+    /// Runs `call` with progress forwarded to the client's token; every notification is
+    /// sent before the result.
+    async fn media_call(
+        &self,
+        call: MediaCall,
+        meta: &RequestMetaObject,
+        peer: Peer<RoleServer>,
+        cancel: &CancellationToken,
+    ) -> CallToolResult {
+        let Some(media) = self.media.clone() else {
+            return internal_error(NO_MEDIA);
+        };
+        let (sink, forwarding) = progress_channel(meta.get_progress_token(), peer);
+        let response = match call {
+            MediaCall::Generate(params) => media.generate(*params, &sink, cancel).await,
+            MediaCall::Read(params) => media.read(params, &sink, cancel).await,
+        };
+        drop(sink);
+        let _ = forwarding.await;
+        render(&response)
+    }
+}
+
 #[tool_router(router = media_router, vis = "pub(crate)")]
 impl RefineryServer {
     #[tool(
@@ -70,14 +100,9 @@ impl RefineryServer {
         peer: Peer<RoleServer>,
         cancel: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
-        let Some(media) = self.media.clone() else {
-            return Ok(internal_error(NO_MEDIA));
-        };
-        let (sink, forwarding) = progress_channel(meta.get_progress_token(), peer);
-        let response = media.generate(params, &sink, &cancel).await;
-        drop(sink);
-        let _ = forwarding.await;
-        Ok(render(&response))
+        Ok(self
+            .media_call(MediaCall::Generate(Box::new(params)), &meta, peer, &cancel)
+            .await)
     }
 
     #[tool(
@@ -91,13 +116,8 @@ impl RefineryServer {
         peer: Peer<RoleServer>,
         cancel: CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
-        let Some(media) = self.media.clone() else {
-            return Ok(internal_error(NO_MEDIA));
-        };
-        let (sink, forwarding) = progress_channel(meta.get_progress_token(), peer);
-        let response = media.read(params, &sink, &cancel).await;
-        drop(sink);
-        let _ = forwarding.await;
-        Ok(render(&response))
+        Ok(self
+            .media_call(MediaCall::Read(params), &meta, peer, &cancel)
+            .await)
     }
 }

@@ -136,12 +136,20 @@ impl MediaResponse {
         }
     }
 
-    /// Fills the failure fields from `error`.
-    pub(crate) fn fail(mut self, error: &Error) -> Self {
-        self.success = false;
-        self.error = Some(error.to_string());
-        self.code = Some(error.code().to_string());
-        self.retryable = Some(error.is_retryable());
+    /// Records the elapsed time and, on failure, the error fields.
+    pub(crate) fn finish(
+        mut self,
+        started: std::time::Instant,
+        outcome: Result<(), Error>,
+    ) -> Self {
+        self.duration_seconds = started.elapsed().as_secs_f64();
+        if let Err(error) = outcome {
+            tracing::debug!(operation = %self.operation, code = error.code(), "media call failed");
+            self.success = false;
+            self.error = Some(error.to_string());
+            self.code = Some(error.code().to_string());
+            self.retryable = Some(error.is_retryable());
+        }
         self
     }
 }

@@ -105,14 +105,7 @@ impl Media {
         let outcome = self
             .generate_inner(params, progress, cancel, &mut response)
             .await;
-        response.duration_seconds = started.elapsed().as_secs_f64();
-        match outcome {
-            Ok(()) => response,
-            Err(error) => {
-                tracing::debug!(code = error.code(), "generate_media failed");
-                response.fail(&error)
-            }
-        }
+        response.finish(started, outcome)
     }
 
     async fn generate_inner(
@@ -274,11 +267,7 @@ impl Media {
         let outcome = self
             .read_inner(params, progress, cancel, &mut response)
             .await;
-        response.duration_seconds = started.elapsed().as_secs_f64();
-        match outcome {
-            Ok(()) => response,
-            Err(error) => response.fail(&error),
-        }
+        response.finish(started, outcome)
     }
 
     async fn read_inner(

@@ -25,16 +25,8 @@ const BLOCKED: &[&str] = &[
 ];
 
 async fn generate_content(call: &mut Call<'_>, body: Value) -> Result<Value> {
-    let url = call
-        .http
-        .config
-        .endpoint(call.backend)
-        .url(&format!("models/{}:generateContent", call.model));
-    let response = call
-        .http
-        .send(call.backend, |client| client.post(&url).json(&body))
-        .await?;
-    call.http.json(call.backend, response).await
+    call.post_json(&format!("models/{}:generateContent", call.model), &body)
+        .await
 }
 
 /// The first `inlineData` part of the first candidate, or why there is none.
@@ -123,18 +115,11 @@ pub(super) async fn imagen(call: &mut Call<'_>) -> Result<Generated> {
         parameters.insert("negativePrompt".into(), json!(negative));
     }
     let body = json!({"instances": [{"prompt": call.spec.prompt}], "parameters": parameters});
-    let url = call
-        .http
-        .config
-        .endpoint(call.backend)
-        .url(&format!("models/{}:predict", call.model));
     call.steps
         .report(format!("asking {} for an image", call.model));
-    let response = call
-        .http
-        .send(call.backend, |client| client.post(&url).json(&body))
+    let answer = call
+        .post_json(&format!("models/{}:predict", call.model), &body)
         .await?;
-    let answer = call.http.json(call.backend, response).await?;
     let prediction = answer.pointer("/predictions/0");
     let data = prediction
         .and_then(|prediction| prediction.get("bytesBase64Encoded"))
@@ -232,29 +217,20 @@ pub(super) async fn veo(call: &mut Call<'_>) -> Result<Generated> {
         parameters.insert("negativePrompt".into(), json!(negative));
     }
     let body = json!({"instances": [instance], "parameters": parameters});
-    let endpoint = call.http.config.endpoint(call.backend).clone();
-    let url = endpoint.url(&format!("models/{}:predictLongRunning", call.model));
     call.steps
         .report(format!("starting a {duration}s {} job", call.model));
-    let response = call
-        .http
-        .send(call.backend, |client| client.post(&url).json(&body))
+    let started = call
+        .post_json(&format!("models/{}:predictLongRunning", call.model), &body)
         .await?;
-    let started = call.http.json(call.backend, response).await?;
     let name = started
         .get("name")
         .and_then(Value::as_str)
         .ok_or_else(|| Error::malformed(call.backend, "no operation `name` in the answer"))?
         .to_string();
     let backend = call.backend;
-    let poll_url = endpoint.url(&name);
     let clock = JobClock::start();
     let done = loop {
-        let response = call
-            .http
-            .send(backend, |client| client.get(&poll_url))
-            .await?;
-        let operation = call.http.json(backend, response).await?;
+        let operation = call.get_json(&name).await?;
         if operation.get("done").and_then(Value::as_bool) == Some(true) {
             break operation;
         }

@@ -9,6 +9,7 @@ mod xai;
 use std::time::Instant;
 
 use base64::Engine as _;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::format::{Format, FormatKind};
@@ -49,6 +50,28 @@ pub(crate) struct Call<'a> {
     pub(crate) model: String,
     pub(crate) spec: &'a Spec,
     pub(crate) steps: Steps<'a>,
+}
+
+impl Call<'_> {
+    /// POSTs `body` as JSON to `path` under the backend's endpoint and reads the JSON answer.
+    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        let url = self.http.config.endpoint(self.backend).url(path);
+        let response = self
+            .http
+            .send(self.backend, |client| client.post(&url).json(body))
+            .await?;
+        self.http.json(self.backend, response).await
+    }
+
+    /// GETs `path` under the backend's endpoint (a job's status) and reads the JSON answer.
+    pub(crate) async fn get_json(&self, path: &str) -> Result<Value> {
+        let url = self.http.config.endpoint(self.backend).url(path);
+        let response = self
+            .http
+            .send(self.backend, |client| client.get(&url))
+            .await?;
+        self.http.json(self.backend, response).await
+    }
 }
 
 /// Dispatches to the backend that does `spec.mode`.

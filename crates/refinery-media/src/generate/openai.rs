@@ -29,7 +29,7 @@ pub(super) async fn image(call: &mut Call<'_>) -> Result<Generated> {
     let format = output_format(call);
     let endpoint = call.http.config.endpoint(call.backend);
     let is_dalle = call.model.starts_with("dall-e");
-    let response = if call.spec.input_images.is_empty() {
+    let body = if call.spec.input_images.is_empty() {
         let mut body = Map::new();
         body.insert("model".into(), json!(call.model));
         body.insert("prompt".into(), json!(call.spec.prompt));
@@ -45,12 +45,9 @@ pub(super) async fn image(call: &mut Call<'_>) -> Result<Generated> {
         } else {
             body.insert("output_format".into(), json!(wire_format(format)));
         }
-        let url = endpoint.url("images/generations");
-        let body = Value::Object(body);
         call.steps
             .report(format!("asking {} for an image", call.model));
-        call.http
-            .send(call.backend, |client| client.post(&url).json(&body))
+        call.post_json("images/generations", &Value::Object(body))
             .await?
     } else {
         let url = endpoint.url("images/edits");
@@ -61,13 +58,14 @@ pub(super) async fn image(call: &mut Call<'_>) -> Result<Generated> {
         ));
         let spec = call.spec;
         let model = call.model.clone();
-        call.http
+        let response = call
+            .http
             .send(call.backend, |client| {
                 client.post(&url).multipart(edit_form(spec, &model, format))
             })
-            .await?
+            .await?;
+        call.http.json(call.backend, response).await?
     };
-    let body = call.http.json(call.backend, response).await?;
     let data = body
         .pointer("/data/0/b64_json")
         .and_then(Value::as_str)

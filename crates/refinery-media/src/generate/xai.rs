@@ -26,19 +26,11 @@ pub(super) async fn image(call: &mut Call<'_>) -> Result<Generated> {
     if let Some(ratio) = &call.spec.aspect_ratio {
         body.insert("aspect_ratio".into(), json!(ratio));
     }
-    let body = Value::Object(body);
-    let url = call
-        .http
-        .config
-        .endpoint(call.backend)
-        .url("images/generations");
     call.steps
         .report(format!("asking {} for an image", call.model));
-    let response = call
-        .http
-        .send(call.backend, |client| client.post(&url).json(&body))
+    let answer = call
+        .post_json("images/generations", &Value::Object(body))
         .await?;
-    let answer = call.http.json(call.backend, response).await?;
     let data = answer
         .pointer("/data/0/b64_json")
         .and_then(Value::as_str)
@@ -73,30 +65,20 @@ pub(super) async fn video(call: &mut Call<'_>) -> Result<Generated> {
     if let Some(image) = call.spec.input_images.first() {
         body.insert("image".into(), json!({"url": data_url(image)}));
     }
-    let body = Value::Object(body);
-    let endpoint = call.http.config.endpoint(call.backend).clone();
-    let url = endpoint.url("videos/generations");
     call.steps
         .report(format!("starting a {duration}s {} job", call.model));
-    let response = call
-        .http
-        .send(call.backend, |client| client.post(&url).json(&body))
+    let started = call
+        .post_json("videos/generations", &Value::Object(body))
         .await?;
-    let started = call.http.json(call.backend, response).await?;
     let id = started
         .get("request_id")
         .and_then(Value::as_str)
         .ok_or_else(|| Error::malformed(call.backend, "no `request_id` in the answer"))?
         .to_string();
     let backend = call.backend;
-    let poll_url = endpoint.url(&format!("videos/{id}"));
     let clock = JobClock::start();
     let link = loop {
-        let response = call
-            .http
-            .send(backend, |client| client.get(&poll_url))
-            .await?;
-        let state = call.http.json(backend, response).await?;
+        let state = call.get_json(&format!("videos/{id}")).await?;
         if let Some(link) = finished_link(backend, &id, &state)? {
             break link;
         }
