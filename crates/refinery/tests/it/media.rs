@@ -26,6 +26,7 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
 use serde_json::{Value, json};
 
 use crate::support::BIN;
+pub(crate) use crate::support::call;
 
 /// Test keys, assembled at run time so the repository's secret scan stays clean.
 pub(crate) struct Keys {
@@ -161,29 +162,6 @@ pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     found.sort();
     found
-}
-
-/// Calls a tool; returns (isError, structured result).
-pub(crate) async fn call(
-    client: &RunningService<RoleClient, ProgressLog>,
-    name: &'static str,
-    args: Value,
-) -> (bool, Value) {
-    let Value::Object(arguments) = args else {
-        panic!("arguments must be an object");
-    };
-    let result = client
-        .call_tool(CallToolRequestParams::new(name).with_arguments(arguments))
-        .await
-        .unwrap();
-    let text = &result.content[0].as_text().unwrap().text;
-    let body: Value = serde_json::from_str(text).unwrap();
-    assert_eq!(
-        result.structured_content.as_ref(),
-        Some(&body),
-        "text and structured content agree"
-    );
-    (result.is_error == Some(true), body)
 }
 
 fn sniff(path: &Path) -> &'static str {
@@ -470,8 +448,20 @@ async fn every_fault_is_a_clear_error_and_leaves_no_file() {
     }
     // A single 429 is retried and the call succeeds.
     harness.server.push_media_fault(MediaFault::Status(429));
-    let (is_error, result) = call(&client, "generate_media", endpoints[0].clone()).await;
-    assert!(!is_error, "{result:#}");
+    let Value::Object(arguments) = endpoints[0].clone() else {
+        unreachable!()
+    };
+    let result = client
+        .call_tool(CallToolRequestParams::new("generate_media").with_arguments(arguments))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(false));
+    let text: Value = serde_json::from_str(&result.content[0].as_text().unwrap().text).unwrap();
+    assert_eq!(
+        result.structured_content,
+        Some(text),
+        "text and structured content agree"
+    );
     assert_eq!(harness.media_files().len(), 1);
     client.cancel().await.unwrap();
 }

@@ -86,8 +86,8 @@ impl Project {
 }
 
 /// Calls a tool; returns (is_error, JSON body).
-pub(crate) async fn call(
-    client: &RunningService<RoleClient, ()>,
+pub(crate) async fn call<H: rmcp::ClientHandler>(
+    client: &RunningService<RoleClient, H>,
     name: &'static str,
     args: Value,
 ) -> (bool, Value) {
