@@ -690,25 +690,12 @@ async fn read_media_through_each_vision_backend() {
 }
 
 /// ffmpeg, or `None` with the reason printed (a failure under `CI=true`).
-fn require_ffmpeg() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("ffmpeg"))
-            .find(|candidate| candidate.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "ffmpeg is required under CI=true (installed by .ci/run)"
-        );
-        eprintln!("skipping: ffmpeg is not installed (apt-get install ffmpeg)");
-    }
-    found
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_is_read_as_frames_or_whole() {
-    let Some(ffmpeg) = require_ffmpeg() else {
+    let Some(ffmpeg) =
+        refinery_testkit::skip::require_program("ffmpeg", &[], "apt-get install ffmpeg")
+    else {
         return;
     };
     let harness = MediaHarness::start().await;
