@@ -540,6 +540,7 @@ fn schema_name(role: Role) -> &'static str {
         Role::RegressionGuard => "comparison",
         Role::ExecutionTraceAnalyzer => "lessons",
         Role::Builder | Role::MediaWorker => "answer",
+        Role::AnswerJudge => "judgment",
     }
 }
 
@@ -552,6 +553,7 @@ pub(crate) fn role_label(role: Role) -> &'static str {
         Role::ExecutionTraceAnalyzer => "trace analyzer",
         Role::Builder => "builder",
         Role::MediaWorker => "media worker",
+        Role::AnswerJudge => "answer judge",
     }
 }
 

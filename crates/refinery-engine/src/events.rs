@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use refinery_core::rounds::NextStep;
+use refinery_core::votes::{Agent, AnswerId, NoConsensus, RunStep, Tally, Winner};
 use refinery_core::{CriteriaSet, Verdict};
 use serde::Serialize;
 
 use crate::meter::Spend;
 use crate::record::{CriteriaSource, RegressionReport, RunStatus};
+use crate::run::ConsensusStatus;
 
 /// A phase of a round, for progress display.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -31,6 +33,12 @@ pub enum Phase {
     Submit,
     /// Evaluator and trace analyzer.
     Evaluate,
+    /// Multi-model run: agents answer, each in its own copy.
+    Answer,
+    /// Multi-model run: agents judge the anonymized answers.
+    JudgeAnswers,
+    /// Multi-model run: agents that chose to improve an answer do it.
+    Improve,
 }
 
 impl Phase {
@@ -45,6 +53,9 @@ impl Phase {
             Phase::Repair => "repairing a regression",
             Phase::Submit => "snapshot",
             Phase::Evaluate => "evaluating",
+            Phase::Answer => "answering",
+            Phase::JudgeAnswers => "judging the answers",
+            Phase::Improve => "improving answers",
         }
     }
 }
@@ -181,6 +192,94 @@ pub enum RefineEvent {
     Finished {
         /// How.
         status: RunStatus,
+    },
+    /// A multi-model run's session is ready.
+    RunSession {
+        /// Its id.
+        session: String,
+        /// Its folder.
+        dir: PathBuf,
+        /// Whether this continues an earlier run.
+        resumed: bool,
+        /// The agents' backends, in the order given (agent 0 first).
+        models: Vec<String>,
+    },
+    /// An agent made an answer (its first, or an improvement).
+    Answered {
+        /// The round.
+        round: u32,
+        /// The answer.
+        answer: AnswerId,
+        /// Its author's backend.
+        model: String,
+        /// The answer it improved on, for an improvement.
+        based_on: Option<AnswerId>,
+        /// Files it holds.
+        files: usize,
+        /// Their size.
+        bytes: u64,
+    },
+    /// An agent voted.
+    Voted {
+        /// The round.
+        round: u32,
+        /// The voter.
+        agent: Agent,
+        /// Its backend.
+        model: String,
+        /// The answer it voted for.
+        choice: AnswerId,
+        /// A vote for its own answer (recorded, not counted).
+        self_vote: bool,
+        /// Its reason.
+        reason: String,
+    },
+    /// An agent chose to improve on an answer.
+    Improving {
+        /// The round.
+        round: u32,
+        /// The agent.
+        agent: Agent,
+        /// Its backend.
+        model: String,
+        /// The answer it starts from.
+        base: AnswerId,
+    },
+    /// An agent left the run: its backend failed or its replies stayed unusable.
+    Dropped {
+        /// The round.
+        round: u32,
+        /// The agent.
+        agent: Agent,
+        /// Its backend.
+        model: String,
+        /// Why.
+        reason: String,
+    },
+    /// The votes after a round, and what follows.
+    Tally {
+        /// The round.
+        round: u32,
+        /// The votes as they stand.
+        tally: Tally,
+        /// What follows.
+        next: RunStep,
+    },
+    /// The winning answer was written into the workspace.
+    Winner {
+        /// The winner.
+        winner: Winner,
+        /// Its author's backend.
+        model: String,
+        /// Why not by consensus, when not.
+        without_consensus: Option<NoConsensus>,
+        /// Where what it replaced is kept (a snapshot manifest in the session).
+        backup: PathBuf,
+    },
+    /// A multi-model run ended (for now).
+    RunFinished {
+        /// How.
+        status: ConsensusStatus,
     },
 }
 

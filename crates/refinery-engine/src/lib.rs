@@ -31,6 +31,7 @@ pub mod pack;
 mod phases;
 mod record;
 mod refine;
+mod run;
 pub mod tools;
 pub mod trace;
 pub mod verify;
@@ -46,3 +47,8 @@ pub use record::{
     RunStatus, RunSummary, load_run,
 };
 pub use refine::{RefineConfig, Refiner, Roles};
+pub use run::{
+    AnswerRecord, AnswerScores, AssessmentRecord, ConsensusRecord, ConsensusRun, ConsensusStatus,
+    ConsensusSummary, JudgmentOutcome, JudgmentRecord, MODELS, RoundTally, RunConfig,
+    WinnerRecord, load_consensus,
+};

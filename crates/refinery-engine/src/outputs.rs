@@ -20,6 +20,8 @@ use refinery_core::{Category, CriteriaSet};
 
 use crate::error::{OutputError, Result};
 
+pub mod ballot;
+
 /// How many criteria a generated set may hold.
 pub const CRITERIA_RANGE: std::ops::RangeInclusive<usize> = 3..=7;
 

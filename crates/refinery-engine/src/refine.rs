@@ -24,11 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::Backend;
 use crate::briefs::BuilderBrief;
 use crate::error::{EngineError, Halt};
-use crate::events::{RefineEvent, lines};
+use crate::events::RefineEvent;
 use crate::meter::{Meter, Spend};
-use crate::pack::{self, Scrubber};
+use crate::pack::Scrubber;
 use crate::phases::build::{self, BuildInput, BuilderTrail};
-use crate::phases::criteria::{self, CriteriaInput};
+use crate::phases::criteria;
 use crate::phases::decide::{self, DecideInput};
 use crate::phases::guard::{self, GuardInput};
 use crate::phases::handoff::{self, HandoffWrite};
@@ -438,46 +438,18 @@ impl Rounds<'_> {
 
     /// The criteria: the session's, or the criteria writer's (saved in the session).
     async fn criteria(&mut self) -> Result<CriteriaSet, EngineError> {
-        let ctx = self.ctx;
-        if let Some(criteria) = ctx.session.criteria()? {
-            ctx.emit(&RefineEvent::Criteria {
-                source: self
-                    .run
-                    .record
-                    .criteria_source
-                    .unwrap_or(CriteriaSource::User),
-                criteria: lines(&criteria),
-                warnings: criteria::advice(&criteria),
-            });
-            return Ok(criteria);
+        let record = &self.run.record;
+        let (criteria, source) = criteria::settle(
+            &self.ctx,
+            &self.roles.evaluator,
+            &record.task,
+            record.criteria_source,
+        )
+        .await?;
+        if record.criteria_source.is_none() {
+            self.run.record.criteria_source = Some(source);
+            self.run.save(self.ctx.meter)?;
         }
-        let evaluator = &self.roles.evaluator;
-        let current = workspace::snapshot(ctx.store)?;
-        let existing = (!current.entries.is_empty()).then(|| {
-            let objects = ctx.store.objects();
-            pack::render_view(
-                evaluator.view(),
-                &objects,
-                &current.entries,
-                &ctx.env.scrubber,
-            )
-        });
-        let input = CriteriaInput {
-            writer: evaluator,
-            task: &self.run.record.task,
-            existing: existing.as_deref(),
-            workdir: ctx.workspace(),
-        };
-        let criteria = criteria::write(&ctx, input).await?;
-        ctx.session
-            .register_criteria(&criteria, OffsetDateTime::now_utc())?;
-        self.run.record.criteria_source = Some(CriteriaSource::Writer);
-        self.run.save(ctx.meter)?;
-        ctx.emit(&RefineEvent::Criteria {
-            source: CriteriaSource::Writer,
-            criteria: lines(&criteria),
-            warnings: Vec::new(),
-        });
         Ok(criteria)
     }
 

@@ -3,9 +3,11 @@
 //!
 //! Every read of the whole workspace and every write back to it goes through here, so the rules
 //! for what a run may snapshot, restore or delete live in one place (and the state folder is
-//! always left out).
+//! always left out). The isolated copies the agents of a multi-model run work in
+//! ([`AgentCopies`]) and the one write of its winner ([`apply_answer`]) are here too, so a git
+//! worktree can replace the copies without the run noticing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use refinery_core::fsutil::{read_json, write_json};
@@ -77,4 +79,104 @@ pub(crate) fn restore_exact(
     }
     refinery_core::snapshot::restore(&store.objects(), target, store.workspace())?;
     Ok(())
+}
+
+/// Writes an answer made in a copy of the workspace back into the workspace: every file the
+/// answer added or changed relative to `baseline` (the workspace the copies were made from)
+/// is written, every baseline file it deleted is removed, and nothing else is touched (a file
+/// the user changed meanwhile stays as it is unless the answer changed it too). What is
+/// removed or overwritten is snapshotted to `backup` first.
+pub(crate) fn apply_answer(
+    store: &StateDir,
+    baseline: &[ManifestEntry],
+    answer: &[ManifestEntry],
+    backup: &Path,
+) -> Result<(), EngineError> {
+    let before: BTreeMap<&str, &ManifestEntry> = baseline
+        .iter()
+        .map(|entry| (entry.path.as_str(), entry))
+        .collect();
+    let after: BTreeMap<&str, &ManifestEntry> = answer
+        .iter()
+        .map(|entry| (entry.path.as_str(), entry))
+        .collect();
+    let mut target: BTreeMap<String, ManifestEntry> = snapshot(store)?
+        .entries
+        .into_iter()
+        .map(|entry| (entry.path.clone(), entry))
+        .collect();
+    for (path, entry) in &after {
+        if before.get(path) != Some(entry) {
+            target.insert((*path).to_owned(), (*entry).clone());
+        }
+    }
+    for path in before.keys() {
+        if !after.contains_key(path) {
+            target.remove(*path);
+        }
+    }
+    let target: Vec<ManifestEntry> = target.into_values().collect();
+    restore_exact(store, &target, backup)
+}
+
+/// The private copies of the workspace the agents of a multi-model run work in, one per
+/// agent, each a temporary folder with a random name (a path shown to a model says nothing
+/// about whose copy it is). No copy holds the state folder or `.git`, and no agent ever sees
+/// another's copy: answers travel between agents only as snapshots in the object store.
+pub(crate) struct AgentCopies {
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl AgentCopies {
+    /// One copy per entry of `contents`, each holding exactly those files.
+    pub(crate) fn create(
+        store: &StateDir,
+        contents: &[&[ManifestEntry]],
+    ) -> Result<Self, EngineError> {
+        let dirs = contents
+            .iter()
+            .map(|entries| {
+                let dir = tempfile::Builder::new().prefix("refinery-answer-").tempdir()?;
+                refinery_core::snapshot::restore(&store.objects(), entries, dir.path())?;
+                Ok(dir)
+            })
+            .collect::<Result<_, EngineError>>()?;
+        Ok(Self { dirs })
+    }
+
+    /// The folder of agent `index`.
+    pub(crate) fn path(&self, index: usize) -> Option<&Path> {
+        self.dirs.get(index).map(tempfile::TempDir::path)
+    }
+
+    /// Makes agent `index`'s copy hold exactly `entries` (the answer it starts from).
+    pub(crate) fn reset(
+        &self,
+        store: &StateDir,
+        index: usize,
+        entries: &[ManifestEntry],
+    ) -> Result<(), EngineError> {
+        let Some(dir) = self.path(index) else {
+            return Ok(());
+        };
+        // The folder is ours alone: emptying it cannot touch a user file.
+        for entry in fs_err::read_dir(dir)? {
+            let path = entry?.path();
+            if fs_err::symlink_metadata(&path)?.is_dir() {
+                fs_err::remove_dir_all(&path)?;
+            } else {
+                fs_err::remove_file(&path)?;
+            }
+        }
+        refinery_core::snapshot::restore(&store.objects(), entries, dir)?;
+        Ok(())
+    }
+
+    /// Agent `index`'s copy as it is now, stored in the object store.
+    pub(crate) fn snapshot(&self, store: &StateDir, index: usize) -> Result<Snapshot, EngineError> {
+        let dir = self.path(index).ok_or_else(|| {
+            EngineError::Setup(format!("no workspace copy for agent {}", index + 1))
+        })?;
+        Ok(take_snapshot(&store.objects(), dir, &[], &[".".to_owned()])?)
+    }
 }

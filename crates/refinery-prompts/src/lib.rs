@@ -41,17 +41,20 @@ pub enum Role {
     MediaWorker,
     /// Writes the evaluation criteria before the first round.
     CriteriaWriter,
+    /// In a multi-model run, judges the anonymous answers and votes or improves on one.
+    AnswerJudge,
 }
 
 impl Role {
     /// Every role, in the order a round meets them.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::CriteriaWriter,
         Role::Builder,
         Role::MediaWorker,
         Role::RegressionGuard,
         Role::RoundEvaluator,
         Role::ExecutionTraceAnalyzer,
+        Role::AnswerJudge,
     ];
 
     /// The role's name as used in file names and in Claude Code (`refinery:<name>`).
@@ -63,6 +66,7 @@ impl Role {
             Role::RegressionGuard => "regression-guard",
             Role::MediaWorker => "media-worker",
             Role::CriteriaWriter => "criteria-writer",
+            Role::AnswerJudge => "answer-judge",
         }
     }
 
@@ -82,6 +86,7 @@ impl Role {
             Role::RegressionGuard => include_str!("../../../plugin/agents/regression-guard.md"),
             Role::MediaWorker => include_str!("../../../plugin/agents/media-worker.md"),
             Role::CriteriaWriter => include_str!("../../../plugin/agents/criteria-writer.md"),
+            Role::AnswerJudge => include_str!("../../../plugin/agents/answer-judge.md"),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::commands::{
     media::MediaArgs,
     refine::{EvaluateArgs, RefineArgs},
     report::ReportArgs,
+    run::RunArgs,
     secrets::SecretsArgs,
     session::SessionArgs,
     tmux::TmuxArgs,
@@ -48,6 +49,9 @@ pub(crate) enum Command {
     Refine(Box<RefineArgs>),
     /// Evaluate a deliverable once against criteria (no rounds, no changes).
     Evaluate(EvaluateArgs),
+    /// Several models answer a task, judge each other's answers anonymously and converge on
+    /// a winner, which is written into the workspace.
+    Run(Box<RunArgs>),
     /// Write a session's report: one self-contained HTML file (scores chart, verdicts,
     /// evidence, costs, diffs between rounds).
     Report(ReportArgs),

@@ -6,6 +6,7 @@
 //! turns too. How a builder edits files is the backend's business: a whole-file reply format
 //! for API builders would be chosen here, per backend, without the phases around it changing.
 
+use std::path::Path;
 use std::time::Duration;
 
 use refinery_llm::AgentEvent;
@@ -77,6 +78,28 @@ pub(crate) async fn turn(
     round: u32,
     prompt: String,
 ) -> Result<BuilderTurn, EngineError> {
+    let place = Place {
+        dir: ctx.workspace(),
+        budget_share: 1.0,
+    };
+    turn_in(ctx, builder, round, prompt, place).await
+}
+
+/// Where a builder turn works, and how much of the remaining budget it may take (turns that
+/// run in parallel split it).
+pub(crate) struct Place<'a> {
+    pub dir: &'a Path,
+    pub budget_share: f64,
+}
+
+/// One builder call in `place` (a multi-model run's agents each work in their own copy).
+pub(crate) async fn turn_in(
+    ctx: &Context<'_>,
+    builder: &Backend,
+    round: u32,
+    prompt: String,
+    place: Place<'_>,
+) -> Result<BuilderTurn, EngineError> {
     let mut forward = |event: &AgentEvent| {
         if let AgentEvent::ToolUse { name, .. } = event {
             ctx.emit(&RefineEvent::Activity {
@@ -90,11 +113,11 @@ pub(crate) async fn turn(
             CallSpec {
                 role: Role::Builder,
                 prompt,
-                workdir: ctx.workspace(),
+                workdir: place.dir,
                 access: Access::Write,
                 schema: None,
                 max_tokens: 16_384,
-                budget_share: 1.0,
+                budget_share: place.budget_share,
                 timeout: ctx.env.call_timeout,
                 forbidden: vec![ctx.store.root().to_path_buf()],
                 scrubber: &ctx.env.scrubber,

@@ -1,16 +1,19 @@
 //! The criteria phase: when the user gave no criteria, the criteria writer drafts them from
-//! the task (and the existing deliverable, if there is one). Used by `refine` before round 1
-//! and by `evaluate`.
+//! the task (and the existing deliverable, if there is one). Used by `refine` and `run` before
+//! round 1 ([`settle`]) and by `evaluate`.
 
 use std::path::Path;
 
 use refinery_core::CriteriaSet;
 use refinery_prompts::Role;
+use time::OffsetDateTime;
 
 use crate::backend::Backend;
 use crate::briefs;
 use crate::error::EngineError;
-use crate::events::Phase;
+use crate::events::{Phase, RefineEvent, lines};
+use crate::record::CriteriaSource;
+use crate::{pack, workspace};
 use crate::outputs::{CriteriaWriterOutput, parse_criteria_writer, schema_for};
 use crate::phases::Context;
 use crate::phases::ask::{Ask, JUDGE_ATTEMPTS, JudgeReply, ask};
@@ -53,6 +56,46 @@ pub(crate) async fn write(
             "the criteria writer gave no usable criteria after {JUDGE_ATTEMPTS} attempts ({problem}); pass --criteria or --criteria-file, or try another --evaluator"
         ))),
     }
+}
+
+/// The criteria a run works to: the session's (announced with `source`, the user's when not
+/// known), or the criteria writer's from the task and the workspace as it is, stored in the
+/// session. Returns them and where they came from.
+pub(crate) async fn settle(
+    ctx: &Context<'_>,
+    writer: &Backend,
+    task: &str,
+    source: Option<CriteriaSource>,
+) -> Result<(CriteriaSet, CriteriaSource), EngineError> {
+    if let Some(criteria) = ctx.session.criteria()? {
+        let source = source.unwrap_or(CriteriaSource::User);
+        ctx.emit(&RefineEvent::Criteria {
+            source,
+            criteria: lines(&criteria),
+            warnings: advice(&criteria),
+        });
+        return Ok((criteria, source));
+    }
+    let current = workspace::snapshot(ctx.store)?;
+    let existing = (!current.entries.is_empty()).then(|| {
+        let objects = ctx.store.objects();
+        pack::render_view(writer.view(), &objects, &current.entries, &ctx.env.scrubber)
+    });
+    let input = CriteriaInput {
+        writer,
+        task,
+        existing: existing.as_deref(),
+        workdir: ctx.workspace(),
+    };
+    let criteria = write(ctx, input).await?;
+    ctx.session
+        .register_criteria(&criteria, OffsetDateTime::now_utc())?;
+    ctx.emit(&RefineEvent::Criteria {
+        source: CriteriaSource::Writer,
+        criteria: lines(&criteria),
+        warnings: Vec::new(),
+    });
+    Ok((criteria, CriteriaSource::Writer))
 }
 
 /// What is worth saying about a set of criteria without refusing it.

@@ -7,10 +7,11 @@
 //! the caller's rule. For evaluations that rule is [`PanelEvaluation`]: each criterion scored
 //! by the core's [`checklist::panel_score`] over the usable replies. `refine` and `evaluate`
 //! both judge through [`evaluate`]; `refine` also runs the trace analyzer alongside
-//! ([`round`]).
+//! ([`round`]). A multi-model run's answer judges are a panel too ([`Panel::ask_each`], in
+//! `phases::vote`), with one brief and one folder per judge.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use refinery_core::checklist::{self, Score};
 use refinery_core::{CriteriaSet, ManifestEntry};
@@ -72,20 +73,43 @@ impl Panel<'_> {
         brief: impl Fn(usize, &Backend) -> String,
         parse: impl Fn(&str) -> Result<T, OutputError>,
     ) -> Result<Vec<JudgeVerdict<T>>, EngineError> {
+        self.ask_each(ctx, role, schema, brief, |_| None, parse)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// [`Panel::ask`] with each judge's result kept apart: one judge's backend failure (or a
+    /// halt) is that judge's `Err`, and the others' replies still arrive. `workdir(index)`
+    /// gives a judge a folder of its own (a multi-model run shows each judge the answers
+    /// under its own letters); `None` uses the panel's.
+    pub(crate) async fn ask_each<T>(
+        &self,
+        ctx: &Context<'_>,
+        role: Role,
+        schema: &Value,
+        brief: impl Fn(usize, &Backend) -> String,
+        workdir: impl Fn(usize) -> Option<PathBuf>,
+        parse: impl Fn(&str) -> Result<T, OutputError>,
+    ) -> Vec<Result<JudgeVerdict<T>, EngineError>> {
         #[allow(clippy::cast_precision_loss, reason = "a handful of judges")]
         let share = self.budget_share / self.judges.len().max(1) as f64;
         let parse = &parse;
         let replies =
             futures::future::join_all(self.judges.iter().enumerate().map(|(index, judge)| {
-                let call = Ask {
-                    backend: judge,
-                    role,
-                    schema: schema.clone(),
-                    workdir: self.workdir,
-                    budget_share: share,
-                };
+                let folder = workdir(index).unwrap_or_else(|| self.workdir.to_path_buf());
                 let prompt = brief(index, judge);
-                async move { ask(ctx, &call, prompt, parse).await }
+                let schema = schema.clone();
+                async move {
+                    let call = Ask {
+                        backend: judge,
+                        role,
+                        schema,
+                        workdir: &folder,
+                        budget_share: share,
+                    };
+                    ask(ctx, &call, prompt, parse).await
+                }
             }))
             .await;
         self.judges

@@ -29,6 +29,7 @@
 //! whole workspace goes through `crate::workspace`, and every decision through
 //! `refinery-core`.
 
+pub(crate) mod answer;
 pub(crate) mod ask;
 pub(crate) mod build;
 pub(crate) mod criteria;
@@ -38,6 +39,7 @@ pub(crate) mod handoff;
 pub(crate) mod judge;
 pub(crate) mod submit;
 pub(crate) mod verify;
+pub(crate) mod vote;
 
 use std::collections::BTreeMap;
 use std::path::Path;

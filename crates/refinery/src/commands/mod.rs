@@ -8,6 +8,7 @@ pub(crate) mod media;
 pub(crate) mod progress;
 pub(crate) mod refine;
 pub(crate) mod report;
+pub(crate) mod run;
 pub(crate) mod secrets;
 pub(crate) mod session;
 pub(crate) mod tmux;
@@ -30,6 +31,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Tmux(args) => tmux::run_main(&args),
         Command::Refine(args) => Ok(refine::run_refine(&cli.global, &args)),
         Command::Evaluate(args) => Ok(refine::run_evaluate(&cli.global, &args)),
+        Command::Run(args) => Ok(run::run_main(&cli.global, &args)),
         Command::Report(args) => report::run_main(&cli.global, &args),
         Command::Watch(args) => watch::run_main(&cli.global, &args),
     }

@@ -32,9 +32,11 @@ pub(crate) struct Progress {
     activity: String,
     spend: Spend,
     elapsed_ms: u64,
+    /// A multi-model run's backends, for its progress lines.
+    models: Vec<String>,
 }
 
-fn clock(ms: u64) -> String {
+pub(crate) fn clock(ms: u64) -> String {
     let seconds = ms / 1000;
     if seconds >= 3600 {
         format!("{}h{:02}m", seconds / 3600, (seconds % 3600) / 60)
@@ -45,7 +47,7 @@ fn clock(ms: u64) -> String {
     }
 }
 
-fn spend_text(spend: &Spend) -> String {
+pub(crate) fn spend_text(spend: &Spend) -> String {
     let mut text = format!(
         "{} ({} in / {} out tokens, {} calls",
         money(spend.usd),
@@ -60,7 +62,7 @@ fn spend_text(spend: &Spend) -> String {
     text
 }
 
-fn stop_text(reason: StopReason) -> &'static str {
+pub(crate) fn stop_text(reason: StopReason) -> &'static str {
     match reason {
         StopReason::MaxRounds => "the maximum number of rounds was reached",
         StopReason::CostBudget => "the cost budget would have been exceeded",
@@ -94,6 +96,7 @@ impl Progress {
             activity: String::new(),
             spend: Spend::default(),
             elapsed_ms: 0,
+            models: Vec::new(),
         }
     }
 
@@ -282,9 +285,25 @@ impl Progress {
                 self.spend = *spend;
                 self.elapsed_ms = *elapsed_ms;
             }
-            RefineEvent::Finished { .. } => {}
+            RefineEvent::Finished { .. } | RefineEvent::RunFinished { .. } => {}
+            RefineEvent::RunSession { models, .. } => {
+                models.clone_into(&mut self.models);
+                self.run_line(event);
+            }
+            RefineEvent::Answered { .. }
+            | RefineEvent::Voted { .. }
+            | RefineEvent::Improving { .. }
+            | RefineEvent::Dropped { .. }
+            | RefineEvent::Tally { .. }
+            | RefineEvent::Winner { .. } => self.run_line(event),
         }
         self.refresh();
+    }
+
+    fn run_line(&self, event: &RefineEvent) {
+        if let Some(line) = crate::commands::run::progress_line(event, &self.models) {
+            self.say(&line);
+        }
     }
 
     pub(crate) fn finish(&mut self) {

@@ -118,7 +118,7 @@ pub(crate) struct EvaluateArgs {
 }
 
 #[derive(Debug, Args)]
-struct CriteriaArgs {
+pub(crate) struct CriteriaArgs {
     /// The criteria, as "E1: …, E2: …" [default: written by the criteria writer].
     #[arg(
         long,
@@ -145,7 +145,7 @@ struct BackendArgs {
 }
 
 /// Parses `90s`, `20m`, `2h`, `1h30m`, or a plain number of seconds.
-fn parse_duration(raw: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
     let text = raw.trim();
     if text.is_empty() {
         return Err("empty duration; use for example 90s, 20m or 1h30m".to_owned());
@@ -235,7 +235,7 @@ fn parse_criteria_text(raw: &str) -> anyhow::Result<CriteriaSet> {
 }
 
 impl CriteriaArgs {
-    fn load(&self) -> anyhow::Result<Option<CriteriaSet>> {
+    pub(crate) fn load(&self) -> anyhow::Result<Option<CriteriaSet>> {
         if let Some(text) = &self.criteria {
             return parse_criteria_text(text).map(Some);
         }
@@ -259,14 +259,14 @@ impl CriteriaArgs {
 }
 
 /// Everything resolved from the machine: keys, environment, what doctor sees.
-struct Machine {
-    env: BTreeMap<String, String>,
+pub(crate) struct Machine {
+    pub(crate) env: BTreeMap<String, String>,
     credentials: Credentials,
     workspace: PathBuf,
 }
 
 impl Machine {
-    fn load(workspace: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(workspace: &Path) -> anyhow::Result<Self> {
         let env = process_env();
         let credentials = load_credentials(&env, workspace)?;
         Ok(Self {
@@ -292,7 +292,7 @@ impl Machine {
         })?)
     }
 
-    fn scrubber(&self) -> Scrubber {
+    pub(crate) fn scrubber(&self) -> Scrubber {
         Scrubber::new(
             self.credentials
                 .exposed_keys()
@@ -301,7 +301,7 @@ impl Machine {
     }
 
     /// The same masking for the report.
-    fn report_scrub(&self) -> refinery_report::Scrub {
+    pub(crate) fn report_scrub(&self) -> refinery_report::Scrub {
         refinery_report::Scrub::with_known_secrets(
             self.credentials
                 .exposed_keys()
@@ -342,7 +342,7 @@ impl Machine {
         })
     }
 
-    fn open(&self, name: &str) -> anyhow::Result<Backend> {
+    pub(crate) fn open(&self, name: &str) -> anyhow::Result<Backend> {
         let spec: BackendSpec = name.parse().map_err(anyhow::Error::msg)?;
         match spec {
             BackendSpec::Agent(cli, model) => {
@@ -380,7 +380,7 @@ impl Machine {
 
 /// The workspace must be a git repository (the loop's snapshots and the user's own history
 /// live side by side). Offers `git init`; never touches the index or commits.
-fn ensure_git(workspace: &Path, yes: bool) -> anyhow::Result<()> {
+pub(crate) fn ensure_git(workspace: &Path, yes: bool) -> anyhow::Result<()> {
     let inside = std::process::Command::new("git")
         .args(["rev-parse", "--is-inside-work-tree"])
         .current_dir(workspace)
@@ -428,7 +428,7 @@ fn ensure_git(workspace: &Path, yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -439,7 +439,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// second Ctrl-C exits at once, keeping the state of the last save. Listening for SIGINT
 /// replaces its default action, so without the second case a stuck shutdown could not be
 /// interrupted at all.
-fn cancel_on_ctrl_c(token: &CancellationToken) {
+pub(crate) fn cancel_on_ctrl_c(token: &CancellationToken) {
     let token = token.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -519,7 +519,7 @@ fn read_target(global: &GlobalArgs, raw: &str) -> Target {
     }
 }
 
-fn store_for(global: &GlobalArgs, workspace: Option<PathBuf>) -> anyhow::Result<StateDir> {
+pub(crate) fn store_for(global: &GlobalArgs, workspace: Option<PathBuf>) -> anyhow::Result<StateDir> {
     let global = GlobalArgs {
         state_dir: global.state_dir.clone(),
         workspace: workspace.or_else(|| global.workspace.clone()),
@@ -706,7 +706,7 @@ fn place_prior_answer(workspace: &Path, path: &Path) -> anyhow::Result<String> {
 }
 
 /// A short, file-name-safe label from the task's first words.
-fn label_for(task: &str) -> String {
+pub(crate) fn label_for(task: &str) -> String {
     let words: Vec<String> = task
         .split(|character: char| !character.is_ascii_alphanumeric())
         .filter(|word| !word.is_empty())

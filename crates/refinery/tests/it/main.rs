@@ -22,6 +22,7 @@ mod plugin_e2e;
 mod plugin_media;
 mod refine;
 mod report;
+mod run;
 mod secrets;
 mod session_cli;
 mod snapshots;
