@@ -259,7 +259,11 @@ impl Standing {
                     answer,
                     votes: 0,
                     fresh: 0,
-                    eligible: self.live.iter().filter(|agent| **agent != answer.agent).count(),
+                    eligible: self
+                        .live
+                        .iter()
+                        .filter(|agent| **agent != answer.agent)
+                        .count(),
                 };
                 for (vote, fresh) in self.counted() {
                     if vote.choice == answer {
@@ -474,28 +478,44 @@ mod tests {
                 "everyone for agent 1: its author's self-vote is neither for nor against",
                 ROUND_ONE,
                 ALL,
-                &[(0, (1, 1), SEEN_ALL), (1, (1, 1), SEEN_ALL), (2, (1, 1), SEEN_ALL)],
+                &[
+                    (0, (1, 1), SEEN_ALL),
+                    (1, (1, 1), SEEN_ALL),
+                    (2, (1, 1), SEEN_ALL),
+                ],
                 Some((id(1, 1), 2, 2)),
             ),
             (
                 "two of the other two is a majority",
                 ROUND_ONE,
                 ALL,
-                &[(0, (2, 1), SEEN_ALL), (1, (2, 1), SEEN_ALL), (2, (0, 1), SEEN_ALL)],
+                &[
+                    (0, (2, 1), SEEN_ALL),
+                    (1, (2, 1), SEEN_ALL),
+                    (2, (0, 1), SEEN_ALL),
+                ],
                 Some((id(2, 1), 2, 2)),
             ),
             (
                 "a cycle has no majority",
                 ROUND_ONE,
                 ALL,
-                &[(0, (1, 1), SEEN_ALL), (1, (2, 1), SEEN_ALL), (2, (0, 1), SEEN_ALL)],
+                &[
+                    (0, (1, 1), SEEN_ALL),
+                    (1, (2, 1), SEEN_ALL),
+                    (2, (0, 1), SEEN_ALL),
+                ],
                 None,
             ),
             (
                 "two self-votes and one real vote are not agreement",
                 ROUND_ONE,
                 ALL,
-                &[(0, (0, 1), SEEN_ALL), (1, (1, 1), SEEN_ALL), (2, (0, 1), SEEN_ALL)],
+                &[
+                    (0, (0, 1), SEEN_ALL),
+                    (1, (1, 1), SEEN_ALL),
+                    (2, (0, 1), SEEN_ALL),
+                ],
                 None,
             ),
             (
@@ -509,14 +529,22 @@ mod tests {
                 "a stale vote blocks consensus even when the rest agree",
                 &[(0, 1), (1, 1), (2, 2)],
                 ALL,
-                &[(0, (1, 1), SEEN_ALL), (1, (0, 1), &[1, 1, 2]), (2, (1, 1), &[1, 1, 2])],
+                &[
+                    (0, (1, 1), SEEN_ALL),
+                    (1, (0, 1), &[1, 1, 2]),
+                    (2, (1, 1), &[1, 1, 2]),
+                ],
                 None,
             ),
             (
                 "fresh votes after an improvement",
                 &[(0, 1), (1, 1), (2, 2)],
                 ALL,
-                &[(0, (2, 2), &[1, 1, 2]), (1, (2, 2), &[1, 1, 2]), (2, (2, 2), &[1, 1, 2])],
+                &[
+                    (0, (2, 2), &[1, 1, 2]),
+                    (1, (2, 2), &[1, 1, 2]),
+                    (2, (2, 2), &[1, 1, 2]),
+                ],
                 Some((id(2, 2), 2, 2)),
             ),
             (
@@ -537,7 +565,11 @@ mod tests {
                 "a dropped agent's answer can still win; its vote no longer counts",
                 ROUND_ONE,
                 &[0, 1],
-                &[(0, (2, 1), SEEN_ALL), (1, (2, 1), SEEN_ALL), (2, (0, 1), SEEN_ALL)],
+                &[
+                    (0, (2, 1), SEEN_ALL),
+                    (1, (2, 1), SEEN_ALL),
+                    (2, (0, 1), SEEN_ALL),
+                ],
                 Some((id(2, 1), 2, 2)),
             ),
             (
@@ -631,32 +663,52 @@ mod tests {
         let cases: Vec<Case> = vec![
             (
                 "most votes wins",
-                &[(0, (1, 1), SEEN_ALL), (1, (2, 1), SEEN_ALL), (2, (1, 1), SEEN_ALL)],
+                &[
+                    (0, (1, 1), SEEN_ALL),
+                    (1, (2, 1), SEEN_ALL),
+                    (2, (1, 1), SEEN_ALL),
+                ],
                 scores(&[(2, 30)]),
                 (1, 2, None),
             ),
             (
                 "a three-way tie goes to the higher criteria score",
-                &[(0, (1, 1), SEEN_ALL), (1, (2, 1), SEEN_ALL), (2, (0, 1), SEEN_ALL)],
+                &[
+                    (0, (1, 1), SEEN_ALL),
+                    (1, (2, 1), SEEN_ALL),
+                    (2, (0, 1), SEEN_ALL),
+                ],
                 scores(&[(0, 20), (1, 24), (2, 22)]),
                 (1, 1, Some(TieBreak::CriteriaScore)),
             ),
             (
                 "tied scores go to the model given first",
-                &[(0, (1, 1), SEEN_ALL), (1, (2, 1), SEEN_ALL), (2, (0, 1), SEEN_ALL)],
+                &[
+                    (0, (1, 1), SEEN_ALL),
+                    (1, (2, 1), SEEN_ALL),
+                    (2, (0, 1), SEEN_ALL),
+                ],
                 scores(&[(0, 24), (1, 20), (2, 24)]),
                 (0, 1, Some(TieBreak::ModelOrder)),
             ),
             (
                 "a scored answer beats an unscored one",
-                &[(0, (1, 1), SEEN_ALL), (1, (2, 1), SEEN_ALL), (2, (0, 1), SEEN_ALL)],
+                &[
+                    (0, (1, 1), SEEN_ALL),
+                    (1, (2, 1), SEEN_ALL),
+                    (2, (0, 1), SEEN_ALL),
+                ],
                 scores(&[(2, 1)]),
                 (2, 1, Some(TieBreak::CriteriaScore)),
             ),
             (
                 // Counting the self-votes would make agent 0 the winner with two votes.
                 "self-votes are not counted",
-                &[(0, (0, 1), SEEN_ALL), (1, (0, 1), SEEN_ALL), (2, (1, 1), SEEN_ALL)],
+                &[
+                    (0, (0, 1), SEEN_ALL),
+                    (1, (0, 1), SEEN_ALL),
+                    (2, (1, 1), SEEN_ALL),
+                ],
                 scores(&[(0, 10), (1, 25)]),
                 (1, 1, Some(TieBreak::CriteriaScore)),
             ),
@@ -682,7 +734,11 @@ mod tests {
         let agreed = standing(
             ROUND_ONE,
             ALL,
-            &[(0, (1, 1), &[1, 1, 1]), (1, (0, 1), &[1, 1, 1]), (2, (1, 1), &[1, 1, 1])],
+            &[
+                (0, (1, 1), &[1, 1, 1]),
+                (1, (0, 1), &[1, 1, 1]),
+                (2, (1, 1), &[1, 1, 1]),
+            ],
         );
         assert!(matches!(
             agreed.next_step(1, 5, &none),
@@ -694,7 +750,11 @@ mod tests {
         let split = standing(
             ROUND_ONE,
             ALL,
-            &[(0, (1, 1), &[1, 1, 1]), (1, (2, 1), &[1, 1, 1]), (2, (0, 1), &[1, 1, 1])],
+            &[
+                (0, (1, 1), &[1, 1, 1]),
+                (1, (2, 1), &[1, 1, 1]),
+                (2, (0, 1), &[1, 1, 1]),
+            ],
         );
         assert!(matches!(
             split.next_step(2, 5, &none),
@@ -734,7 +794,10 @@ mod tests {
     #[test]
     fn criteria_totals_are_lower_medians_summed() {
         let judge = |pairs: &[(&str, u8)]| -> BTreeMap<String, u8> {
-            pairs.iter().map(|(id, score)| ((*id).to_owned(), *score)).collect()
+            pairs
+                .iter()
+                .map(|(id, score)| ((*id).to_owned(), *score))
+                .collect()
         };
         let a = judge(&[("E1", 9), ("E2", 4)]);
         let b = judge(&[("E1", 5), ("E2", 8)]);

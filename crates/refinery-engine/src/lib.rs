@@ -49,6 +49,6 @@ pub use record::{
 pub use refine::{RefineConfig, Refiner, Roles};
 pub use run::{
     AnswerRecord, AnswerScores, AssessmentRecord, ConsensusRecord, ConsensusRun, ConsensusStatus,
-    ConsensusSummary, JudgmentOutcome, JudgmentRecord, MODELS, RoundTally, RunConfig,
-    WinnerRecord, load_consensus,
+    ConsensusSummary, JudgmentOutcome, JudgmentRecord, MODELS, RoundTally, RunConfig, WinnerRecord,
+    load_consensus,
 };

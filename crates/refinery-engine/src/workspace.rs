@@ -136,7 +136,9 @@ impl AgentCopies {
         let dirs = contents
             .iter()
             .map(|entries| {
-                let dir = tempfile::Builder::new().prefix("refinery-answer-").tempdir()?;
+                let dir = tempfile::Builder::new()
+                    .prefix("refinery-answer-")
+                    .tempdir()?;
                 refinery_core::snapshot::restore(&store.objects(), entries, dir.path())?;
                 Ok(dir)
             })
@@ -177,6 +179,11 @@ impl AgentCopies {
         let dir = self.path(index).ok_or_else(|| {
             EngineError::Setup(format!("no workspace copy for agent {}", index + 1))
         })?;
-        Ok(take_snapshot(&store.objects(), dir, &[], &[".".to_owned()])?)
+        Ok(take_snapshot(
+            &store.objects(),
+            dir,
+            &[],
+            &[".".to_owned()],
+        )?)
     }
 }

@@ -196,11 +196,7 @@ fn assess(
         .collect()
 }
 
-fn required(
-    contract: &impl Fn(String) -> OutputError,
-    what: &str,
-    text: String,
-) -> Result<String> {
+fn required(contract: &impl Fn(String) -> OutputError, what: &str, text: String) -> Result<String> {
     if text.trim().is_empty() {
         return Err(contract(format!("{what} gives no reason; say why")));
     }

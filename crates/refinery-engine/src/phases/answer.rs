@@ -68,9 +68,9 @@ async fn one(
     if let Some(files) = &turn.start_from {
         copies.reset(ctx.store, index, files)?;
     }
-    let dir = copies.path(index).ok_or_else(|| {
-        EngineError::Setup(format!("no workspace copy for {}", turn.agent))
-    })?;
+    let dir = copies
+        .path(index)
+        .ok_or_else(|| EngineError::Setup(format!("no workspace copy for {}", turn.agent)))?;
     let place = Place { dir, budget_share };
     let built = build::turn_in(ctx, turn.backend, round, turn.prompt, place).await?;
     let snapshot = copies.snapshot(ctx.store, index)?;

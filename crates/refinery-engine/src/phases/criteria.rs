@@ -12,11 +12,11 @@ use crate::backend::Backend;
 use crate::briefs;
 use crate::error::EngineError;
 use crate::events::{Phase, RefineEvent, lines};
-use crate::record::CriteriaSource;
-use crate::{pack, workspace};
 use crate::outputs::{CriteriaWriterOutput, parse_criteria_writer, schema_for};
 use crate::phases::Context;
 use crate::phases::ask::{Ask, JUDGE_ATTEMPTS, JudgeReply, ask};
+use crate::record::CriteriaSource;
+use crate::{pack, workspace};
 
 /// What the criteria writer works from.
 pub(crate) struct CriteriaInput<'a> {

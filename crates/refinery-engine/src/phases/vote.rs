@@ -178,7 +178,11 @@ fn letter(index: usize) -> String {
 /// round the viewers' own answers take different positions: a random permutation of the
 /// positions hands one to each viewer with an answer, and the other answers fill the rest in
 /// random order.
-fn assign_orders(viewers: &[Agent], answers: &[AnswerId], rng: &mut fastrand::Rng) -> Vec<Vec<AnswerId>> {
+fn assign_orders(
+    viewers: &[Agent],
+    answers: &[AnswerId],
+    rng: &mut fastrand::Rng,
+) -> Vec<Vec<AnswerId>> {
     let mut positions: Vec<usize> = (0..answers.len()).collect();
     rng.shuffle(&mut positions);
     let mut own_positions = positions.into_iter();
@@ -229,12 +233,9 @@ fn brief_for(
                     &candidate.changed,
                     &ctx.env.scrubber,
                 ),
-                View::Contents => pack::render_limited(
-                    &objects,
-                    &candidate.changed,
-                    &ctx.env.scrubber,
-                    limit,
-                ),
+                View::Contents => {
+                    pack::render_limited(&objects, &candidate.changed, &ctx.env.scrubber, limit)
+                }
             };
             if !candidate.removed.is_empty() {
                 let _ = write!(
@@ -330,7 +331,10 @@ mod tests {
         let mut seen_at = [0usize; 3];
         for _ in 0..300 {
             let orders = assign_orders(&[Agent(0)], &ids, &mut rng);
-            seen_at[orders[0].iter().position(|id| id.agent == Agent(0)).unwrap()] += 1;
+            seen_at[orders[0]
+                .iter()
+                .position(|id| id.agent == Agent(0))
+                .unwrap()] += 1;
         }
         assert!(seen_at.iter().all(|count| *count > 60), "{seen_at:?}");
         assert_eq!(letter(0), "A");

@@ -109,7 +109,10 @@ impl ConsensusRun {
             }
             None => None,
         };
-        let names = models.iter().map(|model| model.spec().to_string()).collect();
+        let names = models
+            .iter()
+            .map(|model| model.spec().to_string())
+            .collect();
         // The task is sent to models and saved; a key pasted into it must be neither.
         let task = env.scrubber.scrub(&config.task);
         let record = record::new_record(task, names, config.limits, source, started);
@@ -299,11 +302,10 @@ impl Rounds<'_> {
         record.answers.extend(outcome.answers);
         record.dropped.extend(outcome.dropped.clone());
         record.latest_scores.extend(outcome.scores);
-        let next = record.standing.next_step(
-            round,
-            record.limits.max_rounds,
-            &record.criteria_totals(),
-        );
+        let next =
+            record
+                .standing
+                .next_step(round, record.limits.max_rounds, &record.criteria_totals());
         let tally = record.standing.tally();
         record.rounds.push(RoundTally {
             round,
@@ -429,14 +431,33 @@ impl Rounds<'_> {
                 let reason = format!("its judgment stayed unusable: {problem}");
                 self.drop_agent(round, outcome, agent, reason);
                 let outcome_record = JudgmentOutcome::Unusable { problem };
-                outcome.judgments.push(judgment_record(agent, model, seen, labels, Vec::new(), outcome_record));
+                outcome.judgments.push(judgment_record(
+                    agent,
+                    model,
+                    seen,
+                    labels,
+                    Vec::new(),
+                    outcome_record,
+                ));
                 return None;
             }
             Err(error) => {
                 let error = self.ctx.env.scrubber.scrub(&error.to_string());
-                self.drop_agent(round, outcome, agent, format!("its backend failed: {error}"));
+                self.drop_agent(
+                    round,
+                    outcome,
+                    agent,
+                    format!("its backend failed: {error}"),
+                );
                 let outcome_record = JudgmentOutcome::Failed { error };
-                outcome.judgments.push(judgment_record(agent, model, seen, labels, Vec::new(), outcome_record));
+                outcome.judgments.push(judgment_record(
+                    agent,
+                    model,
+                    seen,
+                    labels,
+                    Vec::new(),
+                    outcome_record,
+                ));
                 return None;
             }
         };
@@ -511,7 +532,14 @@ impl Rounds<'_> {
                 )
             }
         };
-        outcome.judgments.push(judgment_record(agent, model, seen, labels, assessments, decision));
+        outcome.judgments.push(judgment_record(
+            agent,
+            model,
+            seen,
+            labels,
+            assessments,
+            decision,
+        ));
         improvement
     }
 

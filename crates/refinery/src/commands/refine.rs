@@ -519,7 +519,10 @@ fn read_target(global: &GlobalArgs, raw: &str) -> Target {
     }
 }
 
-pub(crate) fn store_for(global: &GlobalArgs, workspace: Option<PathBuf>) -> anyhow::Result<StateDir> {
+pub(crate) fn store_for(
+    global: &GlobalArgs,
+    workspace: Option<PathBuf>,
+) -> anyhow::Result<StateDir> {
     let global = GlobalArgs {
         state_dir: global.state_dir.clone(),
         workspace: workspace.or_else(|| global.workspace.clone()),

@@ -130,7 +130,10 @@ fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> 
             limits: limits_from(args, None)?,
         };
         let env = environment(&machine);
-        (ConsensusRun::start(store.clone(), &config, models, env)?, machine)
+        (
+            ConsensusRun::start(store.clone(), &config, models, env)?,
+            machine,
+        )
     };
     let session = run.session().clone();
     let session_id = session.id().to_string();
@@ -175,10 +178,7 @@ fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> 
     })
 }
 
-fn open_all(
-    machine: &Machine,
-    names: &[String],
-) -> anyhow::Result<Vec<refinery_engine::Backend>> {
+fn open_all(machine: &Machine, names: &[String]) -> anyhow::Result<Vec<refinery_engine::Backend>> {
     names.iter().map(|name| machine.open(name)).collect()
 }
 
@@ -227,7 +227,9 @@ fn no_consensus_text(reason: NoConsensus) -> &'static str {
     match reason {
         NoConsensus::MaxRounds => "the round cap was reached",
         NoConsensus::TooFewAgents => "fewer than two agents were left to vote",
-        NoConsensus::Split => "every vote was fresh and still split, so another round would ask no one",
+        NoConsensus::Split => {
+            "every vote was fresh and still split, so another round would ask no one"
+        }
         NoConsensus::Budget => "a budget stopped the run",
     }
 }
@@ -285,9 +287,8 @@ pub(crate) fn progress_line(event: &RefineEvent, models: &[String]) -> Option<St
             ..
         } => {
             let plural = if *files == 1 { "" } else { "s" };
-            let improving = based_on.map_or_else(String::new, |base| {
-                format!(", improving on {base}")
-            });
+            let improving =
+                based_on.map_or_else(String::new, |base| format!(", improving on {base}"));
             format!(
                 "  {}{improving}: {files} file{plural}, {bytes} bytes",
                 answer_text(*answer, models)
@@ -301,7 +302,11 @@ pub(crate) fn progress_line(event: &RefineEvent, models: &[String]) -> Option<St
         } => format!(
             "  {agent} votes for {}{}",
             choice,
-            if *self_vote { " (its own: not counted)" } else { "" }
+            if *self_vote {
+                " (its own: not counted)"
+            } else {
+                ""
+            }
         ),
         RefineEvent::Improving { agent, base, .. } => {
             format!("  {agent} will improve on {base}")
@@ -317,9 +322,7 @@ pub(crate) fn progress_line(event: &RefineEvent, models: &[String]) -> Option<St
             tally_text(tally, models),
             next_text(next, models)
         ),
-        RefineEvent::Winner {
-            winner, backup, ..
-        } => format!(
+        RefineEvent::Winner { winner, backup, .. } => format!(
             "winner: {} — written into the workspace (what it replaced is listed in {})",
             answer_text(winner.answer, models),
             backup.display()
@@ -340,7 +343,10 @@ fn headline(summary: &ConsensusSummary) -> String {
             } => " by plurality (a tie, broken by the higher criteria score)".to_owned(),
             WinBy::Plurality {
                 tie_break: Some(TieBreak::ModelOrder),
-            } => " by plurality (a tie in votes and criteria score, broken by the order of --models)".to_owned(),
+            } => {
+                " by plurality (a tie in votes and criteria score, broken by the order of --models)"
+                    .to_owned()
+            }
         };
         format!(
             "{} won{by} with {} of {} possible votes",
@@ -360,8 +366,8 @@ fn headline(summary: &ConsensusSummary) -> String {
             reason,
             interrupted_round,
         } => {
-            let cut = interrupted_round
-                .map_or_else(String::new, |round| format!(" in round {round}"));
+            let cut =
+                interrupted_round.map_or_else(String::new, |round| format!(" in round {round}"));
             format!(
                 "Stopped{cut} after {rounds} finished round{plural} ({}): {winner}.",
                 crate::commands::progress::stop_text(*reason)

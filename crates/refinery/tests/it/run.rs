@@ -149,6 +149,8 @@ struct Script {
     improved: Vec<&'static str>,
     decide: Box<dyn Fn(usize, &str) -> Choice + Send + Sync>,
     score: Box<dyn Fn(usize, &str) -> u8 + Send + Sync>,
+    /// Output tokens each judgment reports (a long-winded judge costs more).
+    judge_tokens: u64,
 }
 
 impl Script {
@@ -162,6 +164,7 @@ impl Script {
             improved: vec!["PLAN-XRAY", "PLAN-YANKEE", "PLAN-DELTA"],
             decide: Box::new(decide),
             score: Box::new(score),
+            judge_tokens: 500,
         }
     }
 
@@ -186,7 +189,11 @@ impl Script {
                 let text = brief(request);
                 let choice = (self.decide)(index, &text);
                 let score = |marker: &str| (self.score)(index, marker);
-                usage(Reply::text(judgment(&text, &score, &choice)))
+                Reply::text(judgment(&text, &score, &choice)).with_usage(
+                    2_000,
+                    0,
+                    self.judge_tokens,
+                )
             }
             "criteria" => usage(Reply::text(crate::refine::criteria_writer_reply())),
             _ => Reply::status(400),
@@ -259,7 +266,9 @@ async fn consensus_in_round_two_after_an_improvement_with_stale_votes_asked_agai
     let server = FakeModelServer::start().await.unwrap();
     Script::three(improve_then_agree, flat_scores).install(&server);
     let run = Run::new(&server);
-    run.context.write("project/answer.md", "# Old plan\n").unwrap();
+    run.context
+        .write("project/answer.md", "# Old plan\n")
+        .unwrap();
     let (output, events) = run_three(&run, &[]).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let summary = summary(&events);
@@ -280,7 +289,11 @@ async fn consensus_in_round_two_after_an_improvement_with_stale_votes_asked_agai
     // What each vote saw was taken when it was asked: round 1's votes saw revision 1 of model
     // 3's answer even though revision 2 existed before the round was recorded.
     for judgment in judgments(summary, 1) {
-        assert_eq!(judgment["seen"], json!({"0": 1, "1": 1, "2": 1}), "{judgment}");
+        assert_eq!(
+            judgment["seen"],
+            json!({"0": 1, "1": 1, "2": 1}),
+            "{judgment}"
+        );
     }
     let round_one = judgments(summary, 1);
     assert_eq!(round_one[2]["outcome"], "improved");
@@ -294,15 +307,21 @@ async fn consensus_in_round_two_after_an_improvement_with_stale_votes_asked_agai
             .contains("meets every criterion")
     );
     for judgment in judgments(summary, 2) {
-        assert_eq!(judgment["seen"], json!({"0": 1, "1": 1, "2": 2}), "{judgment}");
+        assert_eq!(
+            judgment["seen"],
+            json!({"0": 1, "1": 1, "2": 2}),
+            "{judgment}"
+        );
         assert_eq!(judgment["choice"], answer(2, 2));
     }
     // Each stale voter was asked again, and its new brief showed the improved answer.
     let judges = requests_of(&server, "judge");
     assert_eq!(judges.len(), 6);
     for model in ["claude-sonnet-4-5", "claude-opus-4-5"] {
-        let asked: Vec<&RecordedRequest> =
-            judges.iter().filter(|request| request.model() == model).collect();
+        let asked: Vec<&RecordedRequest> = judges
+            .iter()
+            .filter(|request| request.model() == model)
+            .collect();
         assert_eq!(asked.len(), 2, "{model}");
         assert!(!brief(asked[0]).contains("PLAN-DELTA"));
         assert!(brief(asked[1]).contains("PLAN-DELTA"));
@@ -333,11 +352,22 @@ async fn no_request_reveals_whose_answer_is_whose() {
     let run = Run::new(&server);
     let (output, _) = run_three(&run, &[]).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let names = ["sonnet", "opus", "haiku", "anthropic", "model 1", "model 2", "model 3"];
+    let names = [
+        "sonnet",
+        "opus",
+        "haiku",
+        "anthropic",
+        "model 1",
+        "model 2",
+        "model 3",
+    ];
     for request in server.model_requests() {
         let visible = model_visible(&request).to_lowercase();
         for name in names {
-            assert!(!visible.contains(name), "{name} reached a model:\n{visible}");
+            assert!(
+                !visible.contains(name),
+                "{name} reached a model:\n{visible}"
+            );
         }
         // No copy's path either (an agent's folder would tell judges whose answer is whose).
         assert!(!visible.contains("refinery-answer-"), "{visible}");
@@ -451,10 +481,17 @@ async fn unkind_models_drop_out_and_the_rest_decide() {
     ];
     let script = Script {
         models: models.clone(),
-        first: vec!["PLAN-ALPHA", "PLAN-BRAVO", "PLAN-CHARLIE", "PLAN-ECHO", "PLAN-FOXTROT"],
+        first: vec![
+            "PLAN-ALPHA",
+            "PLAN-BRAVO",
+            "PLAN-CHARLIE",
+            "PLAN-ECHO",
+            "PLAN-FOXTROT",
+        ],
         improved: vec!["PLAN-XRAY"; 5],
         decide: Box::new(|_, _| Choice::Vote("PLAN-BRAVO")),
         score: Box::new(|_, _| 7),
+        judge_tokens: 500,
     };
     let hung = models.clone();
     server.route(move |request| {
@@ -478,17 +515,35 @@ async fn unkind_models_drop_out_and_the_rest_decide() {
     let output = run
         .refinery(&run_args(&models, &["--call-timeout", "3"]))
         .await;
-    assert!(started.elapsed() < Duration::from_secs(90), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let events = json_lines(&output.stdout);
     let summary = summary(&events);
     assert_eq!(summary["status"]["status"], "consensus");
     assert_eq!(summary["winner"]["winner"]["answer"], answer(1, 1));
     let dropped = &summary["dropped"];
-    assert!(dropped["2"].as_str().unwrap().contains("unusable"), "{dropped}");
-    assert!(dropped["3"].as_str().unwrap().contains("`Z`, which was not shown"), "{dropped}");
-    assert!(dropped["4"].as_str().unwrap().contains("backend failed"), "{dropped}");
-    // The two unusable ones were each asked twice: the second time with the complaint.
+    assert!(
+        dropped["2"].as_str().unwrap().contains("unusable"),
+        "{dropped}"
+    );
+    assert!(
+        dropped["3"]
+            .as_str()
+            .unwrap()
+            .contains("`Z`, which was not shown"),
+        "{dropped}"
+    );
+    assert!(
+        dropped["4"].as_str().unwrap().contains("backend failed"),
+        "{dropped}"
+    );
+    // The two unusable ones were asked again with the complaint. Plain text is not JSON, so
+    // the API client also retries it once against the schema: four calls for the garbage
+    // model; the unknown letter is valid JSON and only our parser refuses it: two calls.
     let judges = requests_of(&server, "judge");
     let asked = |model: &str| {
         judges
@@ -496,23 +551,36 @@ async fn unkind_models_drop_out_and_the_rest_decide() {
             .filter(|request| request.model() == model)
             .collect::<Vec<_>>()
     };
-    for model in ["claude-haiku-4-5", "claude-opus-4-1"] {
+    for (model, calls) in [("claude-haiku-4-5", 4), ("claude-opus-4-1", 2)] {
         let requests = asked(model);
-        assert_eq!(requests.len(), 2, "{model}");
-        assert!(model_visible(requests[1]).contains("could not be used"));
+        assert_eq!(requests.len(), calls, "{model}");
+        assert!(!model_visible(requests[0]).contains("could not be used"));
+        assert!(model_visible(requests[calls - 1]).contains("could not be used"));
     }
     // The dropped agents' answers stayed candidates; the winner is in the workspace.
-    assert_eq!(summary["rounds"][0]["tally"]["answers"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        summary["rounds"][0]["tally"]["answers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
     assert_eq!(answer_md(&run), "# Plan\n\nPLAN-BRAVO\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cost_budget_stops_the_run_and_the_finished_rounds_decide() {
     let server = FakeModelServer::start().await.unwrap();
-    Script::three(improve_then_agree, flat_scores).install(&server);
+    // Each call reserves its token cap before it starts. Round 1's three parallel builder
+    // turns reserve the most (~$0.8 together); its judges are long-winded (8,000 output tokens
+    // each, really spent), so by round 2 the spend plus three judges' caps no longer fits in
+    // $0.95 and the run stops before those calls, with round 1 decided.
+    let mut script = Script::three(improve_then_agree, flat_scores);
+    script.judge_tokens = 8_000;
+    script.install(&server);
     let run = Run::new(&server);
-    let budget = 1.4;
-    let (output, events) = run_three(&run, &["--cost-budget", "1.4"]).await;
+    let budget = 0.95;
+    let (output, events) = run_three(&run, &["--cost-budget", "0.95"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let summary = summary(&events);
     assert_eq!(summary["status"]["status"], "stopped", "{summary}");
@@ -563,7 +631,10 @@ impl Gate {
     async fn reached(&self) {
         let deadline = std::time::Instant::now() + Duration::from_mins(1);
         while !*self.reached.lock().unwrap() {
-            assert!(std::time::Instant::now() < deadline, "round 2 never started");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round 2 never started"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -602,7 +673,8 @@ async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
         .join(".refinery/sessions")
         .join(&sessions[0])
         .join("consensus.json");
-    let record: Value = serde_json::from_str(&fs_err::read_to_string(&record_path).unwrap()).unwrap();
+    let record: Value =
+        serde_json::from_str(&fs_err::read_to_string(&record_path).unwrap()).unwrap();
     assert_eq!(record["in_progress"], 2);
     assert_eq!(record["status"]["status"], "running");
     assert_eq!(record["rounds"].as_array().unwrap().len(), 1);
@@ -618,7 +690,11 @@ async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
     assert_eq!(summary["status"]["status"], "consensus");
     assert_eq!(summary["rounds"].as_array().unwrap().len(), 2);
     assert_eq!(answer_md(&run), "# Plan\n\nPLAN-DELTA\n");
-    assert!(events.iter().any(|e| e["event"] == "run_session" && e["resumed"] == true));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "run_session" && e["resumed"] == true)
+    );
     // Round 1 (three answers, three judgments, one improvement) ran once across both
     // processes; round 2 ran again in full after the kill.
     let builders: Vec<RecordedRequest> = requests_of(&server, "builder")
@@ -700,17 +776,36 @@ async fn bad_run_setups_are_clear_errors() {
     let server = FakeModelServer::start().await.unwrap();
     let run = Run::new(&server);
     for (args, needle) in [
-        (vec!["run", "x", "--yes", "--models", MODELS[0].0], "takes 2 to 8"),
         (
-            vec!["run", "x", "--yes", "--models", MODELS[0].0, MODELS[1].0, "--max-rounds", "1"],
+            vec!["run", "x", "--yes", "--models", MODELS[0].0],
+            "takes 2 to 8",
+        ),
+        (
+            vec![
+                "run",
+                "x",
+                "--yes",
+                "--models",
+                MODELS[0].0,
+                MODELS[1].0,
+                "--max-rounds",
+                "1",
+            ],
             "at least 2",
         ),
-        (vec!["run", "x", "--yes", "--models", "gpt", MODELS[1].0], "not a backend"),
+        (
+            vec!["run", "x", "--yes", "--models", "gpt", MODELS[1].0],
+            "not a backend",
+        ),
         (vec!["run", "--resume", "nope"], "nope"),
     ] {
         let output = run.refinery(&args).await;
         assert_eq!(output.status.code(), Some(1), "{args:?}");
-        assert!(text(&output.stderr).contains(needle), "{args:?}: {}", text(&output.stderr));
+        assert!(
+            text(&output.stderr).contains(needle),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
     }
     // A refine session is not a run session.
     assert!(server.model_requests().is_empty());
