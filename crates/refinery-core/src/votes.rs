@@ -647,6 +647,15 @@ mod tests {
         assert_eq!(standing.to_act(), vec![Agent(2)]);
     }
 
+    /// A plurality case: name, votes `(voter, (agent, revision), seen)`, criteria totals,
+    /// and the expected `(winner agent, votes, tie break)`.
+    type PluralityCase<'a> = (
+        &'a str,
+        &'a [(usize, (usize, u32), &'a [u32])],
+        BTreeMap<AnswerId, u32>,
+        (usize, usize, Option<TieBreak>),
+    );
+
     #[test]
     fn plurality_table() {
         let scores = |list: &[(usize, u32)]| -> BTreeMap<AnswerId, u32> {
@@ -654,13 +663,7 @@ mod tests {
                 .map(|(agent, score)| (id(*agent, 1), *score))
                 .collect()
         };
-        type Case<'a> = (
-            &'a str,
-            &'a [(usize, (usize, u32), &'a [u32])],
-            BTreeMap<AnswerId, u32>,
-            (usize, usize, Option<TieBreak>),
-        );
-        let cases: Vec<Case> = vec![
+        let cases: Vec<PluralityCase> = vec![
             (
                 "most votes wins",
                 &[

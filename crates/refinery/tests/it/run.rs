@@ -141,14 +141,19 @@ fn judgment(brief: &str, score: &dyn Fn(&str) -> u8, choice: &Choice) -> String 
     json!({"assessments": assessments, "decision": decision}).to_string()
 }
 
+/// A judge's decision, by its model index and the brief it was sent.
+type Decide = dyn Fn(usize, &str) -> Choice + Send + Sync;
+/// The score a judge gives an answer, by its model index and the answer's marker.
+type ScoreOf = dyn Fn(usize, &str) -> u8 + Send + Sync;
+
 /// A script: per model index, its first answer's marker, its improvement's marker, and its
 /// decision given what the brief shows.
 struct Script {
     models: Vec<&'static str>,
     first: Vec<&'static str>,
     improved: Vec<&'static str>,
-    decide: Box<dyn Fn(usize, &str) -> Choice + Send + Sync>,
-    score: Box<dyn Fn(usize, &str) -> u8 + Send + Sync>,
+    decide: Box<Decide>,
+    score: Box<ScoreOf>,
     /// Output tokens each judgment reports (a long-winded judge costs more).
     judge_tokens: u64,
 }
