@@ -425,59 +425,59 @@ impl Rounds<'_> {
             reply,
         } = judged;
         let model = self.file.record.model(agent);
-        let judgment = match reply {
-            Ok(JudgeReply::Usable(judgment)) => judgment,
-            Ok(JudgeReply::Unusable { problem }) => {
-                let reason = format!("its judgment stayed unusable: {problem}");
-                self.drop_agent(round, outcome, agent, reason);
-                let outcome_record = JudgmentOutcome::Unusable { problem };
-                outcome.judgments.push(judgment_record(
+        let (reason, failure) = match reply {
+            Ok(JudgeReply::Usable(judgment)) => {
+                let ballot = Ballot {
                     agent,
                     model,
                     seen,
                     labels,
-                    Vec::new(),
-                    outcome_record,
-                ));
-                return None;
+                };
+                return self.take_usable(round, outcome, ballot, judgment);
             }
+            Ok(JudgeReply::Unusable { problem }) => (
+                format!("its judgment stayed unusable: {problem}"),
+                JudgmentOutcome::Unusable { problem },
+            ),
             Err(error) => {
                 let error = self.ctx.env.scrubber.scrub(&error.to_string());
-                self.drop_agent(
-                    round,
-                    outcome,
-                    agent,
+                (
                     format!("its backend failed: {error}"),
-                );
-                let outcome_record = JudgmentOutcome::Failed { error };
-                outcome.judgments.push(judgment_record(
-                    agent,
-                    model,
-                    seen,
-                    labels,
-                    Vec::new(),
-                    outcome_record,
-                ));
-                return None;
+                    JudgmentOutcome::Failed { error },
+                )
             }
         };
-        let assessments = assessments(&labels, &judgment);
-        outcome.scores.insert(
+        self.drop_agent(round, outcome, agent, reason);
+        outcome.judgments.push(JudgmentRecord {
             agent,
-            assessments
-                .iter()
-                .map(|assessed| AnswerScores {
-                    answer: assessed.answer,
-                    scores: assessed
-                        .scores
-                        .iter()
-                        .map(|(id, found)| (id.clone(), found.score.get()))
-                        .collect(),
-                })
-                .collect(),
-        );
+            model,
+            seen,
+            labels,
+            assessments: Vec::new(),
+            outcome: failure,
+        });
+        None
+    }
+
+    /// A usable judgment: its scores, then its vote or its plan to improve.
+    fn take_usable(
+        &self,
+        round: u32,
+        outcome: &mut RoundOutcome,
+        ballot: Ballot,
+        judgment: Judgment,
+    ) -> Option<Improvement> {
+        let Ballot {
+            agent,
+            model,
+            seen,
+            labels,
+        } = ballot;
+        let assessments = assessments(&labels, &judgment);
+        outcome.scores.insert(agent, answer_scores(&assessments));
         let (decision, improvement) = match judgment.decision {
             Decision::Vote { label, reason } => {
+                // The parser let through only letters this judge was shown.
                 let choice = labels.get(&label).copied()?;
                 let vote = Vote {
                     voter: agent,
@@ -494,18 +494,15 @@ impl Rounds<'_> {
                     self_vote,
                     reason: reason.clone(),
                 });
-                (
-                    JudgmentOutcome::Voted {
-                        choice,
-                        self_vote,
-                        reason,
-                    },
-                    None,
-                )
+                let voted = JudgmentOutcome::Voted {
+                    choice,
+                    self_vote,
+                    reason,
+                };
+                (voted, None)
             }
             Decision::Improve { base, plan, reason } => {
                 let base_id = labels.get(&base).copied()?;
-                let assessment = assessment_text(&judgment.assessments, &base);
                 self.ctx.emit(&RefineEvent::Improving {
                     round,
                     agent,
@@ -515,31 +512,29 @@ impl Rounds<'_> {
                 let improvement = Improvement {
                     agent,
                     base: base_id,
+                    assessment: assessment_text(&judgment.assessments, &base),
                     base_label: base,
                     plan: plan.clone(),
                     reason: reason.clone(),
-                    assessment,
                     judgment: outcome.judgments.len(),
                 };
-                (
-                    JudgmentOutcome::Improved {
-                        base: base_id,
-                        plan,
-                        reason,
-                        new_answer: None,
-                    },
-                    Some(improvement),
-                )
+                let improved = JudgmentOutcome::Improved {
+                    base: base_id,
+                    plan,
+                    reason,
+                    new_answer: None,
+                };
+                (improved, Some(improvement))
             }
         };
-        outcome.judgments.push(judgment_record(
+        outcome.judgments.push(JudgmentRecord {
             agent,
             model,
             seen,
             labels,
             assessments,
-            decision,
-        ));
+            outcome: decision,
+        });
         improvement
     }
 
@@ -818,22 +813,27 @@ struct Improvement {
     judgment: usize,
 }
 
-fn judgment_record(
+/// Who judged, and what it was shown.
+struct Ballot {
     agent: Agent,
     model: String,
     seen: refinery_core::votes::Seen,
     labels: BTreeMap<String, AnswerId>,
-    assessments: Vec<AssessmentRecord>,
-    outcome: JudgmentOutcome,
-) -> JudgmentRecord {
-    JudgmentRecord {
-        agent,
-        model,
-        seen,
-        labels,
-        assessments,
-        outcome,
-    }
+}
+
+/// Each assessed answer's scores, by criterion (the tie-break's input).
+fn answer_scores(assessments: &[AssessmentRecord]) -> Vec<AnswerScores> {
+    assessments
+        .iter()
+        .map(|assessed| AnswerScores {
+            answer: assessed.answer,
+            scores: assessed
+                .scores
+                .iter()
+                .map(|(id, found)| (id.clone(), found.score.get()))
+                .collect(),
+        })
+        .collect()
 }
 
 /// A judgment's scores, by answer rather than by letter.

@@ -95,46 +95,7 @@ fn limits_from(args: &RunArgs, stored: Option<LoopLimits>) -> anyhow::Result<Loo
 }
 
 fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
-    let store = store_for(global, None)?;
-    let environment = |machine: &Machine| Environment {
-        env: machine.env.clone(),
-        scrubber: machine.scrubber(),
-        call_timeout: Duration::from_secs(args.call_timeout),
-        verify_timeout: Duration::from_mins(10),
-    };
-    let (run, machine) = if let Some(session_id) = &args.resume {
-        let (_, record) = refinery_engine::load_consensus(&store, session_id)?;
-        let machine = Machine::load(store.workspace())?;
-        let models = open_all(&machine, &record.models)?;
-        let limits = limits_from(args, Some(record.limits))?;
-        let env = environment(&machine);
-        let run = ConsensusRun::resume(store.clone(), session_id, limits, models, env)?;
-        (run, machine)
-    } else {
-        if !MODELS.contains(&args.models.len()) {
-            bail!(
-                "{} model(s) given; `refinery run` takes {} to {}: --models A B [C …]",
-                args.models.len(),
-                MODELS.start(),
-                MODELS.end()
-            );
-        }
-        ensure_git(store.workspace(), args.yes)?;
-        let machine = Machine::load(store.workspace())?;
-        let models = open_all(&machine, &args.models)?;
-        let task = args.task.clone().unwrap_or_default();
-        let config = RunConfig {
-            label: label_for(&task),
-            task,
-            criteria: args.criteria.load()?,
-            limits: limits_from(args, None)?,
-        };
-        let env = environment(&machine);
-        (
-            ConsensusRun::start(store.clone(), &config, models, env)?,
-            machine,
-        )
-    };
+    let (run, machine) = open_run(global, args)?;
     let session = run.session().clone();
     let session_id = session.id().to_string();
     let mut progress = Progress::new(args.json, 0);
@@ -176,6 +137,47 @@ fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> 
             ExitStatus::Failed
         }
     })
+}
+
+/// A new run, or the session named by `--resume`, with the machine it runs on.
+fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<(ConsensusRun, Machine)> {
+    let store = store_for(global, None)?;
+    let environment = |machine: &Machine| Environment {
+        env: machine.env.clone(),
+        scrubber: machine.scrubber(),
+        call_timeout: Duration::from_secs(args.call_timeout),
+        verify_timeout: Duration::from_mins(10),
+    };
+    if let Some(session_id) = &args.resume {
+        let (_, record) = refinery_engine::load_consensus(&store, session_id)?;
+        let machine = Machine::load(store.workspace())?;
+        let models = open_all(&machine, &record.models)?;
+        let limits = limits_from(args, Some(record.limits))?;
+        let env = environment(&machine);
+        let run = ConsensusRun::resume(store.clone(), session_id, limits, models, env)?;
+        return Ok((run, machine));
+    }
+    if !MODELS.contains(&args.models.len()) {
+        bail!(
+            "{} model(s) given; `refinery run` takes {} to {}: --models A B [C …]",
+            args.models.len(),
+            MODELS.start(),
+            MODELS.end()
+        );
+    }
+    ensure_git(store.workspace(), args.yes)?;
+    let machine = Machine::load(store.workspace())?;
+    let models = open_all(&machine, &args.models)?;
+    let task = args.task.clone().unwrap_or_default();
+    let config = RunConfig {
+        label: label_for(&task),
+        task,
+        criteria: args.criteria.load()?,
+        limits: limits_from(args, None)?,
+    };
+    let env = environment(&machine);
+    let run = ConsensusRun::start(store.clone(), &config, models, env)?;
+    Ok((run, machine))
 }
 
 fn open_all(machine: &Machine, names: &[String]) -> anyhow::Result<Vec<refinery_engine::Backend>> {
