@@ -720,6 +720,82 @@ async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
     assert_eq!(round_one_judges, 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_round_saves_the_finished_rounds_and_resume_finishes() {
+    let server = FakeModelServer::start().await.unwrap();
+    let gate = Gate::install(&server);
+    let run = Run::new(&server);
+    let models: Vec<&str> = MODELS.iter().map(|(model, _)| *model).collect();
+    let child = std::process::Command::new(crate::support::BIN)
+        .env_clear()
+        .envs(&run.env)
+        .current_dir(run.project())
+        .args(run_args(&models, &[]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    gate.reached().await;
+    let started = std::time::Instant::now();
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    // The held call (two minutes) was cut, not waited for.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "Ctrl-C took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    let events = json_lines(&output.stdout);
+    let summary = summary(&events);
+    assert_eq!(
+        summary["status"],
+        json!({"status": "interrupted", "round": 2})
+    );
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 1);
+    // An interruption chooses nothing: the workspace is as it was.
+    assert_eq!(answer_md(&run), "");
+    let session = summary["session"].as_str().unwrap().to_owned();
+    gate.release();
+    let output = run.refinery(&["run", "--resume", &session, "--json"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let events = json_lines(&output.stdout);
+    let resumed = crate::refine::summary(&events);
+    assert_eq!(resumed["status"]["status"], "consensus");
+    assert_eq!(resumed["rounds"].as_array().unwrap().len(), 2);
+    assert_eq!(answer_md(&run), "# Plan\n\nPLAN-DELTA\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_budget_stops_a_held_round_and_the_finished_rounds_decide() {
+    let server = FakeModelServer::start().await.unwrap();
+    let _gate = Gate::install(&server);
+    let run = Run::new(&server);
+    let started = std::time::Instant::now();
+    let (output, events) = run_three(&run, &["--time-budget", "3s"]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    assert_eq!(
+        summary["status"],
+        json!({"status": "stopped", "reason": "time_budget", "interrupted_round": 2})
+    );
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 1);
+    assert_eq!(summary["winner"]["winner"]["answer"], answer(1, 1));
+    assert_eq!(summary["winner"]["without_consensus"], "budget");
+    assert_eq!(answer_md(&run), "# Plan\n\nPLAN-BRAVO\n");
+}
+
 /// The plain-text output of a whole run. With `REFINERY_USAGE_TRANSCRIPT_RUN=FILE` set, the
 /// output is also written there: that is how the example in docs/USAGE.md is produced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
