@@ -262,30 +262,56 @@ pub fn load_run(store: &StateDir, session_id: &str) -> Result<(Session, RunRecor
     Ok((session, record))
 }
 
-/// `run.json` of a run in progress: the record, and where it is written.
+/// A driver's record file (`run.json` of `refine`, `consensus.json` of `run`): the totals
+/// every save stamps on it.
+pub(crate) trait Journal: Serialize {
+    /// Its file name in the session folder.
+    const FILE: &'static str;
+    /// Sets the totals a save writes.
+    fn stamp(&mut self, spend: Spend, elapsed_ms: u64, updated_at: String);
+}
+
+/// The record of a run in progress, and where it is written.
 #[derive(Debug)]
-pub(crate) struct RunFile {
-    pub record: RunRecord,
+pub(crate) struct JournalFile<T> {
+    pub record: T,
     path: PathBuf,
 }
 
-impl RunFile {
-    pub(crate) fn new(session: &Session, record: RunRecord) -> Self {
+impl<T: Journal> JournalFile<T> {
+    pub(crate) fn new(session: &Session, record: T) -> Self {
         Self {
             record,
-            path: session.dir().join(RUN_FILE),
+            path: session.dir().join(T::FILE),
         }
     }
 
     /// Writes the record with the meter's totals.
     pub(crate) fn save(&mut self, meter: &Meter) -> Result<(), EngineError> {
-        self.record.spend = meter.spend();
-        self.record.elapsed_ms = millis(meter.elapsed());
-        self.record.updated_at = refinery_core::rfc3339(OffsetDateTime::now_utc());
+        self.record.stamp(
+            meter.spend(),
+            millis(meter.elapsed()),
+            refinery_core::rfc3339(OffsetDateTime::now_utc()),
+        );
         write_json(&self.path, &self.record)?;
         Ok(())
     }
+}
 
+/// `run.json` of a `refine` in progress.
+pub(crate) type RunFile = JournalFile<RunRecord>;
+
+impl Journal for RunRecord {
+    const FILE: &'static str = RUN_FILE;
+
+    fn stamp(&mut self, spend: Spend, elapsed_ms: u64, updated_at: String) {
+        self.spend = spend;
+        self.elapsed_ms = elapsed_ms;
+        self.updated_at = updated_at;
+    }
+}
+
+impl RunFile {
     /// The round after the last finished one.
     pub(crate) fn next_round(&self) -> u32 {
         u32::try_from(self.record.rounds.len()).unwrap_or(u32::MAX) + 1

@@ -25,7 +25,7 @@ use crate::error::EngineError;
 use crate::events::CriterionLine;
 use crate::meter::{Meter, Spend};
 use crate::outputs::ballot::Assessed;
-use crate::record::{CriteriaSource, millis};
+use crate::record::{CriteriaSource, Journal, JournalFile, millis};
 
 /// `consensus.json`, in the session folder.
 pub(crate) const CONSENSUS_FILE: &str = "consensus.json";
@@ -322,28 +322,16 @@ pub fn load_consensus(
     Ok((session, record))
 }
 
-/// `consensus.json` of a run in progress: the record, and where it is written.
-#[derive(Debug)]
-pub(crate) struct RecordFile {
-    pub record: ConsensusRecord,
-    path: PathBuf,
-}
+/// `consensus.json` of a run in progress.
+pub(crate) type RecordFile = JournalFile<ConsensusRecord>;
 
-impl RecordFile {
-    pub(crate) fn new(session: &Session, record: ConsensusRecord) -> Self {
-        Self {
-            record,
-            path: session.dir().join(CONSENSUS_FILE),
-        }
-    }
+impl Journal for ConsensusRecord {
+    const FILE: &'static str = CONSENSUS_FILE;
 
-    /// Writes the record with the meter's totals.
-    pub(crate) fn save(&mut self, meter: &Meter) -> Result<(), EngineError> {
-        self.record.spend = meter.spend();
-        self.record.elapsed_ms = millis(meter.elapsed());
-        self.record.updated_at = refinery_core::rfc3339(OffsetDateTime::now_utc());
-        write_json(&self.path, &self.record)?;
-        Ok(())
+    fn stamp(&mut self, spend: Spend, elapsed_ms: u64, updated_at: String) {
+        self.spend = spend;
+        self.elapsed_ms = elapsed_ms;
+        self.updated_at = updated_at;
     }
 }
 

@@ -532,12 +532,16 @@ pub(crate) fn store_for(
 
 fn limits_from(args: &RefineArgs, stored: Option<LoopLimits>) -> anyhow::Result<LoopLimits> {
     let base = stored.unwrap_or_default();
-    let limits = LoopLimits {
+    checked_limits(LoopLimits {
         max_rounds: args.max_rounds.unwrap_or(base.max_rounds),
         min_rounds: args.min_rounds.unwrap_or(base.min_rounds),
         cost_budget_usd: args.cost_budget.or(base.cost_budget_usd),
         time_budget: args.time_budget.or(base.time_budget),
-    };
+    })
+}
+
+/// `limits`, once its cost budget is known to be a positive amount (`refine` and `run`).
+pub(crate) fn checked_limits(limits: LoopLimits) -> anyhow::Result<LoopLimits> {
     if let Some(budget) = limits.cost_budget_usd
         && (!budget.is_finite() || budget <= 0.0)
     {

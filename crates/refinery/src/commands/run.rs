@@ -25,8 +25,8 @@ use crate::ExitStatus;
 use crate::cli::GlobalArgs;
 use crate::commands::progress::{Progress, clock, spend_text};
 use crate::commands::refine::{
-    CriteriaArgs, Machine, cancel_on_ctrl_c, ensure_git, label_for, parse_duration, runtime,
-    store_for,
+    CriteriaArgs, Machine, cancel_on_ctrl_c, checked_limits, ensure_git, label_for, parse_duration,
+    runtime, store_for,
 };
 use crate::commands::report;
 use crate::output;
@@ -80,18 +80,12 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &RunArgs) -> ExitStatus {
 
 fn limits_from(args: &RunArgs, stored: Option<LoopLimits>) -> anyhow::Result<LoopLimits> {
     let base = stored.unwrap_or_default();
-    let limits = LoopLimits {
+    checked_limits(LoopLimits {
         max_rounds: args.max_rounds.unwrap_or(base.max_rounds),
         min_rounds: 1,
         cost_budget_usd: args.cost_budget.or(base.cost_budget_usd),
         time_budget: args.time_budget.or(base.time_budget),
-    };
-    if let Some(budget) = limits.cost_budget_usd
-        && (!budget.is_finite() || budget <= 0.0)
-    {
-        bail!("--cost-budget must be a positive number of US dollars");
-    }
-    Ok(limits)
+    })
 }
 
 fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
