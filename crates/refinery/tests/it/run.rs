@@ -649,21 +649,26 @@ impl Gate {
     }
 }
 
+/// `refinery run --json` with the three models, in the background, its output piped.
+fn spawn_three(run: &Run) -> std::process::Child {
+    let models: Vec<&str> = MODELS.iter().map(|(model, _)| *model).collect();
+    std::process::Command::new(crate::support::BIN)
+        .env_clear()
+        .envs(&run.env)
+        .current_dir(run.project())
+        .args(run_args(&models, &[]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_mid_round_then_resume_without_redoing_finished_rounds() {
     let server = FakeModelServer::start().await.unwrap();
     let gate = Gate::install(&server);
     let run = Run::new(&server);
-    let models: Vec<&str> = MODELS.iter().map(|(model, _)| *model).collect();
-    let mut child = std::process::Command::new(crate::support::BIN)
-        .env_clear()
-        .envs(&run.env)
-        .current_dir(run.project())
-        .args(run_args(&models, &[]))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_three(&run);
     gate.reached().await;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -725,16 +730,7 @@ async fn ctrl_c_mid_round_saves_the_finished_rounds_and_resume_finishes() {
     let server = FakeModelServer::start().await.unwrap();
     let gate = Gate::install(&server);
     let run = Run::new(&server);
-    let models: Vec<&str> = MODELS.iter().map(|(model, _)| *model).collect();
-    let child = std::process::Command::new(crate::support::BIN)
-        .env_clear()
-        .envs(&run.env)
-        .current_dir(run.project())
-        .args(run_args(&models, &[]))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_three(&run);
     gate.reached().await;
     let started = std::time::Instant::now();
     let interrupt = std::process::Command::new("kill")
