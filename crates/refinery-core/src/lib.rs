@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
+pub mod best_round;
 pub mod checklist;
 pub mod claude_session;
 pub mod criteria;

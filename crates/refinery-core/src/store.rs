@@ -99,9 +99,7 @@ impl StateDir {
         settings: SessionSettings,
         now: OffsetDateTime,
     ) -> Result<Session> {
-        let _lock = LockGuard::acquire(&self.root.join(".lock"))?;
-        let sessions = self.sessions_dir();
-        fs_err::create_dir_all(&sessions)?;
+        let (_lock, sessions) = self.lock_sessions()?;
         let base = SessionId::generate(now, label);
         let mut id = base.clone();
         let mut counter = 1;
@@ -115,6 +113,41 @@ impl StateDir {
                 Err(err) => return Err(err.into()),
             }
         }
+        self.write_new_session(&id, label, settings, now)
+    }
+
+    /// Starts a new session under an id the caller chose (a worktree run names its branch
+    /// and folder after the session before the session exists), and makes it current. Fails
+    /// with `AlreadyExists` when a session of that id is already there: ids are never shared.
+    pub fn init_session_with_id(
+        &self,
+        id: &SessionId,
+        label: &str,
+        settings: SessionSettings,
+        now: OffsetDateTime,
+    ) -> Result<Session> {
+        let (_lock, sessions) = self.lock_sessions()?;
+        fs_err::create_dir(sessions.join(id.as_str()))?;
+        self.write_new_session(id, label, settings, now)
+    }
+
+    /// The store's lock (new sessions are created one at a time) and the sessions folder,
+    /// created if missing.
+    fn lock_sessions(&self) -> Result<(LockGuard, PathBuf)> {
+        let lock = LockGuard::acquire(&self.root.join(".lock"))?;
+        let sessions = self.sessions_dir();
+        fs_err::create_dir_all(&sessions)?;
+        Ok((lock, sessions))
+    }
+
+    /// The first files of a session whose folder was just created.
+    fn write_new_session(
+        &self,
+        id: &SessionId,
+        label: &str,
+        settings: SessionSettings,
+        now: OffsetDateTime,
+    ) -> Result<Session> {
         let session = self.session(id.clone());
         let info = SessionInfo {
             id: id.clone(),
@@ -888,5 +921,30 @@ mod tests {
         assert!(events.iter().any(|event| event["op"] == "unscored_round"
             && event["reason"] == "no JSON"
             && event["submission"]["round"] == 2));
+    }
+
+    #[test]
+    fn a_chosen_session_id_is_never_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateDir::new(dir.path().join(".refinery"), dir.path());
+        let now = datetime!(2026-11-24 03:00 UTC);
+        let id = SessionId::parse("20261124_030000_chosen").unwrap();
+        let session = store
+            .init_session_with_id(&id, "first", SessionSettings::default(), now)
+            .unwrap();
+        assert_eq!(session.id(), &id);
+        assert_eq!(store.current_session_id().unwrap(), id);
+        let again = store.init_session_with_id(&id, "second", SessionSettings::default(), now);
+        assert!(again.is_err());
+        // The first session is untouched.
+        assert_eq!(
+            store
+                .existing_session(id.as_str())
+                .unwrap()
+                .info()
+                .unwrap()
+                .label,
+            "first"
+        );
     }
 }

@@ -43,10 +43,10 @@ pub use evaluate::{EvaluateConfig, EvaluateReport, evaluate_once};
 pub use events::{CriterionLine, Phase, RefineEvent};
 pub use phases::Environment;
 pub use record::{
-    CriteriaSource, GuardAction, RegressionReport, RoundSummary, RoundVerdict, RunRecord,
-    RunStatus, RunSummary, load_run,
+    BestRound, CriteriaSource, GuardAction, RegressionReport, RoundSummary, RoundVerdict,
+    RunRecord, RunStatus, RunSummary, load_run,
 };
-pub use refine::{RefineConfig, Refiner, Roles};
+pub use refine::{RefineConfig, Refiner, Roles, run_in_progress};
 pub use run::{
     AnswerRecord, AnswerScores, AssessmentRecord, ConsensusRecord, ConsensusRun, ConsensusStatus,
     ConsensusSummary, JudgmentOutcome, JudgmentRecord, MODELS, RoundTally, RunConfig, WinnerRecord,

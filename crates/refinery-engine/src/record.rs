@@ -205,10 +205,24 @@ pub struct RunRecord {
     pub elapsed_ms: u64,
     /// The round whose decision forced a change of approach, if any.
     pub forced_change_round: Option<u32>,
+    /// Set when the run stopped without converging and an earlier round scored best: the
+    /// workspace was put back to that round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_round: Option<BestRound>,
     /// When the run started.
     pub created_at: String,
     /// When this file was last written.
     pub updated_at: String,
+}
+
+/// The round a stopped run delivers in place of its latest one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BestRound {
+    /// The best-scoring round, whose files the workspace holds.
+    pub round: u32,
+    /// The latest round, whose files were replaced (kept in the session:
+    /// `round_NNN/replaced.json` and the object store).
+    pub replaced: u32,
 }
 
 /// What `round_NNN/round.json` keeps about one round.
@@ -345,6 +359,9 @@ pub struct RunSummary {
     pub elapsed_ms: u64,
     /// Where the deliverable is and what it holds.
     pub deliverable: String,
+    /// Set when the workspace was put back to an earlier, better-scoring round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_round: Option<BestRound>,
 }
 
 impl RunSummary {
@@ -380,6 +397,7 @@ impl RunSummary {
             score_history,
             spend: meter.spend(),
             elapsed_ms: millis(meter.elapsed()),
+            best_round: record.best_round,
         })
     }
 }
@@ -387,6 +405,28 @@ impl RunSummary {
 /// Where the deliverable is, and which round's version it holds.
 fn deliverable_note(workspace: &std::path::Path, session: &Session, record: &RunRecord) -> String {
     let last = record.rounds.last().map(|summary| summary.round);
+    if let (RunStatus::Stopped { .. }, Some(best)) = (&record.status, record.best_round) {
+        let BestRound { round, replaced } = best;
+        let kept = if record
+            .rounds
+            .iter()
+            .any(|summary| summary.round == replaced)
+        {
+            format!(
+                "round {replaced}'s files, which scored lower, were replaced and are kept in the session (refinery session restore {} --round {replaced} --to DIR)",
+                session.id()
+            )
+        } else {
+            format!(
+                "round {replaced} was cut short; its unevaluated files were replaced and are kept in the session ({})",
+                session.round_dir(replaced).join("replaced.json").display()
+            )
+        };
+        return format!(
+            "in {} (round {round}, the best-scoring round; {kept})",
+            workspace.display()
+        );
+    }
     match (&record.status, last) {
         (
             RunStatus::Stopped {

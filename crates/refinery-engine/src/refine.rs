@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use refinery_core::fsutil::LockGuard;
 use refinery_core::rounds::{LoopLimits, StopReason};
-use refinery_core::{CriteriaSet, Session, SessionSettings, StateDir};
+use refinery_core::{CriteriaSet, Session, SessionId, SessionSettings, StateDir};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -112,13 +112,38 @@ impl Refiner {
         roles: Roles,
         env: Environment,
     ) -> Result<Self, EngineError> {
+        Self::start_session(store, None, config, roles, env)
+    }
+
+    /// Like [`Refiner::start`], under a session id the caller chose (a worktree run names its
+    /// branch and folder after the session before starting it).
+    pub fn start_as(
+        store: StateDir,
+        session_id: SessionId,
+        config: RefineConfig,
+        roles: Roles,
+        env: Environment,
+    ) -> Result<Self, EngineError> {
+        Self::start_session(store, Some(session_id), config, roles, env)
+    }
+
+    fn start_session(
+        store: StateDir,
+        session_id: Option<SessionId>,
+        config: RefineConfig,
+        roles: Roles,
+        env: Environment,
+    ) -> Result<Self, EngineError> {
         check_setup(&config.limits, &roles)?;
         let started = OffsetDateTime::now_utc();
         let settings = SessionSettings {
             max_rounds: None,
             ..SessionSettings::default()
         };
-        let session = store.init_session(&config.label, settings, started)?;
+        let session = match session_id {
+            Some(id) => store.init_session_with_id(&id, &config.label, settings, started)?,
+            None => store.init_session(&config.label, settings, started)?,
+        };
         let lock = take_lock(&session)?;
         fs_err::write(store.root().join(".gitignore"), "*\n")?;
         workspace::save_baseline(&store, &session)?;
@@ -238,6 +263,13 @@ impl Refiner {
                 let _ = self.run.save(&self.meter);
                 return Err(error);
             }
+        };
+        self.run.record.best_round = match status {
+            RunStatus::Stopped { .. } => {
+                let latest = in_progress.or(self.run.record.rounds.last().map(|r| r.round));
+                workspace::deliver_best(&self.store, &self.session, latest)?
+            }
+            _ => None,
         };
         self.run.record.status = status.clone();
         self.run.save(&self.meter)?;
@@ -548,6 +580,7 @@ fn new_record(
         spend: Spend::default(),
         elapsed_ms: 0,
         forced_change_round: None,
+        best_round: None,
         created_at: refinery_core::rfc3339(started),
         updated_at: refinery_core::rfc3339(started),
     }
@@ -556,6 +589,12 @@ fn new_record(
 fn panel_names(roles: &Roles) -> Vec<String> {
     let names = roles.panel.iter();
     names.map(|judge| judge.spec().to_string()).collect()
+}
+
+/// Whether a `refinery refine` is running `session` now: the run lock is taken for an instant
+/// (a lock, not a guess from the record's status, which a killed run leaves at "running").
+pub fn run_in_progress(session: &Session) -> Result<bool, EngineError> {
+    Ok(LockGuard::try_acquire(&session.dir().join(RUN_LOCK))?.is_none())
 }
 
 fn take_lock(session: &Session) -> Result<LockGuard, EngineError> {

@@ -10,11 +10,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use refinery_core::best_round::{RoundScore, RoundStanding, best_round};
 use refinery_core::fsutil::{read_json, write_json};
 use refinery_core::snapshot::take_snapshot;
 use refinery_core::{ManifestEntry, Session, Snapshot, StateDir};
 
 use crate::error::EngineError;
+use crate::record::BestRound;
+
+/// What the latest round left in the workspace, once the best round replaced it (in that
+/// round's folder).
+const REPLACED_FILE: &str = "replaced.json";
 
 /// The workspace before round 1, in the session folder.
 const BASELINE_FILE: &str = "baseline.json";
@@ -185,5 +191,43 @@ impl AgentCopies {
             &[],
             &[".".to_owned()],
         )?)
+    }
+}
+
+/// When a run stops without converging, puts the best-scoring round's files (by the core's
+/// rule) back in the workspace in place of `latest`'s (the latest round, finished or cut
+/// short), which are kept in `round_NNN/replaced.json` first. `None` when the latest round is
+/// the best, or when no round was scored (nothing is known to be better).
+pub(crate) fn deliver_best(
+    store: &StateDir,
+    session: &Session,
+    latest: Option<u32>,
+) -> Result<Option<BestRound>, EngineError> {
+    let Some(latest) = latest else {
+        return Ok(None);
+    };
+    // The core's own records, newest last; a round scored twice (a resume) counts as scored
+    // the last time.
+    let mut standings: Vec<RoundStanding> = Vec::new();
+    for record in session.history()? {
+        let outcome = &record.outcome;
+        standings.retain(|standing| standing.round != outcome.round);
+        standings.push(RoundStanding {
+            round: outcome.round,
+            score: Some(RoundScore::of(outcome)),
+        });
+    }
+    match best_round(&standings) {
+        Some(best) if best != latest => {
+            let target = delivered(session, best)?;
+            let backup = session.round_dir(latest).join(REPLACED_FILE);
+            fs_err::create_dir_all(session.round_dir(latest))?;
+            restore_exact(store, &target, &backup)?;
+            Ok(Some(BestRound {
+                round: best,
+                replaced: latest,
+            }))
+        }
+        _ => Ok(None),
     }
 }

@@ -14,6 +14,7 @@ use crate::commands::{
     refine::{EvaluateArgs, RefineArgs},
     report::ReportArgs,
     run::RunArgs,
+    runs::RunsArgs,
     secrets::SecretsArgs,
     session::SessionArgs,
     tmux::TmuxArgs,
@@ -63,6 +64,8 @@ pub(crate) enum Command {
     Media(MediaArgs),
     /// Inspect sessions: criteria, checklist history, rounds.
     Session(SessionArgs),
+    /// Worktree runs of this repository (`refine --worktree`): list, show, diff, discard, prune.
+    Runs(RunsArgs),
     /// Find API keys and other secrets in files, staged changes or pushes; install git hooks.
     Secrets(SecretsArgs),
     /// Check which agent CLIs, API keys and local model servers this machine has.

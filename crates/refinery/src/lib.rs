@@ -9,6 +9,7 @@ mod commands;
 mod output;
 mod redact;
 mod settings;
+mod worktree;
 
 use std::process::ExitCode;
 

@@ -9,6 +9,7 @@ pub(crate) mod progress;
 pub(crate) mod refine;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod runs;
 pub(crate) mod secrets;
 pub(crate) mod session;
 pub(crate) mod tmux;
@@ -23,6 +24,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Mcp(args) => mcp::run_main(&cli.global, &args),
         Command::Media(args) => media::run_main(&cli.global, &args),
         Command::Session(args) => session::run_main(&cli.global, &args),
+        Command::Runs(args) => runs::run_main(&cli.global, &args),
         Command::Secrets(args) => secrets::run_main(&cli.global, &args),
         Command::Doctor(args) => doctor::run_main(&cli.global, &args),
         Command::Ask(args) => ask::run_main(&cli.global, &args),

@@ -20,7 +20,7 @@ use refinery_core::{CriteriaSet, StateDir};
 use refinery_engine::pack::Scrubber;
 use refinery_engine::{
     AgentSetup, Backend, BackendSpec, Environment, EvaluateConfig, RefineConfig, Refiner, Roles,
-    RunStatus,
+    RunStatus, RunSummary,
 };
 use refinery_llm::doctor::{self, DoctorOptions};
 use refinery_llm::{Credentials, PriceTable, Provider, open_chat_model};
@@ -33,6 +33,7 @@ use crate::commands::progress::Progress;
 use crate::commands::report;
 use crate::output;
 use crate::settings::{load_credentials, process_env, resolve_store};
+use crate::worktree;
 
 /// Model used when an API provider is picked by default (its key is set, no CLI is found).
 const DEFAULT_MODELS: [(Provider, &str); 4] = [
@@ -72,8 +73,13 @@ pub(crate) struct RefineArgs {
     #[arg(long = "verify", value_name = "COMMAND")]
     verify: Vec<String>,
     /// Continue a stopped or interrupted run (its session id; see `refinery session list`).
-    #[arg(long, value_name = "SESSION", conflicts_with_all = ["target", "criteria", "criteria_file", "prior_answer", "verify"])]
+    #[arg(long, value_name = "SESSION", conflicts_with_all = ["target", "criteria", "criteria_file", "prior_answer", "verify", "worktree"])]
     resume: Option<String>,
+    /// Run in a new git worktree on a new branch `refinery/<session>` started from HEAD
+    /// (uncommitted changes are refused); the delivered round is committed on that branch.
+    /// Your working tree, index and branch are not touched; see `refinery runs`.
+    #[arg(long)]
+    worktree: bool,
     /// One JSON object per event on stdout, and the summary as the last one.
     #[arg(long)]
     json: bool,
@@ -585,59 +591,7 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
         let progress = Progress::new(args.json, limits.max_rounds);
         (refiner, progress, machine, store)
     } else {
-        let raw = args.target.as_deref().unwrap_or_default();
-        let target = read_target(global, raw);
-        let store = store_for(global, target.workspace_override.clone())?;
-        let workspace = store.workspace().to_path_buf();
-        ensure_git(&workspace, args.yes)?;
-        let machine = Machine::load(&workspace)?;
-        let builder_name = match &args.backends.builder {
-            Some(name) => name.clone(),
-            None => machine.default_backend()?,
-        };
-        let judges = if args.backends.evaluator.is_empty() {
-            vec![builder_name.clone()]
-        } else {
-            args.backends.evaluator.clone()
-        };
-        let roles = machine.roles(&builder_name, &judges)?;
-        let criteria = args.criteria.load()?;
-        let mut prior_answer = None;
-        let mut task = target.task.clone();
-        if let Some(existing) = &target.existing {
-            let relative = relative_to(&workspace, existing).with_context(|| {
-                format!(
-                    "`{}` is not inside the workspace {}; pass --workspace with a folder that holds it",
-                    existing.display(),
-                    workspace.display()
-                )
-            })?;
-            let shown = if relative.is_empty() {
-                ".".to_owned()
-            } else {
-                relative
-            };
-            task = format!(
-                "Improve the existing deliverable at `{shown}` so it meets every criterion."
-            );
-            prior_answer = Some(shown);
-        }
-        if let Some(path) = &args.prior_answer {
-            prior_answer = Some(place_prior_answer(&workspace, path)?);
-        }
-        let limits = limits_from(args, None)?;
-        let label = label_for(&task);
-        let config = RefineConfig {
-            task,
-            criteria,
-            prior_answer,
-            limits,
-            verify: args.verify.clone(),
-            label,
-        };
-        let refiner = Refiner::start(store.clone(), config, roles, environment(&machine))?;
-        let progress = Progress::new(args.json, limits.max_rounds);
-        (refiner, progress, machine, store)
+        start_new(global, args, &environment)?
     };
     let session = refiner.session().clone();
     let session_id = session.id().to_string();
@@ -668,12 +622,186 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
         )
     })?;
     progress.summary(&summary, report.as_deref())?;
+    finish_worktree(&store, &summary, args.json)?;
     Ok(match summary.status {
         RunStatus::Converged => ExitStatus::Success,
         RunStatus::Stopped { .. } => ExitStatus::Stopped,
         RunStatus::Interrupted { .. } => ExitStatus::Interrupted,
         RunStatus::Running | RunStatus::Failed { .. } => ExitStatus::Failed,
     })
+}
+
+/// A new run: the target, the workspace (or a new worktree of it), the roles, the session.
+fn start_new(
+    global: &GlobalArgs,
+    args: &RefineArgs,
+    environment: &dyn Fn(&Machine) -> Environment,
+) -> anyhow::Result<(Refiner, Progress, Machine, StateDir)> {
+    let raw = args.target.as_deref().unwrap_or_default();
+    let target = read_target(global, raw);
+    let user_store = store_for(global, target.workspace_override.clone())?;
+    let user_workspace = user_store.workspace().to_path_buf();
+    if !args.worktree {
+        ensure_git(&user_workspace, args.yes)?;
+    }
+    let machine = Machine::load(&user_workspace)?;
+    let builder_name = match &args.backends.builder {
+        Some(name) => name.clone(),
+        None => machine.default_backend()?,
+    };
+    let judges = if args.backends.evaluator.is_empty() {
+        vec![builder_name.clone()]
+    } else {
+        args.backends.evaluator.clone()
+    };
+    let roles = machine.roles(&builder_name, &judges)?;
+    let criteria = args.criteria.load()?;
+    let mut prior_answer = None;
+    let mut task = target.task.clone();
+    if let Some(existing) = &target.existing {
+        let relative = relative_to(&user_workspace, existing).with_context(|| {
+            format!(
+                "`{}` is not inside the workspace {}; pass --workspace with a folder that holds it",
+                existing.display(),
+                user_workspace.display()
+            )
+        })?;
+        let shown = if relative.is_empty() {
+            ".".to_owned()
+        } else {
+            relative
+        };
+        task =
+            format!("Improve the existing deliverable at `{shown}` so it meets every criterion.");
+        prior_answer = Some(shown);
+    }
+    let limits = limits_from(args, None)?;
+    let label = label_for(&task);
+    // A worktree run works in its own checkout of HEAD: the same relative paths, none of the
+    // user's files.
+    let (store, session_id) = if args.worktree {
+        let created = worktree::create(&user_workspace, &label, time::OffsetDateTime::now_utc())?;
+        let workspace = created.workspace_for(&user_workspace)?;
+        output::note(&format!(
+            "working in worktree {} on branch {}",
+            created.path.display(),
+            created.origin.branch
+        ));
+        let store = StateDir::new(worktree::state_dir(&created.path), workspace);
+        (store, Some(created.id))
+    } else {
+        (user_store, None)
+    };
+    if let Some(path) = &args.prior_answer {
+        prior_answer = Some(place_prior_answer(store.workspace(), path)?);
+    }
+    let config = RefineConfig {
+        task,
+        criteria,
+        prior_answer,
+        limits,
+        verify: args.verify.clone(),
+        label,
+    };
+    let refiner = match session_id {
+        Some(id) => Refiner::start_as(store.clone(), id, config, roles, environment(&machine))?,
+        None => Refiner::start(store.clone(), config, roles, environment(&machine))?,
+    };
+    let progress = Progress::new(args.json, limits.max_rounds);
+    Ok((refiner, progress, machine, store))
+}
+
+/// After a worktree run (started or resumed) that delivered something: the delivered round is
+/// committed on the run's branch with the verdict, the scores and the session id.
+fn finish_worktree(store: &StateDir, summary: &RunSummary, json: bool) -> anyhow::Result<()> {
+    let Some(origin) = worktree::origin(store.root())? else {
+        return Ok(());
+    };
+    let delivered = matches!(
+        summary.status,
+        RunStatus::Converged | RunStatus::Stopped { .. }
+    ) && !summary.rounds.is_empty();
+    let checkout = worktree::checkout_root(store.workspace())?;
+    let commit = if delivered {
+        worktree::commit_all(&checkout, &commit_message(summary))?
+    } else {
+        None
+    };
+    if json {
+        let event = serde_json::json!({
+            "event": "worktree",
+            "session": origin.session,
+            "branch": origin.branch,
+            "base": origin.base,
+            "worktree": checkout,
+            "commit": commit,
+        });
+        output::line(&event.to_string())?;
+    } else {
+        let what = match (&commit, delivered) {
+            (Some(commit), _) => format!("committed {} on", &commit[..commit.len().min(12)]),
+            (None, true) => "nothing changed since the last commit of".to_owned(),
+            (None, false) => "nothing committed (the run did not finish) on".to_owned(),
+        };
+        output::line(&format!(
+            "Branch: {what} {} (worktree {}); nothing was pushed or merged",
+            origin.branch,
+            checkout.display()
+        ))?;
+    }
+    Ok(())
+}
+
+/// The commit message of a worktree run's result: verdict, delivered round, the score table
+/// and the session id.
+fn commit_message(summary: &RunSummary) -> String {
+    let verdict = match &summary.status {
+        RunStatus::Converged => "converged".to_owned(),
+        RunStatus::Stopped { reason, .. } => format!(
+            "stopped ({})",
+            serde_json::to_value(reason)
+                .ok()
+                .and_then(|value| value.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ),
+        other => format!("{other:?}"),
+    };
+    let rounds = summary.rounds.len();
+    // What the workspace holds: the best round, else the cut round's unevaluated files (no
+    // round was scored), else the last round.
+    let delivered = match (&summary.best_round, &summary.status) {
+        (Some(best), _) => format!("round {} delivered", best.round),
+        (
+            None,
+            RunStatus::Stopped {
+                interrupted_round: Some(cut),
+                ..
+            },
+        ) => format!("round {cut} delivered unevaluated"),
+        (None, _) => format!("round {rounds} delivered"),
+    };
+    let mut lines = vec![
+        format!("refinery: {verdict} after {rounds} round(s), {delivered}"),
+        String::new(),
+        format!("Session: {}", summary.session),
+        String::new(),
+    ];
+    let header: Vec<String> = summary
+        .rounds
+        .iter()
+        .map(|round| format!("r{}", round.round))
+        .collect();
+    lines.push(format!("| criterion | {} |", header.join(" | ")));
+    lines.push(format!("|---|{}", "---|".repeat(rounds)));
+    for (id, history) in &summary.score_history {
+        let cells: Vec<String> = history
+            .iter()
+            .map(|score| score.map_or_else(|| "-".to_owned(), |score| score.to_string()))
+            .collect();
+        lines.push(format!("| {id} | {} |", cells.join(" | ")));
+    }
+    lines.push(String::new());
+    lines.join("\n")
 }
 
 /// `--prior-answer`: a path inside the workspace is used where it is; a file outside is

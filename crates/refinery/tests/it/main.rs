@@ -23,6 +23,7 @@ mod plugin_media;
 mod refine;
 mod report;
 mod run;
+mod runs;
 mod secrets;
 mod session_cli;
 mod snapshots;

@@ -119,7 +119,7 @@ pub(crate) fn guard_tie() -> String {
 
 /// What the fake does for each role; `builder` maps a builder request to the content of
 /// `index.html` it writes (or `None` to answer with a summary and stop).
-struct Script {
+pub(crate) struct Script {
     builder_content: Box<dyn Fn(&RecordedRequest) -> String + Send + Sync>,
     evaluator: Box<dyn Fn(&RecordedRequest) -> String + Send + Sync>,
     guard: Box<dyn Fn(&RecordedRequest) -> String + Send + Sync>,
@@ -127,7 +127,7 @@ struct Script {
 }
 
 impl Script {
-    fn simple(
+    pub(crate) fn simple(
         builder_content: impl Fn(&RecordedRequest) -> String + Send + Sync + 'static,
         evaluator: impl Fn(&RecordedRequest) -> String + Send + Sync + 'static,
     ) -> Self {
@@ -139,7 +139,7 @@ impl Script {
         }
     }
 
-    fn install(self, server: &FakeModelServer) {
+    pub(crate) fn install(self, server: &FakeModelServer) {
         self.install_with_judge_delay(server, Duration::ZERO);
     }
 
@@ -278,7 +278,7 @@ fn read(path: &Path) -> String {
 }
 
 /// The evaluator passes the page once it carries the improved content.
-fn score_by_content(request: &RecordedRequest) -> String {
+pub(crate) fn score_by_content(request: &RecordedRequest) -> String {
     if request.body_text().contains("VERSION-2") {
         evaluation([9, 8, 9], "Strong now.")
     } else {
@@ -411,6 +411,61 @@ async fn max_rounds_stops_with_exit_two_and_keeps_the_deliverable() {
     assert_eq!(requests_of(&server, "criteria").len(), 0);
 }
 
+/// Round 2 passes two criteria, rounds 1 and 3 only one.
+fn peak_in_round_two(request: &RecordedRequest) -> String {
+    let body = request.body_text();
+    if body.contains("VERSION-3") {
+        evaluation([9, 5, 5], "Worse again.")
+    } else if body.contains("VERSION-2") {
+        evaluation([8, 8, 5], "Better.")
+    } else {
+        evaluation([4, 8, 6], "Weak.")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_peaks_in_round_two_delivers_round_two() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, peak_in_round_two).install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "3"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    assert_eq!(summary["status"]["status"], "stopped");
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 3);
+    // The workspace holds round 2's files, not the latest round's.
+    assert_eq!(
+        read(&run.project().join("index.html")),
+        "<h1>VERSION-2</h1>"
+    );
+    assert_eq!(summary["best_round"], json!({"round": 2, "replaced": 3}));
+    let deliverable = summary["deliverable"].as_str().unwrap();
+    assert!(
+        deliverable.contains("round 2, the best-scoring round"),
+        "{deliverable}"
+    );
+    assert!(deliverable.contains("round 3's files"), "{deliverable}");
+    // Round 3's files are kept in the session and can be restored byte for byte.
+    let session_dir = Path::new(summary["session_dir"].as_str().unwrap());
+    assert!(session_dir.join("round_003/replaced.json").exists());
+    let out = run.context.home().join("round3");
+    let restored = run
+        .refinery(&[
+            "session",
+            "restore",
+            summary["session"].as_str().unwrap(),
+            "--round",
+            "3",
+            "--to",
+            out.to_str().unwrap(),
+        ])
+        .await;
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    assert_eq!(read(&out.join("index.html")), "<h1>VERSION-3</h1>");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cost_budget_stops_before_a_call_could_overspend() {
     let server = FakeModelServer::start().await.unwrap();
@@ -439,6 +494,20 @@ async fn the_cost_budget_stops_before_a_call_could_overspend() {
     assert_eq!(summary["status"]["reason"], "cost_budget");
     assert_eq!(summary["status"]["interrupted_round"], 2);
     assert_eq!(summary["rounds"].as_array().unwrap().len(), 1);
+    // Round 2 was cut short unevaluated: the workspace goes back to round 1, the best scored
+    // round, and round 2's leftovers are kept in the session.
+    assert_eq!(
+        read(&run.project().join("index.html")),
+        "<h1>VERSION-1</h1>"
+    );
+    assert_eq!(summary["best_round"], json!({"round": 1, "replaced": 2}));
+    let deliverable = summary["deliverable"].as_str().unwrap();
+    assert!(
+        deliverable.contains("round 2 was cut short"),
+        "{deliverable}"
+    );
+    let session_dir = Path::new(summary["session_dir"].as_str().unwrap());
+    assert!(session_dir.join("round_002/replaced.json").exists());
     let spent = summary["spend"]["usd"].as_f64().unwrap();
     assert!(spent <= budget, "spent {spent} of {budget}");
     assert!(spent > 0.0);

@@ -1,0 +1,264 @@
+//! Runs in their own git worktree (`refinery refine --worktree`) and the git plumbing that
+//! finds, commits and removes them (`refinery runs`).
+//!
+//! A worktree run never touches the user's working tree, index or branch: it starts from
+//! `HEAD` in a new worktree under the repository's git folder
+//! (`<git-common-dir>/refinery/worktrees/<session>`) on a new branch `refinery/<session>`, keeps
+//! its state in that worktree's `.refinery/`, and at the end commits the delivered round on its
+//! branch. Nothing is pushed or merged. Git's own ref creation is what keeps two runs started at
+//! the same second apart: a branch that exists already makes `git worktree add` fail, and the
+//! next id is tried.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use refinery_core::SessionId;
+use refinery_core::fsutil::{read_json, write_json};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Branches of worktree runs live under this prefix.
+pub(crate) const BRANCH_PREFIX: &str = "refinery/";
+/// In a worktree's state folder: what the run was started from.
+const ORIGIN_FILE: &str = "worktree.json";
+/// Ids tried before giving up (a same-second, same-label collision).
+const ID_ATTEMPTS: u32 = 50;
+
+/// Where a worktree run came from, kept in its state folder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Origin {
+    /// The session, which names the branch and the folder.
+    pub session: String,
+    /// `refinery/<session>`.
+    pub branch: String,
+    /// The commit the branch started from.
+    pub base: String,
+}
+
+/// A worktree run just created, before its session starts.
+pub(crate) struct NewWorktree {
+    pub id: SessionId,
+    pub path: PathBuf,
+    pub origin: Origin,
+}
+
+impl NewWorktree {
+    /// The folder in this worktree that corresponds to `user_workspace` in the user's
+    /// checkout (the same path relative to the repository's top).
+    pub(crate) fn workspace_for(&self, user_workspace: &Path) -> anyhow::Result<PathBuf> {
+        let top = fs_err::canonicalize(checkout_root(user_workspace)?)?;
+        let workspace = fs_err::canonicalize(user_workspace)?;
+        let relative = workspace.strip_prefix(&top).unwrap_or(Path::new(""));
+        Ok(self.path.join(relative))
+    }
+}
+
+/// The top of the checkout that holds `dir`.
+pub(crate) fn checkout_root(dir: &Path) -> anyhow::Result<PathBuf> {
+    Ok(PathBuf::from(git(dir, &["rev-parse", "--show-toplevel"])?))
+}
+
+/// Runs `git` in `dir`; its stdout, trimmed, or an error with git's own message.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .with_context(|| "running git (install git)".to_owned())?;
+    if !output.status.success() {
+        bail!(
+            "`git {}` failed in {}: {}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The state folder of a worktree.
+pub(crate) fn state_dir(worktree: &Path) -> PathBuf {
+    worktree.join(".refinery")
+}
+
+/// Starts a worktree run from `repo`'s `HEAD`. Refuses uncommitted changes (the run would not
+/// see them, and carrying them over silently would surprise): commit or stash them first.
+pub(crate) fn create(repo: &Path, label: &str, now: OffsetDateTime) -> anyhow::Result<NewWorktree> {
+    let top = git(repo, &["rev-parse", "--show-toplevel"]).with_context(|| {
+        format!(
+            "{} is not inside a git repository; --worktree needs one with at least one commit",
+            repo.display()
+        )
+    })?;
+    let base = git(repo, &["rev-parse", "--verify", "HEAD^{commit}"]).with_context(
+        || "the repository has no commit yet; --worktree starts from HEAD, so commit once first",
+    )?;
+    // `--no-optional-locks`: a plain `git status` may rewrite the user's index to refresh it.
+    let changes = git(
+        Path::new(&top),
+        &["--no-optional-locks", "status", "--porcelain"],
+    )?;
+    if !changes.is_empty() {
+        bail!(
+            "the working tree of {top} has uncommitted changes; a --worktree run starts from HEAD ({}) and would not see them: commit or stash them first, or run without --worktree",
+            &base[..base.len().min(12)]
+        );
+    }
+    let common = git(
+        repo,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )?;
+    let parent = Path::new(&common).join("refinery").join("worktrees");
+    fs_err::create_dir_all(&parent)?;
+    let first = SessionId::generate(now, label);
+    for attempt in 1..=ID_ATTEMPTS {
+        let id = if attempt == 1 {
+            first.clone()
+        } else {
+            SessionId::parse(&format!("{first}-{attempt}"))?
+        };
+        let branch = format!("{BRANCH_PREFIX}{id}");
+        let path = parent.join(id.as_str());
+        if path.exists() {
+            continue;
+        }
+        let added = git(
+            Path::new(&top),
+            &[
+                "worktree",
+                "add",
+                "--quiet",
+                "-b",
+                &branch,
+                &path.to_string_lossy(),
+                &base,
+            ],
+        );
+        match added {
+            Ok(_) => {
+                let origin = Origin {
+                    session: id.to_string(),
+                    branch,
+                    base,
+                };
+                write_json(&state_dir(&path).join(ORIGIN_FILE), &origin)?;
+                return Ok(NewWorktree { id, path, origin });
+            }
+            // Another run took this id (the branch or the folder) a moment ago: next one.
+            Err(_) if branch_exists(Path::new(&top), &branch) || path.exists() => {}
+            Err(err) => return Err(err),
+        }
+    }
+    bail!("could not find a free session id for the worktree after {ID_ATTEMPTS} tries")
+}
+
+fn branch_exists(repo: &Path, branch: &str) -> bool {
+    git(
+        repo,
+        &[
+            "show-ref",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{branch}"),
+        ],
+    )
+    .is_ok()
+}
+
+/// The origin of the worktree whose state folder is `state_dir`, if it is a worktree run.
+pub(crate) fn origin(state_dir: &Path) -> anyhow::Result<Option<Origin>> {
+    Ok(read_json(&state_dir.join(ORIGIN_FILE))?)
+}
+
+/// Commits everything in `worktree` (its state folder ignores itself) with `message`. The
+/// commit's id, or `None` when the delivered files equal the branch's last commit.
+pub(crate) fn commit_all(worktree: &Path, message: &str) -> anyhow::Result<Option<String>> {
+    git(worktree, &["add", "--all"])?;
+    if git(worktree, &["diff", "--cached", "--quiet"]).is_ok() {
+        return Ok(None);
+    }
+    // A machine without a git identity still gets its commit, under Refinery's name; a user's
+    // own identity wins when there is one.
+    let mut args: Vec<&str> = Vec::new();
+    if git(worktree, &["config", "user.email"]).is_err() {
+        args.extend([
+            "-c",
+            "user.name=Refinery",
+            "-c",
+            "user.email=refinery@localhost",
+        ]);
+    }
+    args.extend(["commit", "--quiet", "-F", "-"]);
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(worktree)
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running git commit")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        stdin.write_all(message.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "`git commit` failed in {}: {}",
+            worktree.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(Some(git(worktree, &["rev-parse", "HEAD"])?))
+}
+
+/// One worktree of the repository that belongs to a run.
+#[derive(Clone, Debug)]
+pub(crate) struct RunWorktree {
+    pub path: PathBuf,
+    pub branch: String,
+    pub session: String,
+}
+
+/// Every worktree on a `refinery/` branch, from `git worktree list` (works from the main
+/// working tree and from any worktree of the repository).
+pub(crate) fn list(repo: &Path) -> anyhow::Result<Vec<RunWorktree>> {
+    let porcelain = git(repo, &["worktree", "list", "--porcelain"])?;
+    let mut runs = Vec::new();
+    let mut path: Option<PathBuf> = None;
+    for line in porcelain.lines() {
+        if let Some(rest) = line.strip_prefix("worktree ") {
+            path = Some(PathBuf::from(rest));
+        } else if let Some(rest) = line.strip_prefix("branch refs/heads/")
+            && let Some(session) = rest.strip_prefix(BRANCH_PREFIX)
+            && let Some(path) = path.take()
+        {
+            runs.push(RunWorktree {
+                path,
+                branch: rest.to_owned(),
+                session: session.to_owned(),
+            });
+        }
+    }
+    Ok(runs)
+}
+
+/// Whether `worktree` holds changes not committed on its branch.
+pub(crate) fn has_uncommitted(worktree: &Path) -> anyhow::Result<bool> {
+    Ok(!git(worktree, &["status", "--porcelain"])?.is_empty())
+}
+
+/// Removes the worktree and deletes its branch.
+pub(crate) fn remove(repo: &Path, run: &RunWorktree) -> anyhow::Result<()> {
+    // `--force`: the worktree's own state folder is ignored but present; the caller has
+    // already refused unsaved work.
+    git(
+        repo,
+        &["worktree", "remove", "--force", &run.path.to_string_lossy()],
+    )?;
+    git(repo, &["branch", "--quiet", "-D", &run.branch])?;
+    Ok(())
+}
