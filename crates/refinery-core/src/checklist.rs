@@ -9,11 +9,13 @@
 //! plateau (MassGen flagged passing criteria such as 9 → 9 → 9 too).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::criteria::{CriteriaSet, as_object, kind};
+use crate::judgment::{Block, Gates};
 use crate::session::Cutoff;
 
 /// A score from 0 to 10.
@@ -232,6 +234,10 @@ pub struct ChecklistItem {
     /// The evaluator's reasoning.
     #[serde(default)]
     pub reasoning: String,
+    /// Why the score is not accepted as passing whatever its value (its evidence cites a file
+    /// or line the snapshot does not hold); `None` when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// A failing criterion with its text, so the next step does not need to look it up.
@@ -282,6 +288,10 @@ pub struct ChecklistOutcome {
     pub failing_criteria_detail: Vec<FailingCriterion>,
     /// Failing criteria that gained at most one point in each of the last two rounds.
     pub plateaued_criteria: Vec<Plateau>,
+    /// Why the round does not converge although every score passes (a failed check, an empty
+    /// or unchanged deliverable, an unchecked round); empty when nothing blocks it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_by: Vec<Block>,
 }
 
 /// One criterion's score from a panel of judges who scored blind: the lower median.
@@ -308,20 +318,36 @@ pub fn evaluate(
     round: u32,
     history: &[RoundScores],
 ) -> ChecklistOutcome {
+    evaluate_gated(criteria, scores, cutoff, round, history, &Gates::default())
+}
+
+/// [`evaluate`] with the checks made in code applied on top of the scores: a criterion in
+/// `gates.refused` does not pass whatever its score (it fails, and can plateau, like any
+/// failing criterion), and any of `gates.blocks` keeps the verdict at iterate.
+pub fn evaluate_gated(
+    criteria: &CriteriaSet,
+    scores: &BTreeMap<String, ScoreEntry>,
+    cutoff: Cutoff,
+    round: u32,
+    history: &[RoundScores],
+    gates: &Gates,
+) -> ChecklistOutcome {
     let items: Vec<ChecklistItem> = criteria
         .as_slice()
         .iter()
         .map(|criterion| {
             let entry = scores.get(&criterion.id);
             let score = entry.map_or(0, |entry| entry.score.get());
+            let refused = gates.refused.get(&criterion.id).cloned();
             ChecklistItem {
                 id: criterion.id.clone(),
                 text: criterion.text.clone(),
                 score,
-                passed: score >= cutoff.get(),
+                passed: score >= cutoff.get() && refused.is_none(),
                 reasoning: entry
                     .map(|entry| entry.reasoning.clone())
                     .unwrap_or_default(),
+                refused,
             }
         })
         .collect();
@@ -343,18 +369,19 @@ pub fn evaluate(
         .map(|item| (item.id.clone(), item.score))
         .collect();
     let plateaued_criteria = find_plateaued(&failed_criteria, &current, history);
-    let verdict = if failed_criteria.is_empty() {
+    let verdict = if failed_criteria.is_empty() && gates.blocks.is_empty() {
         Verdict::Converge
     } else {
         Verdict::Iterate
     };
-    let explanation = explain(
+    let mut explanation = explain(
         verdict,
         &items,
         cutoff,
         &failed_criteria,
         &plateaued_criteria,
     );
+    explain_gates(&mut explanation, &items, &gates.blocks);
     ChecklistOutcome {
         verdict,
         round,
@@ -364,6 +391,29 @@ pub fn evaluate(
         failed_criteria,
         failing_criteria_detail,
         plateaued_criteria,
+        blocked_by: gates.blocks.clone(),
+    }
+}
+
+/// Says which scores were not accepted and what blocked convergence, after the verdict's own
+/// explanation.
+fn explain_gates(text: &mut String, items: &[ChecklistItem], blocks: &[Block]) {
+    for item in items {
+        if let Some(reason) = &item.refused {
+            let _ = write!(
+                text,
+                " {} scored {} but is not accepted as passing: {reason}.",
+                item.id, item.score
+            );
+        }
+    }
+    if !blocks.is_empty() {
+        let reasons: Vec<String> = blocks.iter().map(ToString::to_string).collect();
+        let _ = write!(
+            text,
+            " The round cannot converge while {}.",
+            reasons.join("; and ")
+        );
     }
 }
 
@@ -409,6 +459,9 @@ fn explain(
     match verdict {
         Verdict::Converge => format!(
             "All {total} criteria passed (every score >= {cutoff}). The quality bar is met. Verdict: converge."
+        ),
+        Verdict::Iterate if failed.is_empty() => format!(
+            "All {total} criteria scored at or above {cutoff}, but checks made in code block convergence. Verdict: iterate."
         ),
         Verdict::Iterate => {
             let passed = total - failed.len();
@@ -577,6 +630,114 @@ mod tests {
             );
             assert_eq!(outcome.failing_criteria_detail.len(), failed.len());
         }
+    }
+
+    #[test]
+    fn gates_refuse_scores_and_block_convergence() {
+        use crate::judgment::{Block, Gates};
+        let set = criteria(&["E1", "E2"]);
+        let refused = |id: &str| Gates {
+            refused: [(
+                id.to_owned(),
+                "its evidence cites `a.md:1`, which the snapshot does not hold".to_owned(),
+            )]
+            .into(),
+            blocks: Vec::new(),
+        };
+        let blocked = Gates {
+            refused: BTreeMap::new(),
+            blocks: vec![Block::EmptyDeliverable],
+        };
+        let cases: [(&[(&str, u8)], Gates, Verdict, &[&str]); 5] = [
+            (
+                &[("E1", 10), ("E2", 9)],
+                Gates::default(),
+                Verdict::Converge,
+                &[],
+            ),
+            // A refused 10 fails like a low score.
+            (
+                &[("E1", 10), ("E2", 9)],
+                refused("E1"),
+                Verdict::Iterate,
+                &["E1"],
+            ),
+            (
+                &[("E1", 3), ("E2", 9)],
+                refused("E2"),
+                Verdict::Iterate,
+                &["E1", "E2"],
+            ),
+            // A block keeps passing scores at iterate without failing any criterion.
+            (
+                &[("E1", 10), ("E2", 9)],
+                blocked.clone(),
+                Verdict::Iterate,
+                &[],
+            ),
+            (
+                &[("E1", 2), ("E2", 9)],
+                blocked.clone(),
+                Verdict::Iterate,
+                &["E1"],
+            ),
+        ];
+        for (pairs, gates, verdict, failed) in cases {
+            let outcome = evaluate_gated(&set, &scores(pairs), Cutoff::DEFAULT, 1, &[], &gates);
+            assert_eq!(outcome.verdict, verdict, "{pairs:?} {gates:?}");
+            assert_eq!(outcome.failed_criteria, failed, "{pairs:?} {gates:?}");
+            assert_eq!(outcome.blocked_by, gates.blocks);
+            // The score itself is kept as the judge gave it.
+            assert_eq!(outcome.items[0].score, pairs[0].1);
+        }
+        let outcome = evaluate_gated(
+            &set,
+            &scores(&[("E1", 10), ("E2", 9)]),
+            Cutoff::DEFAULT,
+            1,
+            &[],
+            &refused("E1"),
+        );
+        assert_eq!(
+            outcome.items[0].refused.as_deref(),
+            Some("its evidence cites `a.md:1`, which the snapshot does not hold")
+        );
+        assert!(
+            outcome
+                .explanation
+                .contains("E1 scored 10 but is not accepted as passing"),
+            "{}",
+            outcome.explanation
+        );
+        let outcome = evaluate_gated(
+            &set,
+            &scores(&[("E1", 10), ("E2", 9)]),
+            Cutoff::DEFAULT,
+            1,
+            &[],
+            &blocked,
+        );
+        assert!(
+            outcome
+                .explanation
+                .contains("cannot converge while the deliverable holds no file"),
+            "{}",
+            outcome.explanation
+        );
+        // A refused criterion that keeps its score round after round plateaus like any other.
+        let history = [
+            round(1, &[("E1", 10), ("E2", 9)]),
+            round(2, &[("E1", 10), ("E2", 9)]),
+        ];
+        let outcome = evaluate_gated(
+            &set,
+            &scores(&[("E1", 10), ("E2", 9)]),
+            Cutoff::DEFAULT,
+            3,
+            &history,
+            &refused("E1"),
+        );
+        assert_eq!(outcome.plateaued_criteria.len(), 1);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod claude_session;
 pub mod criteria;
 mod error;
 pub mod fsutil;
+pub mod judgment;
 pub mod plan;
 pub mod rounds;
 pub mod session;

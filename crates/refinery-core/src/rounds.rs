@@ -260,6 +260,7 @@ mod tests {
                     scores: vec![5, 5, 5],
                 })
                 .collect(),
+            blocked_by: Vec::new(),
         }
     }
 

@@ -28,6 +28,7 @@ use crate::checklist::{self, ChecklistOutcome, PLATEAU_WINDOW, RoundScores, Verd
 use crate::criteria::{Category, CriteriaSet};
 use crate::error::{Error, Result};
 use crate::fsutil::{LockGuard, append_json_line, read_json, read_json_lines, write_json};
+use crate::judgment::Gates;
 use crate::plan::{self, ImprovementPlan, PlanError};
 use crate::session::{SessionId, SessionInfo, SessionSettings};
 use crate::snapshot::{self, ManifestEntry, ObjectStore, Skipped};
@@ -491,6 +492,29 @@ impl Session {
         report_path: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<ChecklistRecord> {
+        self.submit_checklist_with(scores, report_path, &Gates::default(), now)
+    }
+
+    /// Scores a round with the checks made in code applied on top of the scores
+    /// ([`checklist::evaluate_gated`]): refused criteria do not pass, and blocks keep the
+    /// verdict at iterate. What is recorded is the gated outcome, so every reader of the
+    /// journal sees the same verdict.
+    pub fn submit_gated_checklist(
+        &self,
+        scores: &Value,
+        gates: &Gates,
+        now: OffsetDateTime,
+    ) -> Result<ChecklistRecord> {
+        self.submit_checklist_with(scores, None, gates, now)
+    }
+
+    fn submit_checklist_with(
+        &self,
+        scores: &Value,
+        report_path: Option<&str>,
+        gates: &Gates,
+        now: OffsetDateTime,
+    ) -> Result<ChecklistRecord> {
         let _lock = self.lock()?;
         let criteria = self.criteria()?.ok_or_else(|| Error::NoCriteria {
             session: self.id.to_string(),
@@ -504,12 +528,13 @@ impl Session {
             Some(raw) => Some(self.check_report_path(raw)?),
             None => None,
         };
-        let outcome = checklist::evaluate(
+        let outcome = checklist::evaluate_gated(
             &criteria,
             &parsed,
             info.settings.cutoff,
             round,
             &state.recent,
+            gates,
         );
         let submission = state.pending_answer.filter(|answer| answer.round == round);
         let record = ChecklistRecord {
