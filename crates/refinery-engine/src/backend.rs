@@ -384,15 +384,8 @@ impl Backend {
             }
             Err(error) => {
                 meter.settle(Some(reservation), None, Cost::Usd(0.0));
-                // A reply that never validated is handed to our parser as empty text, so it
-                // is treated like any other malformed output (retried, then fails closed).
-                if matches!(error, refinery_llm::Error::InvalidStructuredOutput { .. }) {
-                    return Ok(CallReply {
-                        text: String::new(),
-                        duration: started.elapsed(),
-                        ..CallReply::default()
-                    });
-                }
+                // A reply that never validated is an error that says why; the judge phase
+                // treats it like any other malformed output (retried, then fails closed).
                 Err(self.failure(spec.role, error, meter))
             }
         }

@@ -157,31 +157,28 @@ pub fn regression_guard(criteria: &CriteriaSet, answer_a: &str, answer_b: &str) 
     )
 }
 
-/// What the round evaluator is told.
+/// What the round evaluator is told: the task, the criteria, the deliverable and the checks'
+/// output. Nothing of earlier rounds (scores, verdicts, findings, even the round number):
+/// a judge that sees past scores anchors on them and softens over rounds.
 pub struct EvaluatorBrief<'a> {
     /// The task.
     pub task: &'a str,
     /// The criteria.
     pub criteria: &'a CriteriaSet,
-    /// The round being judged.
-    pub round: u32,
     /// The deliverable as text.
     pub deliverable: &'a str,
     /// Where the files are, for judges that can open them.
     pub files_note: &'a str,
     /// The `--verify` results.
     pub verify: &'a [VerifyResult],
-    /// Earlier scores, oldest first, for context.
-    pub previous: Option<&'a str>,
 }
 
 /// The round evaluator's brief.
 pub fn evaluator(brief: &EvaluatorBrief<'_>) -> String {
     let mut out = format!(
-        "## Task\n\n{}\n\n## Criteria\n\n{}\n## Deliverable (round {})\n\n{}\n\n{}\n",
+        "## Task\n\n{}\n\n## Criteria\n\n{}\n## Deliverable\n\n{}\n\n{}\n",
         brief.task.trim(),
         criteria_block(brief.criteria),
-        brief.round,
         brief.files_note,
         brief.deliverable
     );
@@ -208,11 +205,8 @@ pub fn evaluator(brief: &EvaluatorBrief<'_>) -> String {
             );
         }
     }
-    if let Some(previous) = brief.previous {
-        let _ = write!(out, "\n## Previous rounds\n\n{previous}\n");
-    }
     out.push_str(
-        "\n## What to return\n\nScore every criterion 0–10 (whole numbers) with evidence: quotes, file paths and lines, command output. Then the critique, an ordered improvement spec (each item names its criterion, the concrete change, and its impact: incremental, structural or transformative), and the list of what must be preserved.\n",
+        "\n## What to return\n\nScore every criterion 0–10 (whole numbers) with evidence: quotes, command output, and the files you rely on cited as `path:line` or `path:first-last` (paths relative to the deliverable, lines counted from 1). Cite only files and lines the deliverable holds: evidence that cites a file or line that is not there is not accepted. Then the critique, an ordered improvement spec (each item names its criterion, the concrete change, and its impact: incremental, structural or transformative), and the list of what must be preserved.\n",
     );
     out
 }

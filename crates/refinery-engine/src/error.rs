@@ -83,6 +83,36 @@ pub enum EngineError {
     Io(#[from] std::io::Error),
 }
 
+impl EngineError {
+    /// Whether a model call or agent process ran out of time (`--call-timeout`, or a request's
+    /// own timeout): for a judge that means unusable output, not a failed run.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Backend {
+                source: refinery_llm::Error::RequestTimeout { .. }
+                    | refinery_llm::Error::DeadlineExceeded { .. }
+                    | refinery_llm::Error::AgentTimeout { .. },
+                ..
+            }
+        )
+    }
+}
+
+impl EngineError {
+    /// What was wrong with a reply that never followed its schema (the model answered, but
+    /// not in the required shape): for a judge, unusable output to retry, not a failed run.
+    pub fn invalid_output(&self) -> Option<&str> {
+        match self {
+            EngineError::Backend {
+                source: refinery_llm::Error::InvalidStructuredOutput { message, .. },
+                ..
+            } => Some(message),
+            _ => None,
+        }
+    }
+}
+
 impl From<Halt> for EngineError {
     fn from(halt: Halt) -> Self {
         EngineError::Halted(halt)

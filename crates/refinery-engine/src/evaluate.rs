@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use refinery_core::judgment::Gates;
 use refinery_core::rounds::LoopLimits;
 use refinery_core::{CriteriaSet, Session, SessionSettings, StateDir, Submission};
 use serde::Serialize;
@@ -19,12 +20,13 @@ use crate::error::EngineError;
 use crate::events::{CriterionLine, lines};
 use crate::handoff::{HandoffInput, render_handoff};
 use crate::meter::{Meter, Spend};
-use crate::outputs::{Evaluation, SpecItem};
+use crate::outputs::SpecItem;
 use crate::pack;
 use crate::phases::ask::JUDGE_ATTEMPTS;
 use crate::phases::criteria::{self, CriteriaInput};
-use crate::phases::judge::{self, EvaluationInput, Panel};
-use crate::phases::{Context, Environment, decide, no_events};
+use crate::phases::decide::{self, Judgment};
+use crate::phases::judge::{self, Combined, EvaluationInput, Panel};
+use crate::phases::{Context, Environment, no_events};
 use crate::record::{CriteriaSource, RoundVerdict};
 
 /// What to evaluate.
@@ -137,10 +139,8 @@ pub async fn evaluate_once(
     let input = EvaluationInput {
         task: &task,
         criteria: &criteria,
-        round: 1,
         files: &submission.files,
         verify: &[],
-        previous: None,
     };
     let evaluated = judge::evaluate(&ctx, &panel, &input).await?;
     let unscored_reason = evaluated.unscored_reason();
@@ -148,7 +148,7 @@ pub async fn evaluate_once(
         task: &task,
         criteria: &criteria,
         criteria_source,
-        evaluation: evaluated.combined,
+        combined: evaluated.combined,
         unscored_reason,
     };
     report(&ctx, scored)
@@ -194,7 +194,7 @@ struct Scored<'a> {
     task: &'a str,
     criteria: &'a CriteriaSet,
     criteria_source: CriteriaSource,
-    evaluation: Option<Evaluation>,
+    combined: Option<Combined>,
     unscored_reason: Option<String>,
 }
 
@@ -202,7 +202,23 @@ struct Scored<'a> {
 fn report(ctx: &Context<'_>, scored: Scored<'_>) -> Result<EvaluateReport, EngineError> {
     let session = ctx.session;
     let reason = scored.unscored_reason.clone().unwrap_or_default();
-    let outcome = decide::record(ctx, 1, scored.evaluation.as_ref(), &reason)?;
+    let (evaluation, gates, spread) = match scored.combined {
+        Some(combined) => {
+            let gates = Gates {
+                refused: combined.refused,
+                blocks: Vec::new(),
+            };
+            (Some(combined.evaluation), gates, combined.spread)
+        }
+        None => (None, Gates::default(), BTreeMap::new()),
+    };
+    let judgment = Judgment {
+        evaluation: evaluation.as_ref(),
+        unscored_reason: &reason,
+        gates: &gates,
+        spread: &spread,
+    };
+    let outcome = decide::record(ctx, 1, &judgment)?;
     let report_path = session.dir().join("evaluation.md");
     let mut report = EvaluateReport {
         session: session.id().to_string(),
@@ -220,7 +236,7 @@ fn report(ctx: &Context<'_>, scored: Scored<'_>) -> Result<EvaluateReport, Engin
         unscored_reason: None,
         spend: ctx.meter.spend(),
     };
-    let text = if let (Some(outcome), Some(evaluation)) = (outcome, scored.evaluation) {
+    let text = if let (Some(outcome), Some(evaluation)) = (outcome, evaluation) {
         let text = render_handoff(&HandoffInput {
             task: scored.task,
             criteria: scored.criteria,
@@ -228,6 +244,7 @@ fn report(ctx: &Context<'_>, scored: Scored<'_>) -> Result<EvaluateReport, Engin
             evaluation: Some(&evaluation),
             change_approach_for: &[],
             learnings: "",
+            trajectory: &BTreeMap::new(),
         });
         report.verdict = outcome.verdict.into();
         report.passed = report.verdict == RoundVerdict::Converge;
@@ -243,7 +260,7 @@ fn report(ctx: &Context<'_>, scored: Scored<'_>) -> Result<EvaluateReport, Engin
     } else {
         report.unscored_reason = Some(reason.clone());
         format!(
-            "# Evaluation\n\nThe evaluator's output stayed unusable after {JUDGE_ATTEMPTS} attempts, so nothing was scored: {reason}\n"
+            "# Evaluation\n\nNothing was scored: {reason}\n\n(A judge's output counts as unusable after {JUDGE_ATTEMPTS} attempts or a timeout, and a panel decides only when a majority of its judges were usable.)\n"
         )
     };
     refinery_core::fsutil::write_atomic(&report_path, text.as_bytes())?;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use refinery_core::judgment::{Block, Spread};
 use refinery_core::rounds::NextStep;
 use refinery_core::votes::{Agent, AnswerId, NoConsensus, RunStep, Tally, Winner};
 use refinery_core::{CriteriaSet, Verdict};
@@ -147,14 +148,29 @@ pub enum RefineEvent {
         /// Their size.
         bytes: u64,
     },
+    /// The builder (fix attempt included) left every file as it was: "builder changed
+    /// nothing".
+    BuilderChangedNothing {
+        /// The round.
+        round: u32,
+    },
     /// The round was scored.
     Scored {
         /// The round.
         round: u32,
         /// Scores by criterion.
         scores: BTreeMap<String, u8>,
-        /// The verdict.
+        /// The verdict (the checks made in code included).
         verdict: Verdict,
+        /// Why the round does not converge although its scores pass.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        blocked_by: Vec<Block>,
+        /// Criteria whose score is not accepted as passing, with why.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        refused: BTreeMap<String, String>,
+        /// For a panel: each criterion's spread across the judges.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        spread: BTreeMap<String, Spread>,
     },
     /// One judge of a panel scored the round (only with more than one judge).
     Judged {

@@ -5,6 +5,7 @@
 //! verdict, the evaluator's findings, the improvement spec, the preserve list and the learnings
 //! — so it can never leak a transcript into the next context.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use refinery_core::{ChecklistOutcome, CriteriaSet};
@@ -26,6 +27,9 @@ pub struct HandoffInput<'a> {
     pub change_approach_for: &'a [String],
     /// Accumulated learnings (`learnings.md`).
     pub learnings: &'a str,
+    /// Earlier rounds' scores per criterion, oldest first (`None` for an unscored round): the
+    /// trajectory the builder and the report see. Judges never do.
+    pub trajectory: &'a BTreeMap<String, Vec<Option<u8>>>,
 }
 
 /// Renders `handoff.md`.
@@ -51,10 +55,10 @@ pub fn render_handoff(input: &HandoffInput<'_>) -> String {
             .criteria
             .get(&item.id)
             .map_or("standard", |criterion| criterion.category.as_str());
-        let status = if item.passed {
-            "passes"
-        } else {
-            "below the bar"
+        let status = match (&item.refused, item.passed) {
+            (Some(reason), _) => format!("not accepted: {}", one_line(reason)),
+            (None, true) => "passes".to_owned(),
+            (None, false) => "below the bar".to_owned(),
         };
         let _ = writeln!(
             out,
@@ -65,6 +69,14 @@ pub fn render_handoff(input: &HandoffInput<'_>) -> String {
         );
     }
     out.push('\n');
+    if !outcome.blocked_by.is_empty() {
+        out.push_str("The round cannot converge, whatever its scores, while:\n\n");
+        for block in &outcome.blocked_by {
+            let _ = writeln!(out, "- {block}");
+        }
+        out.push('\n');
+    }
+    render_trajectory(&mut out, outcome, input.trajectory);
     if !input.change_approach_for.is_empty() {
         let _ = writeln!(
             out,
@@ -82,6 +94,28 @@ pub fn render_handoff(input: &HandoffInput<'_>) -> String {
         let _ = writeln!(out, "## Learnings so far\n\n{}\n", input.learnings.trim());
     }
     out
+}
+
+/// Every criterion's scores over the rounds so far, this one last.
+fn render_trajectory(
+    out: &mut String,
+    outcome: &ChecklistOutcome,
+    trajectory: &BTreeMap<String, Vec<Option<u8>>>,
+) {
+    if trajectory.values().all(Vec::is_empty) {
+        return;
+    }
+    out.push_str("## Scores so far\n\n");
+    for item in &outcome.items {
+        let earlier = trajectory.get(&item.id).map_or(&[][..], Vec::as_slice);
+        let series: Vec<String> = earlier
+            .iter()
+            .map(|score| score.map_or_else(|| "–".to_owned(), |score| score.to_string()))
+            .chain(std::iter::once(item.score.to_string()))
+            .collect();
+        let _ = writeln!(out, "- {}: {}", item.id, series.join(" → "));
+    }
+    out.push('\n');
 }
 
 /// The evaluator's findings, critique, improvement spec and preserve list.
@@ -190,6 +224,11 @@ mod tests {
             evaluation: Some(&evaluation),
             change_approach_for: &["E1".to_owned()],
             learnings: "### Round 1\n- Do: run the page before submitting",
+            trajectory: &[
+                ("E1".to_owned(), vec![Some(3)]),
+                ("E2".to_owned(), vec![None]),
+            ]
+            .into(),
         });
         for needle in [
             "# Handoff after round 2",
@@ -202,6 +241,7 @@ mod tests {
             "1. [E1, structural] lead with the measurable outcome",
             "- the colour palette",
             "- Do: run the page before submitting",
+            "## Scores so far\n\n- E1: 3 → 4\n- E2: – → 9",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
@@ -219,8 +259,10 @@ mod tests {
             evaluation: None,
             change_approach_for: &[],
             learnings: "",
+            trajectory: &BTreeMap::new(),
         });
         assert!(text.contains("unusable"));
+        assert!(!text.contains("Scores so far"));
         assert!(!text.contains("Learnings so far"));
     }
 

@@ -6,11 +6,20 @@
 //!
 //! This is the edge: a reply is parsed here once, into a type ([`Evaluation`],
 //! [`GuardComparison`], [`TraceLessons`], a [`CriteriaSet`]), and nothing past it reads raw
-//! JSON again.
+//! JSON again. Evidence citations (`path:line`) are parsed here too ([`Citation`]); whether
+//! they resolve is checked against the snapshot by the judge phase.
+//!
+//! Each role's JSON schema ([`criteria_writer_schema`], [`evaluator_schema`],
+//! [`guard_schema`], [`trace_lessons_schema`]) carries every rule of its parser that JSON
+//! Schema can say: enums, integer ranges, item counts, required fields (the ones the parser
+//! requires, no more), ids of this run's
+//! criteria as required properties, non-blank strings. It also bounds every string and list,
+//! so a server that turns the schema into a grammar (llama.cpp) ends its output instead of
+//! running on. The rule: an instance of the schema always passes the parser, and what the
+//! parser refuses the schema refuses too (tests generate instances from the schemas alone).
 
 use std::collections::BTreeMap;
 
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -68,7 +77,7 @@ fn shape(role: &'static str, err: &serde_json::Error) -> OutputError {
 }
 
 /// One criterion as the criteria writer proposes it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProposedCriterion {
     /// What good looks like, stated as a position a reviewer can check.
@@ -88,7 +97,7 @@ pub struct ProposedCriterion {
 }
 
 /// The criteria writer's reply.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CriteriaWriterOutput {
     /// 3–7 criteria, the primary one first.
@@ -143,26 +152,27 @@ pub fn parse_criteria_writer(text: &str) -> Result<CriteriaSet> {
             }))
         })
         .collect::<Result<_>>()?;
-    let set =
-        CriteriaSet::from_json(&Value::Array(items)).map_err(|err| contract(err.to_string()))?;
-    if !set
-        .as_slice()
+    let mut items = items;
+    // The brief asks for the primary criterion first. A set with none marked primary takes
+    // its first as primary rather than being refused: the tier decides nothing, and a rule
+    // JSON Schema cannot say portably must not fail a reply that follows the schema.
+    let has_primary = output
+        .criteria
         .iter()
-        .any(|criterion| criterion.category == Category::Primary)
-    {
-        return Err(contract(
-            "no criterion is primary; mark the one the work is mainly judged on".to_owned(),
-        ));
+        .any(|criterion| Category::parse(&criterion.category) == Some(Category::Primary));
+    if !has_primary && let Some(Value::Object(first)) = items.first_mut() {
+        first.insert("category".to_owned(), json!("primary"));
     }
-    Ok(set)
+    CriteriaSet::from_json(&Value::Array(items)).map_err(|err| contract(err.to_string()))
 }
 
 /// The evaluator's finding on one criterion.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CriterionFinding {
-    /// Whole number 0–10.
-    pub score: i64,
+    /// Whole number 0–10 (kept as the number sent: `7.0` is a whole number too, and the core's
+    /// score rules decide).
+    pub score: serde_json::Number,
     /// Quotes, paths with line numbers, command output: what the score rests on (at least one).
     pub evidence: Vec<String>,
     /// Why this score and not one higher.
@@ -170,7 +180,7 @@ pub struct CriterionFinding {
 }
 
 /// One step of the improvement spec, in priority order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpecItem {
     /// The criterion this step serves.
@@ -182,7 +192,7 @@ pub struct SpecItem {
 }
 
 /// The round evaluator's reply.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluatorOutput {
     /// One finding per criterion id.
@@ -204,6 +214,92 @@ pub struct Finding {
     pub evidence: Vec<String>,
     /// Why this score and not one higher.
     pub reasoning: String,
+    /// The `path:line` citations in the evidence, parsed from it.
+    pub citations: Vec<Citation>,
+}
+
+impl Finding {
+    /// A finding, its evidence's citations parsed.
+    pub fn new(score: Score, evidence: Vec<String>, reasoning: String) -> Self {
+        let citations = evidence.iter().flat_map(|item| citations(item)).collect();
+        Self {
+            score,
+            evidence,
+            reasoning,
+            citations,
+        }
+    }
+}
+
+/// A place in the deliverable that evidence points at: `path:line`, `path:first-last`, or
+/// `path:line:column`, as judges are asked to cite files.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Citation {
+    /// The path as cited (relative to the deliverable, or absolute inside a judge's copy).
+    pub path: String,
+    /// The first line cited (1-based as cited; 0 never exists).
+    pub first: u32,
+    /// The last line cited (the same as `first` for one line).
+    pub last: u32,
+}
+
+impl std::fmt::Display for Citation {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(formatter, "{}:{}", self.path, self.first)
+        } else {
+            write!(formatter, "{}:{}-{}", self.path, self.first, self.last)
+        }
+    }
+}
+
+/// The `path:line` citations in one piece of evidence. A token counts when the part before
+/// its first `:` looks like a file path (it holds a `/` or a `.`, and no other `:`) and what
+/// follows is a line number or range, optionally with a column: `index.html:3`,
+/// `src/app.rs:10-24`, `./a.py:7:5`. URLs (`https://…:443`), times (`10:30`) and criterion
+/// labels (`E1:`) are not citations.
+pub fn citations(evidence: &str) -> Vec<Citation> {
+    evidence
+        .split(|c: char| {
+            c.is_whitespace()
+                || matches!(
+                    c,
+                    '`' | '"' | '\'' | '(' | ')' | '[' | ']' | '<' | '>' | ',' | ';' | '|'
+                )
+        })
+        .filter_map(citation)
+        .collect()
+}
+
+fn citation(token: &str) -> Option<Citation> {
+    let token = token.trim_end_matches(['.', ':']);
+    let (path, place) = token.split_once(':')?;
+    let looks_like_path = (path.contains('/') || path.contains('.'))
+        && !path.ends_with('.')
+        && path.chars().any(char::is_alphanumeric);
+    if !looks_like_path {
+        return None;
+    }
+    // `line`, `first-last` or `line:column` (the column is not checked).
+    let lines = place.split_once(':').map_or(place, |(lines, column)| {
+        if column.chars().all(|c| c.is_ascii_digit()) {
+            lines
+        } else {
+            ""
+        }
+    });
+    let (first, last) = match lines.split_once(['-', '–']) {
+        Some((first, last)) => (first.parse().ok()?, last.parse().ok()?),
+        None => {
+            let line = lines.parse().ok()?;
+            (line, line)
+        }
+    };
+    Some(Citation {
+        path: path.to_owned(),
+        first,
+        last,
+    })
 }
 
 /// A validated evaluation: a finding for every criterion, plus the evaluator's prose.
@@ -275,7 +371,7 @@ impl From<Evaluation> for EvaluatorOutput {
                     (
                         id,
                         CriterionFinding {
-                            score: i64::from(finding.score.get()),
+                            score: finding.score.get().into(),
                             evidence: finding.evidence,
                             reasoning: finding.reasoning,
                         },
@@ -299,18 +395,13 @@ impl TryFrom<EvaluatorOutput> for Evaluation {
             .scores
             .into_iter()
             .map(|(id, finding)| {
-                let score = u8::try_from(finding.score)
-                    .ok()
+                let score = finding
+                    .score
+                    .as_u64()
+                    .and_then(|score| u8::try_from(score).ok())
                     .and_then(Score::new)
                     .ok_or_else(|| format!("`{id}` has score {}, outside 0–10", finding.score))?;
-                Ok((
-                    id,
-                    Finding {
-                        score,
-                        evidence: finding.evidence,
-                        reasoning: finding.reasoning,
-                    },
-                ))
+                Ok((id, Finding::new(score, finding.evidence, finding.reasoning)))
             })
             .collect::<std::result::Result<_, String>>()?;
         Ok(Evaluation {
@@ -369,11 +460,7 @@ pub fn parse_evaluator(criteria: &CriteriaSet, text: &str) -> Result<Evaluation>
             let entry = scores.remove(&id)?;
             Some((
                 id,
-                Finding {
-                    score: entry.score,
-                    evidence: finding.evidence,
-                    reasoning: entry.reasoning,
-                },
+                Finding::new(entry.score, finding.evidence, entry.reasoning),
             ))
         })
         .collect();
@@ -386,7 +473,7 @@ pub fn parse_evaluator(criteria: &CriteriaSet, text: &str) -> Result<Evaluation>
 }
 
 /// The regression guard's reply for one blind comparison.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegressionGuardOutput {
     /// Per criterion id: `A`, `B` or `tie`.
@@ -446,7 +533,7 @@ pub fn parse_regression_guard(criteria: &CriteriaSet, text: &str) -> Result<Guar
 }
 
 /// The trace analyzer's lessons (its statistics are computed by code, not by the model).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceLessons {
     /// Habits that helped and should continue.
@@ -466,9 +553,173 @@ pub fn parse_trace_lessons(text: &str) -> Result<TraceLessons> {
     serde_json::from_value(object(ROLE, text)?).map_err(|err| shape(ROLE, &err))
 }
 
-/// The JSON schema a role's reply must follow, for structured-output requests.
-pub fn schema_for<T: JsonSchema>() -> Value {
+/// The JSON schema `schemars` derives for `T`, for outputs whose rules a derive can carry
+/// (a multi-model run's judgment). Role outputs whose rules depend on the run (criterion ids,
+/// bounds) have their own builders below.
+pub fn schema_for<T: schemars::JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
+}
+
+/// The bounds every schema puts on strings and lists. They are far above what a useful reply
+/// needs (so a capable model never meets them), and low enough that a small model under a
+/// grammar stops within a few thousand tokens instead of running until a timeout.
+mod bounds {
+    /// A criterion's text, a `verify_by` line, one anti-pattern, one score anchor.
+    pub(super) const SHORT: u64 = 400;
+    /// A rationale, a finding's reasoning, one evidence item, one spec change.
+    pub(super) const MEDIUM: u64 = 1_500;
+    /// A critique, the guard's reasoning.
+    pub(super) const LONG: u64 = 6_000;
+    /// Items of a list of findings, lessons, preserve entries or spec steps.
+    pub(super) const ITEMS: u64 = 12;
+    /// Anti-patterns per criterion.
+    pub(super) const ANTI_PATTERNS: u64 = 6;
+}
+
+/// A string that may be empty, bounded.
+fn text(max: u64) -> Value {
+    json!({"type": "string", "maxLength": max})
+}
+
+/// A string with at least one character that is not whitespace, bounded (parsers refuse blank
+/// text where the reply needs it).
+fn filled(max: u64) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S"})
+}
+
+fn list(items: Value, min: u64, max: u64) -> Value {
+    json!({"type": "array", "items": items, "minItems": min, "maxItems": max})
+}
+
+/// An object with exactly `properties` (no others), the `required` ones required.
+fn object_schema(properties: Vec<(&str, Value)>, required: &[&str]) -> Value {
+    let properties: serde_json::Map<String, Value> = properties
+        .into_iter()
+        .map(|(name, schema)| (name.to_owned(), schema))
+        .collect();
+    json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+/// The criteria writer's schema: 3–7 criteria, each with its text, a tier from the category
+/// enum, 1–6 non-blank anti-patterns and a `verify_by` line, and optionally a rationale and
+/// score anchors for 3, 5, 7 and 9.
+pub fn criteria_writer_schema() -> Value {
+    let anchors = object_schema(
+        ["3", "5", "7", "9"]
+            .into_iter()
+            .map(|score| (score, text(bounds::SHORT)))
+            .collect(),
+        &[],
+    );
+    let criterion = object_schema(
+        vec![
+            ("text", filled(bounds::SHORT)),
+            (
+                "category",
+                json!({"type": "string", "enum": ["primary", "standard", "stretch"]}),
+            ),
+            ("rationale", text(bounds::MEDIUM)),
+            (
+                "anti_patterns",
+                list(filled(bounds::SHORT), 1, bounds::ANTI_PATTERNS),
+            ),
+            ("verify_by", filled(bounds::SHORT)),
+            ("score_anchors", anchors),
+        ],
+        &["text", "category", "anti_patterns", "verify_by"],
+    );
+    let range = &CRITERIA_RANGE;
+    object_schema(
+        vec![(
+            "criteria",
+            list(criterion, *range.start() as u64, *range.end() as u64),
+        )],
+        &["criteria"],
+    )
+}
+
+/// The round evaluator's schema for this run's criteria: a finding for every criterion id and
+/// no other (each a whole number 0–10 with 1–12 non-blank evidence items), the critique, up to
+/// 12 spec steps naming a criterion of this run and an impact from the enum, and up to 12
+/// things to preserve.
+pub fn evaluator_schema(criteria: &CriteriaSet) -> Value {
+    let ids = criteria.ids();
+    let finding = object_schema(
+        vec![
+            (
+                "score",
+                json!({"type": "integer", "minimum": 0, "maximum": Score::MAX}),
+            ),
+            ("evidence", list(filled(bounds::MEDIUM), 1, bounds::ITEMS)),
+            ("reasoning", text(bounds::MEDIUM)),
+        ],
+        &["score", "evidence", "reasoning"],
+    );
+    let scores = object_schema(
+        ids.iter()
+            .map(|id| (id.as_str(), finding.clone()))
+            .collect(),
+        &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let step = object_schema(
+        vec![
+            ("criterion", json!({"type": "string", "enum": ids})),
+            ("change", filled(bounds::MEDIUM)),
+            (
+                "impact",
+                json!({"type": "string", "enum": ["incremental", "structural", "transformative"]}),
+            ),
+        ],
+        &["criterion", "change", "impact"],
+    );
+    object_schema(
+        vec![
+            ("scores", scores),
+            ("critique", text(bounds::LONG)),
+            ("improvement_spec", list(step, 0, bounds::ITEMS)),
+            ("preserve", list(filled(bounds::SHORT), 0, bounds::ITEMS)),
+        ],
+        &["scores", "critique", "improvement_spec", "preserve"],
+    )
+}
+
+/// The regression guard's schema for this run's criteria: `A`, `B` or `tie` for every
+/// criterion id and no other, and (optionally) the reasoning.
+pub fn guard_schema(criteria: &CriteriaSet) -> Value {
+    let ids = criteria.ids();
+    let preference = json!({"type": "string", "enum": ["A", "B", "tie"]});
+    let preferences = object_schema(
+        ids.iter()
+            .map(|id| (id.as_str(), preference.clone()))
+            .collect(),
+        &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    object_schema(
+        vec![
+            ("preferences", preferences),
+            ("reasoning", text(bounds::LONG)),
+        ],
+        &["preferences"],
+    )
+}
+
+/// The trace analyzer's schema: up to 12 non-blank lessons in each of `do`, `dont` and
+/// `critical_errors` (each list may be left out).
+pub fn trace_lessons_schema() -> Value {
+    let lessons = || list(filled(bounds::MEDIUM), 0, bounds::ITEMS);
+    object_schema(
+        vec![
+            ("do", lessons()),
+            ("dont", lessons()),
+            ("critical_errors", lessons()),
+        ],
+        &[],
+    )
 }
 
 #[cfg(test)]
@@ -583,10 +834,13 @@ pub(crate) mod tests {
         let set = parse_criteria_writer(&proposed(4, true)).unwrap();
         assert_eq!(set.ids(), vec!["E1", "E2", "E3", "E4"]);
         assert_eq!(set.as_slice()[0].category, Category::Primary);
+        // None marked primary: the first (the brief asks for the primary first) is taken.
+        let set = parse_criteria_writer(&proposed(4, false)).unwrap();
+        assert_eq!(set.as_slice()[0].category, Category::Primary);
+        assert_eq!(set.as_slice()[1].category, Category::Standard);
         for (reply, needle) in [
             (proposed(2, true), "give 3 to 7"),
             (proposed(8, true), "give 3 to 7"),
-            (proposed(4, false), "primary"),
             (json!({"criteria": [{"text": "a", "category": "primary", "anti_patterns": [], "verify_by": "x"}, {"text": "b", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}, {"text": "c", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}]}).to_string(), "no anti-patterns"),
             (json!({"criteria": [{"text": "a", "category": "primary", "anti_patterns": ["z"], "verify_by": " "}, {"text": "b", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}, {"text": "c", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}]}).to_string(), "no verify_by"),
             (json!({"criteria": [{"text": "a", "category": "vital", "anti_patterns": ["z"], "verify_by": "x"}, {"text": "b", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}, {"text": "c", "category": "standard", "anti_patterns": ["y"], "verify_by": "x"}]}).to_string(), "category `vital`"),
@@ -634,14 +888,69 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(lessons.keep_doing, vec!["ran the tests first"]);
         assert!(lessons.critical_errors.is_empty());
-        let schema = schema_for::<EvaluatorOutput>();
-        assert_eq!(schema["type"], "object");
-        assert!(
-            schema["required"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|field| field == "scores")
+    }
+
+    #[test]
+    fn the_evaluator_and_guard_schemas_name_this_runs_criteria() {
+        let schema = evaluator_schema(&criteria());
+        assert_eq!(
+            schema["required"],
+            json!(["scores", "critique", "improvement_spec", "preserve"])
         );
+        assert_eq!(
+            schema["properties"]["scores"]["required"],
+            json!(["E1", "E2"])
+        );
+        assert_eq!(
+            schema["properties"]["scores"]["additionalProperties"],
+            json!(false)
+        );
+        let finding = &schema["properties"]["scores"]["properties"]["E1"];
+        assert_eq!(finding["properties"]["score"]["maximum"], json!(10));
+        assert_eq!(finding["properties"]["evidence"]["minItems"], json!(1));
+        assert_eq!(
+            schema["properties"]["improvement_spec"]["items"]["properties"]["criterion"]["enum"],
+            json!(["E1", "E2"])
+        );
+        let guard = guard_schema(&criteria());
+        assert_eq!(
+            guard["properties"]["preferences"]["required"],
+            json!(["E1", "E2"])
+        );
+        let writer = criteria_writer_schema();
+        assert_eq!(
+            writer["properties"]["criteria"]["items"]["properties"]["category"]["enum"],
+            json!(["primary", "standard", "stretch"])
+        );
+        assert_eq!(writer["properties"]["criteria"]["minItems"], json!(3));
+        assert_eq!(writer["properties"]["criteria"]["maxItems"], json!(7));
+    }
+
+    #[test]
+    fn citations_are_paths_with_lines() {
+        let cited = |text: &str| -> Vec<String> {
+            citations(text).iter().map(ToString::to_string).collect()
+        };
+        let cases: [(&str, &[&str]); 10] = [
+            ("index.html:3 `<h1>Ship faster</h1>`", &["index.html:3"]),
+            (
+                "see `src/app.rs:10-24` and (lib/a.py:7:5).",
+                &["src/app.rs:10-24", "lib/a.py:7"],
+            ),
+            (
+                "./index.html:2, haiku.md:1;",
+                &["./index.html:2", "haiku.md:1"],
+            ),
+            ("index.html: observed for E1", &[]),
+            ("E1: fine at 10:30", &[]),
+            ("https://example.com:443/a.js:10", &[]),
+            ("3 failed Bash calls", &[]),
+            ("/tmp/judge/index.html:4", &["/tmp/judge/index.html:4"]),
+            ("README.md:12–14", &["README.md:12-14"]),
+            ("node:internal/modules:1080", &[]),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(cited(text), expected, "{text}");
+        }
     }
 }

@@ -85,6 +85,29 @@ fn listing(entries: &[ManifestEntry]) -> String {
     out
 }
 
+/// [`render_view`] for judges asked to cite `path:line`: with [`View::Contents`] every line
+/// of a text file is shown with its number, so the judge need not count.
+pub fn render_view_numbered(
+    view: View,
+    store: &ObjectStore,
+    entries: &[ManifestEntry],
+    scrubber: &Scrubber,
+) -> String {
+    match view {
+        View::Listing => listing(entries),
+        View::Contents => render_files(store, entries, scrubber, TOTAL_LIMIT, Lines::Numbered),
+    }
+}
+
+/// Whether file contents are shown with line numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lines {
+    /// As they are (builders copy text back from what they are shown).
+    Plain,
+    /// `   7| text`, for judges who cite lines.
+    Numbered,
+}
+
 /// Renders `entries` as a listing followed by the contents of the text files.
 pub fn render(store: &ObjectStore, entries: &[ManifestEntry], scrubber: &Scrubber) -> String {
     render_limited(store, entries, scrubber, TOTAL_LIMIT)
@@ -96,6 +119,16 @@ pub fn render_limited(
     entries: &[ManifestEntry],
     scrubber: &Scrubber,
     total_limit: usize,
+) -> String {
+    render_files(store, entries, scrubber, total_limit, Lines::Plain)
+}
+
+fn render_files(
+    store: &ObjectStore,
+    entries: &[ManifestEntry],
+    scrubber: &Scrubber,
+    total_limit: usize,
+    lines: Lines,
 ) -> String {
     let mut out = listing(entries);
     if entries.is_empty() {
@@ -123,9 +156,20 @@ pub fn render_limited(
             Ok(bytes) if !bytes.contains(&0) => match String::from_utf8(bytes) {
                 Ok(text) => {
                     shown += text.len();
-                    out.push_str(&scrubber.scrub(&text));
-                    if !text.ends_with('\n') {
-                        out.push('\n');
+                    // Scrubbed before numbering, so a secret spanning lines is still found.
+                    let text = scrubber.scrub(&text);
+                    match lines {
+                        Lines::Plain => {
+                            out.push_str(&text);
+                            if !text.ends_with('\n') {
+                                out.push('\n');
+                            }
+                        }
+                        Lines::Numbered => {
+                            for (number, line) in text.lines().enumerate() {
+                                let _ = writeln!(out, "{:>4}| {line}", number + 1);
+                            }
+                        }
                     }
                 }
                 Err(_) => out.push_str("[binary file: not shown]\n"),

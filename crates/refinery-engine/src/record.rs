@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use refinery_core::fsutil::{read_json, write_json};
+use refinery_core::judgment::{Block, Quorum, Spread};
 use refinery_core::rounds::{LoopLimits, NextStep, StopReason};
 use refinery_core::{Session, StateDir, Verdict};
 use serde::{Deserialize, Serialize};
@@ -90,8 +91,11 @@ pub enum GuardAction {
     Repaired,
     /// Still worse after the repair: the previous round's files were put back.
     Reverted,
-    /// The guard's output could not be used; the round went on unchecked.
-    GuardUnusable,
+    /// The guard's output stayed unusable (or a repair could not be checked again): nobody
+    /// checked that the round did not make things worse, so it cannot converge. Its own state,
+    /// never "accepted" or "repaired". (`guard_unusable` in files written before.)
+    #[serde(alias = "guard_unusable")]
+    Unchecked,
 }
 
 /// What the regression guard did in a round.
@@ -162,6 +166,26 @@ pub struct RoundSummary {
     /// What the regression guard did.
     #[serde(default)]
     pub regression: Option<RegressionReport>,
+    /// The builder (fix attempt included) left every file as it was.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub builder_changed_nothing: bool,
+    /// Why the round did not converge although its scores passed (checks made in code).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_by: Vec<Block>,
+    /// Criteria whose score was not accepted as passing, with why (evidence citing a file or
+    /// line the snapshot does not hold).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<String, String>,
+    /// For a panel: how many judges were usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<Quorum>,
+    /// For a panel: each criterion's spread across the judges.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spread: BTreeMap<String, Spread>,
+    /// Criteria whose gain since the previous scored round is smaller than the judges' own
+    /// spread: "within judge disagreement".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub within_disagreement: Vec<String>,
     /// The builder's run, counted (tool calls, errors, repeats, tokens, time).
     #[serde(default)]
     pub trace: TraceStats,
@@ -232,6 +256,9 @@ pub(crate) struct RoundFile {
     pub builder_summary: String,
     pub verify: Vec<VerifyResult>,
     pub fix_attempted: bool,
+    /// The builder (fix attempt included) left every file as it was.
+    #[serde(default)]
+    pub builder_changed_nothing: bool,
     pub regression: Option<RegressionReport>,
     /// The evaluation the round is scored by: the evaluator's validated reply, or the panel's
     /// replies combined.
@@ -239,9 +266,21 @@ pub(crate) struct RoundFile {
     /// Each judge's own reply (or why it was unusable).
     #[serde(default)]
     pub panel: Vec<PanelVerdict>,
+    /// How many judges were asked and usable.
+    #[serde(default)]
+    pub quorum: Option<Quorum>,
+    /// For a panel: each criterion's spread across the judges.
+    #[serde(default)]
+    pub spread: BTreeMap<String, Spread>,
+    /// Criteria whose score is not accepted as passing, with why.
+    #[serde(default)]
+    pub refused: BTreeMap<String, String>,
     pub unscored_reason: Option<String>,
     pub trace: TraceStats,
     pub lessons: Option<TraceLessons>,
+    /// The analyzer's lessons that the computed statistics contradict, dropped.
+    #[serde(default)]
+    pub dropped_lessons: Vec<String>,
 }
 
 impl RoundFile {
@@ -263,6 +302,9 @@ pub(crate) struct PanelVerdict {
     pub evaluator: String,
     pub reply: Option<Evaluation>,
     pub problem: Option<String>,
+    /// Per criterion, the citations in this judge's evidence the snapshot does not hold.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unverified: BTreeMap<String, Vec<String>>,
 }
 
 /// Reads a session's `run.json`, for `--resume` and reports.

@@ -12,12 +12,14 @@
 //! recorded it ([`decide::record`]), and what comes after is computed again from the round's
 //! files.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use refinery_core::fsutil::LockGuard;
+use refinery_core::judgment::{self, Gates, GuardCheck, RoundFacts, Spread};
 use refinery_core::rounds::{LoopLimits, StopReason};
-use refinery_core::{CriteriaSet, Session, SessionId, SessionSettings, StateDir};
+use refinery_core::{CriteriaSet, ManifestEntry, Session, SessionId, SessionSettings, StateDir};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -29,17 +31,16 @@ use crate::meter::{Meter, Spend};
 use crate::pack::Scrubber;
 use crate::phases::build::{self, BuildInput, BuilderTrail};
 use crate::phases::criteria;
-use crate::phases::decide::{self, DecideInput};
+use crate::phases::decide::{self, DecideInput, Judgment};
 use crate::phases::guard::{self, GuardInput};
 use crate::phases::handoff::{self, HandoffWrite};
-use crate::phases::judge::RoundJudged;
 use crate::phases::judge::{self, EvaluationInput, RoundInput};
 use crate::phases::submit::{self, SubmitInput};
 use crate::phases::verify::{self, VerifyInput};
 use crate::phases::{Context, Environment};
 use crate::record::{
-    CriteriaSource, PanelVerdict, RoundFile, RoundSummary, RoundVerdict, RunFile, RunRecord,
-    RunStatus, RunSummary, load_run,
+    CriteriaSource, GuardAction, PanelVerdict, RoundFile, RoundSummary, RoundVerdict, RunFile,
+    RunRecord, RunStatus, RunSummary, load_run,
 };
 use crate::{trace, workspace};
 
@@ -333,6 +334,7 @@ impl Rounds<'_> {
             state_dir: &state_dir,
         };
         let builder = &roles.builder;
+        let before = workspace::snapshot(ctx.store)?.entries;
         let built = build::run(ctx, BuildInput { builder, brief }).await?;
         let verify_input = VerifyInput {
             round,
@@ -341,6 +343,11 @@ impl Rounds<'_> {
             builder,
         };
         let verified = verify::run(ctx, verify_input).await?;
+        // A builder that only claims to have written files is reported as such.
+        let changed_nothing = workspace::snapshot(ctx.store)?.entries == before;
+        if changed_nothing {
+            ctx.emit(&RefineEvent::BuilderChangedNothing { round });
+        }
         let guarded = if round > 1 {
             let guard_input = GuardInput {
                 round,
@@ -358,6 +365,7 @@ impl Rounds<'_> {
             round,
             builder_summary: ctx.env.scrubber.scrub(&built.text),
             fix_attempted: verified.fix.is_some(),
+            builder_changed_nothing: changed_nothing,
             ..RoundFile::default()
         };
         let mut trail = BuilderTrail::default();
@@ -372,7 +380,8 @@ impl Rounds<'_> {
         self.submit_and_judge(file, &trail, criteria).await
     }
 
-    /// Submits the round and has it judged; the round's file is saved, then recorded.
+    /// Submits the round and has it judged; the round's file is saved, then recorded with the
+    /// checks made in code.
     async fn submit_and_judge(
         &self,
         mut file: RoundFile,
@@ -388,31 +397,81 @@ impl Rounds<'_> {
         };
         let submission = submit::run(ctx, &submit_input)?;
         file.trace = trace::stats(&trail.events, trail.duration);
-        let previous = judge::previous_scores(&record.rounds);
         let judges = roles.judges();
         let input = RoundInput {
+            round,
             judges: &judges,
             analyzer: &roles.evaluator,
             evaluation: EvaluationInput {
                 task: &record.task,
                 criteria,
-                round,
                 files: &submission.files,
                 verify: &file.verify,
-                previous: previous.as_deref(),
             },
             trace: &file.trace,
             builder_events: &trail.events,
         };
-        let RoundJudged { panel, lessons } = judge::round(ctx, input).await?;
-        file.unscored_reason = panel.unscored_reason();
-        file.panel = panel.judges.into_iter().map(PanelVerdict::from).collect();
-        file.evaluation = panel.combined;
-        file.lessons = lessons;
+        let judged = judge::round(ctx, input).await?;
+        file.unscored_reason = judged.panel.unscored_reason();
+        file.quorum = Some(judged.panel.quorum);
+        file.panel = judged
+            .panel
+            .judges
+            .into_iter()
+            .map(PanelVerdict::from)
+            .collect();
+        file.lessons = judged.lessons;
+        file.dropped_lessons = judged.dropped_lessons;
+        let gates = match judged.panel.combined {
+            Some(combined) => {
+                file.evaluation = Some(combined.evaluation);
+                file.spread = combined.spread;
+                file.refused = combined.refused;
+                Gates {
+                    refused: file.refused.clone(),
+                    blocks: judgment::blocks(&self.facts(&file, &submission.files)?),
+                }
+            }
+            None => Gates::default(),
+        };
         file.save(ctx.session)?;
-        let reason = file.unscored_reason.as_deref().unwrap_or_default();
-        decide::record(ctx, round, file.evaluation.as_ref(), reason)?;
+        let judgment = Judgment {
+            evaluation: file.evaluation.as_ref(),
+            unscored_reason: file.unscored_reason.as_deref().unwrap_or_default(),
+            gates: &gates,
+            spread: &file.spread,
+        };
+        decide::record(ctx, round, &judgment)?;
         Ok(file)
+    }
+
+    /// What the round's scores do not show: failed checks, an empty deliverable, one the round
+    /// left as the previous round delivered although that round's evaluation asked for
+    /// changes, and an unchecked guard. The core's [`judgment::blocks`] decides what they mean.
+    fn facts(&self, file: &RoundFile, files: &[ManifestEntry]) -> Result<RoundFacts, EngineError> {
+        let ctx = &self.ctx;
+        let failed_checks = file.verify.iter().filter(|result| !result.passed);
+        let unchanged_since_failing_round = match self.run.record.rounds.last() {
+            Some(previous) if previous.verdict != RoundVerdict::Unscored => {
+                let asked_for_changes = decide::recorded_outcome(ctx, previous.round)?
+                    .is_some_and(|outcome| !outcome.failed_criteria.is_empty());
+                let unchanged = asked_for_changes
+                    && workspace::delivered(ctx.session, previous.round)? == files;
+                unchanged.then_some(previous.round)
+            }
+            _ => None,
+        };
+        let guard = match &file.regression {
+            None => GuardCheck::NotRun,
+            Some(report) if report.action == GuardAction::Unchecked => GuardCheck::Unchecked,
+            Some(_) => GuardCheck::Checked,
+        };
+        Ok(RoundFacts {
+            failed_checks: failed_checks.map(|result| result.command.clone()).collect(),
+            files: files.len(),
+            unchanged_since_failing_round,
+            guard,
+        })
     }
 
     /// Everything after the core recorded a round: the decision and the handoff. Depends only
@@ -440,6 +499,18 @@ impl Rounds<'_> {
         );
         record.forced_change_round = decision.forced_change_round;
         let spend = ctx.meter.spend();
+        let trajectory: BTreeMap<String, Vec<Option<u8>>> = criteria
+            .ids()
+            .into_iter()
+            .map(|id| {
+                let scores = record
+                    .rounds
+                    .iter()
+                    .map(|summary| summary.scores.get(&id).copied());
+                let scores = scores.collect();
+                (id, scores)
+            })
+            .collect();
         handoff::write(
             ctx,
             &HandoffWrite {
@@ -450,11 +521,13 @@ impl Rounds<'_> {
                 evaluation: file.evaluation.as_ref(),
                 next: &decision.next,
                 lessons: file.lessons.as_ref(),
+                trajectory: &trajectory,
             },
         )?;
+        let scores = outcome.as_ref().map(decide::scores).unwrap_or_default();
+        let within_disagreement = disagreement(&record.rounds, &scores, &file.spread);
         Ok(RoundSummary {
             round,
-            scores: outcome.as_ref().map(decide::scores).unwrap_or_default(),
             verdict: outcome
                 .as_ref()
                 .map_or(RoundVerdict::Unscored, |outcome| outcome.verdict.into()),
@@ -462,6 +535,16 @@ impl Rounds<'_> {
             verify_passed: (!file.verify.is_empty())
                 .then(|| file.verify.iter().all(|result| result.passed)),
             regression: file.regression.clone(),
+            builder_changed_nothing: file.builder_changed_nothing,
+            blocked_by: outcome
+                .as_ref()
+                .map(|outcome| outcome.blocked_by.clone())
+                .unwrap_or_default(),
+            refused: outcome.as_ref().map(decide::refused).unwrap_or_default(),
+            quorum: file.quorum.filter(|quorum| quorum.asked > 1),
+            spread: file.spread.clone(),
+            within_disagreement,
+            scores,
             trace: file.trace.clone(),
             next: decision.next,
             spend,
@@ -539,6 +622,36 @@ impl Rounds<'_> {
         }
         Ok(status)
     }
+}
+
+/// Criteria whose gain since the last scored round in `earlier` is smaller than the judges'
+/// spread in either round (the core's [`judgment::within_disagreement`]).
+fn disagreement(
+    earlier: &[RoundSummary],
+    scores: &BTreeMap<String, u8>,
+    spread: &BTreeMap<String, Spread>,
+) -> Vec<String> {
+    let Some(previous) = earlier
+        .iter()
+        .rev()
+        .find(|summary| summary.verdict != RoundVerdict::Unscored)
+    else {
+        return Vec::new();
+    };
+    scores
+        .iter()
+        .filter(|(id, score)| {
+            previous.scores.get(*id).is_some_and(|before| {
+                judgment::within_disagreement(
+                    *before,
+                    **score,
+                    previous.spread.get(*id).copied(),
+                    spread.get(*id).copied(),
+                )
+            })
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 /// The run's status when a cap or the user stopped it part-way.

@@ -3,8 +3,9 @@
 //!
 //! A reply that breaks the contract is asked for once more, in a fresh call that carries only
 //! the parser's complaint; if it is still unusable the caller gets [`JudgeReply::Unusable`]
-//! and decides what that means (an unscored round, an unchecked guard, no lessons). A halt or
-//! a backend failure is an `Err`, never an unusable reply.
+//! and decides what that means (an unscored round, an unchecked guard, no lessons). A judge
+//! that times out is unusable too (not asked again). A halt or any other backend failure is
+//! an `Err`, never an unusable reply.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -102,16 +103,36 @@ pub(crate) async fn ask<T>(
                 ctx.cancel,
                 &mut |_| {},
             )
-            .await?;
-        match parse(&reply.text) {
+            .await;
+        let text = match reply {
+            Ok(reply) => reply.text,
+            // A judge that does not answer in time is a judge without usable output, like one
+            // that answers garbage: the round goes on unscored or unchecked, the run does not
+            // fail. Asking again would only wait as long once more.
+            Err(error) if error.is_timeout() => {
+                tracing::warn!(role = role_label(call.role), %error, "judge timed out");
+                return Ok(JudgeReply::Unusable {
+                    problem: format!("the {} timed out: {error}", role_label(call.role)),
+                });
+            }
+            Err(error) => match error.invalid_output() {
+                Some(message) => {
+                    tracing::warn!(role = role_label(call.role), %message, "reply off its schema");
+                    problem = Some(format!(
+                        "the {} reply does not follow the schema: {message}",
+                        role_label(call.role)
+                    ));
+                    continue;
+                }
+                None => return Err(error),
+            },
+        };
+        match parse(&text) {
             Ok(value) => return Ok(JudgeReply::Usable(value)),
             Err(error) => {
                 tracing::warn!(role = role_label(call.role), %error, "unusable output");
-                problem = Some(if reply.text.trim().is_empty() {
-                    format!(
-                        "the {} returned nothing that follows the schema",
-                        role_label(call.role)
-                    )
+                problem = Some(if text.trim().is_empty() {
+                    format!("the {} returned nothing", role_label(call.role))
                 } else {
                     error.to_string()
                 });

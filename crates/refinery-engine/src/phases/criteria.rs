@@ -12,7 +12,7 @@ use crate::backend::Backend;
 use crate::briefs;
 use crate::error::EngineError;
 use crate::events::{Phase, RefineEvent, lines};
-use crate::outputs::{CriteriaWriterOutput, parse_criteria_writer, schema_for};
+use crate::outputs::{criteria_writer_schema, parse_criteria_writer};
 use crate::phases::Context;
 use crate::phases::ask::{Ask, JUDGE_ATTEMPTS, JudgeReply, ask};
 use crate::record::CriteriaSource;
@@ -41,7 +41,7 @@ pub(crate) async fn write(
         &Ask {
             backend: input.writer,
             role: Role::CriteriaWriter,
-            schema: schema_for::<CriteriaWriterOutput>(),
+            schema: criteria_writer_schema(),
             workdir: input.workdir,
             budget_share: 1.0,
         },

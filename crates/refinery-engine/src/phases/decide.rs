@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use refinery_core::ChecklistOutcome;
+use refinery_core::judgment::{Gates, Spread};
 use refinery_core::rounds::{LoopLimits, LoopProgress, NextStep, RoundEvaluation, decide_next};
 use time::OffsetDateTime;
 
@@ -14,33 +15,56 @@ use crate::meter::Meter;
 use crate::outputs::Evaluation;
 use crate::phases::Context;
 
-/// Records a round in the core: its scores, or that it went unscored and why. This is the
-/// moment the round counts as done (a resumed run starts after it). Returns the core's
-/// outcome when the round was scored.
+/// What a round's judgment came to, as the core records it.
+pub(crate) struct Judgment<'a> {
+    /// The evaluation the round is scored by; `None` leaves it unscored.
+    pub evaluation: Option<&'a Evaluation>,
+    /// Why it is unscored (when it is).
+    pub unscored_reason: &'a str,
+    /// Criteria whose scores are not accepted, and what blocks convergence.
+    pub gates: &'a Gates,
+    /// For a panel: each criterion's spread across the judges (reported, not decided on).
+    pub spread: &'a BTreeMap<String, Spread>,
+}
+
+/// Records a round in the core: its scores with the checks made in code (refused criteria,
+/// blocks), or that it went unscored and why. This is the moment the round counts as done (a
+/// resumed run starts after it). Returns the core's outcome when the round was scored.
 pub(crate) fn record(
     ctx: &Context<'_>,
     round: u32,
-    evaluation: Option<&Evaluation>,
-    unscored_reason: &str,
+    judgment: &Judgment<'_>,
 ) -> Result<Option<ChecklistOutcome>, EngineError> {
     let now = OffsetDateTime::now_utc();
-    let Some(evaluation) = evaluation else {
-        ctx.session.record_unscored_round(unscored_reason, now)?;
+    let Some(evaluation) = judgment.evaluation else {
+        ctx.session
+            .record_unscored_round(judgment.unscored_reason, now)?;
         ctx.emit(&RefineEvent::Unscored {
             round,
-            reason: unscored_reason.to_owned(),
+            reason: judgment.unscored_reason.to_owned(),
         });
         return Ok(None);
     };
-    let record = ctx
-        .session
-        .submit_checklist(&evaluation.checklist_scores(), None, now)?;
+    let record =
+        ctx.session
+            .submit_gated_checklist(&evaluation.checklist_scores(), judgment.gates, now)?;
     ctx.emit(&RefineEvent::Scored {
         round,
         scores: scores(&record.outcome),
         verdict: record.outcome.verdict,
+        blocked_by: record.outcome.blocked_by.clone(),
+        refused: refused(&record.outcome),
+        spread: judgment.spread.clone(),
     });
     Ok(Some(record.outcome))
+}
+
+/// The criteria of a recorded outcome whose score was not accepted, with why.
+pub(crate) fn refused(outcome: &ChecklistOutcome) -> BTreeMap<String, String> {
+    let items = outcome.items.iter();
+    items
+        .filter_map(|item| Some((item.id.clone(), item.refused.clone()?)))
+        .collect()
 }
 
 /// The score per criterion of a recorded outcome.

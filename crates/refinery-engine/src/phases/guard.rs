@@ -4,6 +4,11 @@
 //! worse after it, the previous version is put back (what it replaces is kept in the session).
 //! What counts as a regression and what to do about it are the core's rules
 //! ([`regression_action`]).
+//!
+//! The guard fails closed: output still unusable after its retry (the parser's complaint fed
+//! back once), a timeout included, leaves the round **unchecked** ([`GuardAction::Unchecked`])
+//! — never accepted, never "repaired" — and an unchecked round cannot converge. The guard sees
+//! only the two versions and the criteria: no scores, no verdicts.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +21,7 @@ use crate::backend::Backend;
 use crate::briefs;
 use crate::error::EngineError;
 use crate::events::{Phase, RefineEvent};
-use crate::outputs::{GuardComparison, RegressionGuardOutput, parse_regression_guard, schema_for};
+use crate::outputs::{GuardComparison, guard_schema, parse_regression_guard};
 use crate::pack;
 use crate::phases::Context;
 use crate::phases::ask::{Ask, JudgeReply, ask};
@@ -74,13 +79,13 @@ pub(crate) async fn run(ctx: &Context<'_>, input: GuardInput<'_>) -> Result<Guar
     ctx.phase(input.round, Phase::RegressionGuard);
     let previous = workspace::delivered(ctx.session, input.round - 1)?;
     let guarded = match compare(ctx, &input, &previous).await? {
-        Comparison::Unusable { .. } => Guarded {
+        Comparison::Unusable { problem } => Guarded {
             report: RegressionReport {
                 regressed: Vec::new(),
-                action: GuardAction::GuardUnusable,
-                reasoning:
-                    "the regression guard's output was unusable; the round was submitted unchecked"
-                        .to_owned(),
+                action: GuardAction::Unchecked,
+                reasoning: format!(
+                    "the regression guard's output stayed unusable ({problem}); the round is unchecked and cannot converge"
+                ),
             },
             repair: None,
             verify: None,
@@ -132,7 +137,21 @@ async fn repair(
     let again = compare(ctx, input, previous).await?;
     let action = match &again {
         Comparison::Made { comparisons, .. } => regression_action(comparisons, true),
-        Comparison::Unusable { .. } => RegressionAction::Accept,
+        // Nobody could say whether the repair worked: not "repaired", and not converged on.
+        Comparison::Unusable { problem } => {
+            return Ok(Guarded {
+                report: RegressionReport {
+                    regressed,
+                    action: GuardAction::Unchecked,
+                    reasoning: format!(
+                        "{}\nThe repair could not be checked: the guard's output stayed unusable ({problem}); the round is unchecked and cannot converge.",
+                        reasoning.trim()
+                    ),
+                },
+                repair: Some(turn),
+                verify: checks,
+            });
+        }
     };
     let report = match action {
         RegressionAction::Revert { .. } => {
@@ -256,7 +275,7 @@ async fn blind(
         &Ask {
             backend: input.judge,
             role: Role::RegressionGuard,
-            schema: schema_for::<RegressionGuardOutput>(),
+            schema: guard_schema(criteria),
             workdir,
             budget_share: 0.5,
         },

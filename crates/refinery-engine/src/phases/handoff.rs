@@ -6,6 +6,8 @@
 //! It depends only on what the round left on disk and in the core, so recovery after a crash
 //! writes the same files again.
 
+use std::collections::BTreeMap;
+
 use refinery_core::fsutil::write_atomic;
 use refinery_core::rounds::NextStep;
 use refinery_core::{ChecklistOutcome, CriteriaSet, Verdict};
@@ -29,6 +31,8 @@ pub(crate) struct HandoffWrite<'a> {
     pub evaluation: Option<&'a Evaluation>,
     pub next: &'a NextStep,
     pub lessons: Option<&'a TraceLessons>,
+    /// Earlier rounds' scores per criterion, oldest first (for the builder, never a judge).
+    pub trajectory: &'a BTreeMap<String, Vec<Option<u8>>>,
 }
 
 /// Appends the round's lessons (once per round) and writes the handoff.
@@ -61,6 +65,7 @@ pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<(), E
         evaluation: input.evaluation,
         change_approach_for,
         learnings: &learnings,
+        trajectory: input.trajectory,
     });
     let handoff = ctx.env.scrubber.scrub(&handoff);
     write_atomic(&ctx.session.dir().join(HANDOFF_FILE), handoff.as_bytes())?;

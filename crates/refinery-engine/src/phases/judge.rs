@@ -4,17 +4,25 @@
 //! own brief (built per judge, so views and, for votes, answer labels can differ), none sees
 //! another's reply, and they split the panel's share of the budget equally. The panel returns
 //! every judge's reply as it came ([`JudgeVerdict`]); what the replies add up to is decided by
-//! the caller's rule. For evaluations that rule is [`PanelEvaluation`]: each criterion scored
-//! by the core's [`checklist::panel_score`] over the usable replies. `refine` and `evaluate`
-//! both judge through [`evaluate`]; `refine` also runs the trace analyzer alongside
-//! ([`round`]). A multi-model run's answer judges are a panel too ([`Panel::ask_each`], in
-//! `phases::vote`), with one brief and one folder per judge.
+//! the caller's rule. For evaluations that rule is [`PanelEvaluation`]: a panel decides only
+//! with a quorum of usable judges (a majority; otherwise the round is unscored), every reply's
+//! `path:line` citations are checked against the snapshot, and each criterion is scored by the
+//! core's [`judgment::panel_criterion`] (a score whose evidence did not hold up is not
+//! accepted as passing). `refine` and `evaluate` both judge through [`evaluate`]; `refine`
+//! also runs the trace analyzer alongside ([`round`]), whose lessons that contradict the
+//! computed statistics are dropped. A multi-model run's answer judges are a panel too
+//! ([`Panel::ask_each`], in `phases::vote`), with one brief and one folder per judge.
+//!
+//! Judges are blind to the past: their briefs carry the task, the criteria, the deliverable
+//! and the checks' output, never an earlier round's scores, verdicts or findings.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use refinery_core::checklist::{self, Score};
-use refinery_core::{CriteriaSet, ManifestEntry};
+use refinery_core::checklist::Score;
+use refinery_core::judgment::{self, JudgeScore, Quorum, Spread};
+use refinery_core::{CriteriaSet, ManifestEntry, ObjectStore};
 use refinery_llm::AgentEvent;
 use refinery_prompts::Role;
 use serde_json::Value;
@@ -24,13 +32,13 @@ use crate::briefs::{self, EvaluatorBrief};
 use crate::error::{EngineError, OutputError};
 use crate::events::{Phase, RefineEvent};
 use crate::outputs::{
-    Evaluation, EvaluatorOutput, Finding, SpecItem, TraceLessons, parse_evaluator,
-    parse_trace_lessons, schema_for,
+    Citation, Evaluation, Finding, SpecItem, TraceLessons, evaluator_schema, parse_evaluator,
+    parse_trace_lessons, trace_lessons_schema,
 };
 use crate::pack;
 use crate::phases::Context;
 use crate::phases::ask::{Ask, JudgeReply, ask};
-use crate::record::{PanelVerdict, RoundSummary};
+use crate::record::PanelVerdict;
 use crate::trace::{self, TraceStats};
 use crate::verify::VerifyResult;
 
@@ -52,12 +60,26 @@ pub(crate) struct JudgeVerdict<T> {
     pub reply: JudgeReply<T>,
 }
 
-impl From<JudgeVerdict<Evaluation>> for PanelVerdict {
-    fn from(verdict: JudgeVerdict<Evaluation>) -> Self {
+impl From<JudgeVerdict<CheckedEvaluation>> for PanelVerdict {
+    fn from(verdict: JudgeVerdict<CheckedEvaluation>) -> Self {
+        let problem = verdict.reply.problem().map(str::to_owned);
+        let (reply, unverified) = match verdict.reply.into_usable() {
+            Some(checked) => {
+                let unverified = checked.unverified.iter().map(|(id, citations)| {
+                    (
+                        id.clone(),
+                        citations.iter().map(ToString::to_string).collect(),
+                    )
+                });
+                (Some(checked.evaluation), unverified.collect())
+            }
+            None => (None, BTreeMap::new()),
+        };
         PanelVerdict {
             evaluator: verdict.judge,
-            problem: verdict.reply.problem().map(str::to_owned),
-            reply: verdict.reply.into_usable(),
+            problem,
+            reply,
+            unverified,
         }
     }
 }
@@ -141,50 +163,148 @@ pub(crate) fn deliverable_copy(
     Ok(folder)
 }
 
-/// What an evaluation panel judges.
+/// What an evaluation panel judges. Nothing of earlier rounds is in it: judges score what is
+/// there now, blind to what was scored before (scores they see, they anchor on).
 pub(crate) struct EvaluationInput<'a> {
     pub task: &'a str,
     pub criteria: &'a CriteriaSet,
-    pub round: u32,
     /// The deliverable, as submitted.
     pub files: &'a [ManifestEntry],
     /// The `--verify` results the judges see.
     pub verify: &'a [VerifyResult],
-    /// Earlier rounds' scores, for context.
-    pub previous: Option<&'a str>,
+}
+
+/// One judge's evaluation, its evidence checked against the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CheckedEvaluation {
+    pub evaluation: Evaluation,
+    /// Per criterion, the citations in its evidence that the snapshot does not hold.
+    pub unverified: BTreeMap<String, Vec<Citation>>,
+}
+
+/// The deliverable's files, for checking what evidence cites.
+pub(crate) struct CitedFiles<'a> {
+    objects: &'a ObjectStore,
+    files: BTreeMap<&'a str, &'a ManifestEntry>,
+}
+
+impl<'a> CitedFiles<'a> {
+    pub(crate) fn new(objects: &'a ObjectStore, files: &'a [ManifestEntry]) -> Self {
+        let files = files
+            .iter()
+            .map(|entry| (entry.path.as_str(), entry))
+            .collect();
+        Self { objects, files }
+    }
+
+    /// The file a citation names: by its path relative to the deliverable (`./` allowed), or,
+    /// for an absolute path inside a judge's copy, by the longest deliverable path it ends
+    /// with.
+    fn entry(&self, path: &str) -> Option<&'a ManifestEntry> {
+        let relative = path.trim_start_matches("./");
+        if let Some(entry) = self.files.get(relative) {
+            return Some(entry);
+        }
+        if !path.starts_with('/') {
+            return None;
+        }
+        self.files
+            .iter()
+            .filter(|(known, _)| path.ends_with(&format!("/{known}")))
+            .max_by_key(|(known, _)| known.len())
+            .map(|(_, entry)| *entry)
+    }
+
+    /// Whether the snapshot holds the cited file and every cited line (lines count from 1). A
+    /// file that cannot be read back holds nothing: no evidence, no pass.
+    pub(crate) fn holds(&self, citation: &Citation) -> bool {
+        let Some(entry) = self.entry(&citation.path) else {
+            return false;
+        };
+        let Ok(bytes) = self.objects.read_object(&entry.hash) else {
+            return false;
+        };
+        let lines = bytes.split(|byte| *byte == b'\n').count()
+            - usize::from(bytes.is_empty() || bytes.ends_with(b"\n"));
+        let within = |line: u32| (1..=lines).contains(&(line as usize));
+        citation.first <= citation.last && within(citation.first) && within(citation.last)
+    }
+
+    /// `evaluation` with every citation it makes checked.
+    pub(crate) fn check(&self, evaluation: Evaluation) -> CheckedEvaluation {
+        let unverified = evaluation
+            .findings
+            .iter()
+            .filter_map(|(id, finding)| {
+                let mut missing: Vec<Citation> = finding
+                    .citations
+                    .iter()
+                    .filter(|citation| !self.holds(citation))
+                    .cloned()
+                    .collect();
+                missing.sort();
+                missing.dedup();
+                (!missing.is_empty()).then(|| (id.clone(), missing))
+            })
+            .collect();
+        CheckedEvaluation {
+            evaluation,
+            unverified,
+        }
+    }
+}
+
+/// What the panel's scores came to, when enough judges were usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Combined {
+    /// The evaluation the deliverable is scored by.
+    pub evaluation: Evaluation,
+    /// Criterion → why its score is not accepted as passing (evidence that did not hold up).
+    pub refused: BTreeMap<String, String>,
+    /// Criterion → how far apart the judges were (panels only).
+    pub spread: BTreeMap<String, Spread>,
 }
 
 /// A panel's evaluation of one deliverable.
 #[derive(Clone, Debug)]
 pub(crate) struct PanelEvaluation {
     /// Every judge asked, with its reply, in panel order.
-    pub judges: Vec<JudgeVerdict<Evaluation>>,
-    /// The evaluation the deliverable is scored by; `None` leaves it unscored.
-    pub combined: Option<Evaluation>,
+    pub judges: Vec<JudgeVerdict<CheckedEvaluation>>,
+    /// How many were usable.
+    pub quorum: Quorum,
+    /// What the deliverable is scored by; `None` (unscored) unless a majority of the judges
+    /// gave usable output ([`Quorum::is_met`]).
+    pub combined: Option<Combined>,
 }
 
 impl PanelEvaluation {
-    /// Applies the panel rule: the usable replies combined, if there are any.
-    pub(crate) fn from_verdicts(judges: Vec<JudgeVerdict<Evaluation>>) -> Self {
-        let usable: Vec<&Evaluation> = judges
+    /// Applies the panel rule: with a quorum of usable replies, those replies combined;
+    /// without one, nothing, so a lone judge never decides for a panel.
+    pub(crate) fn from_verdicts(judges: Vec<JudgeVerdict<CheckedEvaluation>>) -> Self {
+        let usable: Vec<&CheckedEvaluation> = judges
             .iter()
             .filter_map(|verdict| verdict.reply.usable())
             .collect();
-        let combined = combine(&usable);
-        Self { judges, combined }
+        let quorum = Quorum::new(judges.len(), usable.len());
+        let combined = if quorum.is_met() {
+            combine(judges.len(), &usable)
+        } else {
+            None
+        };
+        Self {
+            judges,
+            quorum,
+            combined,
+        }
     }
 
-    /// How many judges were asked.
-    pub(crate) fn asked(&self) -> usize {
-        self.judges.len()
-    }
-
-    /// Why the deliverable is unscored (each unusable judge's problem), `None` when scored.
+    /// Why the deliverable is unscored (each unusable judge's problem, and for a panel how
+    /// many judges were usable), `None` when scored.
     pub(crate) fn unscored_reason(&self) -> Option<String> {
         if self.combined.is_some() {
             return None;
         }
-        let several = self.asked() > 1;
+        let several = self.judges.len() > 1;
         let problems: Vec<String> = self
             .judges
             .iter()
@@ -197,11 +317,16 @@ impl PanelEvaluation {
                 })
             })
             .collect();
-        Some(problems.join("; "))
+        Some(if several {
+            format!("{} ({})", self.quorum, problems.join("; "))
+        } else {
+            problems.join("; ")
+        })
     }
 }
 
-/// Has every judge of `panel` evaluate the deliverable against the criteria.
+/// Has every judge of `panel` evaluate the deliverable against the criteria, and checks each
+/// reply's evidence against the snapshot.
 pub(crate) async fn evaluate(
     ctx: &Context<'_>,
     panel: &Panel<'_>,
@@ -209,92 +334,105 @@ pub(crate) async fn evaluate(
 ) -> Result<PanelEvaluation, EngineError> {
     let objects = ctx.store.objects();
     let brief = |_: usize, judge: &Backend| {
-        let deliverable = pack::render_view(judge.view(), &objects, input.files, &ctx.env.scrubber);
+        let deliverable =
+            pack::render_view_numbered(judge.view(), &objects, input.files, &ctx.env.scrubber);
         briefs::evaluator(&EvaluatorBrief {
             task: input.task,
             criteria: input.criteria,
-            round: input.round,
             deliverable: &deliverable,
             files_note: judge.files_note(),
             verify: input.verify,
-            previous: input.previous,
         })
     };
     let criteria = input.criteria;
+    let cited = CitedFiles::new(&objects, input.files);
     let verdicts = panel
         .ask(
             ctx,
             Role::RoundEvaluator,
-            &schema_for::<EvaluatorOutput>(),
+            &evaluator_schema(criteria),
             brief,
-            |text| parse_evaluator(criteria, text),
+            |text| parse_evaluator(criteria, text).map(|evaluation| cited.check(evaluation)),
         )
         .await?;
     Ok(PanelEvaluation::from_verdicts(verdicts))
 }
 
-/// Combines evaluations that judges made blind of the same deliverable.
+/// Combines evaluations that `asked` judges made blind of the same deliverable (the usable
+/// ones; at least a quorum of them).
 ///
-/// Each criterion's score is the core's [`checklist::panel_score`] (the lower median); evidence
-/// and reasoning keep every judge's, labelled; critiques are kept side by side; the improvement
-/// specs are merged in judge order without repeats; preserve lists are united. One evaluation
-/// passes through unchanged; none gives `None`.
-fn combine(evaluations: &[&Evaluation]) -> Option<Evaluation> {
-    match evaluations {
-        [] => return None,
-        [single] => return Some((*single).clone()),
-        _ => {}
+/// Each criterion's score is the core's [`judgment::panel_criterion`]: the lower median of the
+/// judges whose evidence held up, accepted as passing only when they are a majority of the
+/// judges asked. Evidence and reasoning keep every judge's, labelled; critiques are kept side
+/// by side; the improvement specs are merged in judge order without repeats; preserve lists
+/// are united. One judge's evaluation passes through unchanged; none gives `None`.
+fn combine(asked: usize, evaluations: &[&CheckedEvaluation]) -> Option<Combined> {
+    let first = evaluations.first()?;
+    let several = evaluations.len() > 1;
+    let label = |index: usize, text: &str| {
+        if several {
+            format!("judge {}: {}", index + 1, text.trim())
+        } else {
+            text.to_owned()
+        }
+    };
+    let mut refused = BTreeMap::new();
+    let mut spread = BTreeMap::new();
+    let mut findings = BTreeMap::new();
+    for id in first.evaluation.findings.keys() {
+        let found: Vec<(usize, &Finding, bool)> = evaluations
+            .iter()
+            .enumerate()
+            .filter_map(|(index, checked)| {
+                let finding = checked.evaluation.findings.get(id)?;
+                Some((index, finding, !checked.unverified.contains_key(id)))
+            })
+            .collect();
+        let scores: Vec<JudgeScore> = found
+            .iter()
+            .map(|(_, finding, holds)| JudgeScore {
+                score: finding.score.get(),
+                evidence_holds: *holds,
+            })
+            .collect();
+        let decided = judgment::panel_criterion(asked, &scores)?;
+        if !decided.accepted {
+            refused.insert(id.clone(), refusal(asked, evaluations, id, &found));
+        }
+        if asked > 1 {
+            spread.insert(id.clone(), decided.spread);
+        }
+        let evidence = found
+            .iter()
+            .flat_map(|(index, finding, _)| {
+                finding.evidence.iter().map(move |item| label(*index, item))
+            })
+            .collect();
+        let reasoning = if several {
+            let each = found.iter().map(|(index, finding, _)| {
+                label(
+                    *index,
+                    &format!("{} ({})", finding.reasoning, finding.score.get()),
+                )
+            });
+            each.collect::<Vec<_>>().join("\n")
+        } else {
+            first.evaluation.findings[id].reasoning.clone()
+        };
+        findings.insert(
+            id.clone(),
+            Finding::new(Score::new(decided.score)?, evidence, reasoning),
+        );
     }
-    let label = |index: usize, text: &str| format!("judge {}: {}", index + 1, text.trim());
-    let findings = evaluations[0]
-        .findings
-        .keys()
-        .filter_map(|id| {
-            let found: Vec<(usize, &Finding)> = evaluations
-                .iter()
-                .enumerate()
-                .filter_map(|(index, evaluation)| {
-                    evaluation.findings.get(id).map(|finding| (index, finding))
-                })
-                .collect();
-            let scores: Vec<u8> = found
-                .iter()
-                .map(|(_, finding)| finding.score.get())
-                .collect();
-            let score = Score::new(checklist::panel_score(&scores)?)?;
-            let evidence = found
-                .iter()
-                .flat_map(|(index, finding)| {
-                    finding.evidence.iter().map(move |item| label(*index, item))
-                })
-                .collect();
-            let reasoning = found
-                .iter()
-                .map(|(index, finding)| {
-                    let text = format!("{} ({})", finding.reasoning, finding.score.get());
-                    label(*index, &text)
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            Some((
-                id.clone(),
-                Finding {
-                    score,
-                    evidence,
-                    reasoning,
-                },
-            ))
-        })
-        .collect();
     let mut improvement_spec: Vec<SpecItem> = Vec::new();
     let mut preserve: Vec<String> = Vec::new();
-    for evaluation in evaluations {
-        for item in &evaluation.improvement_spec {
+    for checked in evaluations {
+        for item in &checked.evaluation.improvement_spec {
             if !improvement_spec.contains(item) {
                 improvement_spec.push(item.clone());
             }
         }
-        for item in &evaluation.preserve {
+        for item in &checked.evaluation.preserve {
             if !preserve.contains(item) {
                 preserve.push(item.clone());
             }
@@ -303,20 +441,51 @@ fn combine(evaluations: &[&Evaluation]) -> Option<Evaluation> {
     let critique = evaluations
         .iter()
         .enumerate()
-        .filter(|(_, evaluation)| !evaluation.critique.trim().is_empty())
-        .map(|(index, evaluation)| label(index, &evaluation.critique))
+        .filter(|(_, checked)| !checked.evaluation.critique.trim().is_empty())
+        .map(|(index, checked)| label(index, &checked.evaluation.critique))
         .collect::<Vec<_>>()
         .join("\n\n");
-    Some(Evaluation {
-        findings,
-        critique,
-        improvement_spec,
-        preserve,
+    Some(Combined {
+        evaluation: Evaluation {
+            findings,
+            critique,
+            improvement_spec,
+            preserve,
+        },
+        refused,
+        spread,
     })
+}
+
+/// Why a criterion's score is not accepted: what its evidence cites that is not there, and,
+/// for a panel, how many judges' evidence held up.
+fn refusal(
+    asked: usize,
+    evaluations: &[&CheckedEvaluation],
+    id: &str,
+    found: &[(usize, &Finding, bool)],
+) -> String {
+    let mut missing: Vec<String> = evaluations
+        .iter()
+        .flat_map(|checked| checked.unverified.get(id).into_iter().flatten())
+        .map(|citation| format!("`{citation}`"))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    let mut reason = format!(
+        "its evidence cites {}, which the snapshot does not hold",
+        missing.join(", ")
+    );
+    if asked > 1 {
+        let held = found.iter().filter(|(_, _, holds)| *holds).count();
+        let _ = write!(reason, " (evidence held up for {held} of {asked} judges)");
+    }
+    reason
 }
 
 /// What a refine round is judged on.
 pub(crate) struct RoundInput<'a> {
+    pub round: u32,
     /// The lead evaluator first, then the rest of the panel.
     pub judges: &'a [&'a Backend],
     /// Plays the trace analyzer.
@@ -334,6 +503,8 @@ pub(crate) struct RoundJudged {
     pub panel: PanelEvaluation,
     /// `None` when the analyzer's output was unusable or it failed: lessons are advice.
     pub lessons: Option<TraceLessons>,
+    /// Lessons dropped because they contradict the computed statistics.
+    pub dropped_lessons: Vec<String>,
 }
 
 /// Evaluates a round with the panel (60% of the remaining budget) and analyzes the builder's
@@ -342,7 +513,7 @@ pub(crate) async fn round(
     ctx: &Context<'_>,
     input: RoundInput<'_>,
 ) -> Result<RoundJudged, EngineError> {
-    let round = input.evaluation.round;
+    let round = input.round;
     ctx.phase(round, Phase::Evaluate);
     let folder = deliverable_copy(ctx, input.judges, input.evaluation.files)?;
     let panel = Panel {
@@ -356,18 +527,31 @@ pub(crate) async fn round(
     );
     ctx.emit_spend();
     let panel = evaluated?;
-    let lessons = lessons?;
-    if panel.asked() > 1 {
+    let (lessons, dropped_lessons) = match lessons? {
+        Some(lessons) => {
+            let (kept, dropped) = trace::consistent_lessons(lessons, input.trace);
+            (Some(kept), dropped)
+        }
+        None => (None, Vec::new()),
+    };
+    if panel.judges.len() > 1 {
         for verdict in &panel.judges {
             ctx.emit(&RefineEvent::Judged {
                 round,
                 evaluator: verdict.judge.clone(),
-                scores: verdict.reply.usable().map(Evaluation::score_values),
+                scores: verdict
+                    .reply
+                    .usable()
+                    .map(|checked| checked.evaluation.score_values()),
                 problem: verdict.reply.problem().map(str::to_owned),
             });
         }
     }
-    Ok(RoundJudged { panel, lessons })
+    Ok(RoundJudged {
+        panel,
+        lessons,
+        dropped_lessons,
+    })
 }
 
 /// The trace analyzer's lessons from the builder's run. Only a halt is an error.
@@ -387,7 +571,7 @@ async fn lessons(
     let call = Ask {
         backend: input.analyzer,
         role: Role::ExecutionTraceAnalyzer,
-        schema: schema_for::<TraceLessons>(),
+        schema: trace_lessons_schema(),
         workdir,
         budget_share: 0.4,
     };
@@ -400,34 +584,6 @@ async fn lessons(
             Ok(None)
         }
     }
-}
-
-/// Earlier rounds' verdicts and scores, oldest first, as the evaluator is shown them.
-pub(crate) fn previous_scores(rounds: &[RoundSummary]) -> Option<String> {
-    if rounds.is_empty() {
-        return None;
-    }
-    let mut out = String::new();
-    for summary in rounds {
-        let scores: Vec<String> = summary
-            .scores
-            .iter()
-            .map(|(id, score)| format!("{id} {score}"))
-            .collect();
-        let _ = writeln!(
-            out,
-            "- Round {}: {} ({})",
-            summary.round,
-            summary.verdict,
-            if scores.is_empty() {
-                "no scores".to_owned()
-            } else {
-                scores.join(", ")
-            }
-        );
-    }
-    out.push_str("\nScore what is there now, not the trend: earlier scores are context only.\n");
-    Some(out)
 }
 
 #[cfg(test)]
@@ -450,64 +606,193 @@ mod tests {
         parse_evaluator(&criteria(), &text.to_string()).unwrap()
     }
 
+    /// A reply whose evidence held up (or, with `missing`, whose E1 evidence cites it).
+    fn checked(evaluation: Evaluation, missing: Option<&str>) -> CheckedEvaluation {
+        let unverified = missing
+            .map(|path| {
+                let citation = Citation {
+                    path: path.to_owned(),
+                    first: 1,
+                    last: 1,
+                };
+                [("E1".to_owned(), vec![citation])].into()
+            })
+            .unwrap_or_default();
+        CheckedEvaluation {
+            evaluation,
+            unverified,
+        }
+    }
+
+    fn usable(judge: &str, evaluation: CheckedEvaluation) -> JudgeVerdict<CheckedEvaluation> {
+        JudgeVerdict {
+            judge: judge.to_owned(),
+            reply: JudgeReply::Usable(evaluation),
+        }
+    }
+
+    fn unusable(judge: &str, problem: &str) -> JudgeVerdict<CheckedEvaluation> {
+        JudgeVerdict {
+            judge: judge.to_owned(),
+            reply: JudgeReply::Unusable {
+                problem: problem.to_owned(),
+            },
+        }
+    }
+
     #[test]
     fn a_panel_is_combined_with_the_lower_median_and_every_judges_evidence() {
-        let single = reply(9, 8, "a");
-        assert_eq!(combine(&[&single]), Some(single.clone()));
-        let (a, b, c) = (reply(9, 8, "a"), reply(5, 9, "a"), reply(8, 3, "b"));
-        let combined = combine(&[&a, &b, &c]).unwrap();
-        assert_eq!(combined.findings["E1"].score.get(), 8);
-        assert_eq!(combined.findings["E2"].score.get(), 8);
+        let single = checked(reply(9, 8, "a"), None);
+        let alone = combine(1, &[&single]).unwrap();
+        assert_eq!(alone.evaluation, single.evaluation);
+        assert!(alone.spread.is_empty() && alone.refused.is_empty());
+        let (a, b, c) = (
+            checked(reply(9, 8, "a"), None),
+            checked(reply(5, 9, "a"), None),
+            checked(reply(8, 3, "b"), None),
+        );
+        let combined = combine(3, &[&a, &b, &c]).unwrap();
+        let evaluation = &combined.evaluation;
+        assert_eq!(evaluation.findings["E1"].score.get(), 8);
+        assert_eq!(evaluation.findings["E2"].score.get(), 8);
         assert_eq!(
-            combined.findings["E1"].evidence,
+            evaluation.findings["E1"].evidence,
             vec!["judge 1: saw 9", "judge 2: saw 5", "judge 3: saw 8"]
         );
         assert_eq!(
-            combined.findings["E1"].reasoning,
+            evaluation.findings["E1"].reasoning,
             "judge 1: r (9)\njudge 2: r (5)\njudge 3: r (8)"
         );
-        assert_eq!(combined.improvement_spec.len(), 2);
-        assert_eq!(combined.preserve, vec!["palette"]);
-        assert!(combined.critique.starts_with("judge 1: critique 9"));
-        let (strict, lenient) = (reply(9, 9, "a"), reply(6, 9, "a"));
+        assert_eq!(evaluation.improvement_spec.len(), 2);
+        assert_eq!(evaluation.preserve, vec!["palette"]);
+        assert!(evaluation.critique.starts_with("judge 1: critique 9"));
+        assert_eq!(combined.spread["E1"], Spread { low: 5, high: 9 });
+        assert_eq!(combined.spread["E2"], Spread { low: 3, high: 9 });
+        let (strict, lenient) = (
+            checked(reply(9, 9, "a"), None),
+            checked(reply(6, 9, "a"), None),
+        );
         assert_eq!(
-            combine(&[&strict, &lenient]).unwrap().findings["E1"]
+            combine(2, &[&strict, &lenient])
+                .unwrap()
+                .evaluation
+                .findings["E1"]
                 .score
                 .get(),
             6,
             "an even panel converges only if both would"
         );
-        assert_eq!(combine(&[]), None);
+        assert_eq!(combine(1, &[]), None);
     }
 
     #[test]
-    fn a_panel_result_names_every_unusable_judge_when_nothing_is_usable() {
-        let unusable = |judge: &str, problem: &str| JudgeVerdict {
-            judge: judge.to_owned(),
-            reply: JudgeReply::Unusable {
-                problem: problem.to_owned(),
-            },
-        };
+    fn a_panel_decides_only_with_a_quorum_and_says_how_many_judges_were_usable() {
         let both = PanelEvaluation::from_verdicts(vec![
             unusable("claude", "no JSON"),
             unusable("codex", "missing E2"),
         ]);
-        assert_eq!(both.asked(), 2);
         assert!(both.combined.is_none());
         assert_eq!(
             both.unscored_reason().as_deref(),
-            Some("claude: no JSON; codex: missing E2")
+            Some("0 of 2 judges usable (claude: no JSON; codex: missing E2)")
         );
         let one = PanelEvaluation::from_verdicts(vec![unusable("claude", "no JSON")]);
         assert_eq!(one.unscored_reason().as_deref(), Some("no JSON"));
-        let mixed = PanelEvaluation::from_verdicts(vec![
+        // One usable judge of two is no majority: the round is unscored, not decided by it.
+        let half = PanelEvaluation::from_verdicts(vec![
             unusable("claude", "no JSON"),
-            JudgeVerdict {
-                judge: "codex".to_owned(),
-                reply: JudgeReply::Usable(reply(7, 7, "a")),
-            },
+            usable("codex", checked(reply(10, 10, "a"), None)),
         ]);
-        assert_eq!(mixed.combined, Some(reply(7, 7, "a")));
-        assert_eq!(mixed.unscored_reason(), None);
+        assert_eq!(half.quorum, Quorum::new(2, 1));
+        assert!(half.combined.is_none());
+        assert_eq!(
+            half.unscored_reason().as_deref(),
+            Some("1 of 2 judges usable (claude: no JSON)")
+        );
+        // Two of three is a majority.
+        let most = PanelEvaluation::from_verdicts(vec![
+            unusable("claude", "timed out"),
+            usable("codex", checked(reply(7, 7, "a"), None)),
+            usable("gemini", checked(reply(9, 8, "a"), None)),
+        ]);
+        assert_eq!(most.unscored_reason(), None);
+        assert_eq!(
+            most.combined.unwrap().evaluation.findings["E1"].score.get(),
+            7
+        );
+    }
+
+    #[test]
+    fn evidence_that_does_not_hold_up_keeps_a_criterion_from_passing() {
+        let alone = PanelEvaluation::from_verdicts(vec![usable(
+            "claude",
+            checked(reply(10, 10, "a"), Some("haiku.md")),
+        )]);
+        let combined = alone.combined.unwrap();
+        assert_eq!(combined.evaluation.findings["E1"].score.get(), 10);
+        assert_eq!(
+            combined.refused["E1"],
+            "its evidence cites `haiku.md:1`, which the snapshot does not hold"
+        );
+        assert!(!combined.refused.contains_key("E2"));
+        // In a panel of two, one judge's broken evidence leaves the other alone: no majority.
+        let pair = PanelEvaluation::from_verdicts(vec![
+            usable("claude", checked(reply(10, 10, "a"), Some("haiku.md"))),
+            usable("codex", checked(reply(9, 9, "a"), None)),
+        ]);
+        let combined = pair.combined.unwrap();
+        assert_eq!(
+            combined.refused["E1"],
+            "its evidence cites `haiku.md:1`, which the snapshot does not hold (evidence held up for 1 of 2 judges)"
+        );
+        // Of three, the two that hold decide.
+        let trio = PanelEvaluation::from_verdicts(vec![
+            usable("claude", checked(reply(10, 10, "a"), Some("haiku.md"))),
+            usable("codex", checked(reply(9, 9, "a"), None)),
+            usable("gemini", checked(reply(7, 9, "a"), None)),
+        ]);
+        let combined = trio.combined.unwrap();
+        assert!(combined.refused.is_empty());
+        assert_eq!(combined.evaluation.findings["E1"].score.get(), 7);
+    }
+
+    #[test]
+    fn citations_are_checked_against_the_snapshot_files_and_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = dir.path().join("ws");
+        fs_err::create_dir_all(workspace.join("src")).unwrap();
+        fs_err::write(
+            workspace.join("index.html"),
+            "<h1>a</h1>\n<p>b</p>\n<p>c</p>\n",
+        )
+        .unwrap();
+        fs_err::write(workspace.join("src/app.js"), "one\ntwo").unwrap();
+        fs_err::write(workspace.join("empty.txt"), "").unwrap();
+        let objects = ObjectStore::new(dir.path().join("objects"));
+        let snapshot =
+            refinery_core::snapshot::take_snapshot(&objects, &workspace, &[], &[".".to_owned()])
+                .unwrap();
+        let files = CitedFiles::new(&objects, &snapshot.entries);
+        let cases = [
+            ("index.html:1", true),
+            ("index.html:3", true),
+            ("index.html:4", false),
+            ("index.html:0", false),
+            ("index.html:2-3", true),
+            ("index.html:3-2", false),
+            ("index.html:2-9", false),
+            ("./index.html:2", true),
+            ("src/app.js:2", true),
+            ("src/app.js:3", false),
+            ("app.js:1", false),
+            ("/tmp/refinery-judge-x1/src/app.js:1", true),
+            ("/etc/passwd:1", false),
+            ("haiku.md:1", false),
+            ("empty.txt:1", false),
+        ];
+        for (cited, holds) in cases {
+            let citation = crate::outputs::citations(cited).pop().unwrap();
+            assert_eq!(files.holds(&citation), holds, "{cited}");
+        }
     }
 }

@@ -244,29 +244,45 @@ impl Progress {
                     "  regression guard: {} still worse after a repair; reverted to the previous round's version",
                     report.regressed.join(", ")
                 ),
-                GuardAction::GuardUnusable => {
-                    "  regression guard: output unusable; round submitted unchecked".to_owned()
+                GuardAction::Unchecked => {
+                    "  regression guard: output unusable; the round is unchecked and cannot converge".to_owned()
                 }
             }),
+            RefineEvent::BuilderChangedNothing { .. } => {
+                self.say("  builder changed nothing (no file was written or deleted)");
+            }
             RefineEvent::Submitted { files, bytes, .. } => {
                 let plural = if *files == 1 { "" } else { "s" };
                 self.say(&format!("  snapshot: {files} file{plural}, {bytes} bytes"));
             }
             RefineEvent::Scored {
-                scores, verdict, ..
+                scores,
+                verdict,
+                blocked_by,
+                refused,
+                spread,
+                ..
             } => {
                 let list: Vec<String> = scores
                     .iter()
-                    .map(|(id, score)| format!("{id} {score}"))
+                    .map(|(id, score)| match spread.get(id) {
+                        Some(spread) if spread.width() > 0 => {
+                            format!("{id} {score} (judges {}–{})", spread.low, spread.high)
+                        }
+                        _ => format!("{id} {score}"),
+                    })
                     .collect();
-                self.say(&format!(
-                    "  scores: {} → {}",
-                    list.join(" · "),
-                    verdict.as_str()
-                ));
+                let mut text = format!("  scores: {} → {}", list.join(" · "), verdict.as_str());
+                for (id, reason) in refused {
+                    let _ = write!(text, "\n  {id} not accepted: {reason}");
+                }
+                for block in blocked_by {
+                    let _ = write!(text, "\n  cannot converge: {block}");
+                }
+                self.say(&text);
             }
             RefineEvent::Unscored { reason, .. } => self.say(&format!(
-                "  evaluator output unusable ({reason}) → counts as iterate"
+                "  unscored ({reason}) → counts as iterate"
             )),
             RefineEvent::Decision { next, .. } => self.say(&format!("{}  [{} so far, {}]", match next {
                 NextStep::Converged => "  converged".to_owned(),
@@ -388,17 +404,18 @@ fn render_summary(summary: &RunSummary) -> String {
             let _ = write!(out, "\n  {:<4} {text:<width$}  {history}", criterion.id);
         }
     }
-    let reverted: Vec<String> = summary
-        .rounds
-        .iter()
-        .filter(|round| {
+    let guard_did = |action: GuardAction| {
+        let rounds = summary.rounds.iter().filter(move |round| {
             round
                 .regression
                 .as_ref()
-                .is_some_and(|report| report.action == GuardAction::Reverted)
-        })
-        .map(|round| round.round.to_string())
-        .collect();
+                .is_some_and(|report| report.action == action)
+        });
+        rounds
+            .map(|round| round.round.to_string())
+            .collect::<Vec<_>>()
+    };
+    let reverted = guard_did(GuardAction::Reverted);
     if !reverted.is_empty() {
         let _ = write!(
             out,
@@ -406,6 +423,15 @@ fn render_summary(summary: &RunSummary) -> String {
             reverted.join(", ")
         );
     }
+    let unchecked = guard_did(GuardAction::Unchecked);
+    if !unchecked.is_empty() {
+        let _ = write!(
+            out,
+            "\n\nUnchecked by the regression guard (its output stayed unusable): round {}; an unchecked round cannot converge.",
+            unchecked.join(", ")
+        );
+    }
+    out.push_str(&judgment_notes(summary));
     let _ = write!(
         out,
         "\n\nCost: {}\nTime: {}\nDeliverable: {}\nSession: {} ({})",
@@ -418,10 +444,63 @@ fn render_summary(summary: &RunSummary) -> String {
     out
 }
 
+/// What the checks made in code and the judges' agreement add to the scores: builders that
+/// changed nothing, scores not accepted, blocked rounds, panels short of a quorum, and gains
+/// within the judges' own disagreement.
+fn judgment_notes(summary: &RunSummary) -> String {
+    let mut out = String::new();
+    let idle: Vec<String> = summary
+        .rounds
+        .iter()
+        .filter(|round| round.builder_changed_nothing)
+        .map(|round| round.round.to_string())
+        .collect();
+    if !idle.is_empty() {
+        let _ = write!(
+            out,
+            "\n\nBuilder changed nothing in round {}.",
+            idle.join(", ")
+        );
+    }
+    for round in &summary.rounds {
+        for (id, reason) in &round.refused {
+            let _ = write!(
+                out,
+                "\n\nRound {}: {id} not accepted as passing: {reason}.",
+                round.round
+            );
+        }
+        if !round.blocked_by.is_empty() {
+            let blocks: Vec<String> = round.blocked_by.iter().map(ToString::to_string).collect();
+            let _ = write!(
+                out,
+                "\n\nRound {} cannot converge: {}.",
+                round.round,
+                blocks.join("; ")
+            );
+        }
+        if let Some(quorum) = round.quorum.filter(|quorum| !quorum.is_met()) {
+            let _ = write!(
+                out,
+                "\n\nRound {} unscored: {quorum} (a panel needs a majority).",
+                round.round
+            );
+        }
+        for id in &round.within_disagreement {
+            let _ = write!(
+                out,
+                "\n\nRound {}: {id}'s gain is within judge disagreement (smaller than the judges' spread).",
+                round.round
+            );
+        }
+    }
+    out
+}
+
 /// `html` is the HTML report written for the evaluation, if any.
 pub(crate) fn print_evaluation(report: &EvaluateReport, html: Option<&Path>) -> anyhow::Result<()> {
     let mut out = match &report.unscored_reason {
-        Some(reason) => format!("Not scored: the evaluator's output stayed unusable ({reason})."),
+        Some(reason) => format!("Not scored: {reason}."),
         None if report.passed => "Meets the bar: every criterion scored 7 or more.".to_owned(),
         None => "Below the bar.".to_owned(),
     };

@@ -639,10 +639,12 @@ async fn malformed_evaluator_output_fails_closed() {
             "{round}"
         );
     }
-    // Each round asked twice (one retry with the complaint), then gave up.
+    // Each round asked twice (one retry with the complaint), then gave up; each ask is two
+    // requests, since the reply already breaks the run's schema (E2 is a required property)
+    // and the model layer asks once more with the validation error.
     let evaluator_requests = requests_of(&server, "evaluator");
-    assert_eq!(evaluator_requests.len(), 4);
-    assert!(brief(&evaluator_requests[1]).contains("Your previous reply could not be used"));
+    assert_eq!(evaluator_requests.len(), 8);
+    assert!(brief(&evaluator_requests[2]).contains("Your previous reply could not be used"));
     // The handoff says the evaluation was unusable; the core recorded no scores.
     let session_dir = Path::new(first["session_dir"].as_str().unwrap());
     assert!(read(&session_dir.join("handoff.md")).contains("unusable"));
