@@ -23,6 +23,7 @@ mod model;
 mod price;
 mod provider;
 mod retry;
+mod schema_dialect;
 mod secret;
 mod structured;
 
@@ -37,5 +38,6 @@ pub use model::{ModelId, Provider, WireApi, endpoint_for};
 pub use price::{Cost, Price, PriceTable, Usage};
 pub use provider::{ApiChatModel, ChatModelConfig, open_chat_model};
 pub use retry::{RetryPolicy, retry_after_from_headers};
+pub use schema_dialect::wire_schema;
 pub use secret::ApiKey;
 pub use structured::{StructuredResponse, chat_structured};

@@ -1,7 +1,7 @@
 //! JSON-schema structured output, validated on our side.
 //!
-//! Providers are asked to follow the schema, but none is trusted to: the answer is parsed
-//! and validated here. An invalid answer is fed back with the validation errors, up to
+//! Providers are asked to follow the schema (as much of it as each accepts:
+//! [`crate::wire_schema`]), but none is trusted to: the answer is parsed and validated here. An invalid answer is fed back with the validation errors, up to
 //! `options.schema_retries` more times, then the call fails with
 //! [`Error::InvalidStructuredOutput`].
 
@@ -15,6 +15,7 @@ use crate::chat::{
 };
 use crate::error::{Error, Result};
 use crate::price::{Cost, Usage};
+use crate::schema_dialect::wire_schema;
 
 /// A validated structured answer, with usage and cost summed over every attempt.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,11 +42,16 @@ pub async fn chat_structured(
         .ok_or_else(|| Error::InvalidSchema {
             message: "the request has no response schema".to_string(),
         })?;
-    let validator =
-        jsonschema::validator_for(&schema.schema).map_err(|error| Error::InvalidSchema {
-            message: error.to_string(),
-        })?;
+    // The provider is sent (and the answer checked against) the part of the schema it
+    // accepts; the caller's own parser enforces the rest.
+    let wire = wire_schema(model.id().provider, &schema.schema);
+    let validator = jsonschema::validator_for(&wire).map_err(|error| Error::InvalidSchema {
+        message: error.to_string(),
+    })?;
     let mut conversation = request.clone();
+    if let Some(sent) = conversation.response_schema.as_mut() {
+        sent.schema = wire;
+    }
     let mut usage = Usage::default();
     let mut cost = Cost::Usd(0.0);
     let total = options.schema_retries + 1;
