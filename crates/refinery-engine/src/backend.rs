@@ -294,8 +294,12 @@ impl Backend {
                 })
             }
             Err(error) => {
-                // What a failed process spent is unknown; count the call, not a made-up cost.
-                meter.settle(reservation, None, Cost::Unknown);
+                // A failed process reports no usage we can trust, but it may have spent up to
+                // its cap: count that cap (unknown without a budget to cap it).
+                let cost = reservation
+                    .as_ref()
+                    .map_or(Cost::Unknown, |held| Cost::Usd(held.usd()));
+                meter.settle(reservation, None, cost);
                 Err(self.failure(spec.role, error, meter))
             }
         }
@@ -343,8 +347,8 @@ impl Backend {
         request.max_tokens = Some(spec.max_tokens);
         let input_chars = spec.prompt.len() + spec.role.prompt().len();
         let Some(schema) = spec.schema.clone() else {
-            let reservation =
-                meter.reserve(Self::estimate(prices, model, input_chars, spec.max_tokens))?;
+            let estimate = Self::estimate(prices, model, input_chars, spec.max_tokens);
+            let reservation = meter.reserve(estimate)?;
             let response = model.chat(&request, &options).await;
             return match response {
                 Ok(response) => {
@@ -356,7 +360,7 @@ impl Backend {
                     })
                 }
                 Err(error) => {
-                    meter.settle(Some(reservation), None, Cost::Usd(0.0));
+                    settle_failed(meter, reservation, estimate, &error);
                     Err(self.failure(spec.role, error, meter))
                 }
             };
@@ -383,7 +387,7 @@ impl Backend {
                 })
             }
             Err(error) => {
-                meter.settle(Some(reservation), None, Cost::Usd(0.0));
+                settle_failed(meter, reservation, estimate, &error);
                 // A reply that never validated is an error that says why; the judge phase
                 // treats it like any other malformed output (retried, then fails closed).
                 Err(self.failure(spec.role, error, meter))
@@ -425,12 +429,12 @@ impl Backend {
             }
             let input_chars =
                 fixed_chars + request.messages.iter().map(message_chars).sum::<usize>();
-            let reservation =
-                meter.reserve(Self::estimate(prices, model, input_chars, spec.max_tokens))?;
+            let estimate = Self::estimate(prices, model, input_chars, spec.max_tokens);
+            let reservation = meter.reserve(estimate)?;
             let response = match model.chat(&request, &options).await {
                 Ok(response) => response,
                 Err(error) => {
-                    meter.settle(Some(reservation), None, Cost::Usd(0.0));
+                    settle_failed(meter, reservation, estimate, &error);
                     return Err(self.failure(spec.role, error, meter));
                 }
             };
@@ -509,6 +513,35 @@ impl Trail<'_> {
             name: call.name.clone(),
             content: output.content,
         }
+    }
+}
+
+/// Settles a model call that failed. Attempts the provider answered were paid for whether or
+/// not their output was usable: with the usage it reported (replies that never matched the
+/// schema), that is what the call cost; without it (an HTTP error, a cut stream, a timeout)
+/// the call is counted at the most it could have cost, its estimate, so a run that keeps
+/// failing still reaches its budget instead of spending unseen.
+fn settle_failed(
+    meter: &Meter,
+    reservation: crate::meter::Reservation,
+    estimate: Option<f64>,
+    error: &refinery_llm::Error,
+) {
+    match error {
+        refinery_llm::Error::InvalidStructuredOutput { usage, cost, .. }
+            if *usage != Usage::default() =>
+        {
+            meter.settle(Some(reservation), Some(*usage), *cost);
+        }
+        // Refused before anything was sent: nothing was spent.
+        refinery_llm::Error::MissingKey { .. }
+        | refinery_llm::Error::InvalidSchema { .. }
+        | refinery_llm::Error::Json(_) => meter.settle(Some(reservation), None, Cost::Usd(0.0)),
+        _ => meter.settle(
+            Some(reservation),
+            None,
+            estimate.map_or(Cost::Unknown, Cost::Usd),
+        ),
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::agent::AgentCli;
 use crate::model::Provider;
+use crate::price::{Cost, Usage};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -92,9 +93,15 @@ pub enum Error {
     InvalidSchema { message: String },
 
     /// The model's output did not validate against the schema, even after feeding the
-    /// validation errors back `attempts - 1` times.
+    /// validation errors back `attempts - 1` times. `usage` and `cost` are what the provider
+    /// reported for all those attempts: they were paid for, and a budget must count them.
     #[error("model output did not match the schema after {attempts} attempt(s): {message}")]
-    InvalidStructuredOutput { attempts: u32, message: String },
+    InvalidStructuredOutput {
+        attempts: u32,
+        message: String,
+        usage: Usage,
+        cost: Cost,
+    },
 
     /// The price table file could not be parsed.
     #[error("invalid price table `{path}`: {message}")]

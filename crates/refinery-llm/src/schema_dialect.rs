@@ -6,8 +6,8 @@
 //! answers HTTP 400 ("For 'integer' type, property 'minimum' is not supported") for numeric,
 //! string-length and item-count bounds, and OpenAI's strict mode does not take string lengths.
 //! So the schema sent to a provider is the schema without what that provider refuses
-//! ([`wire_schema`]); the reply is validated against what was sent, and the caller's parser
-//! still enforces every rule.
+//! ([`wire_schema`]); the reply is still validated against the whole schema (a broken bound is
+//! fed back to the model like any other mistake), and the caller's parser enforces every rule.
 //!
 //! `pattern` is sent to nobody: grammar compilers need anchored, restricted regular
 //! expressions (llama.cpp refuses others), and no hosted API promises the same dialect.

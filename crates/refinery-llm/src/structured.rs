@@ -1,7 +1,8 @@
 //! JSON-schema structured output, validated on our side.
 //!
 //! Providers are asked to follow the schema (as much of it as each accepts:
-//! [`crate::wire_schema`]), but none is trusted to: the answer is parsed and validated here. An invalid answer is fed back with the validation errors, up to
+//! [`crate::wire_schema`]), but none is trusted to: the answer is parsed and validated here
+//! against the whole schema. An invalid answer is fed back with the validation errors, up to
 //! `options.schema_retries` more times, then the call fails with
 //! [`Error::InvalidStructuredOutput`].
 
@@ -42,12 +43,14 @@ pub async fn chat_structured(
         .ok_or_else(|| Error::InvalidSchema {
             message: "the request has no response schema".to_string(),
         })?;
-    // The provider is sent (and the answer checked against) the part of the schema it
-    // accepts; the caller's own parser enforces the rest.
+    // The provider is sent the part of the schema it accepts, but the answer is checked
+    // against all of it: a bound the provider could not enforce is then fed back like any
+    // other mistake, instead of reaching the caller's parser and being refused there.
+    let validator =
+        jsonschema::validator_for(&schema.schema).map_err(|error| Error::InvalidSchema {
+            message: error.to_string(),
+        })?;
     let wire = wire_schema(model.id().provider, &schema.schema);
-    let validator = jsonschema::validator_for(&wire).map_err(|error| Error::InvalidSchema {
-        message: error.to_string(),
-    })?;
     let mut conversation = request.clone();
     if let Some(sent) = conversation.response_schema.as_mut() {
         sent.schema = wire;
@@ -103,6 +106,8 @@ pub async fn chat_structured(
     Err(Error::InvalidStructuredOutput {
         attempts: total,
         message: last_problem,
+        usage,
+        cost,
     })
 }
 

@@ -9,9 +9,11 @@
 )]
 
 mod ask;
+mod budget;
 mod claude_code;
 mod concurrency;
 mod doctor;
+mod fail_closed;
 mod hook;
 mod key_leaks;
 mod llm_support;

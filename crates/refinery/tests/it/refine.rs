@@ -39,7 +39,7 @@ pub(crate) fn role(request: &RecordedRequest) -> &'static str {
 }
 
 /// The first user message of a request (the brief).
-fn brief(request: &RecordedRequest) -> String {
+pub(crate) fn brief(request: &RecordedRequest) -> String {
     request
         .body
         .get("messages")
@@ -145,7 +145,7 @@ impl Script {
 
     /// Like [`Script::install`], with every judge's reply (evaluator, guard, trace analyzer)
     /// held back by `delay`, so calls the loop makes in parallel are surely in flight together.
-    fn install_with_judge_delay(self, server: &FakeModelServer, delay: Duration) {
+    pub(crate) fn install_with_judge_delay(self, server: &FakeModelServer, delay: Duration) {
         let usage = |reply: Reply| reply.with_usage(2_000, 0, 500);
         let judge = move |reply: Reply| {
             if delay.is_zero() {
@@ -265,7 +265,7 @@ pub(crate) fn summary(events: &[Value]) -> &Value {
         .expect("a summary event")
 }
 
-fn requests_of(server: &FakeModelServer, wanted: &str) -> Vec<RecordedRequest> {
+pub(crate) fn requests_of(server: &FakeModelServer, wanted: &str) -> Vec<RecordedRequest> {
     server
         .model_requests()
         .into_iter()
@@ -273,7 +273,7 @@ fn requests_of(server: &FakeModelServer, wanted: &str) -> Vec<RecordedRequest> {
         .collect()
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     fs_err::read_to_string(path).unwrap()
 }
 

@@ -1,0 +1,366 @@
+//! Fail-closed judgment, end to end: a round converges only on usable output from a majority
+//! of its judges, a checked regression guard and evidence that holds up; judges time out into
+//! an unscored round instead of a failed run; judges never see earlier rounds' scores; and a
+//! panel's disagreement is shown next to the gains it makes doubtful.
+//!
+//! Each fake here is unkind in one way a real model can be: garbage, silence, citations of
+//! files that do not exist, lessons about tool calls that never happened.
+
+use std::time::Duration;
+
+use refinery_testkit::{FakeModelServer, RecordedRequest, Reply};
+use serde_json::{Value, json};
+
+use crate::llm_support::text;
+use crate::refine::{
+    CRITERIA, MODEL, Run, Script, brief, content_by_round, evaluation, guard_tie, lessons,
+    requests_of, role, summary,
+};
+
+const SECOND_JUDGE: &str = "anthropic/claude-haiku-4-5";
+
+/// An answer every judge of a panel or the guard could give, but none can use.
+const GARBAGE: &str = "Looks great to me! 10/10 across the board.";
+
+fn passing() -> String {
+    evaluation([9, 9, 9], "Strong.")
+}
+
+/// A fake where the builder writes the page of its round, the trace analyzer answers
+/// normally, and `judge` answers the evaluator and the guard.
+fn route_judges(
+    server: &FakeModelServer,
+    judge: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+) {
+    server.route(move |request| {
+        Some(match role(request) {
+            "builder" if request.tool_results().is_empty() => Reply::tool_call(
+                "write_file",
+                json!({"path": "index.html", "content": content_by_round(request)}),
+            ),
+            "builder" => Reply::text("Wrote index.html"),
+            "trace" => Reply::text(lessons()),
+            _ => judge(request),
+        })
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panel_without_a_majority_of_usable_judges_does_not_converge() {
+    let server = FakeModelServer::start().await.unwrap();
+    // One judge passes everything; the other never gives usable output. One of two is not a
+    // majority: the passing judge alone must not decide.
+    route_judges(&server, |request| match role(request) {
+        "evaluator" if request.model() == "claude-haiku-4-5" => Reply::text(GARBAGE),
+        "evaluator" => Reply::text(passing()),
+        _ => Reply::text(guard_tie()),
+    });
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&[
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--evaluator",
+            SECOND_JUDGE,
+            "--max-rounds",
+            "1",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    assert_eq!(summary["status"]["reason"], "max_rounds");
+    let round = &summary["rounds"][0];
+    assert_eq!(round["verdict"], "unscored", "{round}");
+    assert_eq!(round["quorum"], json!({"asked": 2, "usable": 1}), "{round}");
+    assert!(
+        round["unscored_reason"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 2 judges usable"),
+        "{round}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_guard_is_asked_again_then_the_round_is_unchecked_and_cannot_converge() {
+    let server = FakeModelServer::start().await.unwrap();
+    // Round 2 passes every criterion, but the guard comparing it with round 1 answers garbage.
+    route_judges(&server, |request| match role(request) {
+        "evaluator" if request.body_text().contains("VERSION-1") => {
+            Reply::text(evaluation([4, 6, 8], "Weak hero."))
+        }
+        "evaluator" => Reply::text(passing()),
+        _ => Reply::text(GARBAGE),
+    });
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "2"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    assert_eq!(summary["status"]["reason"], "max_rounds", "{summary}");
+    let second = &summary["rounds"][1];
+    assert_eq!(second["regression"]["action"], "unchecked", "{second}");
+    assert_ne!(second["verdict"], "converged", "{second}");
+    // Asked, then asked once more, before giving up (each ask may re-ask for the schema).
+    let guard_asks = requests_of(&server, "guard")
+        .iter()
+        .filter(|request| brief(request).contains("Your previous reply could not be used"))
+        .count();
+    assert!(guard_asks >= 1, "the guard was not asked again");
+    let plain = run
+        .refinery(&["session", "show", summary["session"].as_str().unwrap()])
+        .await;
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_judge_that_times_out_leaves_the_round_unscored_and_the_run_going() {
+    let server = FakeModelServer::start().await.unwrap();
+    // The evaluator never answers within the per-request timeout of one second.
+    route_judges(&server, |request| match role(request) {
+        "evaluator" => Reply::text(passing()).delayed(Duration::from_secs(4)),
+        _ => Reply::text(guard_tie()),
+    });
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&[
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--max-rounds",
+            "1",
+            "--call-timeout",
+            "1",
+        ])
+        .await;
+    // Not exit 1 (a failed run): the round is unscored and the run ends at its cap.
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    assert_eq!(summary["status"]["reason"], "max_rounds");
+    assert_eq!(summary["rounds"][0]["verdict"], "unscored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_a_round_cannot_hold_up_keeps_it_from_converging() {
+    // A judge that cites a file the deliverable does not have.
+    let server = FakeModelServer::start().await.unwrap();
+    route_judges(&server, |request| match role(request) {
+        "evaluator" => {
+            let mut reply: Value = serde_json::from_str(&passing()).unwrap();
+            reply["scores"]["E1"]["evidence"] = json!(["haiku.md:1 states the outcome"]);
+            Reply::text(reply.to_string())
+        }
+        _ => Reply::text(guard_tie()),
+    });
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "1"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let round = &summary(&events)["rounds"][0];
+    assert_ne!(round["verdict"], "converged", "{round}");
+    assert!(
+        round["refused"]["E1"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("haiku.md"),
+        "{round}"
+    );
+
+    // A verify command that fails, under judges that pass everything.
+    let server = FakeModelServer::start().await.unwrap();
+    route_judges(&server, |_| Reply::text(passing()));
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&[
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--max-rounds",
+            "1",
+            "--verify",
+            "test -e never-built.txt",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let round = &summary(&events)["rounds"][0];
+    assert_ne!(round["verdict"], "converged", "{round}");
+    assert!(
+        !round["blocked_by"].as_array().unwrap().is_empty(),
+        "{round}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builder_that_only_claims_its_work_is_reported_and_cannot_converge() {
+    let server = FakeModelServer::start().await.unwrap();
+    // The builder says it wrote the file but makes no tool call; judges pass everything; the
+    // trace analyzer reports failed tool calls that never happened.
+    server.route(|request| {
+        Some(match role(request) {
+            "builder" => Reply::text("I wrote index.html with a strong hero."),
+            "trace" => Reply::text(
+                json!({"do": [], "dont": ["3 failed Bash calls: npm test kept failing"], "critical_errors": []})
+                    .to_string(),
+            ),
+            "evaluator" => Reply::text(passing()),
+            _ => Reply::text(guard_tie()),
+        })
+    });
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "2"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        events
+            .iter()
+            .any(|event| event["event"] == "builder_changed_nothing"),
+        "no builder_changed_nothing event"
+    );
+    let summary = summary(&events);
+    for round in summary["rounds"].as_array().unwrap() {
+        assert_eq!(round["builder_changed_nothing"], true, "{round}");
+        assert_ne!(round["verdict"], "converged", "{round}");
+    }
+    // The invented lesson never reaches the next builder.
+    let builders = requests_of(&server, "builder");
+    let second = builders
+        .iter()
+        .find(|request| crate::refine::builder_round(request) == 2);
+    let second = second.map(brief).unwrap_or_default();
+    assert!(!second.is_empty(), "no round 2 builder brief");
+    assert!(!second.contains("npm test kept failing"), "{second}");
+    let plain = run
+        .refinery(&["session", "show", summary["session"].as_str().unwrap()])
+        .await;
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judges_of_later_rounds_never_see_earlier_scores_but_builders_do() {
+    let server = FakeModelServer::start().await.unwrap();
+    // Round 1 scores carry a marker in their reasoning and critique; later rounds' judges
+    // must not see them (nor the scores as the handoff shows them), while the builder does.
+    Script::simple(content_by_round, |request| {
+        if request.body_text().contains("VERSION-1") {
+            json!({
+                "scores": {
+                    "E1": {"score": 3, "evidence": ["index.html:1 generic"], "reasoning": "PAST-REASONING-E1"},
+                    "E2": {"score": 4, "evidence": ["index.html:1 no numbers"], "reasoning": "PAST-REASONING-E2"},
+                    "E3": {"score": 6, "evidence": ["index.html:1 loads"], "reasoning": "PAST-REASONING-E3"}
+                },
+                "critique": "PAST-CRITIQUE: the hero is generic.",
+                "improvement_spec": [{"criterion": "E1", "change": "state the outcome", "impact": "structural"}],
+                "preserve": []
+            })
+            .to_string()
+        } else {
+            evaluation([5, 5, 7], "Better, still short.")
+        }
+    })
+    .install(&server);
+    let run = Run::new(&server);
+    let (output, _events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "3"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let past = ["PAST-REASONING", "PAST-CRITIQUE", "3/10", "4/10", "6/10"];
+    // A judge request of round 2 or 3 is one whose deliverable is that round's page.
+    let later: Vec<RecordedRequest> = server
+        .model_requests()
+        .into_iter()
+        .filter(|request| matches!(role(request), "evaluator" | "guard"))
+        .filter(|request| {
+            let body = request.body_text();
+            body.contains("VERSION-2") || body.contains("VERSION-3")
+        })
+        .collect();
+    assert!(
+        later.len() >= 4,
+        "{} judge requests of rounds 2+",
+        later.len()
+    );
+    for request in &later {
+        let body = request.body_text();
+        for marker in past {
+            assert!(
+                !body.contains(marker),
+                "a {} request of a later round contains `{marker}`",
+                role(request)
+            );
+        }
+        assert!(!body.contains("Previous rounds"), "{}", role(request));
+    }
+    // The builder keeps the trajectory.
+    let builders = requests_of(&server, "builder");
+    let second = builders
+        .iter()
+        .find(|request| crate::refine::builder_round(request) == 2)
+        .map(brief)
+        .unwrap();
+    assert!(second.contains("PAST-CRITIQUE"), "{second}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gain_smaller_than_the_judges_spread_is_marked_within_their_disagreement() {
+    let server = FakeModelServer::start().await.unwrap();
+    // Two judges four points apart on E1; between rounds the lower median gains one point.
+    route_judges(&server, |request| {
+        let round_one = request.body_text().contains("VERSION-1");
+        match role(request) {
+            "evaluator" if request.model() == "claude-haiku-4-5" => Reply::text(evaluation(
+                if round_one { [4, 5, 5] } else { [5, 5, 5] },
+                "Strict judge.",
+            )),
+            "evaluator" => Reply::text(evaluation(
+                if round_one { [8, 5, 5] } else { [9, 5, 5] },
+                "Lenient judge.",
+            )),
+            _ => Reply::text(guard_tie()),
+        }
+    });
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&[
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--evaluator",
+            SECOND_JUDGE,
+            "--max-rounds",
+            "2",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    let second = &summary["rounds"][1];
+    assert_eq!(
+        second["spread"]["E1"],
+        json!({"low": 5, "high": 9}),
+        "{second}"
+    );
+    assert_eq!(second["within_disagreement"], json!(["E1"]), "{second}");
+    // And in words, in the plain summary of a run like it.
+    let plain = run
+        .refinery(&[
+            "refine",
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--builder",
+            MODEL,
+            "--evaluator",
+            MODEL,
+            "--evaluator",
+            SECOND_JUDGE,
+            "--max-rounds",
+            "2",
+            "--yes",
+        ])
+        .await;
+    let shown = format!("{}{}", text(&plain.stdout), text(&plain.stderr));
+    assert!(shown.contains("within judge disagreement"), "{shown}");
+}
