@@ -38,6 +38,50 @@ fn bound(schema: &Value, key: &str) -> Option<usize> {
         .and_then(|value| usize::try_from(value).ok())
 }
 
+/// `schema` with every local `$ref` (`#/$defs/Name`) replaced by what it names, so the
+/// generator walks one tree.
+fn inline(schema: &Value, root: &Value) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            if let Some(target) = map.get("$ref").and_then(Value::as_str) {
+                let name = target
+                    .strip_prefix("#/$defs/")
+                    .or_else(|| target.strip_prefix("#/definitions/"))
+                    .unwrap_or_else(|| panic!("teach the generator $ref {target}"));
+                let named = root
+                    .get("$defs")
+                    .or_else(|| root.get("definitions"))
+                    .and_then(|defs| defs.get(name))
+                    .unwrap_or_else(|| panic!("$ref {target} names nothing"));
+                if let Value::Object(named) = inline(named, root) {
+                    out.extend(named);
+                }
+            }
+            for (key, value) in map {
+                if key != "$ref" && key != "$defs" && key != "definitions" {
+                    out.insert(key.clone(), inline(value, root));
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|item| inline(item, root)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The schema's type; of a list of types, the first that is not `null`.
+fn type_of(schema: &Value) -> Option<&str> {
+    match schema.get("type") {
+        Some(Value::String(name)) => Some(name),
+        Some(Value::Array(names)) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|name| *name != "null"),
+        _ => None,
+    }
+}
+
 fn instance(schema: &Value, pick: Pick) -> Value {
     if let Some(choices) = schema.get("enum").and_then(Value::as_array) {
         assert!(!choices.is_empty(), "an empty enum: {schema}");
@@ -48,7 +92,7 @@ fn instance(schema: &Value, pick: Pick) -> Value {
         };
         return choices[index].clone();
     }
-    match schema.get("type").and_then(Value::as_str) {
+    match type_of(schema) {
         Some("object") => object(schema, pick),
         Some("array") => array(schema, pick),
         Some("integer") => integer(schema, pick),
@@ -154,10 +198,11 @@ const PICKS: [Pick; 8] = [
 /// (so a generator mistake is not blamed on a parser).
 fn instances(schema: &Value) -> Vec<String> {
     let validator = jsonschema::validator_for(schema).unwrap();
+    let tree = inline(schema, schema);
     PICKS
         .iter()
         .map(|pick| {
-            let value = instance(schema, *pick);
+            let value = instance(&tree, *pick);
             let errors: Vec<String> = validator
                 .iter_errors(&value)
                 .map(|error| error.to_string())
