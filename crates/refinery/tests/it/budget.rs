@@ -70,3 +70,62 @@ async fn judges_that_only_answer_garbage_are_paid_for_and_the_budget_stops_the_r
         2_000 * requests as u64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_agent_run_is_counted_at_the_cap_it_was_given() {
+    let server = FakeModelServer::start().await.unwrap();
+    let mut run = Run::new(&server);
+    // A `claude` that reads its brief, says it started, and dies: it may have spent anything
+    // up to the `--max-budget-usd` it was given, and reports nothing.
+    let bin = run.context.root().join("fake-bin");
+    fs_err::create_dir_all(&bin).unwrap();
+    let claude = bin.join("claude");
+    fs_err::write(
+        &claude,
+        "#!/bin/sh\ncat >/dev/null\necho '{\"type\":\"system\",\"subtype\":\"init\"}'\necho 'upstream connection lost' >&2\nexit 1\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(&claude, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), run.env["PATH"]);
+    run.env.insert("PATH".to_owned(), path);
+    let output = run
+        .refinery(&[
+            "refine",
+            "Build a page",
+            "--criteria",
+            CRITERIA,
+            "--builder",
+            "claude",
+            "--evaluator",
+            crate::refine::MODEL,
+            "--cost-budget",
+            "2",
+            "--yes",
+            "--json",
+        ])
+        .await;
+    let stderr = text(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    let events = crate::refine::json_lines(&output.stdout);
+    let spend = events
+        .iter()
+        .rev()
+        .find_map(|event| event.get("spend").filter(|spend| spend.is_object()))
+        .cloned()
+        .or_else(|| {
+            let sessions = run.project().join(".refinery/sessions");
+            let session = fs_err::read_dir(&sessions).ok()?.next()?.ok()?.path();
+            let record: serde_json::Value =
+                serde_json::from_str(&fs_err::read_to_string(session.join("run.json")).ok()?)
+                    .ok()?;
+            record.get("spend").cloned()
+        })
+        .unwrap_or_else(|| panic!("no spend recorded; stderr: {stderr}"));
+    // The builder was given the whole budget as its cap; that is what it is counted at.
+    let usd = spend["usd"].as_f64().unwrap();
+    assert!(usd > 1.99 && usd <= 2.0, "{spend}");
+    assert_eq!(spend["unknown_cost_calls"], 0, "{spend}");
+}
