@@ -364,3 +364,49 @@ async fn a_gain_smaller_than_the_judges_spread_is_marked_within_their_disagreeme
     let shown = format!("{}{}", text(&plain.stdout), text(&plain.stderr));
     assert!(shown.contains("within judge disagreement"), "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_the_guard_cannot_check_again_is_unchecked_never_repaired() {
+    let server = FakeModelServer::start().await.unwrap();
+    server.route(|request| {
+        let body = request.body_text();
+        Some(match role(request) {
+            "builder" if request.tool_results().is_empty() => {
+                let content = match crate::refine::builder_round(request) {
+                    1 => "<h1>GOOD-1</h1>",
+                    0 => "<h1>REPAIRED</h1>",
+                    _ => "<h1>BROKEN</h1>",
+                };
+                Reply::tool_call(
+                    "write_file",
+                    json!({"path": "index.html", "content": content}),
+                )
+            }
+            "builder" => Reply::text("Wrote index.html"),
+            "trace" => Reply::text(lessons()),
+            "evaluator" if body.contains("GOOD-1") => {
+                Reply::text(evaluation([4, 6, 8], "Weak hero."))
+            }
+            "evaluator" => Reply::text(passing()),
+            // The guard sees the regression, then cannot say anything usable about the repair.
+            _ if body.contains("REPAIRED") => Reply::text(GARBAGE),
+            _ => {
+                let text = brief(request);
+                let a_is_good = text.split("## Answer B").next().unwrap().contains("GOOD-1");
+                Reply::text(
+                    json!({"preferences": {"E1": if a_is_good { "A" } else { "B" }, "E2": "tie", "E3": "tie"}, "reasoning": "the heading lost its outcome"})
+                        .to_string(),
+                )
+            }
+        })
+    });
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "2"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    let second = &summary["rounds"][1];
+    assert_eq!(second["regression"]["action"], "unchecked", "{second}");
+    assert_ne!(second["verdict"], "converged", "{second}");
+}
