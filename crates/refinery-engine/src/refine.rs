@@ -334,7 +334,7 @@ impl Rounds<'_> {
             state_dir: &state_dir,
         };
         let builder = &roles.builder;
-        let before = workspace::snapshot(ctx.store)?.entries;
+        let before = workspace::BeforeBuild::take(ctx.store)?;
         let built = build::run(ctx, BuildInput { builder, brief }).await?;
         let verify_input = VerifyInput {
             round,
@@ -344,7 +344,7 @@ impl Rounds<'_> {
         };
         let verified = verify::run(ctx, verify_input).await?;
         // A builder that only claims to have written files is reported as such.
-        let changed_nothing = workspace::snapshot(ctx.store)?.entries == before;
+        let changed_nothing = before.changed_nothing(ctx.store)?;
         if changed_nothing {
             ctx.emit(&RefineEvent::BuilderChangedNothing { round });
         }

@@ -191,6 +191,21 @@ impl AgentCopies {
             &[],
             &[".".to_owned()],
         )?)
+
+/// The workspace's files before a builder's turn, to tell afterwards whether the turn (its fix
+/// attempt included) wrote or deleted anything: a builder that only *claims* its work is
+/// reported as "builder changed nothing". Two snapshots; unchanged files cost nothing.
+pub(crate) struct BeforeBuild(Vec<ManifestEntry>);
+
+impl BeforeBuild {
+    /// The workspace as it is now.
+    pub(crate) fn take(store: &StateDir) -> Result<Self, EngineError> {
+        Ok(Self(snapshot(store)?.entries))
+    }
+
+    /// Whether every file is still exactly as it was (content, mode, and the set of paths).
+    pub(crate) fn changed_nothing(&self, store: &StateDir) -> Result<bool, EngineError> {
+        Ok(snapshot(store)?.entries == self.0)
     }
 }
 
