@@ -634,6 +634,7 @@ mod tests {
 
     #[test]
     fn gates_refuse_scores_and_block_convergence() {
+        type Case<'a> = (&'a [(&'a str, u8)], Gates, Verdict, &'a [&'a str]);
         use crate::judgment::{Block, Gates};
         let set = criteria(&["E1", "E2"]);
         let refused = |id: &str| Gates {
@@ -648,7 +649,7 @@ mod tests {
             refused: BTreeMap::new(),
             blocks: vec![Block::EmptyDeliverable],
         };
-        let cases: [(&[(&str, u8)], Gates, Verdict, &[&str]); 5] = [
+        let cases: [Case<'_>; 5] = [
             (
                 &[("E1", 10), ("E2", 9)],
                 Gates::default(),

@@ -254,6 +254,7 @@ mod tests {
 
     #[test]
     fn a_score_counts_only_when_a_majority_backs_it_with_evidence_that_holds() {
+        type Case = (usize, Vec<JudgeScore>, Option<(u8, bool, Spread)>);
         let held = |score| JudgeScore {
             score,
             evidence_holds: true,
@@ -263,7 +264,7 @@ mod tests {
             evidence_holds: false,
         };
         let spread = |low, high| Spread { low, high };
-        let cases: [(usize, Vec<JudgeScore>, Option<(u8, bool, Spread)>); 7] = [
+        let cases: [Case; 7] = [
             (1, vec![], None),
             (1, vec![held(9)], Some((9, true, spread(9, 9)))),
             // One judge citing a missing file: its 10 is recorded but not accepted.

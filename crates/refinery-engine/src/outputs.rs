@@ -288,12 +288,11 @@ fn citation(token: &str) -> Option<Citation> {
             ""
         }
     });
-    let (first, last) = match lines.split_once(['-', '–']) {
-        Some((first, last)) => (first.parse().ok()?, last.parse().ok()?),
-        None => {
-            let line = lines.parse().ok()?;
-            (line, line)
-        }
+    let (first, last) = if let Some((first, last)) = lines.split_once(['-', '–']) {
+        (first.parse().ok()?, last.parse().ok()?)
+    } else {
+        let line = lines.parse().ok()?;
+        (line, line)
     };
     Some(Citation {
         path: path.to_owned(),
@@ -587,7 +586,7 @@ fn filled(max: u64) -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S"})
 }
 
-fn list(items: Value, min: u64, max: u64) -> Value {
+fn list(items: &Value, min: u64, max: u64) -> Value {
     json!({"type": "array", "items": items, "minItems": min, "maxItems": max})
 }
 
@@ -626,7 +625,7 @@ pub fn criteria_writer_schema() -> Value {
             ("rationale", text(bounds::MEDIUM)),
             (
                 "anti_patterns",
-                list(filled(bounds::SHORT), 1, bounds::ANTI_PATTERNS),
+                list(&filled(bounds::SHORT), 1, bounds::ANTI_PATTERNS),
             ),
             ("verify_by", filled(bounds::SHORT)),
             ("score_anchors", anchors),
@@ -637,7 +636,7 @@ pub fn criteria_writer_schema() -> Value {
     object_schema(
         vec![(
             "criteria",
-            list(criterion, *range.start() as u64, *range.end() as u64),
+            list(&criterion, *range.start() as u64, *range.end() as u64),
         )],
         &["criteria"],
     )
@@ -655,7 +654,7 @@ pub fn evaluator_schema(criteria: &CriteriaSet) -> Value {
                 "score",
                 json!({"type": "integer", "minimum": 0, "maximum": Score::MAX}),
             ),
-            ("evidence", list(filled(bounds::MEDIUM), 1, bounds::ITEMS)),
+            ("evidence", list(&filled(bounds::MEDIUM), 1, bounds::ITEMS)),
             ("reasoning", text(bounds::MEDIUM)),
         ],
         &["score", "evidence", "reasoning"],
@@ -681,8 +680,8 @@ pub fn evaluator_schema(criteria: &CriteriaSet) -> Value {
         vec![
             ("scores", scores),
             ("critique", text(bounds::LONG)),
-            ("improvement_spec", list(step, 0, bounds::ITEMS)),
-            ("preserve", list(filled(bounds::SHORT), 0, bounds::ITEMS)),
+            ("improvement_spec", list(&step, 0, bounds::ITEMS)),
+            ("preserve", list(&filled(bounds::SHORT), 0, bounds::ITEMS)),
         ],
         &["scores", "critique", "improvement_spec", "preserve"],
     )
@@ -711,7 +710,7 @@ pub fn guard_schema(criteria: &CriteriaSet) -> Value {
 /// The trace analyzer's schema: up to 12 non-blank lessons in each of `do`, `dont` and
 /// `critical_errors` (each list may be left out).
 pub fn trace_lessons_schema() -> Value {
-    let lessons = || list(filled(bounds::MEDIUM), 0, bounds::ITEMS);
+    let lessons = || list(&filled(bounds::MEDIUM), 0, bounds::ITEMS);
     object_schema(
         vec![
             ("do", lessons()),

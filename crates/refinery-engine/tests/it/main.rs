@@ -1,7 +1,6 @@
 //! Integration tests of refinery-engine through its public API.
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     reason = "a test should fail loudly at the first surprise"
 )]
 
