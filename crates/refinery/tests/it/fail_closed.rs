@@ -45,6 +45,13 @@ fn route_judges(
     });
 }
 
+/// `refinery refine "Build a page"` with the standard criteria, `--json`, and `extra`.
+async fn refine(run: &Run, extra: &[&str]) -> (std::process::Output, Vec<Value>) {
+    let mut args = vec!["Build a page", "--criteria", CRITERIA];
+    args.extend_from_slice(extra);
+    run.refine(&args).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panel_without_a_majority_of_usable_judges_does_not_converge() {
     let server = FakeModelServer::start().await.unwrap();
@@ -56,17 +63,7 @@ async fn a_panel_without_a_majority_of_usable_judges_does_not_converge() {
         _ => Reply::text(guard_tie()),
     });
     let run = Run::new(&server);
-    let (output, events) = run
-        .refine(&[
-            "Build a page",
-            "--criteria",
-            CRITERIA,
-            "--evaluator",
-            SECOND_JUDGE,
-            "--max-rounds",
-            "1",
-        ])
-        .await;
+    let (output, events) = refine(&run, &["--evaluator", SECOND_JUDGE, "--max-rounds", "1"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let summary = summary(&events);
     assert_eq!(summary["status"]["reason"], "max_rounds");
@@ -94,9 +91,7 @@ async fn an_unusable_guard_is_asked_again_then_the_round_is_unchecked_and_cannot
         _ => Reply::text(GARBAGE),
     });
     let run = Run::new(&server);
-    let (output, events) = run
-        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "2"])
-        .await;
+    let (output, events) = refine(&run, &["--max-rounds", "2"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let summary = summary(&events);
     assert_eq!(summary["status"]["reason"], "max_rounds", "{summary}");
@@ -124,17 +119,7 @@ async fn a_judge_that_times_out_leaves_the_round_unscored_and_the_run_going() {
         _ => Reply::text(guard_tie()),
     });
     let run = Run::new(&server);
-    let (output, events) = run
-        .refine(&[
-            "Build a page",
-            "--criteria",
-            CRITERIA,
-            "--max-rounds",
-            "1",
-            "--call-timeout",
-            "1",
-        ])
-        .await;
+    let (output, events) = refine(&run, &["--max-rounds", "1", "--call-timeout", "1"]).await;
     // Not exit 1 (a failed run): the round is unscored and the run ends at its cap.
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let summary = summary(&events);
@@ -155,9 +140,7 @@ async fn evidence_a_round_cannot_hold_up_keeps_it_from_converging() {
         _ => Reply::text(guard_tie()),
     });
     let run = Run::new(&server);
-    let (output, events) = run
-        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "1"])
-        .await;
+    let (output, events) = refine(&run, &["--max-rounds", "1"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let round = &summary(&events)["rounds"][0];
     assert_ne!(round["verdict"], "converged", "{round}");
@@ -173,17 +156,11 @@ async fn evidence_a_round_cannot_hold_up_keeps_it_from_converging() {
     let server = FakeModelServer::start().await.unwrap();
     route_judges(&server, |_| Reply::text(passing()));
     let run = Run::new(&server);
-    let (output, events) = run
-        .refine(&[
-            "Build a page",
-            "--criteria",
-            CRITERIA,
-            "--max-rounds",
-            "1",
-            "--verify",
-            "test -e never-built.txt",
-        ])
-        .await;
+    let (output, events) = refine(
+        &run,
+        &["--max-rounds", "1", "--verify", "test -e never-built.txt"],
+    )
+    .await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let round = &summary(&events)["rounds"][0];
     assert_ne!(round["verdict"], "converged", "{round}");
@@ -210,9 +187,7 @@ async fn a_builder_that_only_claims_its_work_is_reported_and_cannot_converge() {
         })
     });
     let run = Run::new(&server);
-    let (output, events) = run
-        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "2"])
-        .await;
+    let (output, events) = refine(&run, &["--max-rounds", "2"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     assert!(
         events
@@ -263,9 +238,7 @@ async fn judges_of_later_rounds_never_see_earlier_scores_but_builders_do() {
     })
     .install(&server);
     let run = Run::new(&server);
-    let (output, _events) = run
-        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "3"])
-        .await;
+    let (output, _events) = refine(&run, &["--max-rounds", "3"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let past = ["PAST-REASONING", "PAST-CRITIQUE", "3/10", "4/10", "6/10"];
     // A judge request of round 2 or 3 is one whose deliverable is that round's page.
@@ -323,17 +296,7 @@ async fn a_gain_smaller_than_the_judges_spread_is_marked_within_their_disagreeme
         }
     });
     let run = Run::new(&server);
-    let (output, events) = run
-        .refine(&[
-            "Build a page",
-            "--criteria",
-            CRITERIA,
-            "--evaluator",
-            SECOND_JUDGE,
-            "--max-rounds",
-            "2",
-        ])
-        .await;
+    let (output, events) = refine(&run, &["--evaluator", SECOND_JUDGE, "--max-rounds", "2"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let summary = summary(&events);
     let second = &summary["rounds"][1];
@@ -401,9 +364,7 @@ async fn a_repair_the_guard_cannot_check_again_is_unchecked_never_repaired() {
         })
     });
     let run = Run::new(&server);
-    let (output, events) = run
-        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "2"])
-        .await;
+    let (output, events) = refine(&run, &["--max-rounds", "2"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let summary = summary(&events);
     let second = &summary["rounds"][1];
