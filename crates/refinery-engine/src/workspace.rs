@@ -191,6 +191,8 @@ impl AgentCopies {
             &[],
             &[".".to_owned()],
         )?)
+    }
+}
 
 /// The workspace's files before a builder's turn, to tell afterwards whether the turn (its fix
 /// attempt included) wrote or deleted anything: a builder that only *claims* its work is
