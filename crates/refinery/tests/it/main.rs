@@ -28,6 +28,7 @@ mod run;
 mod runs;
 mod secrets;
 mod session_cli;
+mod skill_model;
 mod snapshots;
 mod support;
 mod tmux_watch;

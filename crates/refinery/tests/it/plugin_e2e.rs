@@ -1,7 +1,7 @@
 //! The real Claude Code CLI loading `plugin/` against `refinery-testkit`'s fake model server:
 //! its SessionStart hook, its MCP servers (this build of `refinery`), and `/refinery:refine`
-//! driven by a scripted model that calls our tools in the order the refine skill prescribes.
-//! Assertions are on the files our servers wrote.
+//! driven by `skill_model`, a model that takes each step only when the skill or a subagent
+//! prompt asks for it. Assertions are on the files our servers and the subagents wrote.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,13 +9,15 @@ use std::time::Duration;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
-use crate::claude_code::{ClaudeHarness, Step, plugin_dir, record_transcript, run, text, tool};
+use crate::claude_code::{ClaudeHarness, plugin_dir, record_transcript, run, text, tool};
+use crate::skill_model;
 use crate::support::read_json;
 
 const QUALITY: &str = "mcp__plugin_refinery_quality__";
 const WORKFLOW: &str = "mcp__plugin_refinery_workflow__";
-/// Real CLI start-up plus a dozen model turns; generous for a loaded 2-core machine.
-const RUN_TIMEOUT: Duration = Duration::from_mins(4);
+/// Real CLI start-up plus about sixty model turns over six subagents; generous for a loaded
+/// 2-core machine.
+const RUN_TIMEOUT: Duration = Duration::from_mins(6);
 
 fn git_init(dir: &Path) {
     let status = std::process::Command::new("git")
@@ -24,62 +26,6 @@ fn git_init(dir: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-/// The tool calls of `/refinery:refine`, round by round, as the skill lays them out.
-fn refine_script(workspace: &Path) -> impl Fn(usize, &Value) -> Step + Send + Sync + use<> {
-    let poem = workspace.join("poem.md").display().to_string();
-    move |turn, _body| match turn {
-        0 => tool(
-            &format!("{QUALITY}init_session"),
-            json!({"label": "rust haiku", "max_rounds": 2}),
-        ),
-        1 => tool(
-            &format!("{QUALITY}generate_eval_criteria"),
-            json!({"criteria": [
-                {"id": "E1", "text": "It is a real haiku: three lines of 5, 7 and 5 syllables", "category": "primary", "verify_by": "count syllables per line"},
-                {"id": "E2", "text": "It is about Rust and says something specific about it", "verify_by": "read it"},
-                {"id": "E3", "text": "The imagery is fresh, not a cliché", "category": "stretch", "verify_by": "read it aloud"}
-            ]}),
-        ),
-        2 => tool(
-            "Write",
-            json!({"file_path": poem, "content": "Rust is very safe\nThe borrow checker is strict\nI like it a lot\n"}),
-        ),
-        3 => tool(
-            &format!("{WORKFLOW}new_answer"),
-            json!({"answer": "first draft", "file_paths": ["poem.md"]}),
-        ),
-        4 => tool(
-            &format!("{QUALITY}submit_checklist"),
-            json!({"scores": {"E1": {"score": 8, "reasoning": "5-7-5"}, "E2": {"score": 5, "reasoning": "generic"}, "E3": {"score": 3, "reasoning": "flat"}}}),
-        ),
-        5 => tool(
-            &format!("{QUALITY}propose_improvements"),
-            json!({"improvements": {
-                "E2": [{"plan": "anchor the poem in one concrete Rust moment: a lifetime error at night", "impact": "structural"}],
-                "E3": [{"plan": "replace statements with one image", "impact": "transformative"}]
-            }, "preserve": {"E1": "keep the 5-7-5 form"}}),
-        ),
-        6 => tool(
-            "Write",
-            json!({"file_path": poem, "content": "Midnight, the compiler\nrefuses my borrowed promise\nthe lifetime outlives\n"}),
-        ),
-        7 => tool(
-            &format!("{WORKFLOW}new_answer"),
-            json!({"answer": "concrete image", "file_paths": ["poem.md"]}),
-        ),
-        8 => tool(
-            &format!("{QUALITY}submit_checklist"),
-            json!({"scores": {"E1": {"score": 7, "reasoning": "6-7-5, close"}, "E2": {"score": 8, "reasoning": "specific"}, "E3": {"score": 8, "reasoning": "fresh"}}}),
-        ),
-        // A model that ignores the verdict and tries a third round is stopped by the tools.
-        9 => tool(
-            &format!("{WORKFLOW}new_answer"),
-            json!({"answer": "one more", "file_paths": ["poem.md"]}),
-        ),
-        _ => text("Converged after round 2; the round cap stopped a third round."),
-    }
 }
 
 fn allowed_tools() -> String {
@@ -95,145 +41,9 @@ fn allowed_tools() -> String {
     .join(",")
 }
 
-/// The tool results the model received, in order: (tool_use_id, is_error, text).
-fn tool_results(body: &Value) -> Vec<(bool, String)> {
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|message| message["content"].as_array())
-        .flatten()
-        .filter(|block| block["type"] == "tool_result")
-        .map(|block| {
-            let text = match &block["content"] {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            (block["is_error"] == true, text)
-        })
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn refine_skill_runs_the_loop_on_our_mcp_servers() {
-    let Some(harness) = ClaudeHarness::start().await else {
-        return;
-    };
-    let project = harness.project();
-    git_init(&project);
-    harness.script(refine_script(&project));
-    let claude_session = "5d9c1c6e-0000-4000-8000-00000000e2e1";
-    let prompt = "/refinery:refine \"Write a haiku about Rust in poem.md\" --max-rounds 2";
-    let allowed = allowed_tools();
-    let command = harness.claude(&[
-        "-p",
-        prompt,
-        "--output-format",
-        "json",
-        "--session-id",
-        claude_session,
-        "--allowedTools",
-        &allowed,
-    ]);
-    let output = run(command, RUN_TIMEOUT).await;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "claude failed\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_str(&stdout).unwrap();
-    record_transcript(&harness.transcript(claude_session), "refine-loop");
-    assert_eq!(
-        result["result"], "Converged after round 2; the round cap stopped a third round.",
-        "{result}"
-    );
-
-    // The model saw the skill body and our plugin's tools.
-    let requests = harness.server.model_requests();
-    let main = &requests
-        .iter()
-        .rfind(|request| !request.tool_names().is_empty())
-        .unwrap()
-        .body;
-    let text = main["messages"].to_string();
-    assert!(
-        text.contains("Refinery: refine"),
-        "the refine skill body reached the model"
-    );
-    let tool_names: Vec<&str> = main["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
-    for name in [
-        "init_session",
-        "generate_eval_criteria",
-        "submit_checklist",
-        "propose_improvements",
-    ] {
-        assert!(
-            tool_names.contains(&format!("{QUALITY}{name}").as_str()),
-            "{tool_names:?}"
-        );
-    }
-    assert!(
-        tool_names.contains(&format!("{WORKFLOW}new_answer").as_str()),
-        "{tool_names:?}"
-    );
-
-    // Every call but the last new_answer succeeded; that one hit the round cap.
-    let results = tool_results(main);
-    assert_eq!(results.len(), 10, "{results:#?}");
-    for (index, (is_error, text)) in results.iter().enumerate() {
-        if index == 9 {
-            assert!(*is_error || text.contains("\"status\":\"error\""), "{text}");
-            assert!(text.contains("max_rounds_reached"), "{text}");
-        } else {
-            assert!(!is_error, "call {index} failed: {text}");
-        }
-    }
-
-    // The files our servers wrote.
-    let state = harness.context.state_dir();
-    let binding = read_json(&state.join(format!("claude_sessions/{claude_session}.json")));
-    let session_id = binding["refinery_session"].as_str().unwrap().to_owned();
-    assert!(session_id.ends_with("_rust-haiku"), "{session_id}");
-    assert!(
-        binding["transcript_path"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("{claude_session}.jsonl"))
-    );
-    let session = state.join("sessions").join(&session_id);
-    assert_eq!(
-        read_json(&session.join("session.json"))["settings"]["max_rounds"],
-        2
-    );
-    assert_eq!(
-        read_json(&session.join("criteria.json"))
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
-    let round_1 = read_json(&session.join("round_001/submission.json"));
-    let round_2 = read_json(&session.join("round_002/submission.json"));
-    assert_eq!(round_1["snapshot_paths"], json!(["poem.md"]));
-    assert_ne!(
-        round_1["files"][0]["hash"], round_2["files"][0]["hash"],
-        "round 2 changed the poem"
-    );
-    assert!(session.join("round_001/plan.json").is_file());
-    assert!(
-        !session.join("round_003").exists(),
-        "the cap refused round 3"
-    );
-    let state_json = read_json(&session.join("state.json"));
-    assert_eq!(state_json["round"], 2);
-    assert_eq!(state_json["last_result"]["verdict"], "converge");
-    let ops: Vec<String> = fs_err::read_to_string(session.join("events.jsonl"))
+/// The ops our servers journalled, in order.
+fn journal_ops(session: &Path) -> Vec<String> {
+    fs_err::read_to_string(session.join("events.jsonl"))
         .unwrap()
         .lines()
         .map(|line| {
@@ -242,9 +52,112 @@ async fn refine_skill_runs_the_loop_on_our_mcp_servers() {
                 .unwrap()
                 .to_owned()
         })
+        .collect()
+}
+
+/// Which role prompt a request carries, if any.
+fn role_of(request: &refinery_testkit::RecordedRequest) -> Option<&'static str> {
+    let system = request.body["system"].to_string();
+    [
+        "criteria writer",
+        "builder",
+        "regression guard",
+        "round evaluator",
+        "execution trace analyzer",
+    ]
+    .into_iter()
+    .find(|role| system.contains(&format!("# Role: {role}")))
+}
+
+/// Tool results that came back as errors, anywhere in the run: (tool_use_id, text).
+fn failed_calls(requests: &[refinery_testkit::RecordedRequest]) -> Vec<(String, String)> {
+    let mut failed: Vec<(String, String)> = requests
+        .iter()
+        .filter_map(|request| request.body["messages"].as_array())
+        .flatten()
+        .filter_map(|message| message["content"].as_array())
+        .flatten()
+        .filter(|block| block["type"] == "tool_result" && block["is_error"] == true)
+        .map(|block| {
+            (
+                block["tool_use_id"].as_str().unwrap_or_default().to_owned(),
+                block["content"].to_string(),
+            )
+        })
         .collect();
+    failed.sort();
+    failed.dedup();
+    failed
+}
+
+/// `/refinery:refine` in one `claude -p` run, with the skill's own `allowed-tools`, against a
+/// model that takes each step only when the skill or subagent prompt asks for it
+/// (`skill_model`): criteria from the criteria-writer subagent, a builder subagent, output
+/// verification, `new_answer`, round-evaluator and execution-trace-analyzer launched in one
+/// message, `submit_checklist`, `propose_improvements`, learnings, the handoff, plan mode
+/// (refused in a non-interactive run, so round 2 continues in this context from the handoff
+/// alone), the regression guard, convergence computed by the tools, and the final report.
+#[tokio::test(flavor = "multi_thread")]
+async fn refine_skill_drives_two_rounds_through_its_subagents() {
+    let Some(harness) = ClaudeHarness::start().await else {
+        return;
+    };
+    let project = harness.project();
+    git_init(&project);
+    let claude_session = "5d9c1c6e-0000-4000-8000-00000000e2e1";
+    let violations = skill_model::install(&harness.server, &project, claude_session);
+    let prompt = format!("/refinery:refine \"{}\" --max-rounds 3", skill_model::TASK);
+    let command = harness.claude(&[
+        "-p",
+        &prompt,
+        "--output-format",
+        "json",
+        "--session-id",
+        claude_session,
+    ]);
+    let output = run(command, RUN_TIMEOUT).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
-        ops,
+        violations.list(),
+        Vec::<String>::new(),
+        "a step was taken without the instruction that asks for it\nstdout: {stdout}"
+    );
+    assert!(
+        output.status.success(),
+        "claude failed\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    record_transcript(&harness.transcript(claude_session), "refine-loop");
+    let report = result["result"].as_str().unwrap_or_default();
+    assert!(
+        report.starts_with(&format!("{} 2", skill_model::FINAL_REPORT)),
+        "{result}"
+    );
+    let requests = harness.server.model_requests();
+    check_run_files(&harness, claude_session, report);
+    check_subagents(&requests);
+    let failed = failed_calls(&requests);
+    assert!(
+        failed.iter().all(|(id, _)| id.starts_with("toolu_plan_mode_") || id.starts_with("toolu_exit_plan_")),
+        "only plan mode may be refused in a non-interactive run: {failed:#?}"
+    );
+}
+
+/// What the loop left on disk: the journal, criteria, both rounds' reviews, the handoff, the
+/// restored previous round, and the final poem.
+fn check_run_files(harness: &ClaudeHarness, claude_session: &str, report: &str) {
+    let state = harness.context.state_dir();
+    let binding = read_json(&state.join(format!("claude_sessions/{claude_session}.json")));
+    let session_id = binding["refinery_session"].as_str().unwrap().to_owned();
+    assert!(session_id.ends_with("_rust-haiku"), "{session_id}");
+    assert!(
+        report.contains(&format!("refinery session show {session_id}")),
+        "{report}"
+    );
+    let session = state.join("sessions").join(&session_id);
+    assert_eq!(
+        journal_ops(&session),
         [
             "init_session",
             "generate_eval_criteria",
@@ -255,20 +168,102 @@ async fn refine_skill_runs_the_loop_on_our_mcp_servers() {
             "submit_checklist"
         ]
     );
+    assert_eq!(
+        read_json(&session.join("session.json"))["settings"]["max_rounds"],
+        3
+    );
+    let criteria = read_json(&session.join("criteria.json"));
+    let criteria = criteria.as_array().unwrap();
+    assert_eq!(criteria.len(), 3, "the criteria-writer's three criteria");
+    assert!(
+        criteria[0]["text"].as_str().unwrap().contains("5, 7 and 5"),
+        "{criteria:?}"
+    );
+    let round_1 = session.join("round_001");
+    let round_2 = session.join("round_002");
+    for file in [
+        "critique_packet.md",
+        "verdict.json",
+        "next_tasks.json",
+        "trace_analysis.md",
+    ] {
+        assert!(
+            round_1.join("evaluation").join(file).is_file(),
+            "round 1 {file}"
+        );
+    }
+    for file in ["critique_packet.md", "verdict.json", "trace_analysis.md"] {
+        assert!(
+            round_2.join("evaluation").join(file).is_file(),
+            "round 2 {file}"
+        );
+    }
+    assert!(round_1.join("plan.json").is_file());
+    assert!(round_1.join(".scratch/verification/notes.md").is_file());
+    let handoff = fs_err::read_to_string(round_1.join("handoff.md")).unwrap();
+    assert!(
+        handoff.contains(&format!("Session id: {session_id}")),
+        "{handoff}"
+    );
+    assert!(
+        fs_err::read_to_string(session.join("learnings.md"))
+            .unwrap()
+            .contains("DON'T")
+    );
+    assert_eq!(
+        fs_err::read_to_string(session.join("guard/previous/poem.md")).unwrap(),
+        skill_model::DRAFT,
+        "the regression guard compared against the restored round 1"
+    );
+    assert!(session.join("guard/scratch/verdict.json").is_file());
+    assert_eq!(
+        fs_err::read_to_string(skill_model::poem(&harness.project())).unwrap(),
+        skill_model::REVISION,
+        "round 2 carried out the handoff's plan"
+    );
+    assert!(
+        !session.join("round_003").exists(),
+        "converged, no third round"
+    );
+    let state_json = read_json(&session.join("state.json"));
+    assert_eq!(state_json["round"], 2);
+    assert_eq!(state_json["last_result"]["verdict"], "converge");
     // environment.json from the hook: the fake key by name, never its value.
     let environment_text = fs_err::read_to_string(state.join("environment.json")).unwrap();
     assert!(
         !environment_text.contains(refinery_testkit::agent_cli::FAKE_KEY),
         "{environment_text}"
     );
-    let environment: Value = serde_json::from_str(&environment_text).unwrap();
-    let anthropic = environment["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|key| key["name"] == "ANTHROPIC_API_KEY")
-        .unwrap();
-    assert_eq!(anthropic["present"], true);
+}
+
+/// Each subagent ran with its own role prompt, and the two reviewers of a round ran at once.
+fn check_subagents(requests: &[refinery_testkit::RecordedRequest]) {
+    let roles: Vec<Option<&str>> = requests.iter().map(role_of).collect();
+    for role in [
+        "criteria writer",
+        "builder",
+        "regression guard",
+        "round evaluator",
+        "execution trace analyzer",
+    ] {
+        assert!(roles.contains(&Some(role)), "no {role} subagent ran");
+    }
+    // Round 1's reviewers: each one's first request came before the other's last.
+    let positions = |role| -> Vec<usize> {
+        roles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r == Some(role))
+            .map(|(i, _)| i)
+            .take(3)
+            .collect()
+    };
+    let evaluator = positions("round evaluator");
+    let analyzer = positions("execution trace analyzer");
+    assert!(
+        evaluator[0] < *analyzer.last().unwrap() && analyzer[0] < *evaluator.last().unwrap(),
+        "the reviewers ran one after the other: evaluator {evaluator:?}, analyzer {analyzer:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
