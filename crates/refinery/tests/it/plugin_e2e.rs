@@ -105,7 +105,7 @@ async fn refine_skill_drives_two_rounds_through_its_subagents() {
     let project = harness.project();
     git_init(&project);
     let claude_session = "5d9c1c6e-0000-4000-8000-00000000e2e1";
-    let violations = skill_model::install(&harness.server, &project, claude_session);
+    let violations = skill_model::install(&harness.server, &project);
     let prompt = format!("/refinery:refine \"{}\" --max-rounds 3", skill_model::TASK);
     let command = harness.claude(&[
         "-p",

@@ -29,6 +29,8 @@ pub(crate) const TASK: &str = "Write a haiku about Rust in poem.md";
 pub(crate) const DRAFT: &str = "Rust is very safe\nThe borrow checker is strict\nI like it a lot\n";
 pub(crate) const REVISION: &str =
     "Midnight, the compiler\nrefuses my borrowed promise\nthe lifetime outlives\n";
+/// The first words of the plan that crosses the context boundary (the skill's own wording).
+const CONTINUE: &str = "Continue the Refinery loop. Run the Skill `refinery:refine` with arguments";
 /// The final report's first words.
 pub(crate) const FINAL_REPORT: &str = "Converged in round";
 
@@ -168,15 +170,10 @@ fn field(text: &str, label: &str) -> Option<String> {
 
 /// Installs the model on `server`. `project` is the working folder Claude Code reports in its
 /// system prompt; the model uses it to build absolute paths, as a real one does.
-pub(crate) fn install(
-    server: &FakeModelServer,
-    project: &Path,
-    claude_session: &str,
-) -> Violations {
+pub(crate) fn install(server: &FakeModelServer, project: &Path) -> Violations {
     let violations = Violations::default();
     let recorded = violations.clone();
     let project = project.to_path_buf();
-    let claude_session = claude_session.to_owned();
     let ids = AtomicUsize::new(0);
     server.route(move |request: &RecordedRequest| {
         let request = Request {
@@ -188,7 +185,7 @@ pub(crate) fn install(
                 .join(" "),
             violations: &recorded,
         };
-        let action = answer(&request, &project, &claude_session);
+        let action = answer(&request, &project);
         Some(match action {
             Action::Text(text) => Reply::text(text),
             Action::Calls(calls) => Reply::tool_calls(
@@ -207,7 +204,7 @@ pub(crate) fn install(
 }
 
 /// Routes a request to the role whose prompt it carries.
-fn answer(request: &Request, project: &Path, claude_session: &str) -> Action {
+fn answer(request: &Request, project: &Path) -> Action {
     let system = strings(&request.body["system"]).join(" ");
     let roles: [(&str, fn(&Request) -> Action); 5] = [
         ("# Role: criteria writer", criteria_writer),
@@ -219,12 +216,8 @@ fn answer(request: &Request, project: &Path, claude_session: &str) -> Action {
     if let Some((_, role)) = roles.iter().find(|(marker, _)| system.contains(marker)) {
         return role(request);
     }
-    if request.text.contains("# Refinery: refine") {
-        let main = Main {
-            request,
-            project,
-            claude_session,
-        };
+    if request.text.contains("# Refinery: refine") || request.text.contains(CONTINUE) {
+        let main = Main { request, project };
         return main.next().unwrap_or_else(|stop| stop);
     }
     // Claude Code's side requests (titles, summaries): a plain answer.
@@ -425,7 +418,6 @@ fn trace_analyzer(request: &Request) -> Action {
 struct Main<'a> {
     request: &'a Request<'a>,
     project: &'a Path,
-    claude_session: &'a str,
 }
 
 /// What round 2 knows: only what the handoff says.
@@ -450,7 +442,13 @@ impl Main<'_> {
         let last = steps.last().map_or("start", String::as_str);
         let round = 1 + steps.iter().filter(|step| *step == "read_handoff").count();
         match last {
+            "start" if !self.request.text.contains("# Refinery: refine") => self.continue_skill(),
             "start" => self.setup(),
+            "continue_skill" => self.resume(),
+            "resume" => self.read_handoff(
+                &self.planned_handoff(),
+                &["read the handoff file the plan named"],
+            ),
             "git_check" => self.init_session(),
             "init" => self.criteria_writer(),
             "criteria" => self.register_criteria(),
@@ -470,8 +468,9 @@ impl Main<'_> {
             "propose" => self.learnings(),
             "learnings" => self.handoff(round),
             "handoff" => self.enter_plan_mode(),
-            "plan_mode" => self.after_plan_mode(),
-            "exit_plan" => self.read_handoff(),
+            "plan_mode" => self.write_plan(),
+            "write_plan" => self.exit_plan_mode(),
+            "exit_plan" => self.continue_here(),
             "read_handoff" => self.read_poem(),
             "read_poem" => self.rewrite(),
             other => Ok(Action::Text(format!("Lost after step {other}."))),
@@ -667,14 +666,17 @@ impl Main<'_> {
         ))
     }
 
+    /// The transcript's path is in this Claude Code session's binding file, as the skill says.
     fn find_transcript(&self) -> Result<Action, Action> {
-        self.requires(
-            "transcript",
-            &["claude_sessions/", "transcript_path", self.claude_session],
-        )?;
+        let needs = [
+            "Your Claude Code session id is `",
+            "claude_sessions/",
+            "transcript_path",
+        ];
+        self.requires("transcript", &needs)?;
+        let claude_session = after(&self.request.text, needs[0], '`');
         let command = format!(
-            "cat \"${{REFINERY_STATE_DIR:-.refinery}}/claude_sessions/{}.json\"",
-            self.claude_session
+            "cat \"${{REFINERY_STATE_DIR:-.refinery}}/claude_sessions/{claude_session}.json\""
         );
         Ok(call(
             "transcript",
@@ -851,39 +853,89 @@ impl Main<'_> {
         Ok(call("plan_mode", "EnterPlanMode", json!({})))
     }
 
-    /// Plan mode may be refused in a non-interactive run; the skill says what to do then.
-    fn after_plan_mode(&self) -> Result<Action, Action> {
+    /// The plan whose first lines hand the loop to a fresh context, as the skill words it.
+    fn plan_text(&self) -> String {
+        let (session_id, _) = self.session(1);
+        format!(
+            "{CONTINUE} `--continue {session_id}`, then read `{}/handoff.md`.\n\nNext round: one image instead of statements.\n",
+            self.round_dir()
+        )
+    }
+
+    /// Plan mode writes the plan to the file Claude Code names; refused (a non-interactive
+    /// run), the skill says to continue in this context.
+    fn write_plan(&self) -> Result<Action, Action> {
         if self.request.is_error("plan_mode") {
-            return self.read_handoff();
+            return self.continue_here();
         }
-        let plan_lines = [
+        let needs = [
             "Continue the Refinery loop.",
             "Run the Skill `refinery:refine` with arguments",
             "--continue <session_id>",
-            "ExitPlanMode",
         ];
-        self.requires("exit plan mode", &plan_lines)?;
-        let (session_id, _) = self.session(1);
-        let plan = format!(
-            "Continue the Refinery loop. Run the Skill `refinery:refine` with arguments `--continue {session_id}`, then read `{}/handoff.md`.\n\nNext round: one image instead of statements.",
-            self.round_dir()
-        );
-        Ok(call("exit_plan", "ExitPlanMode", json!({"plan": plan})))
+        self.requires("write the plan", &needs)?;
+        let Some(path) = plan_file(&self.request.text) else {
+            return self.continue_here();
+        };
+        Ok(call(
+            "write_plan",
+            "Write",
+            json!({"file_path": path, "content": self.plan_text()}),
+        ))
     }
 
-    fn read_handoff(&self) -> Result<Action, Action> {
-        self.requires(
-            "fresh start",
-            &[
-                "If plan mode is not available",
-                "continue with Phase 3 in this context",
-                "reading the handoff",
-            ],
-        )?;
+    fn exit_plan_mode(&self) -> Result<Action, Action> {
+        self.requires("exit plan mode", &["ExitPlanMode"])?;
         Ok(call(
-            "read_handoff",
-            "Read",
-            json!({"file_path": format!("{}/handoff.md", self.round_dir())}),
+            "exit_plan",
+            "ExitPlanMode",
+            json!({"plan": self.plan_text()}),
+        ))
+    }
+
+    /// No fresh context: round 2 goes on here, from the handoff.
+    fn continue_here(&self) -> Result<Action, Action> {
+        let path = format!("{}/handoff.md", self.round_dir());
+        let needs = [
+            "If plan mode is not available",
+            "continue with Phase 3 in this context",
+            "reading the handoff",
+        ];
+        self.read_handoff(&path, &needs)
+    }
+
+    fn read_handoff(&self, path: &str, needs: &[&str]) -> Result<Action, Action> {
+        self.requires("read the handoff", needs)?;
+        Ok(call("read_handoff", "Read", json!({"file_path": path})))
+    }
+
+    /// A fresh context that holds only the plan: run the skill as it says.
+    fn continue_skill(&self) -> Result<Action, Action> {
+        self.requires("continue", &[CONTINUE, "--continue "])?;
+        let session_id = self.planned_session();
+        Ok(call(
+            "continue_skill",
+            "Skill",
+            json!({"skill": "refinery:refine", "args": format!("--continue {session_id}")}),
+        ))
+    }
+
+    fn planned_session(&self) -> String {
+        after(&self.request.text, &format!("{CONTINUE} `--continue "), '`')
+    }
+
+    fn planned_handoff(&self) -> String {
+        after(&self.request.text, "then read `", '`')
+    }
+
+    /// Phase 0: resume the session the plan names.
+    fn resume(&self) -> Result<Action, Action> {
+        let tool = format!("{QUALITY}init_session");
+        self.requires("resume", &["`--continue <session-id>`", "`resume`", &tool])?;
+        Ok(call(
+            "resume",
+            &tool,
+            json!({"resume": self.planned_session()}),
         ))
     }
 
@@ -914,6 +966,24 @@ impl Main<'_> {
             json!({"file_path": self.path("poem.md"), "content": poem.replace(" / ", "\n") + "\n"}),
         ))
     }
+}
+
+/// The text in `text` between `start` and the next `end`.
+fn after(text: &str, start: &str, end: char) -> String {
+    text.split_once(start)
+        .and_then(|(_, rest)| rest.split_once(end))
+        .map(|(value, _)| value.to_owned())
+        .unwrap_or_default()
+}
+
+/// The plan file Claude Code's plan mode names (under `.claude/plans/`).
+fn plan_file(text: &str) -> Option<String> {
+    let start = text.find("/.claude/plans/")?;
+    let begin = text[..start]
+        .rfind(|ch: char| ch == '"' || ch == '`' || ch.is_whitespace())
+        .map_or(0, |i| i + 1);
+    let end = start + text[start..].find(".md")? + 3;
+    Some(text[begin..end].to_owned())
 }
 
 /// Where the model's files land, for the test's assertions.
