@@ -387,3 +387,89 @@ async fn the_checkout_installs_as_a_local_marketplace() {
     assert!(listing.contains("refinery@refinery"), "{listing}");
     assert!(listing.contains("enabled"), "{listing}");
 }
+
+/// The same loop as an interactive session started by `refinery tmux launch`: round 1 ends in
+/// plan mode with the skill's continuation plan, the watcher chooses "Yes, clear context",
+/// and round 2 starts in a fresh context that holds only that plan: the model runs the skill
+/// with `--continue`, resumes the session, reads the handoff, and converges.
+#[tokio::test(flavor = "multi_thread")]
+async fn refine_skill_crosses_a_cleared_context_under_tmux() {
+    use crate::tmux_watch::{Server, has_tmux, skip_first_run_screens, wait_for};
+
+    if !has_tmux() {
+        return;
+    }
+    let Some(harness) = ClaudeHarness::start().await else {
+        return;
+    };
+    let project = harness.project();
+    git_init(&project);
+    skip_first_run_screens(&harness);
+    let violations = skill_model::install(&harness.server, &project);
+    let server = Server(
+        project
+            .parent()
+            .unwrap()
+            .join("tmux.sock")
+            .display()
+            .to_string(),
+    );
+    let claude_session = "5d9c1c6e-0000-4000-8000-00000000e2e2";
+    let prompt = format!("/refinery:refine \"{}\" --max-rounds 3", skill_model::TASK);
+    let plugin = plugin_dir().display().to_string();
+    let mut launch = harness.command(
+        Path::new(crate::support::BIN),
+        &[
+            "tmux",
+            "launch",
+            "--no-attach",
+            "--socket",
+            &server.0,
+            "--session",
+            "loop",
+            "--",
+            "--session-id",
+            claude_session,
+            "--plugin-dir",
+            &plugin,
+            &prompt,
+        ],
+    );
+    launch.env("REFINERY_CLAUDE_BIN", &harness.claude);
+    let output = run(launch, Duration::from_secs(30)).await;
+    assert!(output.status.success(), "{output:?}");
+    let pane = server
+        .tmux(&["list-panes", "-t", "=loop:0", "-F", "#{pane_id}"])
+        .trim()
+        .to_owned();
+    let screen = || server.tmux(&["capture-pane", "-p", "-J", "-t", &pane]);
+    let state = harness.context.state_dir();
+    let deadline = std::time::Instant::now() + RUN_TIMEOUT;
+    while !screen().contains(skill_model::FINAL_REPORT) {
+        assert!(
+            std::time::Instant::now() < deadline && violations.list().is_empty(),
+            "no final report within {RUN_TIMEOUT:?}; violations: {:#?}\nthe pane shows:\n{}",
+            violations.list(),
+            screen()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(violations.list(), Vec::<String>::new());
+    wait_for("the watcher's report", || {
+        server
+            .tmux(&["capture-pane", "-p", "-J", "-t", "=loop:refinery-watch"])
+            .contains("dialog 1: chose \"Yes, clear context\" (press 1)")
+    });
+    let bindings: Vec<Value> = fs_err::read_dir(state.join("claude_sessions"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .map(|path| read_json(&path))
+        .collect();
+    let cleared = bindings.iter().find(|b| b["source"] == "clear").unwrap();
+    assert_eq!(cleared["inherited_from"], claude_session, "{bindings:#?}");
+    let requests = harness.server.model_requests();
+    check_run_files(&harness, claude_session, &screen().replace('\n', ""));
+    check_subagents(&requests);
+    server.tmux(&["kill-server"]);
+}

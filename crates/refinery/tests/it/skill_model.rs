@@ -216,7 +216,12 @@ fn answer(request: &Request, project: &Path) -> Action {
     if let Some((_, role)) = roles.iter().find(|(marker, _)| system.contains(marker)) {
         return role(request);
     }
-    if request.text.contains("# Refinery: refine") || request.text.contains(CONTINUE) {
+    // The main conversation offers tools; Claude Code's side requests (titles) do not.
+    let has_tools = request.body["tools"]
+        .as_array()
+        .is_some_and(|tools| !tools.is_empty());
+    if has_tools && (request.text.contains("# Refinery: refine") || request.text.contains(CONTINUE))
+    {
         let main = Main { request, project };
         return main.next().unwrap_or_else(|stop| stop);
     }

@@ -12,13 +12,13 @@ use pretty_assertions::assert_eq;
 use crate::support::{BIN, Project};
 
 /// Generous: the real Claude Code starts slowly on a loaded 2-core machine; only a failure waits this long.
-const WAIT: Duration = Duration::from_mins(1);
+pub(crate) const WAIT: Duration = Duration::from_mins(1);
 
 fn dialog_program() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan_dialog.sh")
 }
 
-fn has_tmux() -> bool {
+pub(crate) fn has_tmux() -> bool {
     let found = Command::new("tmux")
         .arg("-V")
         .output()
@@ -31,7 +31,7 @@ fn has_tmux() -> bool {
 
 /// A private tmux server whose socket lives in the test's temporary folder (`tmux -S`), so
 /// nothing is left behind; killed on drop.
-struct Server(String);
+pub(crate) struct Server(pub(crate) String);
 
 impl Server {
     fn new(project: &Project) -> Self {
@@ -46,7 +46,7 @@ impl Server {
         )
     }
 
-    fn tmux(&self, args: &[&str]) -> String {
+    pub(crate) fn tmux(&self, args: &[&str]) -> String {
         let output = Command::new("tmux")
             .args(["-S", &self.0])
             .args(args)
@@ -64,7 +64,7 @@ impl Drop for Server {
     }
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !done() {
         assert!(
@@ -76,7 +76,12 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// [`wait_for`], but a timeout shows the pane, so a failure says what Claude Code displayed.
-fn wait_for_on_screen(server: &Server, pane: &str, what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for_on_screen(
+    server: &Server,
+    pane: &str,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + WAIT;
     while !done() {
         if Instant::now() >= deadline {
@@ -284,6 +289,26 @@ fn launch_enables_clear_context_and_starts_the_watcher() {
     assert_eq!(log_lines(&log), ["answered 1 clear"], "exactly one press");
 }
 
+/// Skip Claude Code's first-run screens: onboarding done, folder trusted, the fake key
+/// approved. Claude Code reads `.claude.json` from its config dir, which the kit points at
+/// HOME/.claude.
+pub(crate) fn skip_first_run_screens(harness: &crate::claude_code::ClaudeHarness) {
+    let (project, home) = (harness.project(), harness.home());
+    let key = refinery_testkit::agent_cli::FAKE_KEY;
+    let mut projects = serde_json::Map::new();
+    projects.insert(
+        project.display().to_string(),
+        serde_json::json!({"hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true}),
+    );
+    let settings =
+        serde_json::json!({"hasCompletedOnboarding": true, "theme": "dark", "projects": projects,
+        "customApiKeyResponses": {"approved": [&key[key.len() - 20..]], "rejected": []}})
+        .to_string();
+    fs_err::create_dir_all(home.join(".claude")).unwrap();
+    fs_err::write(home.join(".claude.json"), &settings).unwrap();
+    fs_err::write(home.join(".claude/.claude.json"), &settings).unwrap();
+}
+
 /// The whole context boundary with the real Claude Code: `refinery tmux launch` starts it in
 /// plan mode with the plugin, the scripted model starts a Refinery session and exits plan
 /// mode, the watcher chooses "Yes, clear context", and the new Claude Code session (a new id,
@@ -300,21 +325,7 @@ async fn real_claude_code_clears_context_and_keeps_its_loop() {
         return;
     };
     let project = harness.project();
-    let home = harness.home();
-    // Skip first-run screens: onboarding done, folder trusted, the fake key approved. Claude
-    // Code reads `.claude.json` from its config dir, which the kit points at HOME/.claude.
-    let key = refinery_testkit::agent_cli::FAKE_KEY;
-    let mut projects = serde_json::Map::new();
-    projects.insert(
-        project.display().to_string(),
-        json!({"hasTrustDialogAccepted": true, "hasCompletedProjectOnboarding": true}),
-    );
-    let settings = json!({"hasCompletedOnboarding": true, "theme": "dark", "projects": projects,
-        "customApiKeyResponses": {"approved": [&key[key.len() - 20..]], "rejected": []}})
-    .to_string();
-    fs_err::create_dir_all(home.join(".claude")).unwrap();
-    fs_err::write(home.join(".claude.json"), &settings).unwrap();
-    fs_err::write(home.join(".claude/.claude.json"), &settings).unwrap();
+    skip_first_run_screens(&harness);
     harness.script(|turn, body: &Value| {
         if body["messages"]
             .to_string()
