@@ -249,7 +249,7 @@ fn check_subagents(requests: &[refinery_testkit::RecordedRequest]) {
         assert!(roles.contains(&Some(role)), "no {role} subagent ran");
     }
     // Round 1's reviewers: each one's first request came before the other's last.
-    let positions = |role| -> Vec<usize> {
+    let positions = |role: &str| -> Vec<usize> {
         roles
             .iter()
             .enumerate()

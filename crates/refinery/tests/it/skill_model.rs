@@ -112,7 +112,8 @@ impl Request<'_> {
         let id = self
             .assistant_blocks()
             .filter_map(|block| block["id"].as_str())
-            .rfind(|id| id.starts_with(&prefix))?
+            .filter(|id| id.starts_with(&prefix))
+            .last()?
             .to_owned();
         self.messages("user")
             .find(|block| block["type"] == "tool_result" && block["tool_use_id"] == id.as_str())
