@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex};
 use refinery_testkit::{FakeModelServer, RecordedRequest, Reply, ToolCallSpec};
 use serde_json::{Value, json};
 
+/// From the Agent tool's own description: when to wait for a subagent.
+const FOREGROUND: &str =
+    "Set to false only when your very next action depends on this agent's result";
 const QUALITY: &str = "mcp__plugin_refinery_quality__";
 const WORKFLOW: &str = "mcp__plugin_refinery_workflow__";
 
@@ -318,14 +321,18 @@ fn round_evaluator(request: &Request) -> Action {
             };
             call("eval_read", "Read", json!({"file_path": deliverable}))
         }
-        1 => {
+        // One file per turn, as a careful model would write them.
+        done => {
             let poem = request.result("eval_read").unwrap_or_default();
             let Some(folder) = field(&brief, "Output folder") else {
                 return Action::Text("The brief names no output folder.".to_owned());
             };
-            Action::Calls(evaluation_files(&folder, poem.contains("Midnight")))
+            let mut files = evaluation_files(&folder, poem.contains("Midnight"));
+            if done > files.len() {
+                return Action::Text("Scores written; see verdict.json.".to_owned());
+            }
+            Action::Calls(vec![files.swap_remove(done - 1)])
         }
-        _ => Action::Text("Scores written; see verdict.json.".to_owned()),
     }
 }
 
@@ -498,13 +505,13 @@ impl Main<'_> {
             "init_session",
             &[&tool, "label", "max_rounds", "--max-rounds"],
         )?;
+        // The user's `--max-rounds N` (the skill's own text names the option without a number).
         let max_rounds: u32 = self
             .request
             .text
             .split("--max-rounds ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
+            .skip(1)
+            .find_map(|rest| rest.split_whitespace().next()?.parse().ok())
             .unwrap_or(5);
         Ok(call(
             "init",
@@ -514,12 +521,15 @@ impl Main<'_> {
     }
 
     fn criteria_writer(&self) -> Result<Action, Action> {
-        self.requires("criteria", &["refinery:criteria-writer", "task verbatim"])?;
+        self.requires(
+            "criteria",
+            &["refinery:criteria-writer", "task verbatim", FOREGROUND],
+        )?;
         Ok(call(
             "criteria",
             "Agent",
             json!({"subagent_type": "refinery:criteria-writer",
-            "description": "Write the criteria", "prompt": format!("Task: {TASK}")}),
+            "description": "Write the criteria", "run_in_background": false, "prompt": format!("Task: {TASK}")}),
         ))
     }
 
@@ -562,7 +572,12 @@ impl Main<'_> {
     fn build_round_1(&self) -> Result<Action, Action> {
         self.requires(
             "builder",
-            &["refinery:builder", "FORBIDDEN", "exact output paths"],
+            &[
+                "refinery:builder",
+                "FORBIDDEN",
+                "exact output paths",
+                FOREGROUND,
+            ],
         )?;
         let brief = format!(
             "Task: {TASK}\nSpecification: a first draft in three lines.\nFORBIDDEN: a title, a fourth line.\n\
@@ -573,7 +588,7 @@ impl Main<'_> {
         Ok(call(
             "build",
             "Agent",
-            json!({"subagent_type": "refinery:builder", "description": "Draft the poem", "prompt": brief}),
+            json!({"subagent_type": "refinery:builder", "description": "Draft the poem", "run_in_background": false, "prompt": brief}),
         ))
     }
 
@@ -629,7 +644,7 @@ impl Main<'_> {
     fn regression_guard(&self) -> Result<Action, Action> {
         self.requires(
             "regression guard",
-            &["refinery:regression-guard", "labelled A and B"],
+            &["refinery:regression-guard", "labelled A and B", FOREGROUND],
         )?;
         let (_, session_dir) = self.session(2);
         // The order is the model's choice and is not told: here the new version is B.
@@ -641,7 +656,7 @@ impl Main<'_> {
         Ok(call(
             "guard",
             "Agent",
-            json!({"subagent_type": "refinery:regression-guard", "description": "Blind A/B", "prompt": brief}),
+            json!({"subagent_type": "refinery:regression-guard", "description": "Blind A/B", "run_in_background": false, "prompt": brief}),
         ))
     }
 
@@ -698,6 +713,7 @@ impl Main<'_> {
             "refinery:round-evaluator",
             "refinery:execution-trace-analyzer",
             "evaluation/trace_analysis.md",
+            "`run_in_background: false`",
         ];
         self.requires("evaluate in parallel", &needs)?;
         let round_dir = self.round_dir();
@@ -716,12 +732,12 @@ impl Main<'_> {
             Call(
                 "evaluate",
                 "Agent".to_owned(),
-                json!({"subagent_type": "refinery:round-evaluator", "description": "Judge the round", "prompt": evaluator}),
+                json!({"subagent_type": "refinery:round-evaluator", "description": "Judge the round", "run_in_background": false, "prompt": evaluator}),
             ),
             Call(
                 "evaluate",
                 "Agent".to_owned(),
-                json!({"subagent_type": "refinery:execution-trace-analyzer", "description": "Analyse the trace", "prompt": analyzer}),
+                json!({"subagent_type": "refinery:execution-trace-analyzer", "description": "Analyse the trace", "run_in_background": false, "prompt": analyzer}),
             ),
         ]))
     }
@@ -961,7 +977,9 @@ impl Main<'_> {
     fn rewrite(&self) -> Result<Action, Action> {
         self.requires("small work", &["Small work", "do it yourself"])?;
         let Some(facts) = self.handoff_facts() else {
-            return Ok(Action::Text("The handoff has no plan.".to_owned()));
+            let handoff = self.request.result("read_handoff").unwrap_or_default()
+                + &self.request.result("read_tasks").unwrap_or_default();
+            return Ok(Action::Text(format!("The handoff has no plan: {handoff}")));
         };
         let Some((_, poem)) = facts.plan.split_once("New poem: ") else {
             return Ok(Action::Text("The plan names no poem.".to_owned()));
