@@ -20,9 +20,6 @@ use std::sync::{Arc, Mutex};
 use refinery_testkit::{FakeModelServer, RecordedRequest, Reply, ToolCallSpec};
 use serde_json::{Value, json};
 
-/// From the Agent tool's own description: when to wait for a subagent.
-const FOREGROUND: &str =
-    "Set to false only when your very next action depends on this agent's result";
 const QUALITY: &str = "mcp__plugin_refinery_quality__";
 const WORKFLOW: &str = "mcp__plugin_refinery_workflow__";
 
@@ -521,10 +518,7 @@ impl Main<'_> {
     }
 
     fn criteria_writer(&self) -> Result<Action, Action> {
-        self.requires(
-            "criteria",
-            &["refinery:criteria-writer", "task verbatim", FOREGROUND],
-        )?;
+        self.requires("criteria", &["refinery:criteria-writer", "task verbatim"])?;
         Ok(call(
             "criteria",
             "Agent",
@@ -572,12 +566,7 @@ impl Main<'_> {
     fn build_round_1(&self) -> Result<Action, Action> {
         self.requires(
             "builder",
-            &[
-                "refinery:builder",
-                "FORBIDDEN",
-                "exact output paths",
-                FOREGROUND,
-            ],
+            &["refinery:builder", "FORBIDDEN", "exact output paths"],
         )?;
         let brief = format!(
             "Task: {TASK}\nSpecification: a first draft in three lines.\nFORBIDDEN: a title, a fourth line.\n\
@@ -644,7 +633,7 @@ impl Main<'_> {
     fn regression_guard(&self) -> Result<Action, Action> {
         self.requires(
             "regression guard",
-            &["refinery:regression-guard", "labelled A and B", FOREGROUND],
+            &["refinery:regression-guard", "labelled A and B"],
         )?;
         let (_, session_dir) = self.session(2);
         // The order is the model's choice and is not told: here the new version is B.
