@@ -204,10 +204,13 @@ pub(crate) fn install(server: &FakeModelServer, project: &Path) -> Violations {
     violations
 }
 
+/// A subagent's behaviour.
+type Role = fn(&Request) -> Action;
+
 /// Routes a request to the role whose prompt it carries.
 fn answer(request: &Request, project: &Path) -> Action {
     let system = strings(&request.body["system"]).join(" ");
-    let roles: [(&str, fn(&Request) -> Action); 5] = [
+    let roles: [(&str, Role); 5] = [
         ("# Role: criteria writer", criteria_writer),
         ("# Role: builder", builder),
         ("# Role: regression guard", regression_guard),
