@@ -7,11 +7,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use refinery_llm::{
     AgentCli, AgentEvent, AgentRequest, AgentRunner, CallOptions, ChatModel, ChatRequest, Cost,
-    Message, PriceTable, ToolCall, Usage, chat_structured,
+    Message, PriceTable, Provider, Usage, chat_structured,
 };
 use refinery_prompts::Role;
 use serde_json::Value;
@@ -21,6 +22,7 @@ use crate::error::{EngineError, Halt};
 use crate::meter::Meter;
 use crate::pack::Scrubber;
 use crate::tools::Workspace;
+use crate::whole_file;
 
 /// A backend as the user names it: `claude`, `codex`, `gemini`, `copilot` (optionally with
 /// a model: `claude:claude-opus-4-5`), or `provider/model`.
@@ -97,7 +99,62 @@ enum Kind {
     Api {
         model: Arc<dyn ChatModel>,
         prices: Arc<PriceTable>,
+        /// How it builds; shared by clones, because a switch to whole files is for good.
+        format: Arc<FormatChoice>,
+        /// Tokens of context per request, where the server says.
+        context_window: Option<u32>,
     },
+}
+
+/// How an API builder changes files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuilderFormat {
+    /// File tools (list, read, write, delete). A reply without any tool call whose text holds
+    /// file blocks or tool calls written as text is applied as whole files, and the backend
+    /// builds with [`BuilderFormat::WholeFile`] from then on.
+    Tools,
+    /// No tools: the files are in the brief, and the model answers with each changed file in
+    /// a fenced block headed by its path ([`crate::whole_file`]). For models that do not make
+    /// reliable tool calls; the default for `local/` and `ollama/` models.
+    WholeFile,
+}
+
+impl BuilderFormat {
+    /// The format a provider's models start with. Small local models were measured never to
+    /// emit a real tool call (they write the call as text), so local servers start with whole
+    /// files.
+    pub fn for_provider(provider: Provider) -> Self {
+        match provider {
+            Provider::Local | Provider::Ollama => BuilderFormat::WholeFile,
+            _ => BuilderFormat::Tools,
+        }
+    }
+}
+
+/// The format in use: `whole_file` is set once and never cleared.
+#[derive(Debug)]
+struct FormatChoice {
+    whole_file: AtomicBool,
+}
+
+impl FormatChoice {
+    fn new(format: BuilderFormat) -> Arc<Self> {
+        Arc::new(Self {
+            whole_file: AtomicBool::new(format == BuilderFormat::WholeFile),
+        })
+    }
+
+    fn get(&self) -> BuilderFormat {
+        if self.whole_file.load(Ordering::Relaxed) {
+            BuilderFormat::WholeFile
+        } else {
+            BuilderFormat::Tools
+        }
+    }
+
+    fn switch_to_whole_file(&self) {
+        self.whole_file.store(true, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for Backend {
@@ -161,11 +218,62 @@ impl Backend {
         }
     }
 
-    /// An API model backend; `prices` bounds each call's cost before it is made.
+    /// An API model backend; `prices` bounds each call's cost before it is made. It builds
+    /// in its provider's [`BuilderFormat`] with no known context window until told otherwise.
     pub fn api(model: Arc<dyn ChatModel>, prices: Arc<PriceTable>) -> Self {
+        let format = FormatChoice::new(BuilderFormat::for_provider(model.id().provider));
         Self {
             spec: BackendSpec::Model(model.id().to_string()),
-            kind: Kind::Api { model, prices },
+            kind: Kind::Api {
+                model,
+                prices,
+                format,
+                context_window: None,
+            },
+        }
+    }
+
+    /// Builds in `format` (API models only; agent CLIs have their own tools).
+    #[must_use]
+    pub fn with_builder_format(mut self, new_format: BuilderFormat) -> Self {
+        if let Kind::Api { format, .. } = &mut self.kind {
+            *format = FormatChoice::new(new_format);
+        }
+        self
+    }
+
+    /// The model's context per request in tokens (API models only): every call's
+    /// `max_tokens` is cut to fit it.
+    #[must_use]
+    pub fn with_context_window(mut self, tokens: Option<u32>) -> Self {
+        if let Kind::Api { context_window, .. } = &mut self.kind {
+            *context_window = tokens.filter(|&tokens| tokens > 0);
+        }
+        self
+    }
+
+    /// How this backend builds now: `None` for agent CLIs.
+    pub fn builder_format(&self) -> Option<BuilderFormat> {
+        match &self.kind {
+            Kind::Agent(_) => None,
+            Kind::Api { format, .. } => Some(format.get()),
+        }
+    }
+
+    /// Whether a builder brief must carry the workspace's files (whole-file builders cannot
+    /// read them), and at most how many characters of them fit.
+    pub fn file_contents_budget(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Api {
+                format,
+                context_window,
+                ..
+            } if format.get() == BuilderFormat::WholeFile => Some(
+                // A quarter of the context (at 3 characters a token) for the files, the rest
+                // for the brief and the answer; 96 KiB when the context is unknown.
+                context_window.map_or(96 * 1024, |tokens| tokens as usize * 3 / 4),
+            ),
+            _ => None,
         }
     }
 
@@ -206,7 +314,7 @@ impl Backend {
                 "{} does not report what a run costs, so --cost-budget cannot be enforced with it; use claude or an API model with a known price, or drop --cost-budget",
                 setup.cli.program()
             )),
-            Kind::Api { model, prices } => prices.price(model.id()).is_none().then(|| {
+            Kind::Api { model, prices, .. } => prices.price(model.id()).is_none().then(|| {
                 format!(
                     "{} has no price in Refinery's price table, so --cost-budget cannot be enforced with it; pick a listed model or drop --cost-budget",
                     model.id()
@@ -225,13 +333,27 @@ impl Backend {
         spec.prompt = spec.scrubber.scrub(&spec.prompt);
         match &self.kind {
             Kind::Agent(setup) => self.call_agent(setup, spec, meter, cancel, on_event).await,
-            Kind::Api { model, prices } => {
-                if spec.access == Access::Write {
-                    self.build_with_tools(model.as_ref(), prices, spec, meter, cancel, on_event)
-                        .await
-                } else {
-                    self.ask_model(model.as_ref(), prices, spec, meter, cancel)
-                        .await
+            Kind::Api {
+                model,
+                prices,
+                format,
+                context_window,
+            } => {
+                let api = ApiCall {
+                    model: model.as_ref(),
+                    prices,
+                    context_window: *context_window,
+                };
+                match (spec.access, format.get()) {
+                    (Access::Write, BuilderFormat::Tools) => {
+                        self.build_with_tools(&api, format, spec, meter, cancel, on_event)
+                            .await
+                    }
+                    (Access::Write, BuilderFormat::WholeFile) => {
+                        self.build_whole_file(&api, spec, meter, cancel, on_event)
+                            .await
+                    }
+                    (Access::Inspect, _) => self.ask_model(&api, spec, meter, cancel).await,
                 }
             }
         }
@@ -243,10 +365,10 @@ impl Backend {
         match source {
             refinery_llm::Error::Cancelled => EngineError::Halted(Halt::Cancelled),
             _ if meter.check_time().is_err() => EngineError::Halted(Halt::TimeBudget),
-            source => EngineError::Backend {
+            error => EngineError::Backend {
                 role: role_label(role),
                 backend: self.spec.to_string(),
-                source,
+                error,
             },
         }
     }
@@ -320,11 +442,15 @@ impl Backend {
         Some((input_tokens * price.input + f64::from(max_tokens) * price.output) / 1_000_000.0)
     }
 
+    /// `--call-timeout` bounds the whole call and each request in it: a local server on a
+    /// CPU may take minutes before its first token (a 12k-token brief took 223 s to read on a
+    /// 0.5B model), so a fixed per-request timeout below the call's would cut it off.
     fn options(meter: &Meter, spec: &CallSpec<'_>, cancel: &CancellationToken) -> CallOptions {
         let deadline = meter
             .time_left()
             .map_or(spec.timeout, |left| left.min(spec.timeout));
         CallOptions {
+            request_timeout: deadline,
             deadline: Some(deadline),
             schema_retries: 1,
             cancel: cancel.clone(),
@@ -334,48 +460,39 @@ impl Backend {
 
     async fn ask_model(
         &self,
-        model: &dyn ChatModel,
-        prices: &PriceTable,
+        api: &ApiCall<'_>,
         spec: CallSpec<'_>,
         meter: &Meter,
         cancel: &CancellationToken,
     ) -> Result<CallReply, EngineError> {
+        let ApiCall { model, prices, .. } = *api;
         let started = Instant::now();
         let options = Self::options(meter, &spec, cancel);
         let mut request =
             ChatRequest::new(spec.prompt.clone()).with_system(spec.role.prompt().to_owned());
-        request.max_tokens = Some(spec.max_tokens);
+        let schema_chars = spec
+            .schema
+            .as_ref()
+            .map_or(0, |schema| schema.to_string().len());
         let input_chars = spec.prompt.len() + spec.role.prompt().len();
+        let max_tokens = api.max_tokens(spec.max_tokens, input_chars + schema_chars);
+        request.max_tokens = Some(max_tokens);
         let Some(schema) = spec.schema.clone() else {
-            let estimate = Self::estimate(prices, model, input_chars, spec.max_tokens);
-            let reservation = meter.reserve(estimate)?;
-            let response = model.chat(&request, &options).await;
-            return match response {
-                Ok(response) => {
-                    meter.settle(Some(reservation), Some(response.usage), response.cost);
-                    Ok(CallReply {
-                        text: response.text,
-                        events: Vec::new(),
-                        duration: started.elapsed(),
-                    })
-                }
-                Err(error) => {
-                    settle_failed(meter, reservation, estimate, &error);
-                    Err(self.failure(spec.role, error, meter))
-                }
-            };
+            let response = self
+                .metered_chat(api, &request, input_chars, &options, meter, spec.role)
+                .await?;
+            return Ok(CallReply {
+                text: response.text,
+                events: Vec::new(),
+                duration: started.elapsed(),
+            });
         };
         let schema_text = schema.to_string();
         request = request.with_schema(schema_name(spec.role), schema);
         // Every schema attempt may cost a full call.
         let attempts = f64::from(options.schema_retries + 1);
-        let estimate = Self::estimate(
-            prices,
-            model,
-            input_chars + schema_text.len(),
-            spec.max_tokens,
-        )
-        .map(|one| one * attempts);
+        let estimate = Self::estimate(prices, model, input_chars + schema_text.len(), max_tokens)
+            .map(|one| one * attempts);
         let reservation = meter.reserve(estimate)?;
         match chat_structured(model, &request, &options, None).await {
             Ok(structured) => {
@@ -395,10 +512,35 @@ impl Backend {
         }
     }
 
+    /// One metered API request: reserve what it could cost, make it, settle what it cost.
+    async fn metered_chat(
+        &self,
+        api: &ApiCall<'_>,
+        request: &ChatRequest,
+        input_chars: usize,
+        options: &CallOptions,
+        meter: &Meter,
+        role: Role,
+    ) -> Result<refinery_llm::ChatResponse, EngineError> {
+        let max_tokens = request.max_tokens.unwrap_or(0);
+        let estimate = Self::estimate(api.prices, api.model, input_chars, max_tokens);
+        let reservation = meter.reserve(estimate)?;
+        match api.model.chat(request, options).await {
+            Ok(response) => {
+                meter.settle(Some(reservation), Some(response.usage), response.cost);
+                Ok(response)
+            }
+            Err(error) => {
+                settle_failed(meter, reservation, estimate, &error);
+                Err(self.failure(role, error, meter))
+            }
+        }
+    }
+
     async fn build_with_tools(
         &self,
-        model: &dyn ChatModel,
-        prices: &PriceTable,
+        api: &ApiCall<'_>,
+        format: &FormatChoice,
         spec: CallSpec<'_>,
         meter: &Meter,
         cancel: &CancellationToken,
@@ -410,108 +552,196 @@ impl Backend {
         let mut request = ChatRequest::new(spec.prompt.clone())
             .with_system(spec.role.prompt().to_owned())
             .with_tools(Workspace::specs());
-        request.max_tokens = Some(spec.max_tokens);
-        let mut trail = Trail {
-            on_event,
-            events: Vec::new(),
-        };
+        let mut trail = Trail::new(on_event);
         let mut usage = Usage::default();
         let mut cost = Cost::Usd(0.0);
         let mut final_text = String::new();
+        let mut any_tool_call = false;
         let tool_chars: usize = Workspace::specs()
             .iter()
             .map(|tool| tool.description.len() + tool.parameters.to_string().len())
             .sum();
-        let fixed_chars = spec.role.prompt().len() + tool_chars;
         for step in 0..MAX_TOOL_STEPS {
             if cancel.is_cancelled() {
                 return Err(Halt::Cancelled.into());
             }
             let input_chars =
                 fixed_chars + request.messages.iter().map(message_chars).sum::<usize>();
-            let estimate = Self::estimate(prices, model, input_chars, spec.max_tokens);
-            let reservation = meter.reserve(estimate)?;
-            let response = match model.chat(&request, &options).await {
-                Ok(response) => response,
-                Err(error) => {
-                    settle_failed(meter, reservation, estimate, &error);
-                    return Err(self.failure(spec.role, error, meter));
-                }
-            };
-            meter.settle(Some(reservation), Some(response.usage), response.cost);
+            request.max_tokens = Some(api.max_tokens(spec.max_tokens, input_chars));
+            let response = self
+                .metered_chat(api, &request, input_chars, &options, meter, spec.role)
+                .await?;
             usage.add(response.usage);
             cost = cost.plus(response.cost);
-            trail.emit(AgentEvent::Usage {
-                usage: response.usage,
-            });
-            if !response.text.trim().is_empty() {
-                let text = response.text.clone();
-                trail.emit(AgentEvent::Text { text });
-            }
+            trail.reply(&response.text, response.usage);
             if response.tool_calls.is_empty() {
+                // A model that never made a real call but wrote files (or calls) as text
+                // gets them applied, and builds with whole files from now on.
+                if !any_tool_call && trail.apply_text_edits(&workspace, &response.text, &spec) {
+                    format.switch_to_whole_file();
+                }
                 final_text = response.text;
                 break;
             }
+            any_tool_call = true;
             request.messages.push(Message::Assistant {
                 text: response.text.clone(),
                 tool_calls: response.tool_calls.clone(),
             });
             for call in &response.tool_calls {
-                request
-                    .messages
-                    .push(trail.run_tool(&workspace, call, spec.scrubber));
+                let content = trail.run_tool(&workspace, call, &spec);
+                request.messages.push(Message::ToolResult {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    content,
+                });
             }
             if step + 1 == MAX_TOOL_STEPS {
                 final_text =
                     format!("(stopped after {MAX_TOOL_STEPS} model turns without a final answer)");
             }
         }
-        trail.emit(AgentEvent::Result {
-            text: final_text.clone(),
-            usage: Some(usage),
-            cost,
-            num_turns: None,
-            is_error: false,
-        });
-        Ok(CallReply {
-            text: final_text,
-            events: trail.events,
-            duration: started.elapsed(),
-        })
+        Ok(trail.finish(final_text, usage, cost, started))
+    }
+
+    /// One call without tools: the brief (which carries the files) plus the whole-file
+    /// instructions in, the files of the reply written through the file tools.
+    async fn build_whole_file(
+        &self,
+        api: &ApiCall<'_>,
+        spec: CallSpec<'_>,
+        meter: &Meter,
+        cancel: &CancellationToken,
+        on_event: &mut (dyn FnMut(&AgentEvent) + Send),
+    ) -> Result<CallReply, EngineError> {
+        let started = Instant::now();
+        let workspace = Workspace::new(spec.workdir, &spec.forbidden)?;
+        let options = Self::options(meter, &spec, cancel);
+        let prompt = format!("{}{}", spec.prompt, whole_file::INSTRUCTIONS);
+        let schema = whole_file::schema();
+        let input_chars = prompt.len() + spec.role.prompt().len() + schema.to_string().len();
+        let max_tokens = api.max_tokens(spec.max_tokens, input_chars);
+        // Plain `chat`, not `chat_structured`: a reply that ignores the schema may still hold
+        // file blocks, which the parser reads.
+        let mut request = ChatRequest::new(prompt)
+            .with_system(spec.role.prompt().to_owned())
+            .with_schema("files", schema);
+        request.max_tokens = Some(max_tokens);
+        let response = self
+            .metered_chat(api, &request, input_chars, &options, meter, spec.role)
+            .await?;
+        let mut trail = Trail::new(on_event);
+        trail.reply(&response.text, response.usage);
+        // Real tool calls are still honoured (only write and delete: nothing answers them).
+        for call in &response.tool_calls {
+            trail.run_tool(&workspace, call, &spec);
+        }
+        if response.tool_calls.is_empty() {
+            trail.apply_text_edits(&workspace, &response.text, &spec);
+        }
+        let text = whole_file::summary_of(&response.text).unwrap_or(response.text);
+        Ok(trail.finish(text, response.usage, response.cost, started))
     }
 }
 
-/// An API builder's events: forwarded as they happen and kept for the trace.
+/// The parts of an API backend one call needs.
+struct ApiCall<'a> {
+    model: &'a dyn ChatModel,
+    prices: &'a PriceTable,
+    context_window: Option<u32>,
+}
+
+impl ApiCall<'_> {
+    fn max_tokens(&self, requested: u32, input_chars: usize) -> u32 {
+        refinery_llm::local::fit_max_tokens(requested, self.context_window, input_chars)
+    }
+}
+
+/// What an API builder did, as agent events: each one reported as it happens and kept for the
+/// trace.
 struct Trail<'a> {
     on_event: &'a mut (dyn FnMut(&AgentEvent) + Send),
     events: Vec<AgentEvent>,
 }
 
-impl Trail<'_> {
+impl<'a> Trail<'a> {
+    fn new(on_event: &'a mut (dyn FnMut(&AgentEvent) + Send)) -> Self {
+        Self {
+            on_event,
+            events: Vec::new(),
+        }
+    }
+
     fn emit(&mut self, event: AgentEvent) {
         (self.on_event)(&event);
         self.events.push(event);
     }
 
-    /// Runs one tool call in the workspace; the result (scrubbed) is recorded and returned as
-    /// the message for the model.
-    fn run_tool(&mut self, workspace: &Workspace, call: &ToolCall, scrubber: &Scrubber) -> Message {
+    fn reply(&mut self, text: &str, usage: Usage) {
+        self.emit(AgentEvent::Usage { usage });
+        if !text.trim().is_empty() {
+            self.emit(AgentEvent::Text {
+                text: text.to_owned(),
+            });
+        }
+    }
+
+    /// Runs one tool call and returns what the model is told (secrets masked).
+    fn run_tool(
+        &mut self,
+        workspace: &Workspace,
+        call: &refinery_llm::ToolCall,
+        spec: &CallSpec<'_>,
+    ) -> String {
         self.emit(AgentEvent::ToolUse {
             id: call.id.clone(),
             name: call.name.clone(),
             input: call.arguments.clone(),
         });
         let mut output = workspace.run(call);
-        output.content = scrubber.scrub(&output.content);
+        output.content = spec.scrubber.scrub(&output.content);
         self.emit(AgentEvent::ToolResult {
             id: call.id.clone(),
             output: output.content.clone(),
             is_error: output.is_error,
         });
-        Message::ToolResult {
-            call_id: call.id.clone(),
-            name: call.name.clone(),
-            content: output.content,
+        output.content
+    }
+
+    /// Applies the file blocks and text-written calls of `text`; whether there were any.
+    fn apply_text_edits(&mut self, workspace: &Workspace, text: &str, spec: &CallSpec<'_>) -> bool {
+        let parsed = whole_file::parse(text);
+        if parsed.edits.is_empty() {
+            return false;
+        }
+        for applied in whole_file::apply(workspace, &parsed) {
+            let whole_file::Applied { call, output } = applied;
+            self.emit(AgentEvent::ToolUse {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                input: call.arguments,
+            });
+            self.emit(AgentEvent::ToolResult {
+                id: call.id,
+                output: spec.scrubber.scrub(&output.content),
+                is_error: output.is_error,
+            });
+        }
+        true
+    }
+
+    fn finish(mut self, text: String, usage: Usage, cost: Cost, started: Instant) -> CallReply {
+        self.emit(AgentEvent::Result {
+            text: text.clone(),
+            usage: Some(usage),
+            cost,
+            num_turns: None,
+            is_error: false,
+        });
+        CallReply {
+            text,
+            events: self.events,
+            duration: started.elapsed(),
         }
     }
 }

@@ -69,14 +69,15 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] refinery_core::Error),
     /// A model or agent CLI failed after its retries.
-    #[error("the {role} ({backend}) failed: {source}")]
+    /// (Not an error `source`: the message already says it, and a chain would repeat it.)
+    #[error("the {role} ({backend}): {error}")]
     Backend {
         /// The role being played.
         role: &'static str,
         /// Which backend.
         backend: String,
         /// What went wrong.
-        source: refinery_llm::Error,
+        error: refinery_llm::Error,
     },
     /// A file could not be read or written.
     #[error(transparent)]

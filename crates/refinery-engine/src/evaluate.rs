@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use refinery_core::judgment::Gates;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::error::EngineError;
-use crate::events::{CriterionLine, lines};
+use crate::events::{CriterionLine, Phase, RefineEvent, lines};
 use crate::handoff::{HandoffInput, render_handoff};
 use crate::meter::{Meter, Spend};
 use crate::outputs::SpecItem;
@@ -26,7 +27,7 @@ use crate::phases::ask::JUDGE_ATTEMPTS;
 use crate::phases::criteria::{self, CriteriaInput};
 use crate::phases::decide::{self, Judgment};
 use crate::phases::judge::{self, Combined, EvaluationInput, Panel};
-use crate::phases::{Context, Environment, no_events};
+use crate::phases::{Context, Environment};
 use crate::record::{CriteriaSource, RoundVerdict};
 
 /// What to evaluate.
@@ -77,7 +78,8 @@ pub struct EvaluateReport {
 
 /// Runs one evaluation of `config.paths` with `evaluator` (which also writes the criteria when
 /// none were given) and the further judges of `panel`, all blind to each other; the core
-/// combines their scores.
+/// combines their scores. Reports its phases, the criteria and the spend through `on_event`,
+/// as a refine round does.
 pub async fn evaluate_once(
     store: StateDir,
     config: EvaluateConfig,
@@ -85,6 +87,7 @@ pub async fn evaluate_once(
     panel: Vec<Backend>,
     env: Environment,
     cancel: &CancellationToken,
+    on_event: &mut (dyn FnMut(&RefineEvent) + Send),
 ) -> Result<EvaluateReport, EngineError> {
     let judges: Vec<&Backend> = std::iter::once(&evaluator).chain(&panel).collect();
     if config.cost_budget_usd.is_some()
@@ -107,13 +110,19 @@ pub async fn evaluate_once(
         .task
         .clone()
         .unwrap_or_else(|| default_task(&config.paths));
+    // Judges run in parallel and share the sink, so it is behind a lock (as in a refine run).
+    let sink = Mutex::new(on_event);
+    let events = |event: &RefineEvent| {
+        let mut sink = sink.lock().unwrap_or_else(PoisonError::into_inner);
+        (*sink)(event);
+    };
     let ctx = Context {
         store: &store,
         session: &session,
         meter: &meter,
         env: &env,
         cancel,
-        events: &no_events,
+        events: &events,
     };
     let folder = judge::deliverable_copy(&ctx, &judges, &submission.files)?;
     let (criteria, criteria_source) = if let Some(criteria) = config.criteria {
@@ -131,6 +140,12 @@ pub async fn evaluate_once(
         (criteria::write(&ctx, input).await?, CriteriaSource::Writer)
     };
     session.register_criteria(&criteria, OffsetDateTime::now_utc())?;
+    ctx.emit(&RefineEvent::Criteria {
+        source: criteria_source,
+        criteria: lines(&criteria),
+        warnings: Vec::new(),
+    });
+    ctx.phase(1, Phase::Evaluate);
     let panel = Panel {
         judges: &judges,
         workdir: folder.path(),
@@ -143,6 +158,7 @@ pub async fn evaluate_once(
         verify: &[],
     };
     let evaluated = judge::evaluate(&ctx, &panel, &input).await?;
+    ctx.emit_spend();
     let unscored_reason = evaluated.unscored_reason();
     let scored = Scored {
         task: &task,

@@ -35,9 +35,10 @@ mod run;
 pub mod tools;
 pub mod trace;
 pub mod verify;
+pub mod whole_file;
 mod workspace;
 
-pub use backend::{AgentSetup, Backend, BackendSpec};
+pub use backend::{AgentSetup, Backend, BackendSpec, BuilderFormat};
 pub use error::{EngineError, Halt, OutputError, Result};
 pub use evaluate::{EvaluateConfig, EvaluateReport, evaluate_once};
 pub use events::{CriterionLine, Phase, RefineEvent};

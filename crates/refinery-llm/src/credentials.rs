@@ -26,13 +26,14 @@ pub const KEY_VARIABLES: [&str; 7] = [
 ];
 
 /// Non-secret settings also read from `.env` files.
-pub const SETTING_VARIABLES: [&str; 6] = [
+pub const SETTING_VARIABLES: [&str; 7] = [
     "ANTHROPIC_BASE_URL",
     "OPENAI_BASE_URL",
     "GOOGLE_GEMINI_BASE_URL",
     "XAI_BASE_URL",
     "OPENROUTER_BASE_URL",
     "OLLAMA_BASE_URL",
+    "REFINERY_LOCAL_BASE_URL",
 ];
 
 /// Where a key was found.

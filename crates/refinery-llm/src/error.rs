@@ -30,9 +30,9 @@ pub enum Error {
     #[error("invalid base URL `{url}`: expected `http://host:port` or `https://host/path`")]
     InvalidBaseUrl { url: String },
 
-    /// `local/<model>` without `--base-url`.
+    /// `local/<model>` with no base URL given and no local server answering.
     #[error(
-        "`{model}` needs a base URL: pass `--base-url http://127.0.0.1:8080/v1` (llama.cpp) or similar"
+        "no local model server answers for `{model}`: start one with `refinery local serve` (after `refinery local setup`), or name yours with `--base-url http://127.0.0.1:PORT/v1` or `REFINERY_LOCAL_BASE_URL`"
     )]
     MissingBaseUrl { model: String },
 
@@ -53,7 +53,7 @@ pub enum Error {
     },
 
     /// The connection failed or was reset before an answer arrived. Retried while budget remains.
-    #[error("connection to `{provider}` failed: {message}")]
+    #[error("cannot reach `{provider}`: {message}")]
     Connection { provider: Provider, message: String },
 
     /// A streamed answer stopped before its end event. Retried while budget remains
@@ -62,14 +62,14 @@ pub enum Error {
     StreamInterrupted { provider: Provider, message: String },
 
     /// One attempt exceeded the per-request timeout (no first byte, or an idle stream). Retried.
-    #[error("`{provider}` did not answer within {timeout:?} (per-request timeout)")]
+    #[error("`{provider}` timed out after {} without an answer (the per-request timeout; raise it with --call-timeout)", seconds(*timeout))]
     RequestTimeout {
         provider: Provider,
         timeout: Duration,
     },
 
     /// The overall deadline for the call passed. Not retried.
-    #[error("deadline of {deadline:?} exceeded after {attempts} attempt(s); last failure: {last}")]
+    #[error("{last} ({} within the call's {} deadline)", attempts_text(*attempts), seconds(*deadline))]
     DeadlineExceeded {
         deadline: Duration,
         attempts: u32,
@@ -77,7 +77,7 @@ pub enum Error {
     },
 
     /// Every attempt failed with a retryable error.
-    #[error("gave up after {attempts} attempt(s): {last}")]
+    #[error("{last} (gave up after {})", attempts_text(*attempts))]
     RetriesExhausted { attempts: u32, last: Box<Error> },
 
     /// The caller cancelled the call or run.
@@ -153,6 +153,24 @@ impl Error {
             Error::Http { status, .. } => is_retryable_status(*status),
             _ => false,
         }
+    }
+}
+
+/// `1 attempt`, `4 attempts`.
+pub(crate) fn attempts_text(attempts: u32) -> String {
+    if attempts == 1 {
+        "1 attempt".to_string()
+    } else {
+        format!("{attempts} attempts")
+    }
+}
+
+/// A duration as people read it in a message: `300 s`, `0.4 s`.
+pub(crate) fn seconds(duration: Duration) -> String {
+    if duration >= Duration::from_secs(10) || duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
     }
 }
 

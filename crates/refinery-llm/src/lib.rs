@@ -8,7 +8,10 @@
 //! - [`AgentRunner`]: the headless agent CLIs (`claude -p`, `codex exec`, `gemini -p`,
 //!   `copilot -p`) as subprocesses, their event streams parsed into one [`AgentEvent`].
 //! - [`Credentials`]: keys from an explicit environment map and `.env` files.
-//! - [`doctor`]: what is installed, which keys are set, which local servers answer.
+//! - [`doctor`]: what is installed, which keys are set, which local servers answer, and the
+//!   default backend ([`doctor::default_backend`]).
+//! - [`local`]: local model servers (llama.cpp, Ollama, LM Studio, vLLM): where they listen,
+//!   what they serve, their context.
 //!
 //! It must never print (logs go through `tracing`), never mutate the process environment,
 //! and never let a key value reach a log line, an error, an event or a file: keys live in
@@ -19,6 +22,7 @@ mod chat;
 mod credentials;
 pub mod doctor;
 mod error;
+pub mod local;
 mod model;
 mod price;
 mod provider;

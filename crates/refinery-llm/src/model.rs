@@ -24,7 +24,9 @@ pub enum Provider {
     OpenRouter,
     /// `ollama/<model>`: a local Ollama server (Chat Completions), default `127.0.0.1:11434`.
     Ollama,
-    /// `local/<model>`: any OpenAI-compatible server (llama.cpp, vLLM, …); needs a base URL.
+    /// `local/<model>`: any OpenAI-compatible server on this machine (llama.cpp, Ollama, LM
+    /// Studio, vLLM, …); its base URL comes from `--base-url`, `REFINERY_LOCAL_BASE_URL` or a
+    /// probe of the usual ports ([`crate::local`]).
     Local,
 }
 
@@ -116,7 +118,7 @@ impl Provider {
             Provider::Xai => Some("XAI_BASE_URL"),
             Provider::OpenRouter => Some("OPENROUTER_BASE_URL"),
             Provider::Ollama => Some("OLLAMA_BASE_URL"),
-            Provider::Local => None,
+            Provider::Local => Some(crate::local::LOCAL_BASE_URL_VARIABLE),
         }
     }
 

@@ -196,7 +196,11 @@ impl ApiChatModel {
                     return Err(Error::DeadlineExceeded {
                         deadline: options.deadline.unwrap_or_default(),
                         attempts: attempt,
-                        last: "the deadline passed while an attempt was running".to_string(),
+                        last: format!(
+                            "`{}` timed out after {}",
+                            self.id.provider,
+                            crate::error::seconds(options.deadline.unwrap_or_default())
+                        ),
                     });
                 }
                 Ok(Ok(mut response)) => {
@@ -227,7 +231,12 @@ impl ApiChatModel {
                     last: failure.error.to_string(),
                 });
             }
-            tracing::warn!(model = %self.id, attempt, ?delay, error = %failure.error, "retrying model call");
+            tracing::warn!(
+                "{} failed on attempt {attempt} ({}); trying again in {}",
+                self.id,
+                failure.error,
+                crate::error::seconds(delay)
+            );
             if let Some(sink) = sink.as_mut() {
                 sink(StreamEvent::Retrying {
                     attempt,
@@ -366,15 +375,23 @@ impl ApiChatModel {
                 retry_after,
             };
         }
-        let message = self.redact(&error_chain(error));
         let error = match error {
             genai::Error::WebModelCall { .. }
             | genai::Error::WebAdapterCall { .. }
-            | genai::Error::WebStream { .. } => match transport {
-                Transport::BeforeAnswer => Error::Connection { provider, message },
-                Transport::MidStream => Error::StreamInterrupted { provider, message },
+            | genai::Error::WebStream { .. } => {
+                let message = self.redact(&transport_cause(
+                    root_of(error).unwrap_or(error),
+                    self.target.endpoint.base_url(),
+                ));
+                match transport {
+                    Transport::BeforeAnswer => Error::Connection { provider, message },
+                    Transport::MidStream => Error::StreamInterrupted { provider, message },
+                }
+            }
+            _ => Error::Protocol {
+                provider,
+                message: self.redact(&error_chain(error)),
             },
-            _ => Error::Protocol { provider, message },
         };
         AttemptFailure::from(error)
     }
@@ -451,6 +468,54 @@ fn provider_message(body: &str) -> String {
     } else {
         message
     }
+}
+
+/// The error genai wraps without exposing it as a `source` (its web-client error holds the
+/// reqwest error, whose own chain reaches the io error), so [`transport_cause`] can walk it.
+fn root_of(error: &genai::Error) -> Option<&(dyn std::error::Error + 'static)> {
+    match error {
+        genai::Error::WebModelCall { webc_error, .. }
+        | genai::Error::WebAdapterCall { webc_error, .. } => match webc_error {
+            genai::webc::Error::Reqwest(inner) => Some(inner),
+            _ => None,
+        },
+        genai::Error::WebStream { error, .. } => Some(error.as_ref()),
+        _ => None,
+    }
+}
+
+/// The root cause of a transport failure in a few words ("connection refused at
+/// http://127.0.0.1:8080/v1/"), instead of the wrapper chain ("Reqwest error: error sending
+/// request: client error (Connect): tcp connect error: Connection refused (os error 111)").
+fn transport_cause(error: &(dyn std::error::Error + 'static), endpoint: &str) -> String {
+    use std::io::ErrorKind;
+
+    let mut deepest: &(dyn std::error::Error + 'static) = error;
+    let mut io_kind = None;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(inner) = current {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        deepest = inner;
+        current = inner.source();
+    }
+    let cause = match io_kind {
+        Some(ErrorKind::ConnectionRefused) => "connection refused".to_string(),
+        Some(ErrorKind::ConnectionReset) => "the server reset the connection".to_string(),
+        Some(ErrorKind::ConnectionAborted) => "the server closed the connection".to_string(),
+        Some(ErrorKind::TimedOut) => "the connection timed out".to_string(),
+        Some(ErrorKind::UnexpectedEof) => "the server closed the connection early".to_string(),
+        Some(ErrorKind::AddrNotAvailable | ErrorKind::NotFound) => {
+            "the address cannot be reached".to_string()
+        }
+        _ => {
+            let text = deepest.to_string().replace('\n', " ");
+            // "dns error: failed to lookup address information: …" and friends stay as they are.
+            text.trim().to_string()
+        }
+    };
+    format!("{cause} at {endpoint}")
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -81,7 +81,10 @@ pub async fn chat_structured(
                 });
             }
             Err(problem) => {
-                tracing::warn!(model = %model.id(), attempt, %problem, "structured output failed validation");
+                tracing::warn!(
+                    "{}'s answer on attempt {attempt} did not follow the schema ({problem}); asking again",
+                    model.id()
+                );
                 last_problem = problem;
             }
         }

@@ -223,6 +223,8 @@ struct State {
     fallback: Reply,
     requests: Vec<RecordedRequest>,
     sequence: u64,
+    /// `GET /props` answers llama.cpp's way with this context, when set.
+    context_window: Option<u32>,
 }
 
 /// A scripted fake model server on 127.0.0.1.
@@ -263,6 +265,7 @@ impl FakeModelServer {
             fallback: Reply::text("done"),
             requests: Vec::new(),
             sequence: 0,
+            context_window: None,
         }));
         let media = Arc::new(Mutex::new(MediaState::new(format!("http://{address}"))));
         let (shutdown, mut shutdown_rx) = watch::channel(false);
@@ -345,6 +348,13 @@ impl FakeModelServer {
         router: impl Fn(&RecordedRequest) -> Option<Reply> + Send + Sync + 'static,
     ) -> &Self {
         lock(&self.state).router = Some(Box::new(router));
+        self
+    }
+
+    /// Answer `GET /props` as llama.cpp's server does, with `tokens` of context per request
+    /// (without it, `/props` is a 404, as on servers other than llama.cpp).
+    pub fn set_context_window(&self, tokens: u32) -> &Self {
+        lock(&self.state).context_window = Some(tokens);
         self
     }
 
@@ -494,6 +504,16 @@ async fn handle(
     };
 
     let Some(reply) = reply else {
+        let context_window = lock(&state).context_window;
+        if let Some(tokens) = context_window
+            && recorded.method == "GET"
+            && recorded.path.split('?').next() == Some("/props")
+        {
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({"default_generation_settings": {"n_ctx": tokens}, "total_slots": 1}),
+            ));
+        }
         return Ok(side_endpoint(&recorded));
     };
     Ok(answer(reply, &recorded, sequence).await)

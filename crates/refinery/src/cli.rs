@@ -9,6 +9,7 @@ use crate::commands::{
     ask::AskArgs,
     doctor::DoctorArgs,
     hook::HookArgs,
+    local::LocalArgs,
     mcp::McpArgs,
     media::MediaArgs,
     refine::{EvaluateArgs, RefineArgs},
@@ -41,6 +42,11 @@ pub(crate) struct GlobalArgs {
     /// The project folder [default: the current folder].
     #[arg(long, global = true, env = "REFINERY_WORKSPACE", value_name = "DIR")]
     pub(crate) workspace: Option<PathBuf>,
+    /// The server of `local/…` models, e.g. http://127.0.0.1:8080/v1 [default:
+    /// REFINERY_LOCAL_BASE_URL, else the first local server that answers]. For `ask`, the
+    /// server of the model asked, whatever its provider.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) base_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +78,9 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     /// Send one prompt to a model (`provider/model`) to check a backend.
     Ask(AskArgs),
+    /// A model on this machine, offline: install llama.cpp's server and a small model
+    /// (`setup`), start it (`serve`), `stop` it, see its `status`.
+    Local(LocalArgs),
     /// Claude Code hooks (run by the plugin, not by hand).
     Hook(HookArgs),
     /// Statistics of a Claude Code transcript: tool calls, errors, repeats, tokens, subagents.

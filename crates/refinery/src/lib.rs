@@ -4,8 +4,10 @@
 
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
+mod backends;
 mod cli;
 mod commands;
+mod log_format;
 mod output;
 mod redact;
 mod settings;
@@ -68,13 +70,24 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// Logs go to stderr only (stdout may be an MCP stream); `RUST_LOG` picks the level.
+/// Logs go to stderr only (stdout may be an MCP stream). Without `RUST_LOG`, warnings and
+/// errors are plain sentences; `RUST_LOG` picks the level and tracing's own format.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(redact::RedactingStderr)
-        .with_ansi(false)
-        .try_init();
+    match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(filter) => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(redact::RedactingStderr)
+                .with_ansi(false)
+                .try_init();
+        }
+        Err(_) => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+                .with_writer(redact::RedactingStderr)
+                .with_ansi(false)
+                .event_format(log_format::PlainFormat)
+                .try_init();
+        }
+    }
 }

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use refinery_core::snapshot::take_snapshot;
 use refinery_llm::AgentEvent;
 use refinery_prompts::Role;
 
@@ -17,6 +18,7 @@ use crate::briefs::{self, BuilderBrief};
 use crate::error::EngineError;
 use crate::events::{Phase, RefineEvent};
 use crate::phases::Context;
+use crate::{pack, whole_file};
 
 /// One builder turn: its final message and everything it did.
 #[derive(Clone, Debug, Default)]
@@ -100,6 +102,7 @@ pub(crate) async fn turn_in(
     prompt: String,
     place: Place<'_>,
 ) -> Result<BuilderTurn, EngineError> {
+    let prompt = with_files(ctx, builder, place.dir, prompt)?;
     let mut forward = |event: &AgentEvent| {
         if let AgentEvent::ToolUse { name, .. } = event {
             ctx.emit(&RefineEvent::Activity {
@@ -133,4 +136,26 @@ pub(crate) async fn turn_in(
         events: reply.events,
         duration: reply.duration,
     })
+}
+
+/// A whole-file builder cannot open files: its brief carries those of `dir` (scrubbed, within
+/// the backend's budget; the state folder left out). Other builders read files themselves and
+/// get `prompt` unchanged.
+fn with_files(
+    ctx: &Context<'_>,
+    builder: &Backend,
+    dir: &Path,
+    prompt: String,
+) -> Result<String, EngineError> {
+    let Some(budget) = builder.file_contents_budget() else {
+        return Ok(prompt);
+    };
+    let objects = ctx.store.objects();
+    let forbidden = [ctx.store.root().to_path_buf()];
+    let snapshot = take_snapshot(&objects, dir, &forbidden, &[".".to_owned()])?;
+    let files = pack::render_limited(&objects, &snapshot.entries, &ctx.env.scrubber, budget);
+    Ok(format!(
+        "{prompt}{}",
+        whole_file::files_section(&files, budget)
+    ))
 }

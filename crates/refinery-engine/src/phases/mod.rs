@@ -102,6 +102,3 @@ impl Context<'_> {
         });
     }
 }
-
-/// A sink that drops every event, for drivers that report only at the end (`evaluate`).
-pub(crate) fn no_events(_: &RefineEvent) {}

@@ -8,11 +8,11 @@ use anyhow::Context as _;
 use clap::Args;
 use refinery_llm::{
     CallOptions, ChatModel as _, ChatRequest, ChatResponse, Cost, StreamEvent, chat_structured,
-    open_chat_model,
 };
 use serde_json::json;
 
 use crate::ExitStatus;
+use crate::backends::ModelOpener;
 use crate::cli::GlobalArgs;
 use crate::output;
 use crate::settings::{load_credentials, process_env, resolve_workspace};
@@ -20,7 +20,9 @@ use crate::settings::{load_credentials, process_env, resolve_workspace};
 #[derive(Debug, Args)]
 pub(crate) struct AskArgs {
     /// The model, as `provider/model`: anthropic/…, openai/… (Responses API), openai-chat/…,
-    /// gemini/…, xai/…, openrouter/<vendor>/<model>, ollama/…, local/<name> (needs --base-url).
+    /// gemini/…, xai/…, openrouter/<vendor>/<model>, ollama/…, local/<name> (or just `local`:
+    /// the server's only model; the server is --base-url, REFINERY_LOCAL_BASE_URL, or the first
+    /// local server that answers).
     model: String,
     /// The prompt.
     prompt: String,
@@ -30,27 +32,35 @@ pub(crate) struct AskArgs {
     /// Print the answer as it arrives.
     #[arg(long)]
     stream: bool,
-    /// The server to call, overriding ANTHROPIC_BASE_URL / OPENAI_BASE_URL / GOOGLE_GEMINI_BASE_URL.
-    #[arg(long, value_name = "URL")]
-    base_url: Option<String>,
     /// A system prompt.
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
     /// Print one JSON object (answer, usage, cost) instead of text.
     #[arg(long)]
     json: bool,
-    /// Give up after this many seconds, retries included.
+    /// Give up after this many seconds, retries included (it bounds each request too).
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     timeout: u64,
+    /// Most tokens the answer may have (cut to fit a local server's context).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_tokens: u32,
 }
 
 pub(crate) fn run_main(global: &GlobalArgs, args: &AskArgs) -> anyhow::Result<ExitStatus> {
     let workspace = resolve_workspace(global)?;
     let env = process_env();
     let credentials = load_credentials(&env, &workspace)?;
-    let model = open_chat_model(&args.model, args.base_url.as_deref(), &credentials)?;
+    // `--base-url` (global) names the server of the model asked, whatever its provider.
+    let opened =
+        ModelOpener::new(&env, &credentials, global.base_url.clone(), true).open(&args.model)?;
+    let model = opened.model;
     let mut request = ChatRequest::new(args.prompt.clone());
     request.system.clone_from(&args.system);
+    request.max_tokens = Some(refinery_llm::local::fit_max_tokens(
+        args.max_tokens,
+        opened.context_window,
+        args.prompt.len() + args.system.as_ref().map_or(0, String::len),
+    ));
     if let Some(path) = &args.schema {
         let text = fs_err::read_to_string(path)?;
         let schema = serde_json::from_str(&text).with_context(|| {
@@ -59,6 +69,7 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &AskArgs) -> anyhow::Result<Ex
         request = request.with_schema("answer", schema);
     }
     let options = CallOptions {
+        request_timeout: Duration::from_secs(args.timeout),
         deadline: Some(Duration::from_secs(args.timeout)),
         ..CallOptions::default()
     };

@@ -2,8 +2,6 @@
 //! machine has, and what to install or set next. Also records the usable backends in
 //! `<state dir>/environment.json` (names only, never key values).
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use clap::Args;
 use refinery_llm::doctor::{self, DoctorOptions, DoctorReport};
@@ -19,12 +17,13 @@ pub(crate) struct DoctorArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// The llama.cpp server to probe.
-    #[arg(long, env = "REFINERY_LLAMA_CPP_URL", default_value = doctor::LLAMA_CPP_URL, value_name = "URL")]
-    llama_cpp_url: String,
-    /// The Ollama server to probe.
-    #[arg(long, env = "REFINERY_OLLAMA_URL", default_value = doctor::OLLAMA_URL, value_name = "URL")]
-    ollama_url: String,
+    /// The llama.cpp server to probe [default: http://127.0.0.1:8080; env:
+    /// REFINERY_LLAMA_CPP_URL].
+    #[arg(long, value_name = "URL")]
+    llama_cpp_url: Option<String>,
+    /// The Ollama server to probe [default: http://127.0.0.1:11434; env: REFINERY_OLLAMA_URL].
+    #[arg(long, value_name = "URL")]
+    ollama_url: Option<String>,
 }
 
 pub(crate) fn run_main(global: &GlobalArgs, args: &DoctorArgs) -> anyhow::Result<ExitStatus> {
@@ -44,17 +43,17 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &DoctorArgs) -> anyhow::Result
         .as_ref()
         .and_then(|credentials| MediaConfig::new(store.workspace(), credentials, &env).ok())
         .map(|config| MediaReport::new(&config));
-    let options = DoctorOptions {
-        home_dir: env
-            .get("HOME")
-            .filter(|home| !home.is_empty())
-            .map(Into::into),
-        env,
-        project_dir: store.workspace().to_path_buf(),
-        llama_cpp_url: args.llama_cpp_url.clone(),
-        ollama_url: args.ollama_url.clone(),
-        probe_timeout: Duration::from_secs(20),
-    };
+    let mut env = env;
+    for (variable, value) in [
+        ("REFINERY_LLAMA_CPP_URL", &args.llama_cpp_url),
+        ("REFINERY_OLLAMA_URL", &args.ollama_url),
+    ] {
+        if let Some(value) = value {
+            env.insert(variable.to_owned(), value.clone());
+        }
+    }
+    let recorded = crate::backends::recorded_server(&env);
+    let options = DoctorOptions::new(env, store.workspace().to_path_buf(), recorded.as_deref());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -118,19 +117,24 @@ fn render(report: &DoctorReport) -> anyhow::Result<()> {
     for server in &report.local_servers {
         let detail = if server.reachable {
             format!(
-                "{} — models: {}",
+                "{} — models: {}{}",
                 server.url,
                 if server.models.is_empty() {
                     "?".to_string()
                 } else {
                     server.models.join(", ")
-                }
+                },
+                server
+                    .context_window
+                    .map_or_else(String::new, |tokens| format!(
+                        " ({tokens} tokens of context)"
+                    ))
             )
         } else {
             format!("{} — not answering", server.url)
         };
         output::line(&format!(
-            "  {}{:<9} {detail}",
+            "  {}{:<14} {detail}",
             mark(server.reachable),
             server.name
         ))?;
@@ -146,6 +150,17 @@ fn render(report: &DoctorReport) -> anyhow::Result<()> {
         } else {
             usable.join(", ")
         }
+    ))?;
+    // The same rule `refinery refine` and `evaluate` apply when no backend is named.
+    output::line(&format!(
+        "Default backend (refine and evaluate without --builder/--evaluator): {}",
+        report.default_backend.as_ref().map_or_else(
+            || "none".to_string(),
+            |backend| match &backend.base_url {
+                Some(url) => format!("{} at {url}", backend.name),
+                None => backend.name.clone(),
+            }
+        )
     ))?;
     if !report.next_steps.is_empty() {
         output::line("Next steps")?;

@@ -123,11 +123,8 @@ fn session_start(global: &GlobalArgs) -> anyhow::Result<Option<Value>> {
     let git_repository = is_in_git_repository(&workspace, &git_ceilings(&env));
     let report = doctor::quick_report(&DoctorOptions {
         home_dir: home,
-        project_dir: workspace.clone(),
-        llama_cpp_url: doctor::LLAMA_CPP_URL.to_owned(),
-        ollama_url: doctor::OLLAMA_URL.to_owned(),
         probe_timeout: Duration::ZERO,
-        env,
+        ..DoctorOptions::new(env, workspace.clone(), None)
     })?;
     doctor::write_environment_file(store.root(), &report)?;
 

@@ -3,6 +3,7 @@
 pub(crate) mod ask;
 pub(crate) mod doctor;
 pub(crate) mod hook;
+pub(crate) mod local;
 pub(crate) mod mcp;
 pub(crate) mod media;
 pub(crate) mod progress;
@@ -28,6 +29,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Secrets(args) => secrets::run_main(&cli.global, &args),
         Command::Doctor(args) => doctor::run_main(&cli.global, &args),
         Command::Ask(args) => ask::run_main(&cli.global, &args),
+        Command::Local(args) => local::run_main(&args),
         Command::Hook(args) => hook::run_main(&cli.global, &args),
         Command::Trace(args) => trace::run_main(&args),
         Command::Tmux(args) => tmux::run_main(&args),

@@ -23,25 +23,18 @@ use refinery_engine::{
     RunStatus, RunSummary,
 };
 use refinery_llm::doctor::{self, DoctorOptions};
-use refinery_llm::{Credentials, PriceTable, Provider, open_chat_model};
+use refinery_llm::{Credentials, PriceTable};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::ExitStatus;
+use crate::backends::ModelOpener;
 use crate::cli::GlobalArgs;
 use crate::commands::progress::Progress;
 use crate::commands::report;
 use crate::output;
 use crate::settings::{load_credentials, process_env, resolve_store};
 use crate::worktree;
-
-/// Model used when an API provider is picked by default (its key is set, no CLI is found).
-const DEFAULT_MODELS: [(Provider, &str); 4] = [
-    (Provider::Anthropic, "anthropic/claude-sonnet-4-5"),
-    (Provider::OpenAi, "openai/gpt-5"),
-    (Provider::Gemini, "gemini/gemini-2.5-pro"),
-    (Provider::Xai, "xai/grok-4"),
-];
 
 #[derive(Debug, Args)]
 pub(crate) struct RefineArgs {
@@ -86,7 +79,9 @@ pub(crate) struct RefineArgs {
     /// Answer yes to questions (run `git init` when the workspace is not a repository).
     #[arg(long, short = 'y')]
     yes: bool,
-    /// Longest one builder or judge call may take, in seconds.
+    /// Longest one builder or judge call may take, in seconds; it also bounds each HTTP
+    /// request of an API model, so a local server that reads a long brief slowly is not cut
+    /// off.
     #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
     call_timeout: u64,
     /// Longest one --verify command may take, in seconds.
@@ -118,7 +113,8 @@ pub(crate) struct EvaluateArgs {
     /// Answer yes to questions (run `git init` when the workspace is not a repository).
     #[arg(long, short = 'y')]
     yes: bool,
-    /// Longest one judge call may take, in seconds.
+    /// Longest one judge call may take, in seconds (each HTTP request of an API model
+    /// included).
     #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
     call_timeout: u64,
 }
@@ -269,33 +265,32 @@ pub(crate) struct Machine {
     pub(crate) env: BTreeMap<String, String>,
     credentials: Credentials,
     workspace: PathBuf,
+    base_url: Option<String>,
 }
 
 impl Machine {
-    pub(crate) fn load(workspace: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(workspace: &Path, global: &GlobalArgs) -> anyhow::Result<Self> {
         let env = process_env();
         let credentials = load_credentials(&env, workspace)?;
         Ok(Self {
             env,
             credentials,
             workspace: workspace.to_path_buf(),
+            base_url: global.base_url.clone(),
         })
+    }
+
+    fn doctor_options(&self) -> DoctorOptions {
+        DoctorOptions::new(
+            self.env.clone(),
+            self.workspace.clone(),
+            crate::backends::recorded_server(&self.env).as_deref(),
+        )
     }
 
     /// What `refinery doctor` would find, without running anything (CLIs looked up on PATH).
     fn quick_doctor(&self) -> anyhow::Result<doctor::DoctorReport> {
-        Ok(doctor::quick_report(&DoctorOptions {
-            env: self.env.clone(),
-            project_dir: self.workspace.clone(),
-            home_dir: self
-                .env
-                .get("HOME")
-                .filter(|home| !home.is_empty())
-                .map(PathBuf::from),
-            llama_cpp_url: doctor::LLAMA_CPP_URL.to_owned(),
-            ollama_url: doctor::OLLAMA_URL.to_owned(),
-            probe_timeout: Duration::from_secs(5),
-        })?)
+        Ok(doctor::quick_report(&self.doctor_options())?)
     }
 
     pub(crate) fn scrubber(&self) -> Scrubber {
@@ -315,40 +310,54 @@ impl Machine {
         )
     }
 
-    /// The first usable backend: an agent CLI on PATH (they can run what they build), else
-    /// an API provider whose key is set.
-    fn default_backend(&self) -> anyhow::Result<String> {
-        let report = self.quick_doctor()?;
-        if let Some(cli) = report.agent_clis.iter().find(|status| status.found) {
-            return Ok(cli.cli.program().to_owned());
+    /// The backend `refinery doctor` names as the default: the same report (CLIs run with
+    /// `--version`, local servers probed) and the same rule ([`doctor::default_backend`]), so
+    /// the two always agree.
+    fn default_backend(&self, opener: &ModelOpener<'_>) -> anyhow::Result<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let report = runtime
+            .block_on(doctor::run_doctor(&self.doctor_options()))
+            .context("looking for a backend")?;
+        opener.know_servers(report.local_servers.clone());
+        match report.default_backend {
+            Some(backend) => Ok(backend.name),
+            None => bail!(
+                "no usable backend: no agent CLI (claude, codex, gemini, copilot) is on PATH, no API key is set and no local model server answers. The shortest ways to get one:\n  - a model on this machine, offline: `refinery local setup && refinery local serve`\n  - Claude Code: `npm install -g @anthropic-ai/claude-code`\n  - an API key, e.g. `export ANTHROPIC_API_KEY=…`\nRun `refinery doctor` for the full picture, or name a backend with --builder/--evaluator"
+            ),
         }
-        for (provider, model) in DEFAULT_MODELS {
-            if self.credentials.provider_key(provider).is_some() {
-                return Ok(model.to_owned());
-            }
-        }
-        bail!(
-            "no usable backend: no agent CLI (claude, codex, gemini, copilot) is on PATH and no API key is set. Run `refinery doctor` to see what to install or set, or name one with --builder/--evaluator"
-        )
+    }
+
+    pub(crate) fn opener(&self) -> ModelOpener<'_> {
+        ModelOpener::new(&self.env, &self.credentials, self.base_url.clone(), false)
     }
 
     /// The builder and the judges: the first judge also writes criteria, runs the regression
     /// guard and analyzes traces; the others only score rounds.
-    fn roles(&self, builder: &str, judges: &[String]) -> anyhow::Result<Roles> {
+    fn roles(
+        &self,
+        opener: &ModelOpener<'_>,
+        builder: &str,
+        judges: &[String],
+    ) -> anyhow::Result<Roles> {
         let Some((first, rest)) = judges.split_first() else {
             bail!("no evaluator given");
         };
         Ok(Roles {
-            builder: self.open(builder)?,
-            evaluator: self.open(first)?,
+            builder: self.open(opener, builder)?,
+            evaluator: self.open(opener, first)?,
             panel: rest
                 .iter()
-                .map(|name| self.open(name))
+                .map(|name| self.open(opener, name))
                 .collect::<anyhow::Result<_>>()?,
         })
     }
 
-    pub(crate) fn open(&self, name: &str) -> anyhow::Result<Backend> {
+    pub(crate) fn open(&self, opener: &ModelOpener<'_>, name: &str) -> anyhow::Result<Backend> {
+        if crate::backends::local_name(name).is_some() {
+            return Self::open_model(opener, name);
+        }
         let spec: BackendSpec = name.parse().map_err(anyhow::Error::msg)?;
         match spec {
             BackendSpec::Agent(cli, model) => {
@@ -372,15 +381,16 @@ impl Machine {
                     env: self.env.clone(),
                 }))
             }
-            BackendSpec::Model(name) => {
-                let model = open_chat_model(&name, None, &self.credentials)
-                    .with_context(|| format!("opening backend `{name}`"))?;
-                Ok(Backend::api(
-                    Arc::new(model),
-                    Arc::new(PriceTable::builtin()),
-                ))
-            }
+            BackendSpec::Model(name) => Self::open_model(opener, &name),
         }
+    }
+
+    fn open_model(opener: &ModelOpener<'_>, name: &str) -> anyhow::Result<Backend> {
+        let opened = opener.open(name)?;
+        Ok(
+            Backend::api(Arc::new(opened.model), Arc::new(PriceTable::builtin()))
+                .with_context_window(opened.context_window),
+        )
     }
 }
 
@@ -532,6 +542,7 @@ pub(crate) fn store_for(
     let global = GlobalArgs {
         state_dir: global.state_dir.clone(),
         workspace: workspace.or_else(|| global.workspace.clone()),
+        base_url: global.base_url.clone(),
     };
     resolve_store(&global)
 }
@@ -566,7 +577,8 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
     let (refiner, progress, machine, store) = if let Some(session_id) = &args.resume {
         let store = store_for(global, None)?;
         let (_, record) = refinery_engine::load_run(&store, session_id)?;
-        let machine = Machine::load(store.workspace())?;
+        let machine = Machine::load(store.workspace(), global)?;
+        let opener = machine.opener();
         let builder = args
             .backends
             .builder
@@ -579,7 +591,7 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
         } else {
             args.backends.evaluator.clone()
         };
-        let roles = machine.roles(&builder, &judges)?;
+        let roles = machine.roles(&opener, &builder, &judges)?;
         let limits = limits_from(args, Some(record.limits))?;
         let refiner = Refiner::resume(
             store.clone(),
@@ -613,12 +625,14 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
     });
     progress.finish();
     let report = report::write_after_run(&store, &session, &machine.report_scrub());
-    let summary = summary.with_context(|| {
+    // The cause first, then what to do; each said once.
+    let summary = summary.map_err(|error| {
         let report = report.as_ref().map_or_else(String::new, |path| {
             format!("; the report so far is {}", path.display())
         });
-        format!(
-            "the run stopped on an error; its state is saved, continue with `refinery refine --resume {session_id}`{report}"
+        anyhow::anyhow!(
+            "{:#}\nthe run's state is saved; continue it with `refinery refine --resume {session_id}`{report}",
+            anyhow::Error::from(error)
         )
     })?;
     progress.summary(&summary, report.as_deref())?;
@@ -641,20 +655,22 @@ fn start_new(
     let target = read_target(global, raw);
     let user_store = store_for(global, target.workspace_override.clone())?;
     let user_workspace = user_store.workspace().to_path_buf();
-    if !args.worktree {
-        ensure_git(&user_workspace, args.yes)?;
-    }
-    let machine = Machine::load(&user_workspace)?;
+    // Backends first: with none usable, stop before touching anything (no `git init`).
+    let machine = Machine::load(&user_workspace, global)?;
+    let opener = machine.opener();
     let builder_name = match &args.backends.builder {
         Some(name) => name.clone(),
-        None => machine.default_backend()?,
+        None => machine.default_backend(&opener)?,
     };
     let judges = if args.backends.evaluator.is_empty() {
         vec![builder_name.clone()]
     } else {
         args.backends.evaluator.clone()
     };
-    let roles = machine.roles(&builder_name, &judges)?;
+    let roles = machine.roles(&opener, &builder_name, &judges)?;
+    if !args.worktree {
+        ensure_git(&user_workspace, args.yes)?;
+    }
     let criteria = args.criteria.load()?;
     let mut prior_answer = None;
     let mut task = target.task.clone();
@@ -879,18 +895,19 @@ fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<Ex
             relative
         });
     }
-    ensure_git(&workspace, args.yes)?;
-    let machine = Machine::load(&workspace)?;
+    let machine = Machine::load(&workspace, global)?;
+    let opener = machine.opener();
     let judges = if args.evaluator.is_empty() {
-        vec![machine.default_backend()?]
+        vec![machine.default_backend(&opener)?]
     } else {
         args.evaluator.clone()
     };
-    let evaluator = machine.open(&judges[0])?;
+    let evaluator = machine.open(&opener, &judges[0])?;
     let panel = judges[1..]
         .iter()
-        .map(|name| machine.open(name))
+        .map(|name| machine.open(&opener, name))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    ensure_git(&workspace, args.yes)?;
     if let Some(budget) = args.cost_budget
         && (!budget.is_finite() || budget <= 0.0)
     {
@@ -909,11 +926,30 @@ fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<Ex
         verify_timeout: Duration::from_mins(1),
     };
     let runtime = runtime()?;
+    // Progress on stderr as `refine` shows it; with --json stdout carries only the report.
+    let mut progress = (!args.json).then(|| Progress::new(false, 1));
     let report = runtime.block_on(async {
         let cancel = CancellationToken::new();
         cancel_on_ctrl_c(&cancel);
-        refinery_engine::evaluate_once(store.clone(), config, evaluator, panel, env, &cancel).await
+        let mut on_event = |event: &refinery_engine::RefineEvent| {
+            if let Some(progress) = progress.as_mut() {
+                progress.event(event);
+            }
+        };
+        refinery_engine::evaluate_once(
+            store.clone(),
+            config,
+            evaluator,
+            panel,
+            env,
+            &cancel,
+            &mut on_event,
+        )
+        .await
     });
+    if let Some(progress) = progress.as_mut() {
+        progress.finish();
+    }
     let report = match report {
         Err(refinery_engine::EngineError::Halted(refinery_engine::Halt::Cancelled)) => {
             output::note("interrupted; nothing was scored");

@@ -144,7 +144,7 @@ fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<(ConsensusRun
     };
     if let Some(session_id) = &args.resume {
         let (_, record) = refinery_engine::load_consensus(&store, session_id)?;
-        let machine = Machine::load(store.workspace())?;
+        let machine = Machine::load(store.workspace(), global)?;
         let models = open_all(&machine, &record.models)?;
         let limits = limits_from(args, Some(record.limits))?;
         let env = environment(&machine);
@@ -160,7 +160,7 @@ fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<(ConsensusRun
         );
     }
     ensure_git(store.workspace(), args.yes)?;
-    let machine = Machine::load(store.workspace())?;
+    let machine = Machine::load(store.workspace(), global)?;
     let models = open_all(&machine, &args.models)?;
     let task = args.task.clone().unwrap_or_default();
     let config = RunConfig {
@@ -175,7 +175,11 @@ fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<(ConsensusRun
 }
 
 fn open_all(machine: &Machine, names: &[String]) -> anyhow::Result<Vec<refinery_engine::Backend>> {
-    names.iter().map(|name| machine.open(name)).collect()
+    let opener = machine.opener();
+    names
+        .iter()
+        .map(|name| machine.open(&opener, name))
+        .collect()
 }
 
 /// An answer as people read it: `model 2's answer 1 (anthropic/claude-haiku-4-5)`.

@@ -170,7 +170,7 @@ async fn sdk_base_url_variables_are_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors() {
     let context = TestContext::new().unwrap();
-    let env = context.bare_env();
+    let env = crate::llm_support::doctor_env(&context);
     let cases: &[(&[&str], &str)] = &[
         (
             &["ask", "anthropic/claude-sonnet-4-5", "hi"],
@@ -181,7 +181,11 @@ async fn bad_input_gets_clear_errors() {
             &["ask", "acme/model", "hi"],
             "unknown provider in `acme/model`",
         ),
-        (&["ask", "local/m", "hi"], "`local/m` needs a base URL"),
+        // No server answers on any usual port (all closed here): say how to get one.
+        (
+            &["ask", "local/m", "hi"],
+            "no local model server answers for `local/m`: start one with `refinery local serve`",
+        ),
         (
             &["ask", "local/m", "hi", "--base-url", "127.0.0.1:9"],
             "invalid base URL `127.0.0.1:9`",

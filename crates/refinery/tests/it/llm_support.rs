@@ -35,7 +35,13 @@ pub(crate) fn text(bytes: &[u8]) -> String {
 /// A hermetic env whose local-server probes point at closed ports.
 pub(crate) fn doctor_env(context: &TestContext) -> BTreeMap<String, String> {
     let mut env = context.bare_env();
-    env.insert("REFINERY_LLAMA_CPP_URL".to_string(), closed_url());
-    env.insert("REFINERY_OLLAMA_URL".to_string(), closed_url());
+    for variable in [
+        "REFINERY_LLAMA_CPP_URL",
+        "REFINERY_OLLAMA_URL",
+        "REFINERY_LMSTUDIO_URL",
+        "REFINERY_VLLM_URL",
+    ] {
+        env.insert(variable.to_string(), closed_url());
+    }
     env
 }

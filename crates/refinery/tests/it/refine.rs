@@ -1006,8 +1006,9 @@ async fn bad_setups_are_clear_errors() {
         text(&output.stderr)
     );
     assert!(!run.project().join(".refinery").exists());
-    // No usable backend at all.
-    let mut bare = run.context.env_with_path(&[]);
+    // No usable backend at all (no CLI, no key, no local server answering): it stops before
+    // touching anything — not even the `git init` that --yes allows — and says how to get one.
+    let mut bare = crate::llm_support::doctor_env(&run.context);
     bare.insert("PATH".to_owned(), "/usr/bin:/bin".to_owned());
     let output = std::process::Command::new(crate::support::BIN)
         .env_clear()
@@ -1017,11 +1018,11 @@ async fn bad_setups_are_clear_errors() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stderr).contains("no usable backend"),
-        "{}",
-        text(&output.stderr)
-    );
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("no usable backend"), "{stderr}");
+    assert!(stderr.contains("refinery local setup"), "{stderr}");
+    assert!(!run.project().join(".git").exists());
+    assert!(!run.project().join(".refinery").exists());
     // A bad backend name, bad criteria, and an unknown session.
     for (args, needle) in [
         (
