@@ -561,6 +561,7 @@ impl Backend {
             .iter()
             .map(|tool| tool.description.len() + tool.parameters.to_string().len())
             .sum();
+        let fixed_chars = spec.role.prompt().len() + tool_chars;
         for step in 0..MAX_TOOL_STEPS {
             if cancel.is_cancelled() {
                 return Err(Halt::Cancelled.into());

@@ -91,7 +91,7 @@ impl EngineError {
         matches!(
             self,
             EngineError::Backend {
-                source: refinery_llm::Error::RequestTimeout { .. }
+                error: refinery_llm::Error::RequestTimeout { .. }
                     | refinery_llm::Error::DeadlineExceeded { .. }
                     | refinery_llm::Error::AgentTimeout { .. },
                 ..
@@ -106,7 +106,7 @@ impl EngineError {
     pub fn invalid_output(&self) -> Option<&str> {
         match self {
             EngineError::Backend {
-                source: refinery_llm::Error::InvalidStructuredOutput { message, .. },
+                error: refinery_llm::Error::InvalidStructuredOutput { message, .. },
                 ..
             } => Some(message),
             _ => None,
