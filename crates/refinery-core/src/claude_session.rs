@@ -16,7 +16,8 @@
 //! Without a Claude Code session id (another MCP client, a terminal) the servers fall back
 //! to the folder-wide pointer `session_metadata.json`, as MassGen does.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -139,6 +140,10 @@ pub struct ClaudeBinding {
     /// The Claude Code session this one inherited its Refinery session from.
     #[serde(default)]
     pub inherited_from: Option<ClaudeSessionId>,
+    /// API responses already in the transcript when this Claude Code session was bound to
+    /// its Refinery session: spent before the loop began, so not part of its cost budget.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub messages_before_loop: BTreeSet<String>,
     /// First seen, RFC 3339.
     pub created_at: String,
     /// Last changed, RFC 3339.
@@ -231,6 +236,7 @@ impl StateDir {
         start: &ClaudeSessionStart,
         now: OffsetDateTime,
     ) -> Result<ClaudeBinding> {
+        self.prepare()?;
         fs_err::create_dir_all(self.bindings_dir())?;
         let _lock = LockGuard::acquire(&self.bindings_dir().join(".lock"))?;
         let stamp = rfc3339(now);
@@ -252,6 +258,8 @@ impl StateDir {
                 transcript_path: start.transcript_path.clone(),
                 source: Some(start.source),
                 inherited_from: parent.map(|parent| parent.claude_session_id.clone()),
+                // A new Claude Code session's transcript starts empty: all of it is the loop's.
+                messages_before_loop: BTreeSet::new(),
                 created_at: stamp.clone(),
                 updated_at: stamp,
             }
@@ -268,6 +276,7 @@ impl StateDir {
         session: &SessionId,
         now: OffsetDateTime,
     ) -> Result<ClaudeBinding> {
+        self.prepare()?;
         fs_err::create_dir_all(self.bindings_dir())?;
         let _lock = LockGuard::acquire(&self.bindings_dir().join(".lock"))?;
         let stamp = rfc3339(now);
@@ -280,9 +289,21 @@ impl StateDir {
                 transcript_path: None,
                 source: None,
                 inherited_from: None,
+                messages_before_loop: BTreeSet::new(),
                 created_at: stamp.clone(),
                 updated_at: stamp.clone(),
             });
+        if binding.refinery_session.as_ref() != Some(session) {
+            // What this Claude Code session spent before it joined this loop is not the
+            // loop's; a transcript that cannot be read now leaves the set empty, so the
+            // budget counts more rather than less.
+            binding.messages_before_loop = binding
+                .transcript_path
+                .as_deref()
+                .and_then(|path| crate::transcript::read_messages(Path::new(path)).ok())
+                .map(|messages| messages.into_keys().collect())
+                .unwrap_or_default();
+        }
         binding.refinery_session = Some(session.clone());
         binding.updated_at = stamp;
         write_json(&self.binding_path(claude), &binding)?;
@@ -325,6 +346,7 @@ mod tests {
             transcript_path: None,
             source: Some(StartSource::Startup),
             inherited_from: None,
+            messages_before_loop: BTreeSet::new(),
             created_at: updated.to_owned(),
             updated_at: updated.to_owned(),
         }

@@ -136,6 +136,78 @@ pub enum Error {
     /// A vote that cannot be recorded.
     #[error("invalid vote: {0}")]
     InvalidVote(String),
+
+    /// A snapshot manifest that could not have been written by Refinery (it was edited): a
+    /// restore refuses it before writing anything.
+    #[error("manifest entry `{entry}` {reason}; the manifest was altered, so nothing was restored")]
+    BadManifest {
+        /// The entry's path as the manifest gives it.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// `refinery session restore --to` named a folder that already holds files.
+    #[error("`{}` is not empty; restore into a new or empty folder, or pass --force to write over same-named files there (nothing else in it is touched)", dest.display())]
+    DestinationNotEmpty {
+        /// The destination.
+        dest: PathBuf,
+    },
+
+    /// Something already in a restore's destination would make the restore write through a
+    /// link or destroy a folder; the restore stops rather than follow it.
+    #[error("restore stopped at `{}`: {reason}", path.display())]
+    UnsafeDestination {
+        /// Where it stopped.
+        path: PathBuf,
+        /// What is in the way.
+        reason: &'static str,
+    },
+
+    /// The state folder is the workspace or one of its parents: snapshots and restores would
+    /// reach into it and its `.gitignore` could hide the user's files.
+    #[error("the state folder `{}` is the workspace `{}` or one of its parents; use a folder inside the workspace (the default `.refinery`) or one outside it", state_dir.display(), workspace.display())]
+    StateDirContainsWorkspace {
+        /// The state folder asked for.
+        state_dir: PathBuf,
+        /// The workspace.
+        workspace: PathBuf,
+    },
+
+    /// A checklist for a round that has no answer: the tools only score what was submitted.
+    #[error(
+        "round {round} of session `{session}` has no answer to score; call new_answer with this round's deliverable first"
+    )]
+    NoAnswerForRound {
+        /// The session.
+        session: String,
+        /// The round that has no answer.
+        round: u32,
+    },
+
+    /// The session's cost budget is spent; the tools refuse a new round.
+    #[error(
+        "session `{session}` has spent ${spent_usd:.4} of its ${budget_usd:.4} cost budget, so no new round can start; stop the loop and report the best round"
+    )]
+    CostBudgetReached {
+        /// The session.
+        session: String,
+        /// What the Claude Code transcripts of this session cost so far.
+        spent_usd: f64,
+        /// The budget set with init_session.
+        budget_usd: f64,
+    },
+
+    /// A session with a cost budget whose spending cannot be measured: fail closed.
+    #[error(
+        "session `{session}` has a cost budget but its spending cannot be measured ({reason}), so no new round can start"
+    )]
+    CostUnmeasured {
+        /// The session.
+        session: String,
+        /// Why not.
+        reason: String,
+    },
 }
 
 /// `Result` with the core's [`Error`].
@@ -161,6 +233,13 @@ impl Error {
             Error::UnknownRound { .. } => "unknown_round",
             Error::DamagedObject { .. } => "damaged_object",
             Error::InvalidVote(_) => "invalid_vote",
+            Error::BadManifest { .. } => "bad_manifest",
+            Error::DestinationNotEmpty { .. } => "destination_not_empty",
+            Error::UnsafeDestination { .. } => "unsafe_destination",
+            Error::StateDirContainsWorkspace { .. } => "bad_state_dir",
+            Error::NoAnswerForRound { .. } => "no_answer",
+            Error::CostBudgetReached { .. } => "cost_budget_reached",
+            Error::CostUnmeasured { .. } => "cost_unmeasured",
         }
     }
 }

@@ -29,6 +29,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod best_round;
+pub mod budget;
 pub mod checklist;
 pub mod claude_session;
 pub mod criteria;
@@ -36,13 +37,17 @@ mod error;
 pub mod fsutil;
 pub mod judgment;
 pub mod plan;
+pub mod restore;
 pub mod rounds;
+pub mod scope;
 pub mod session;
 pub mod snapshot;
 mod store;
 pub mod transcript;
 pub mod votes;
+mod walk;
 
+pub use budget::{LoopUsage, MeasuredSpend};
 pub use checklist::{ChecklistOutcome, Score, ScoreError, Verdict};
 pub use claude_session::{
     ClaudeBinding, ClaudeSessionId, ClaudeSessionStart, SessionSelector, StartSource,
@@ -50,7 +55,9 @@ pub use claude_session::{
 pub use criteria::{Category, CriteriaSet, Criterion};
 pub use error::{Error, Result};
 pub use plan::{Impact, ImprovementPlan, PlanError};
-pub use session::{Cutoff, SessionId, SessionInfo, SessionSettings};
+pub use restore::{RestoreMode, RestoreReport};
+pub use scope::{GitListing, OutOfScope, WorkspaceScope};
+pub use session::{CostBudget, Cutoff, SessionId, SessionInfo, SessionSettings};
 pub use snapshot::{ManifestEntry, ObjectStore, Snapshot};
 pub use store::{
     AnswerRef, ChecklistRecord, CriteriaStored, PlanAccepted, ResetDone, Session, SessionPointer,

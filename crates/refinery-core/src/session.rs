@@ -162,6 +162,46 @@ impl From<Cutoff> for u8 {
     }
 }
 
+/// A spending limit in USD, kept in millionths of a dollar so settings stay exact and
+/// comparable; written and read as a plain number of dollars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct CostBudget(u64);
+
+impl CostBudget {
+    /// The largest budget accepted; anything above it is a typo, not a budget.
+    const MAX_USD: f64 = 1_000_000.0;
+
+    /// A budget of `usd` dollars: more than zero, at most a million.
+    pub fn from_usd(usd: f64) -> Result<Self> {
+        if usd.is_finite() && usd > 0.0 && usd <= Self::MAX_USD {
+            Ok(Self((usd * 1_000_000.0).round().max(1.0) as u64))
+        } else {
+            Err(Error::InvalidCriteria(format!(
+                "cost_budget {usd} is not a spending limit; give a number of US dollars above 0 (0.50, 5, 20)"
+            )))
+        }
+    }
+
+    /// The budget in dollars.
+    pub fn usd(self) -> f64 {
+        self.0 as f64 / 1_000_000.0
+    }
+}
+
+impl TryFrom<f64> for CostBudget {
+    type Error = Error;
+    fn try_from(value: f64) -> Result<Self> {
+        Self::from_usd(value)
+    }
+}
+
+impl From<CostBudget> for f64 {
+    fn from(value: CostBudget) -> Self {
+        value.usd()
+    }
+}
+
 /// What a session is and how it is judged; written once by `init_session`, read on every call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {
@@ -187,6 +227,10 @@ pub struct SessionSettings {
     /// No submission past this round is accepted.
     #[serde(default)]
     pub max_rounds: Option<u32>,
+    /// The plugin's spending limit: once the Claude Code transcripts of this session cost
+    /// this much, `new_answer` refuses a new round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_budget: Option<CostBudget>,
 }
 
 #[cfg(test)]
@@ -241,6 +285,20 @@ mod tests {
         assert_eq!(slugify("  Hello,  World! "), "hello-world");
         assert_eq!(slugify(&"ab ".repeat(40)).len(), 47);
         assert!(!slugify(&"ab ".repeat(40)).ends_with('-'));
+    }
+
+    #[test]
+    fn cost_budgets_are_positive_dollars() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 2_000_000.0] {
+            assert!(CostBudget::from_usd(bad).is_err(), "{bad}");
+        }
+        assert!((CostBudget::from_usd(0.25).unwrap().usd() - 0.25).abs() < 1e-12);
+        let settings: SessionSettings = serde_json::from_str(r#"{"cost_budget": 1.5}"#).unwrap();
+        assert_eq!(
+            settings.cost_budget,
+            Some(CostBudget::from_usd(1.5).unwrap())
+        );
+        assert!(serde_json::from_str::<SessionSettings>(r#"{"cost_budget": 0}"#).is_err());
     }
 
     #[test]

@@ -8,14 +8,20 @@
 //! and `dist/index.html` stay apart); `.` or any ancestor of the state folder works because the
 //! state folder is never walked; symbolic links are never followed — a link that resolves
 //! inside the workspace is stored as a link, one that leaves it is refused with a reason.
+//!
+//! Which paths are taken is decided by a [`WorkspaceScope`] (see [`crate::scope`]); this
+//! module keeps the bytes. Restores live in [`crate::restore`].
 
 use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::restore::RestoreMode;
+use crate::scope::{WorkspaceScope, open_regular};
+use crate::walk::Unreadable;
 
 /// Files larger than this are skipped with a reason rather than copied into the store.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
@@ -61,7 +67,8 @@ pub struct Snapshot {
     pub entries: Vec<ManifestEntry>,
     /// Paths left out, with reasons.
     pub skipped: Vec<Skipped>,
-    /// Files left out by `.gitignore` / `.ignore` rules while walking folders.
+    /// Paths the scope's ignore rules left out while walking folders (an ignored folder
+    /// counts once: it is never entered).
     pub ignored: u64,
     /// Bytes this snapshot added to the object store (0 when nothing changed).
     pub new_bytes: u64,
@@ -95,19 +102,64 @@ impl ObjectStore {
         self.dir.join(&hash[..2]).join(&hash[2..])
     }
 
-    /// Stores a file's bytes; returns `(hash, size, bytes added)`.
-    fn put_file(&self, path: &Path) -> Result<(String, u64, u64)> {
-        let (hash, size) = hash_reader(fs_err::File::open(path)?)?;
+    /// Stores a regular file's bytes. The inner error is the file's problem (not a regular
+    /// file, too large, unreadable), for the caller to report and skip; the outer one is the
+    /// store's (a full disk), which stops the snapshot.
+    pub(crate) fn put_file(&self, path: &Path) -> Result<std::result::Result<Put, Unreadable>> {
+        let opened = |path: &Path| match open_regular(path) {
+            Ok(Some(file)) => Ok(file),
+            Ok(None) => Err(Unreadable::NotRegular),
+            Err(err) => Err(Unreadable::Io(err.kind())),
+        };
+        let mut file = match opened(path) {
+            Ok(file) => file,
+            Err(unreadable) => return Ok(Err(unreadable)),
+        };
+        let metadata = match file.metadata() {
+            Ok(metadata) => metadata,
+            Err(err) => return Ok(Err(Unreadable::Io(err.kind()))),
+        };
+        if metadata.len() > MAX_FILE_BYTES {
+            return Ok(Err(Unreadable::TooLarge));
+        }
+        let mode = mode_of(&metadata);
+        let (hash, size) = match copy_hashing(&mut file, &mut std::io::sink()) {
+            Ok(found) => found,
+            Err(err) => return Ok(Err(Unreadable::Io(err.kind()))),
+        };
         if self.object_path(&hash).exists() {
-            return Ok((hash, size, 0));
+            return Ok(Ok(Put {
+                hash,
+                size,
+                added: 0,
+                mode,
+            }));
         }
         // Copy while hashing again: if the file changed since the first read, the object is
         // filed under the hash of what was actually copied.
-        let mut source = fs_err::File::open(path)?;
-        self.write_object(|sink| copy_hashing(&mut source, sink))
+        let source = match opened(path) {
+            Ok(file) => file,
+            Err(unreadable) => return Ok(Err(unreadable)),
+        };
+        let mut source = TrackedReader {
+            inner: source,
+            failed: None,
+        };
+        match self.write_object(|sink| copy_hashing(&mut source, sink)) {
+            Ok((hash, size, added)) => Ok(Ok(Put {
+                hash,
+                size,
+                added,
+                mode,
+            })),
+            Err(_) if source.failed.is_some() => Ok(Err(Unreadable::Io(
+                source.failed.unwrap_or(std::io::ErrorKind::Other),
+            ))),
+            Err(err) => Err(err),
+        }
     }
 
-    fn put_bytes(&self, bytes: &[u8]) -> Result<(String, u64, u64)> {
+    pub(crate) fn put_bytes(&self, bytes: &[u8]) -> Result<(String, u64, u64)> {
         let hash = hex::encode(Sha256::digest(bytes));
         if self.object_path(&hash).exists() {
             return Ok((hash, bytes.len() as u64, 0));
@@ -138,13 +190,18 @@ impl ObjectStore {
         Ok((hash, size, size))
     }
 
+    /// Whether an object with this hash is present (its bytes are checked when read).
+    pub(crate) fn has_object(&self, hash: &str) -> bool {
+        is_hash(hash) && self.object_path(hash).is_file()
+    }
+
     /// Copies an object to `dest`, checking its hash on the way.
-    fn copy_out(&self, hash: &str, dest: &mut impl Write) -> Result<u64> {
+    pub(crate) fn copy_out(&self, hash: &str, dest: &mut impl Write) -> Result<u64> {
         let damaged = || Error::DamagedObject {
             hash: hash.to_owned(),
             objects_dir: self.dir.clone(),
         };
-        if hash.len() != 64 || !hash.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        if !is_hash(hash) {
             return Err(damaged());
         }
         let mut source = fs_err::File::open(self.object_path(hash)).map_err(|_| damaged())?;
@@ -163,9 +220,33 @@ impl ObjectStore {
     }
 }
 
-fn hash_reader(mut reader: impl Read) -> Result<(String, u64)> {
-    let (hash, size) = copy_hashing(&mut reader, &mut std::io::sink())?;
-    Ok((hash, size))
+/// What storing one file produced.
+pub(crate) struct Put {
+    pub(crate) hash: String,
+    pub(crate) size: u64,
+    /// Bytes added to the store (0 when the object was already there).
+    pub(crate) added: u64,
+    pub(crate) mode: u32,
+}
+
+/// Remembers whether a failure came from reading the source, so a file that cannot be read
+/// is skipped while a store that cannot be written stops the snapshot.
+struct TrackedReader<R> {
+    inner: R,
+    failed: Option<std::io::ErrorKind>,
+}
+
+impl<R: Read> Read for TrackedReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buffer).inspect_err(|err| {
+            self.failed = Some(err.kind());
+        })
+    }
+}
+
+/// A SHA-256 in lowercase or uppercase hex.
+pub(crate) fn is_hash(hash: &str) -> bool {
+    hash.len() == 64 && hash.bytes().all(|byte| byte.is_ascii_hexdigit())
 }
 
 fn copy_hashing(source: &mut impl Read, sink: &mut impl Write) -> std::io::Result<(String, u64)> {
@@ -184,353 +265,41 @@ fn copy_hashing(source: &mut impl Read, sink: &mut impl Write) -> std::io::Resul
     Ok((hex::encode(hasher.finalize()), total))
 }
 
-/// Removes `.` and resolves `..` without touching the disk.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-struct Walker<'a> {
-    store: &'a ObjectStore,
-    workspace: PathBuf,
-    excluded: Vec<PathBuf>,
-    snapshot: Snapshot,
-    noted_excluded: bool,
-}
-
-impl Walker<'_> {
-    fn skip(&mut self, path: impl Into<String>, reason: impl Into<String>) {
-        self.snapshot.skipped.push(Skipped {
-            path: path.into(),
-            reason: reason.into(),
-        });
-    }
-
-    fn relative(&self, path: &Path) -> Option<String> {
-        let relative = path.strip_prefix(&self.workspace).ok()?;
-        let parts: Option<Vec<&str>> = relative
-            .components()
-            .map(|component| match component {
-                Component::Normal(part) => part.to_str(),
-                _ => None,
-            })
-            .collect();
-        let parts = parts?;
-        if parts.is_empty() {
-            return Some(".".to_owned());
-        }
-        Some(parts.join("/"))
-    }
-
-    fn is_excluded(&self, path: &Path) -> bool {
-        self.excluded
-            .iter()
-            .any(|excluded| path.starts_with(excluded))
-    }
-
-    fn add(&mut self, raw: &str) -> Result<()> {
-        if raw.trim().is_empty() {
-            self.skip(raw, "is empty");
-            return Ok(());
-        }
-        let given = Path::new(raw);
-        let joined = if given.is_absolute() {
-            given.to_path_buf()
-        } else {
-            self.workspace.join(given)
-        };
-        let lexical = normalize(&joined);
-        if !lexical.starts_with(&self.workspace) {
-            self.skip(raw, "is outside the workspace");
-            return Ok(());
-        }
-        let metadata = match fs_err::symlink_metadata(&lexical) {
-            Ok(metadata) => metadata,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                self.skip(raw, "does not exist");
-                return Ok(());
-            }
-            Err(err) => return Err(err.into()),
-        };
-        if self.is_excluded(&lexical) {
-            self.skip(
-                raw,
-                "is inside Refinery's state folder, which is never snapshotted",
-            );
-            return Ok(());
-        }
-        // A folder on the way may itself be a link; judge the real location.
-        let parent_real = match lexical.parent().map(fs_err::canonicalize) {
-            Some(Ok(real)) => real,
-            _ => self.workspace.clone(),
-        };
-        let real = match lexical.file_name() {
-            Some(name) => parent_real.join(name),
-            None => parent_real,
-        };
-        if !real.starts_with(&self.workspace) {
-            self.skip(
-                raw,
-                "resolves outside the workspace through a symbolic link",
-            );
-            return Ok(());
-        }
-        if metadata.file_type().is_symlink() {
-            return self.add_link(&real);
-        }
-        if metadata.is_dir() {
-            return self.walk(&real);
-        }
-        self.add_file(&real, &metadata)
-    }
-
-    fn add_file(&mut self, path: &Path, metadata: &std::fs::Metadata) -> Result<()> {
-        let Some(relative) = self.relative(path) else {
-            self.skip(
-                path.display().to_string(),
-                "has a name that is not valid UTF-8",
-            );
-            return Ok(());
-        };
-        if !metadata.is_file() {
-            self.skip(relative, "is not a regular file");
-            return Ok(());
-        }
-        if metadata.len() > MAX_FILE_BYTES {
-            self.skip(
-                relative,
-                format!("is larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024)),
-            );
-            return Ok(());
-        }
-        let (hash, size, added) = self.store.put_file(path)?;
-        self.snapshot.new_bytes += added;
-        self.snapshot.entries.push(ManifestEntry {
-            path: relative,
-            kind: EntryKind::File,
-            hash,
-            size,
-            mode: mode_of(metadata),
-        });
-        Ok(())
-    }
-
-    fn add_link(&mut self, path: &Path) -> Result<()> {
-        let Some(relative) = self.relative(path) else {
-            self.skip(
-                path.display().to_string(),
-                "has a name that is not valid UTF-8",
-            );
-            return Ok(());
-        };
-        let Ok(resolved) = fs_err::canonicalize(path) else {
-            self.skip(relative, "is a symbolic link whose target does not exist");
-            return Ok(());
-        };
-        if !resolved.starts_with(&self.workspace) {
-            self.skip(
-                relative,
-                "is a symbolic link to outside the workspace; links are never followed out",
-            );
-            return Ok(());
-        }
-        if self.is_excluded(&resolved) {
-            self.skip(relative, "is a symbolic link into Refinery's state folder");
-            return Ok(());
-        }
-        let target = fs_err::read_link(path)?;
-        let Some(target_text) = target.to_str() else {
-            self.skip(
-                relative,
-                "is a symbolic link whose target is not valid UTF-8",
-            );
-            return Ok(());
-        };
-        let (hash, size, added) = self.store.put_bytes(target_text.as_bytes())?;
-        self.snapshot.new_bytes += added;
-        self.snapshot.entries.push(ManifestEntry {
-            path: relative,
-            kind: EntryKind::Symlink,
-            hash,
-            size,
-            mode: 0o777,
-        });
-        Ok(())
-    }
-
-    fn walk(&mut self, root: &Path) -> Result<()> {
-        let excluded = self.excluded.clone();
-        let walk = ignore::WalkBuilder::new(root)
-            .hidden(false)
-            .parents(true)
-            .ignore(true)
-            .git_ignore(true)
-            .git_global(false)
-            .git_exclude(true)
-            .require_git(false)
-            .follow_links(false)
-            .sort_by_file_name(std::cmp::Ord::cmp)
-            .filter_entry(move |entry| keep_entry(entry, &excluded))
-            .build();
-        let mut seen = 0u64;
-        // The filter above hides the state folder; say so once if the walk covered it.
-        let covered = self
-            .excluded
-            .iter()
-            .find(|path| path.starts_with(root) && path.exists())
-            .cloned();
-        if let Some(excluded) = covered.filter(|_| !self.noted_excluded) {
-            let shown = self.relative(&excluded).unwrap_or_default();
-            self.skip(
-                shown,
-                "is Refinery's state folder, which is never snapshotted",
-            );
-            self.noted_excluded = true;
-        }
-        for entry in walk {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(err) => {
-                    self.skip(
-                        root.display().to_string(),
-                        format!("could not be read: {err}"),
-                    );
-                    continue;
-                }
-            };
-            let Some(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                continue;
-            }
-            seen += 1;
-            let path = entry.path().to_path_buf();
-            if kind.is_symlink() {
-                self.add_link(&path)?;
-            } else {
-                let metadata = fs_err::symlink_metadata(&path)?;
-                self.add_file(&path, &metadata)?;
-            }
-        }
-        self.snapshot.ignored += count_all_files(root, &self.excluded).saturating_sub(seen);
-        Ok(())
-    }
-}
-
-/// Counts the files under `root` with no ignore rules applied (still without `.git` and the
-/// excluded folders), so the result can say how many the rules left out.
-fn count_all_files(root: &Path, excluded: &[PathBuf]) -> u64 {
-    let excluded = excluded.to_vec();
-    ignore::WalkBuilder::new(root)
-        .standard_filters(false)
-        .follow_links(false)
-        .filter_entry(move |entry| keep_entry(entry, &excluded))
-        .build()
-        .filter_map(std::result::Result::ok)
-        .filter(|entry| entry.file_type().is_some_and(|kind| !kind.is_dir()))
-        .count() as u64
-}
-
-fn keep_entry(entry: &ignore::DirEntry, excluded: &[PathBuf]) -> bool {
-    let is_git_dir =
-        entry.file_name() == ".git" && entry.file_type().is_some_and(|kind| kind.is_dir());
-    !is_git_dir && !excluded.iter().any(|path| entry.path() == path)
-}
-
-/// Snapshots `paths` (relative to `workspace`, or absolute inside it) into `store`.
+/// Snapshots `paths` (relative to `workspace`, or absolute inside it) into `store`, with a
+/// scope taken from the workspace's ignore files as they are now.
 ///
-/// `excluded` folders (the state folder) are never entered. Folders are walked with
-/// `.gitignore` rules applied and `.git` left out; explicitly named files are always taken.
+/// `excluded` folders (the state folder) are never entered; `.git` and `.env*` never enter a
+/// snapshot. A run should fix its scope once instead ([`WorkspaceScope`], kept with the
+/// session) so that ignore-file edits during the run cannot widen it; this function is for
+/// one-off snapshots.
 pub fn take_snapshot(
     store: &ObjectStore,
     workspace: &Path,
     excluded: &[PathBuf],
     paths: &[String],
 ) -> Result<Snapshot> {
-    let workspace = fs_err::canonicalize(workspace)?;
-    let excluded = excluded
-        .iter()
-        .map(|path| fs_err::canonicalize(path).unwrap_or_else(|_| normalize(path)))
-        .collect();
-    let mut walker = Walker {
-        store,
-        workspace,
-        excluded,
-        snapshot: Snapshot::default(),
-        noted_excluded: false,
-    };
-    for raw in paths {
-        walker.add(raw)?;
-    }
-    let mut snapshot = walker.snapshot;
-    snapshot.entries.sort_by(|a, b| a.path.cmp(&b.path));
-    snapshot.entries.dedup_by(|a, b| a.path == b.path);
-    Ok(snapshot)
+    WorkspaceScope::from_walk(workspace, excluded)?.snapshot(store, paths)
 }
 
-/// Writes every entry under `dest`, byte-identical to when it was taken.
+/// Writes every entry under `dest`, byte-identical to when it was taken, over any
+/// same-named file already there (other files are left alone).
 ///
-/// Paths are checked again (a manifest on disk could have been edited): an absolute path or
-/// one with `..` is an error, so a restore can never write outside `dest`.
+/// The manifest is checked first (a manifest on disk could have been edited): a path that
+/// is not a plain relative one, a link whose target leaves `dest`, or a missing object stops
+/// the restore before anything is written; and nothing is ever written through a symbolic
+/// link already in `dest`. See [`crate::restore::restore_into`].
 pub fn restore(store: &ObjectStore, entries: &[ManifestEntry], dest: &Path) -> Result<()> {
-    fs_err::create_dir_all(dest)?;
-    for entry in entries {
-        let relative = Path::new(&entry.path);
-        let safe = relative
-            .components()
-            .all(|component| matches!(component, Component::Normal(_)));
-        if !safe || entry.path.is_empty() {
-            return Err(Error::BadPath {
-                path: entry.path.clone(),
-                reason: "in a manifest is not a plain relative path; the manifest was altered"
-                    .to_owned(),
-            });
-        }
-        let target = dest.join(relative);
-        if let Some(parent) = target.parent() {
-            fs_err::create_dir_all(parent)?;
-        }
-        match entry.kind {
-            EntryKind::File => {
-                let parent = target.parent().unwrap_or(dest);
-                let mut temp = tempfile::Builder::new()
-                    .prefix(".restore-")
-                    .tempfile_in(parent)?;
-                store.copy_out(&entry.hash, temp.as_file_mut())?;
-                set_mode(temp.path(), entry.mode)?;
-                temp.persist(&target).map_err(|err| err.error)?;
-            }
-            EntryKind::Symlink => {
-                let bytes = store.read_object(&entry.hash)?;
-                let link_target = String::from_utf8_lossy(&bytes).into_owned();
-                if fs_err::symlink_metadata(&target).is_ok() {
-                    fs_err::remove_file(&target)?;
-                }
-                make_symlink(&link_target, &target)?;
-            }
-        }
-    }
-    Ok(())
+    crate::restore::restore_into(store, entries, dest, RestoreMode::Overwrite)
 }
 
 #[cfg(unix)]
-fn mode_of(metadata: &std::fs::Metadata) -> u32 {
+pub(crate) fn mode_of(metadata: &std::fs::Metadata) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     metadata.permissions().mode() & 0o777
 }
 
 #[cfg(not(unix))]
-fn mode_of(metadata: &std::fs::Metadata) -> u32 {
+pub(crate) fn mode_of(metadata: &std::fs::Metadata) -> u32 {
     if metadata.permissions().readonly() {
         0o444
     } else {
@@ -539,25 +308,25 @@ fn mode_of(metadata: &std::fs::Metadata) -> u32 {
 }
 
 #[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> Result<()> {
+pub(crate) fn set_mode(_path: &Path, _mode: u32) -> Result<()> {
     Ok(())
 }
 
 #[cfg(unix)]
-fn make_symlink(target: &str, link: &Path) -> Result<()> {
+pub(crate) fn make_symlink(target: &str, link: &Path) -> Result<()> {
     fs_err::os::unix::fs::symlink(target, link)?;
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn make_symlink(_target: &str, link: &Path) -> Result<()> {
+pub(crate) fn make_symlink(_target: &str, link: &Path) -> Result<()> {
     Err(Error::BadPath {
         path: link.display().to_string(),
         reason: "is a symbolic link, which this platform cannot restore".to_owned(),

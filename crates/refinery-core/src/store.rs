@@ -6,7 +6,7 @@
 //! <state>/claude_sessions/<id>.json  which Refinery session a Claude Code session works on
 //! <state>/objects/                 content-addressed blobs shared by all snapshots
 //! <state>/sessions/<id>/
-//!     session.json  criteria.json  state.json  events.jsonl  .lock
+//!     session.json  criteria.json  state.json  events.jsonl  scope.json  .lock
 //!     round_NNN/submission.json  round_NNN/plan.json  round_NNN/.scratch/verification/
 //!     archive/reset_K/round_NNN/  rounds set aside by reset_evaluation
 //! ```
@@ -16,6 +16,10 @@
 //! `events.jsonl`. So concurrent callers in several processes never lose an update, and a
 //! rejected call leaves every file as it was. `state.json` stays small (no growing history):
 //! the full checklist history lives in the append-only journal.
+//!
+//! Every writer first calls [`StateDir::prepare`], which creates the state folder and, only
+//! in a folder Refinery created (or one that holds nothing but Refinery's own files), writes
+//! the `.gitignore` (`*`) that keeps snapshots and sessions out of the user's commits.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,19 +28,37 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::budget::{self, MeasuredSpend};
 use crate::checklist::{self, ChecklistOutcome, PLATEAU_WINDOW, RoundScores, Verdict};
 use crate::criteria::{Category, CriteriaSet};
 use crate::error::{Error, Result};
-use crate::fsutil::{LockGuard, append_json_line, read_json, read_json_lines, write_json};
+use crate::fsutil::{
+    LockGuard, append_json_line, read_json, read_json_lines, write_atomic, write_json,
+};
 use crate::judgment::Gates;
 use crate::plan::{self, ImprovementPlan, PlanError};
+use crate::restore::{self, RestoreMode};
+use crate::scope::{GitListing, WorkspaceScope, resolve_partly};
 use crate::session::{SessionId, SessionInfo, SessionSettings};
-use crate::snapshot::{self, ManifestEntry, ObjectStore, Skipped};
+use crate::snapshot::{ManifestEntry, ObjectStore, Skipped};
 
 const POINTER_FILE: &str = "session_metadata.json";
 const SESSIONS_DIR: &str = "sessions";
 const OBJECTS_DIR: &str = "objects";
 const EVENTS_FILE: &str = "events.jsonl";
+const SCOPE_FILE: &str = "scope.json";
+const GITIGNORE_FILE: &str = ".gitignore";
+/// Names Refinery itself creates at the top of a state folder; a folder holding only these
+/// (and temporary files of an atomic write) is Refinery's own.
+const OWN_ENTRIES: [&str; 7] = [
+    SESSIONS_DIR,
+    OBJECTS_DIR,
+    POINTER_FILE,
+    "environment.json",
+    "claude_sessions",
+    ".lock",
+    GITIGNORE_FILE,
+];
 
 /// A state folder and the workspace it belongs to.
 #[derive(Clone, Debug)]
@@ -65,6 +87,59 @@ impl StateDir {
             root: root.into(),
             workspace: workspace.into(),
         }
+    }
+
+    /// Like [`StateDir::new`], but refuses a state folder that is the workspace or one of its
+    /// parents: snapshots and restores would then reach into the state, and a `.gitignore`
+    /// written there would hide the user's own files from git.
+    pub fn checked(root: impl Into<PathBuf>, workspace: impl Into<PathBuf>) -> Result<Self> {
+        let (root, workspace) = (root.into(), workspace.into());
+        if resolve_partly(&workspace).starts_with(resolve_partly(&root)) {
+            return Err(Error::StateDirContainsWorkspace {
+                state_dir: root,
+                workspace,
+            });
+        }
+        Ok(Self::new(root, workspace))
+    }
+
+    /// Creates the state folder if needed. The `.gitignore` (`*`) goes only into a folder
+    /// Refinery creates here, or one that holds nothing but Refinery's own files (a state
+    /// folder from an older version); an existing `.gitignore` is never replaced. Every
+    /// writer calls this first, so the CLI and the MCP servers behave alike.
+    pub fn prepare(&self) -> Result<()> {
+        let ignore_file = self.root.join(GITIGNORE_FILE);
+        match fs_err::symlink_metadata(&self.root) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = self.root.parent() {
+                    fs_err::create_dir_all(parent)?;
+                }
+                match fs_err::create_dir(&self.root) {
+                    Ok(()) => return write_atomic(&ignore_file, b"*\n"),
+                    // Another writer created it a moment ago: judge it like any existing one.
+                    Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Err(err) => return Err(err.into()),
+            Ok(_) => {}
+        }
+        if fs_err::symlink_metadata(&ignore_file).is_ok() {
+            return Ok(());
+        }
+        let mut names = Vec::new();
+        for entry in fs_err::read_dir(&self.root)? {
+            names.push(entry?.file_name());
+        }
+        let ours = !names.is_empty()
+            && names.iter().all(|name| {
+                name.to_str()
+                    .is_some_and(|name| OWN_ENTRIES.contains(&name) || name.starts_with(".tmp-"))
+            });
+        if ours {
+            write_atomic(&ignore_file, b"*\n")?;
+        }
+        Ok(())
     }
 
     /// The state folder.
@@ -135,6 +210,8 @@ impl StateDir {
     /// The store's lock (new sessions are created one at a time) and the sessions folder,
     /// created if missing.
     fn lock_sessions(&self) -> Result<(LockGuard, PathBuf)> {
+        // Every session creator prepares the state folder (and its `.gitignore`) first.
+        self.prepare()?;
         let lock = LockGuard::acquire(&self.root.join(".lock"))?;
         let sessions = self.sessions_dir();
         fs_err::create_dir_all(&sessions)?;
@@ -176,6 +253,7 @@ impl StateDir {
 
     /// Makes an existing session current (the pointer), as `init_session` does for a new one.
     pub fn make_current(&self, session: &Session, now: OffsetDateTime) -> Result<()> {
+        self.prepare()?;
         let _lock = LockGuard::acquire(&self.root.join(".lock"))?;
         let label = session.info()?.label;
         write_json(
@@ -262,6 +340,10 @@ impl StateDir {
 pub struct SessionState {
     /// Checklists recorded since the last reset; the next checklist is round `round + 1`.
     pub round: u32,
+    /// Rounds closed in this session (scored or unscored), across resets and criteria
+    /// revisions: what `max_rounds` counts, so neither gives rounds back.
+    #[serde(default)]
+    pub rounds_used: u32,
     /// Bumped every time criteria are stored; plateaus only compare rounds of one revision.
     #[serde(default)]
     pub criteria_revision: u32,
@@ -280,6 +362,14 @@ pub struct SessionState {
     /// How many times the evaluation was reset.
     #[serde(default)]
     pub resets: u32,
+}
+
+impl SessionState {
+    /// Rounds that count toward `max_rounds` (states written before `rounds_used` existed
+    /// count their round number).
+    pub fn rounds_counted(&self) -> u32 {
+        self.rounds_used.max(self.round)
+    }
 }
 
 /// Which submission a checklist scored.
@@ -393,6 +483,7 @@ impl Session {
     }
 
     fn lock(&self) -> Result<LockGuard> {
+        self.state_dir.prepare()?;
         LockGuard::acquire(&self.dir.join(".lock"))
     }
 
@@ -438,6 +529,7 @@ impl Session {
 
     /// Makes sure an implicit session has its folder and `session.json`.
     fn ensure_exists(&self, now: OffsetDateTime) -> Result<()> {
+        self.state_dir.prepare()?;
         fs_err::create_dir_all(&self.dir)?;
         let path = self.dir.join("session.json");
         if !path.exists() {
@@ -523,7 +615,16 @@ impl Session {
         let info = self.info()?;
         let mut state = self.state()?;
         let round = state.round + 1;
-        self.check_round_cap(&info, round)?;
+        self.check_round_cap(&info, &state)?;
+        // Only an answer can be scored: a checklist with no `new_answer` for its round would
+        // close a round nobody can restore or audit.
+        let submission = state
+            .pending_answer
+            .filter(|answer| answer.round == round)
+            .ok_or_else(|| Error::NoAnswerForRound {
+                session: self.id.to_string(),
+                round,
+            })?;
         let report_path = match report_path.map(str::trim).filter(|path| !path.is_empty()) {
             Some(raw) => Some(self.check_report_path(raw)?),
             None => None,
@@ -536,14 +637,14 @@ impl Session {
             &state.recent,
             gates,
         );
-        let submission = state.pending_answer.filter(|answer| answer.round == round);
         let record = ChecklistRecord {
             timestamp: rfc3339(now),
             criteria_revision: state.criteria_revision,
-            submission,
+            submission: Some(submission),
             report_path,
             outcome,
         };
+        state.rounds_used = state.rounds_counted() + 1;
         state.round = round;
         state.last_result = Some(record.outcome.clone());
         state.plan = None;
@@ -577,8 +678,9 @@ impl Session {
         let info = self.info()?;
         let mut state = self.state()?;
         let round = state.round + 1;
-        self.check_round_cap(&info, round)?;
+        self.check_round_cap(&info, &state)?;
         let submission = state.pending_answer.filter(|answer| answer.round == round);
+        state.rounds_used = state.rounds_counted() + 1;
         state.round = round;
         state.plan = None;
         self.write_state(&state)?;
@@ -591,8 +693,10 @@ impl Session {
     }
 
     /// Refuses a round past the session's `max_rounds`: the cap is enforced by the tools,
-    /// not left to a prompt.
-    fn check_round_cap(&self, info: &SessionInfo, round: u32) -> Result<()> {
+    /// not left to a prompt, and counts every round the session closed (a reset or new
+    /// criteria restart the round numbers, never the count).
+    fn check_round_cap(&self, info: &SessionInfo, state: &SessionState) -> Result<()> {
+        let round = state.rounds_counted() + 1;
         match info.settings.max_rounds {
             Some(max_rounds) if round > max_rounds => Err(Error::MaxRoundsReached {
                 session: self.id.to_string(),
@@ -701,6 +805,7 @@ impl Session {
         };
         let state = SessionState {
             criteria_revision: old.criteria_revision,
+            rounds_used: old.rounds_counted(),
             resets,
             ..SessionState::default()
         };
@@ -712,7 +817,9 @@ impl Session {
         })
     }
 
-    /// Snapshots the deliverable for the next round to be scored.
+    /// Snapshots the deliverable for the next round to be scored, through the session's
+    /// scope (fixed by [`Session::freeze_scope`], or now, from the workspace's ignore files,
+    /// if the session has none yet).
     ///
     /// Files are hashed into the shared store before the lock is taken (objects are
     /// immutable and content-addressed, so concurrent writers cannot conflict); the round
@@ -724,18 +831,33 @@ impl Session {
         paths: &[String],
         now: OffsetDateTime,
     ) -> Result<Submission> {
+        self.new_answer_within(answer, paths, None, now)
+    }
+
+    /// [`Session::new_answer`] for a session that may have a cost budget: `spend` is what
+    /// the session's Claude Code transcripts cost so far, measured by the caller. A session
+    /// with a budget refuses the round when the budget is spent or `spend` is unknown.
+    pub fn new_answer_within(
+        &self,
+        answer: &str,
+        paths: &[String],
+        spend: Option<&MeasuredSpend>,
+        now: OffsetDateTime,
+    ) -> Result<Submission> {
         self.ensure_exists(now)?;
-        let snapshot = snapshot::take_snapshot(
-            &self.state_dir.objects(),
-            self.state_dir.workspace(),
-            &[self.state_dir.root().to_path_buf()],
-            paths,
-        )?;
+        if let Some(limit) = self.info()?.settings.cost_budget {
+            budget::check(&self.id, limit, spend)?;
+        }
+        let scope = match self.scope()? {
+            Some(scope) => scope,
+            None => self.freeze_scope(None, now)?,
+        };
+        let snapshot = scope.snapshot(&self.state_dir.objects(), paths)?;
         let _lock = self.lock()?;
         let info = self.info()?;
         let mut state = self.state()?;
         let round = state.round + 1;
-        self.check_round_cap(&info, round)?;
+        self.check_round_cap(&info, &state)?;
         let revision = match state.pending_answer {
             Some(pending) if pending.round == round => pending.revision + 1,
             _ => 1,
@@ -856,15 +978,54 @@ impl Session {
         Ok(rounds)
     }
 
-    /// Writes round `round`'s submission into `dest`, byte-identical.
-    pub fn restore_round(&self, round: u32, dest: &Path) -> Result<Submission> {
+    /// Writes round `round`'s submission into `dest`, byte-identical. The manifest is
+    /// checked first and nothing is written through a link already in `dest` (see
+    /// [`crate::restore`]); with [`RestoreMode::IntoEmpty`] a folder that holds files is
+    /// refused.
+    pub fn restore_round(&self, round: u32, dest: &Path, mode: RestoreMode) -> Result<Submission> {
         let submission = read_json::<Submission>(&self.round_dir(round).join("submission.json"))?
             .ok_or_else(|| Error::UnknownRound {
             session: self.id.to_string(),
             round,
         })?;
-        snapshot::restore(&self.state_dir.objects(), &submission.files, dest)?;
+        restore::restore_into(&self.state_dir.objects(), &submission.files, dest, mode)?;
         Ok(submission)
+    }
+
+    /// Fixes this session's scope (see [`crate::scope`]) from git's lists, or from the
+    /// workspace's `.gitignore` files when `listing` is `None`. A scope is fixed once: when
+    /// the session already has one, that one is returned unchanged, so a resumed run and
+    /// every later tool call keep the scope of the start.
+    pub fn freeze_scope(
+        &self,
+        listing: Option<GitListing>,
+        now: OffsetDateTime,
+    ) -> Result<WorkspaceScope> {
+        self.ensure_exists(now)?;
+        let _lock = self.lock()?;
+        if let Some(existing) = self.scope()? {
+            return Ok(existing);
+        }
+        let state_dirs = [self.state_dir.root().to_path_buf()];
+        let workspace = self.state_dir.workspace();
+        let scope = match listing {
+            Some(listing) => WorkspaceScope::from_git(workspace, &state_dirs, listing)?,
+            None => WorkspaceScope::from_walk(workspace, &state_dirs)?,
+        };
+        write_atomic(&self.dir.join(SCOPE_FILE), &scope.to_json()?)?;
+        Ok(scope)
+    }
+
+    /// The scope fixed for this session, if one was.
+    pub fn scope(&self) -> Result<Option<WorkspaceScope>> {
+        let path = self.dir.join(SCOPE_FILE);
+        let bytes = match fs_err::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let state_dirs = [self.state_dir.root().to_path_buf()];
+        WorkspaceScope::from_json(&bytes, &path, self.state_dir.workspace(), &state_dirs).map(Some)
     }
 }
 

@@ -9,8 +9,10 @@
 //! `assistant` lines that repeat the same usage.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read as _;
+use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -261,6 +263,160 @@ pub fn analyze(text: &str) -> TraceStats {
     stats
 }
 
+/// Tokens of one model as Anthropic bills them (the plugin's cost budget prices these).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelUsage {
+    /// Uncached input tokens.
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to the 5-minute prompt cache.
+    pub cache_write_5m: u64,
+    /// Input tokens written to the 1-hour prompt cache, and cache writes whose duration the
+    /// transcript does not say (priced at the dearer rate, so a budget is never undercounted).
+    pub cache_write_1h: u64,
+}
+
+impl ModelUsage {
+    pub(crate) fn max(self, other: Self) -> Self {
+        Self {
+            input: self.input.max(other.input),
+            output: self.output.max(other.output),
+            cache_read: self.cache_read.max(other.cache_read),
+            cache_write_5m: self.cache_write_5m.max(other.cache_write_5m),
+            cache_write_1h: self.cache_write_1h.max(other.cache_write_1h),
+        }
+    }
+
+    /// Adds `other` to this one.
+    pub fn add(&mut self, other: &Self) {
+        self.input += other.input;
+        self.output += other.output;
+        self.cache_read += other.cache_read;
+        self.cache_write_5m += other.cache_write_5m;
+        self.cache_write_1h += other.cache_write_1h;
+    }
+}
+
+/// One API response in a transcript: its model and its (final) usage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageUsage {
+    /// The model that answered.
+    pub model: String,
+    /// What it used.
+    pub usage: ModelUsage,
+}
+
+/// Transcripts larger than this are not read for spending (no real session comes near it).
+const MAX_TRANSCRIPT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Every API response of a Claude Code session, by message id: the transcript itself and the
+/// subagent transcripts Claude Code keeps beside it (`<session>/subagents/*.jsonl`). A
+/// response repeated on several lines (or in several files) is counted once, with its
+/// largest usage. API errors Claude Code recorded itself cost nothing and are left out.
+pub fn read_messages(transcript: &Path) -> Result<BTreeMap<String, MessageUsage>, String> {
+    let mut messages = BTreeMap::new();
+    collect_messages(&read_transcript(transcript)?, &mut messages);
+    let subagents = transcript.with_extension("").join("subagents");
+    if let Ok(entries) = fs_err::read_dir(&subagents) {
+        let mut files: Vec<_> = entries
+            .filter_map(std::result::Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
+            .collect();
+        files.sort();
+        for file in files {
+            collect_messages(&read_transcript(&file)?, &mut messages);
+        }
+    }
+    Ok(messages)
+}
+
+fn read_transcript(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let file = match crate::scope::open_regular(path) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Err(format!("transcript `{shown}` is not a regular file")),
+        Err(err) => {
+            return Err(format!(
+                "transcript `{shown}` could not be read ({})",
+                err.kind()
+            ));
+        }
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_TRANSCRIPT_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|err| format!("transcript `{shown}` could not be read ({})", err.kind()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Adds the responses of one transcript's text to `messages`.
+pub fn collect_messages(text: &str, messages: &mut BTreeMap<String, MessageUsage>) {
+    for line in text.lines() {
+        let Ok(Value::Object(record)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if record.get("type").and_then(Value::as_str) != Some("assistant")
+            || record.get("isApiErrorMessage") == Some(&Value::Bool(true))
+        {
+            continue;
+        }
+        let Some(message) = record.get("message") else {
+            continue;
+        };
+        let (Some(id), Some(model)) = (
+            message.get("id").and_then(Value::as_str),
+            message.get("model").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let usage = billed_usage(message.get("usage"));
+        messages
+            .entry(id.to_owned())
+            .and_modify(|seen| seen.usage = seen.usage.max(usage))
+            .or_insert_with(|| MessageUsage {
+                model: model.to_owned(),
+                usage,
+            });
+    }
+}
+
+fn billed_usage(usage: Option<&Value>) -> ModelUsage {
+    let field = |value: Option<&Value>, key: &str| {
+        value
+            .and_then(|value| value.get(key))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let written = field(usage, "cache_creation_input_tokens");
+    let split = usage.and_then(|usage| usage.get("cache_creation"));
+    let five_minutes = field(split, "ephemeral_5m_input_tokens").min(written);
+    ModelUsage {
+        input: field(usage, "input_tokens"),
+        output: field(usage, "output_tokens"),
+        cache_read: field(usage, "cache_read_input_tokens"),
+        cache_write_5m: five_minutes,
+        cache_write_1h: written - five_minutes,
+    }
+}
+
+/// Sums responses by model.
+pub fn usage_by_model<'a>(
+    messages: impl IntoIterator<Item = &'a MessageUsage>,
+) -> BTreeMap<String, ModelUsage> {
+    let mut totals: BTreeMap<String, ModelUsage> = BTreeMap::new();
+    for message in messages {
+        totals
+            .entry(message.model.clone())
+            .or_default()
+            .add(&message.usage);
+    }
+    totals
+}
+
 fn content_blocks(message: &Value) -> impl Iterator<Item = &Value> {
     message
         .get("content")
@@ -389,6 +545,48 @@ mod tests {
         assert_eq!(stats.sessions, vec!["s1"]);
         assert_eq!(stats.duration_ms, Some(60_000));
         assert_eq!(stats.started_at.as_deref(), Some("2026-11-24T01:00:00Z"));
+    }
+
+    #[test]
+    fn billed_usage_is_counted_once_per_message_with_cache_writes_split() {
+        let line = |id: &str, output: u64| {
+            json!({"type": "assistant", "message": {"id": id, "model": "claude-m", "usage": {
+                "input_tokens": 10, "output_tokens": output, "cache_read_input_tokens": 4,
+                "cache_creation_input_tokens": 30,
+                "cache_creation": {"ephemeral_5m_input_tokens": 20, "ephemeral_1h_input_tokens": 10}}}})
+            .to_string()
+        };
+        let no_split = json!({"type": "assistant", "message": {"id": "m3", "model": "claude-n",
+            "usage": {"input_tokens": 1, "output_tokens": 1, "cache_creation_input_tokens": 7}}})
+        .to_string();
+        let error = json!({"type": "assistant", "isApiErrorMessage": true,
+            "message": {"id": "e", "model": "<synthetic>", "usage": {"input_tokens": 99}}})
+        .to_string();
+        let text = [
+            line("m1", 1),
+            line("m1", 5),
+            line("m2", 2),
+            no_split,
+            error,
+            "{oops".to_owned(),
+        ]
+        .join("\n");
+        let mut messages = BTreeMap::new();
+        collect_messages(&text, &mut messages);
+        assert_eq!(messages.len(), 3);
+        let totals = usage_by_model(messages.values());
+        assert_eq!(
+            totals["claude-m"],
+            ModelUsage {
+                input: 20,
+                output: 7,
+                cache_read: 8,
+                cache_write_5m: 40,
+                cache_write_1h: 20
+            }
+        );
+        // Without the split, cache writes are priced as the dearer 1-hour kind.
+        assert_eq!(totals["claude-n"].cache_write_1h, 7);
     }
 
     #[test]
