@@ -137,6 +137,10 @@ pub enum Error {
     #[error("invalid vote: {0}")]
     InvalidVote(String),
 
+    /// A session setting outside its range (a cost budget that is not a positive amount).
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
+
     /// A snapshot manifest that could not have been written by Refinery (it was edited): a
     /// restore refuses it before writing anything.
     #[error("manifest entry `{entry}` {reason}; the manifest was altered, so nothing was restored")]
@@ -233,6 +237,7 @@ impl Error {
             Error::UnknownRound { .. } => "unknown_round",
             Error::DamagedObject { .. } => "damaged_object",
             Error::InvalidVote(_) => "invalid_vote",
+            Error::InvalidSetting(_) => "invalid_setting",
             Error::BadManifest { .. } => "bad_manifest",
             Error::DestinationNotEmpty { .. } => "destination_not_empty",
             Error::UnsafeDestination { .. } => "unsafe_destination",

@@ -177,7 +177,7 @@ impl CostBudget {
         if usd.is_finite() && usd > 0.0 && usd <= Self::MAX_USD {
             Ok(Self((usd * 1_000_000.0).round().max(1.0) as u64))
         } else {
-            Err(Error::InvalidCriteria(format!(
+            Err(Error::InvalidSetting(format!(
                 "cost_budget {usd} is not a spending limit; give a number of US dollars above 0 (0.50, 5, 20)"
             )))
         }

@@ -179,7 +179,7 @@ fn submit(store: &StateDir, config: &EvaluateConfig) -> Result<(Session, Submiss
         ..SessionSettings::default()
     };
     let session = store.init_session("evaluate", settings, now())?;
-    fs_err::write(store.root().join(".gitignore"), "*\n")?;
+    crate::git_view::ensure_session_scope(&session, store.workspace(), now())?;
     let submission = session.new_answer("evaluated as is", &config.paths, now())?;
     if submission.files.is_empty() {
         let skipped = if submission.skipped.is_empty() {

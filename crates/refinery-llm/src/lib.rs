@@ -39,7 +39,7 @@ pub use chat::{
 pub use credentials::{Credentials, KEY_VARIABLES, KeySource, KeyStatus, SETTING_VARIABLES};
 pub use error::{Error, Result};
 pub use model::{ModelId, Provider, WireApi, endpoint_for};
-pub use price::{Cost, Price, PriceTable, Usage};
+pub use price::{AnthropicUsage, Cost, Price, PriceTable, Usage};
 pub use provider::{ApiChatModel, ChatModelConfig, open_chat_model};
 pub use retry::{RetryPolicy, retry_after_from_headers};
 pub use schema_dialect::wire_schema;

@@ -72,6 +72,26 @@ impl Serialize for Cost {
     }
 }
 
+/// One model's tokens as Anthropic bills them and Claude Code records them (the plugin's cost
+/// budget prices a whole loop's transcripts with this).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnthropicUsage {
+    /// Uncached input tokens.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the 5-minute prompt cache.
+    pub cache_write_5m_tokens: u64,
+    /// Input tokens written to the 1-hour prompt cache (and writes of unknown duration).
+    pub cache_write_1h_tokens: u64,
+}
+
+/// Anthropic bills a 5-minute cache write at 1.25 times the input price and a 1-hour one at
+/// twice it; the price table holds only the input price.
+const CACHE_WRITE_5M_FACTOR: f64 = 1.25;
+const CACHE_WRITE_1H_FACTOR: f64 = 2.0;
+
 /// USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 pub struct Price {
@@ -141,6 +161,33 @@ impl PriceTable {
             .map(|(_, price)| price)
     }
 
+    /// What a model named as Claude Code records it (`claude-sonnet-4-5-20250929`, or with
+    /// an `anthropic/` prefix) cost for `usage`; unknown when the table has no price for it.
+    pub fn anthropic_cost(&self, model: &str, usage: &AnthropicUsage) -> Cost {
+        let name = if model.contains('/') {
+            model.to_owned()
+        } else {
+            format!("anthropic/{model}")
+        };
+        let Some(price) = ModelId::parse(&name)
+            .ok()
+            .and_then(|model| self.price(&model))
+        else {
+            return Cost::Unknown;
+        };
+        let per_token = |per_million: f64| per_million / 1_000_000.0;
+        Cost::Usd(
+            usage.input_tokens as f64 * per_token(price.input)
+                + usage.cache_read_tokens as f64
+                    * per_token(price.cached_input.unwrap_or(price.input))
+                + usage.cache_write_5m_tokens as f64
+                    * per_token(price.input * CACHE_WRITE_5M_FACTOR)
+                + usage.cache_write_1h_tokens as f64
+                    * per_token(price.input * CACHE_WRITE_1H_FACTOR)
+                + usage.output_tokens as f64 * per_token(price.output),
+        )
+    }
+
     pub fn cost(&self, model: &ModelId, usage: Usage) -> Cost {
         let Some(price) = self.price(model) else {
             return Cost::Unknown;
@@ -198,6 +245,26 @@ mod tests {
                 (cost, expected) => assert_eq!(cost, expected, "{name}"),
             }
         }
+    }
+
+    #[test]
+    fn claude_code_usage_is_priced_with_cache_writes() {
+        let table = PriceTable::builtin();
+        let usage = AnthropicUsage {
+            input_tokens: 1_000_000,
+            output_tokens: 100_000,
+            cache_read_tokens: 1_000_000,
+            cache_write_5m_tokens: 1_000_000,
+            cache_write_1h_tokens: 1_000_000,
+        };
+        // Sonnet 4.5: input 3, output 15, cache read 0.3, writes 3.75 and 6 per million.
+        let expected = 3.0 + 1.5 + 0.3 + 3.75 + 6.0;
+        for model in ["claude-sonnet-4-5-20250929", "anthropic/claude-sonnet-4-5"] {
+            let cost = table.anthropic_cost(model, &usage).usd().unwrap();
+            assert!((cost - expected).abs() < 1e-9, "{model}: {cost}");
+        }
+        assert_eq!(table.anthropic_cost("claude-fake-1", &usage), Cost::Unknown);
+        assert_eq!(table.anthropic_cost("<synthetic>", &usage), Cost::Unknown);
     }
 
     #[test]

@@ -23,9 +23,14 @@ pub struct InitSessionParams {
     /// Score every criterion needs to pass, 1–10 (default 7).
     #[serde(default)]
     pub cutoff: Option<u8>,
-    /// Refuse submissions past this round.
+    /// Refuse submissions past this round (rounds are counted across resets and new
+    /// criteria).
     #[serde(default)]
     pub max_rounds: Option<u32>,
+    /// Spending limit in US dollars for this loop, measured from the Claude Code transcripts;
+    /// once it is spent, new_answer refuses a new round. Only inside Claude Code.
+    #[serde(default)]
+    pub cost_budget: Option<f64>,
     /// Continue this existing session instead of starting one (its settings are kept).
     #[serde(default)]
     pub resume: Option<String>,
@@ -46,6 +51,11 @@ pub struct InitSessionResponse {
     pub max_rounds: Option<u32>,
     /// Rounds already scored (0 for a new session).
     pub round: u32,
+    /// Rounds that count toward `max_rounds` (resets and new criteria never give them back).
+    pub rounds_used: u32,
+    /// The spending limit in US dollars, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_budget: Option<f64>,
 }
 
 fn criteria_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -148,6 +158,15 @@ pub struct SubmitChecklistResponse {
     pub report_path: Option<String>,
     /// The round cap, if any.
     pub max_rounds: Option<u32>,
+    /// Rounds that count toward `max_rounds`, this one included.
+    pub rounds_used: u32,
+    /// The spending limit in US dollars, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_budget: Option<f64>,
+    /// What the loop's Claude Code transcripts cost so far, when a budget is set and the
+    /// spending could be measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spent_usd: Option<f64>,
 }
 
 /// Schema mirror of `ChecklistItem`.
@@ -286,6 +305,12 @@ pub struct NewAnswerResponse {
     pub total_bytes: u64,
     /// Bytes added to the store (0 when nothing changed).
     pub new_bytes: u64,
+    /// The spending limit in US dollars, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_budget: Option<f64>,
+    /// What the loop's Claude Code transcripts cost so far, when a budget is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spent_usd: Option<f64>,
     /// The arguments as received.
     pub arguments: NewAnswerArguments,
 }

@@ -2,6 +2,7 @@
 //! on a blocking thread (store calls take file locks and may wait), and renders the result.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -13,9 +14,11 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use refinery_core::{
-    ClaudeSessionId, CriteriaSet, Cutoff, PlanAccepted, Session, SessionId, SessionSelector,
-    SessionSettings, StateDir,
+    ClaudeSessionId, CostBudget, CriteriaSet, Cutoff, MeasuredSpend, PlanAccepted, Session,
+    SessionId, SessionSelector, SessionSettings, StateDir,
 };
+use refinery_engine::{git_view, plugin_spend};
+use refinery_llm::PriceTable;
 
 use crate::error::{internal_error, tool_error};
 use crate::protocol::{
@@ -73,6 +76,8 @@ pub struct RefineryServer {
     tool_router: ToolRouter<Self>,
     config: ServerConfig,
     pub(crate) media: Option<std::sync::Arc<refinery_media::Media>>,
+    /// Prices the plugin's spending for `cost_budget` (the CLI's own table).
+    prices: Arc<PriceTable>,
 }
 
 impl RefineryServer {
@@ -88,6 +93,7 @@ impl RefineryServer {
             tool_router,
             config,
             media: None,
+            prices: Arc::new(PriceTable::builtin()),
         }
     }
 
@@ -102,6 +108,18 @@ impl RefineryServer {
     fn current_session(config: &ServerConfig) -> refinery_core::Result<Session> {
         let id = config.store.resolve_session(&config.selector())?;
         Ok(config.store.session(id))
+    }
+
+    /// What the session's Claude Code transcripts cost so far, when it has a budget.
+    fn spend(
+        config: &ServerConfig,
+        session: &Session,
+        prices: &PriceTable,
+    ) -> refinery_core::Result<Option<MeasuredSpend>> {
+        if session.info()?.settings.cost_budget.is_none() {
+            return Ok(None);
+        }
+        plugin_spend::measure(&config.store, session.id(), prices).map(Some)
     }
 
     /// Runs a store operation on a blocking thread and renders its result.
@@ -170,7 +188,7 @@ fn display(path: &Path) -> String {
 #[tool_router(router = quality_router, vis = "pub(crate)")]
 impl RefineryServer {
     #[tool(
-        description = "Start a new refinement session and make it current. Optional: label, cutoff (pass mark 1-10, default 7), max_rounds. With resume=<session id>, continue that existing session instead (after a context clear).",
+        description = "Start a refinement session and make it current. Optional: label, cutoff (pass mark 1-10, default 7), max_rounds, cost_budget (USD, measured from Claude Code's transcripts). resume=<session id> continues an existing session.",
         output_schema = rmcp::handler::server::tool::schema_for_output::<InitSessionResponse>()
     )]
     async fn init_session(
@@ -191,9 +209,17 @@ impl RefineryServer {
                         .map(Cutoff::new)
                         .transpose()?
                         .unwrap_or_default();
+                    let cost_budget = params.cost_budget.map(CostBudget::from_usd).transpose()?;
+                    if cost_budget.is_some() && config.claude_session.is_none() {
+                        return Err(refinery_core::Error::CostUnmeasured {
+                            session: "(new)".to_owned(),
+                            reason: "cost_budget is measured from Claude Code's transcripts, and this server was not started by Claude Code; leave cost_budget out".to_owned(),
+                        });
+                    }
                     let settings = SessionSettings {
                         cutoff,
                         max_rounds: params.max_rounds,
+                        cost_budget,
                     };
                     store.init_session(&params.label, settings, now)?
                 }
@@ -201,14 +227,20 @@ impl RefineryServer {
             if let Some(claude) = &config.claude_session {
                 store.bind_claude_session(claude, session.id(), now)?;
             }
+            // The scope is fixed now, before any building: later edits to ignore files
+            // cannot widen what this session snapshots.
+            git_view::ensure_session_scope(&session, store.workspace(), now)?;
             let settings = session.info()?.settings;
+            let state = session.state()?;
             Ok(InitSessionResponse {
                 status: "ok".to_owned(),
                 session_id: session.id().to_string(),
                 session_dir: display(session.dir()),
                 cutoff: settings.cutoff.get(),
                 max_rounds: settings.max_rounds,
-                round: session.state()?.round,
+                round: state.round,
+                rounds_used: state.rounds_counted(),
+                cost_budget: settings.cost_budget.map(CostBudget::usd),
             })
         })
         .await
@@ -238,18 +270,27 @@ impl RefineryServer {
     }
 
     #[tool(
-        description = "Record this round's scores (every criterion, whole numbers 0-10 with reasoning) and get the verdict: converge when all meet the cutoff, else iterate with the failing criteria.",
+        description = "Record this round's scores (every criterion, whole numbers 0-10 with reasoning) and get the verdict: converge when all meet the cutoff, else iterate. Call new_answer for the round first.",
         output_schema = rmcp::handler::server::tool::schema_for_output::<SubmitChecklistResponse>()
     )]
     async fn submit_checklist(
         &self,
         Parameters(params): Parameters<SubmitChecklistParams>,
     ) -> Result<CallToolResult, ErrorData> {
+        let prices = Arc::clone(&self.prices);
         self.call(move |config, now| {
             let session = Self::current_session(config)?;
             let record =
                 session.submit_checklist(&params.scores, params.report_path.as_deref(), now)?;
-            let max_rounds = session.info()?.settings.max_rounds;
+            let settings = session.info()?.settings;
+            // Reported only: the round is already built, and scoring it is what the budget
+            // paid for. The next new_answer is what a spent budget refuses.
+            let spent_usd = Self::spend(config, &session, &prices)
+                .ok()
+                .flatten()
+                .filter(|spend| spend.problems.is_empty() && spend.unpriced_models.is_empty())
+                .map(|spend| spend.usd);
+            let rounds_used = session.state()?.rounds_counted();
             let outcome = record.outcome;
             Ok(SubmitChecklistResponse {
                 status: "accepted".to_owned(),
@@ -263,7 +304,10 @@ impl RefineryServer {
                 plateaued_criteria: outcome.plateaued_criteria,
                 submission: record.submission,
                 report_path: record.report_path,
-                max_rounds,
+                max_rounds: settings.max_rounds,
+                rounds_used,
+                cost_budget: settings.cost_budget.map(CostBudget::usd),
+                spent_usd,
             })
         })
         .await
@@ -292,7 +336,7 @@ impl RefineryServer {
     }
 
     #[tool(
-        description = "Forget this session's scores and plans but keep the criteria; earlier round folders are archived, and the next checklist is round 1.",
+        description = "Forget this session's scores and plans but keep the criteria; round folders are archived and the next checklist is round 1. Rounds already used still count toward max_rounds.",
         output_schema = rmcp::handler::server::tool::schema_for_output::<ResetEvaluationResponse>()
     )]
     async fn reset_evaluation(
@@ -318,17 +362,23 @@ impl RefineryServer {
 #[tool_router(router = workflow_router, vis = "pub(crate)")]
 impl RefineryServer {
     #[tool(
-        description = "Submit this round's deliverable: snapshots the listed files and folders (relative to the workspace) so the round can be evaluated and restored.",
+        description = "Submit this round's deliverable: snapshots the listed files and folders (relative to the workspace). Files git ignored at the session's start, .env*, .git and the state folder are never taken. Refused past max_rounds or cost_budget.",
         output_schema = rmcp::handler::server::tool::schema_for_output::<NewAnswerResponse>()
     )]
     async fn new_answer(
         &self,
         Parameters(params): Parameters<NewAnswerParams>,
     ) -> Result<CallToolResult, ErrorData> {
+        let prices = Arc::clone(&self.prices);
         self.call(move |config, now| {
             let session = Self::current_session(config)?;
+            // A session that never called init_session (MassGen's flow) gets its scope here.
+            git_view::ensure_session_scope(&session, config.store.workspace(), now)?;
+            let spend = Self::spend(config, &session, &prices)?;
             let paths = params.file_paths.clone().unwrap_or_default();
-            let submission = session.new_answer(&params.answer, &paths, now)?;
+            let submission =
+                session.new_answer_within(&params.answer, &paths, spend.as_ref(), now)?;
+            let cost_budget = session.info()?.settings.cost_budget.map(CostBudget::usd);
             let round_dir = session.round_dir(submission.round);
             Ok(NewAnswerResponse {
                 status: "ok".to_owned(),
@@ -345,6 +395,8 @@ impl RefineryServer {
                 ignored: submission.ignored,
                 total_bytes: submission.total_bytes,
                 new_bytes: submission.new_bytes,
+                cost_budget,
+                spent_usd: spend.map(|spend| spend.usd),
                 arguments: NewAnswerArguments {
                     answer: params.answer,
                     file_paths: params.file_paths,

@@ -10,7 +10,8 @@ use crate::cli::GlobalArgs;
 
 /// Resolves the workspace (flag, else the current folder) and the state folder (flag or
 /// `REFINERY_STATE_DIR`, else `<workspace>/.refinery`). Relative paths are taken from the
-/// current folder, as a user typing them expects.
+/// current folder, as a user typing them expects. A state folder that is the workspace or
+/// one of its parents (`--state-dir .`) is refused before anything is written.
 pub(crate) fn resolve_store(global: &GlobalArgs) -> anyhow::Result<StateDir> {
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
     let workspace = match &global.workspace {
@@ -27,7 +28,7 @@ pub(crate) fn resolve_store(global: &GlobalArgs) -> anyhow::Result<StateDir> {
         Some(path) => absolute(&cwd, path),
         None => workspace.join(".refinery"),
     };
-    Ok(StateDir::new(state_dir, workspace))
+    Ok(StateDir::checked(state_dir, workspace)?)
 }
 
 fn absolute(cwd: &Path, path: &Path) -> PathBuf {

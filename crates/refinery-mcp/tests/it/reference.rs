@@ -118,6 +118,7 @@ async fn deviation_duplicate_ids_are_refused() {
 async fn checks_04_05_iterate_then_converge() {
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(2)).await.ok();
+    h.answer();
     let first = h
         .call("submit_checklist", json!({"scores": {"E1": 5, "E2": 8}}))
         .await
@@ -140,6 +141,7 @@ async fn checks_04_05_iterate_then_converge() {
     assert!(explanation.contains("NEXT STEP"), "{explanation}");
     assert!(explanation.contains("draft_approach"), "{explanation}");
 
+    h.answer();
     let second = h
         .call(
             "submit_checklist",
@@ -182,6 +184,7 @@ async fn deviation_06_scores_must_be_whole_numbers_from_0_to_10() {
         before,
         "state must be untouched"
     );
+    h.answer();
     let ok = h
         .call("submit_checklist", json!({"scores": {"E1": 10}}))
         .await
@@ -205,6 +208,7 @@ async fn deviation_unknown_score_ids_are_errors() {
 async fn deviation_scores_sent_as_a_json_string_are_accepted() {
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(2)).await.ok();
+    h.answer();
     let body = h
         .call(
             "submit_checklist",
@@ -219,6 +223,7 @@ async fn deviation_scores_sent_as_a_json_string_are_accepted() {
 async fn check_07_missing_score_leaves_state_unchanged() {
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(2)).await.ok();
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 5, "E2": 5}}))
         .await
         .ok();
@@ -239,12 +244,15 @@ async fn deviation_08_plateau_reports_failing_criteria_only() {
     // MassGen also reported the passing E1 (9 -> 9 -> 9) as plateaued.
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(2)).await.ok();
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 9, "E2": 5}}))
         .await
         .ok();
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 9, "E2": 5}}))
         .await
         .ok();
+    h.answer();
     let third = h
         .call("submit_checklist", json!({"scores": {"E1": 9, "E2": 6}}))
         .await
@@ -281,6 +289,7 @@ async fn check_09_plan_before_any_checklist() {
 async fn check_10_plan_after_converge_is_refused() {
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(1)).await.ok();
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 9}}))
         .await
         .ok();
@@ -298,6 +307,7 @@ async fn check_10_plan_after_converge_is_refused() {
 async fn check_11_every_failed_criterion_needs_a_plan() {
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(2)).await.ok();
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 3, "E2": 4}}))
         .await
         .ok();
@@ -318,6 +328,7 @@ async fn check_11_every_failed_criterion_needs_a_plan() {
 async fn check_12_all_incremental_is_refused() {
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(1)).await.ok();
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 3}}))
         .await
         .ok();
@@ -336,6 +347,7 @@ async fn check_12_all_incremental_is_refused() {
 async fn deviation_13_impact_is_case_insensitive() {
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(1)).await.ok();
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 3}}))
         .await
         .ok();
@@ -355,6 +367,7 @@ async fn deviation_14_unknown_criteria_cannot_carry_the_impact_gate() {
     // MassGen accepted {"E1": [incremental], "E99": [transformative]} as valid.
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(1)).await.ok();
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 3}}))
         .await
         .ok();
@@ -388,6 +401,7 @@ async fn check_15_reset_keeps_criteria_and_restarts_rounds() {
     let reset = h.call("reset_evaluation", json!({})).await.ok();
     assert_eq!(reset["status"], "ok");
     assert!(reset["message"].as_str().unwrap().contains("criteria kept"));
+    h.answer();
     let next = h
         .call("submit_checklist", json!({"scores": {"E1": 8}}))
         .await

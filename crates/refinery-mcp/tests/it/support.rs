@@ -41,6 +41,11 @@ impl Reply {
 }
 
 pub(crate) async fn harness(tools: ToolSet) -> Harness {
+    harness_for(tools, None).await
+}
+
+/// A server as Claude Code starts it: serving the Refinery session bound to `claude_session`.
+pub(crate) async fn harness_for(tools: ToolSet, claude_session: Option<&str>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let workspace = fs_err::canonicalize(dir.path()).unwrap().join("project");
     fs_err::create_dir_all(&workspace).unwrap();
@@ -48,7 +53,7 @@ pub(crate) async fn harness(tools: ToolSet) -> Harness {
     let config = ServerConfig {
         store: StateDir::new(&state, &workspace),
         session: None,
-        claude_session: None,
+        claude_session: claude_session.map(|id| refinery_core::ClaudeSessionId::parse(id).unwrap()),
     };
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
@@ -97,6 +102,23 @@ impl Harness {
         fs_err::create_dir_all(path.parent().unwrap()).unwrap();
         fs_err::write(&path, text).unwrap();
         path
+    }
+
+    /// Submits this round's answer as the workflow server's `new_answer` does (the quality
+    /// tools refuse a checklist for a round with no answer; a Quality-only harness has no
+    /// `new_answer` tool of its own, as in the plugin, where the two servers share state).
+    pub(crate) fn answer(&self) {
+        self.write("deliverable.txt", "the work");
+        let store = StateDir::new(&self.state, &self.workspace);
+        let id = store.current_session_id().unwrap();
+        store
+            .session(id)
+            .new_answer(
+                "the work",
+                &["deliverable.txt".to_owned()],
+                time::OffsetDateTime::now_utc(),
+            )
+            .unwrap();
     }
 
     pub(crate) fn events(&self, id: &str) -> Vec<Value> {

@@ -199,6 +199,7 @@ async fn the_cutoff_is_set_per_session_and_validated() {
         .await
         .ok();
     h.call("generate_eval_criteria", criteria(1)).await.ok();
+    h.answer();
     let body = h
         .call("submit_checklist", json!({"scores": {"E1": 8}}))
         .await
@@ -211,6 +212,7 @@ async fn the_cutoff_is_set_per_session_and_validated() {
 async fn replacing_criteria_invalidates_the_last_verdict() {
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(2)).await.ok();
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 3, "E2": 3}}))
         .await
         .ok();
@@ -223,6 +225,7 @@ async fn replacing_criteria_invalidates_the_last_verdict() {
         .await
         .err();
     assert!(body["error"].as_str().unwrap().contains("submit_checklist"));
+    h.answer();
     let next = h
         .call(
             "submit_checklist",
@@ -238,6 +241,7 @@ async fn replacing_criteria_invalidates_the_last_verdict() {
 async fn an_accepted_plan_is_saved_with_preserve_and_vision() {
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(2)).await.ok();
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 3, "E2": 9}}))
         .await
         .ok();
@@ -263,6 +267,7 @@ async fn an_accepted_plan_is_saved_with_preserve_and_vision() {
     assert_eq!(plan["vision"], "a calmer page");
     assert_eq!(plan["improvements"]["E1"][1]["impact"], "incremental");
     // A new checklist supersedes the plan.
+    h.answer();
     h.call("submit_checklist", json!({"scores": {"E1": 9, "E2": 9}}))
         .await
         .ok();
@@ -274,6 +279,7 @@ async fn an_accepted_plan_is_saved_with_preserve_and_vision() {
 async fn report_paths_must_exist_inside_the_workspace() {
     let h = harness(ToolSet::Quality).await;
     h.call("generate_eval_criteria", criteria(1)).await.ok();
+    h.answer();
     let missing = h
         .call(
             "submit_checklist",
@@ -362,16 +368,20 @@ async fn a_checklist_is_tied_to_the_submission_it_scored() {
         .ok();
     assert_eq!(next["round"], 2);
     assert_eq!(next["new_bytes"], 0);
-    let unscored = h
+    let second_round = h
         .call("submit_checklist", json!({"scores": {"E1": 4}}))
         .await
         .ok();
-    assert_eq!(unscored["submission"], json!({"round": 2, "revision": 1}));
+    assert_eq!(
+        second_round["submission"],
+        json!({"round": 2, "revision": 1})
+    );
+    // A checklist for round 3, which has no answer, is refused: only answers are scored.
     let blind = h
         .call("submit_checklist", json!({"scores": {"E1": 4}}))
         .await
-        .ok();
-    assert!(blind["submission"].is_null());
+        .err();
+    assert_eq!(blind["code"], "no_answer");
 }
 
 #[tokio::test]

@@ -60,6 +60,8 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &DoctorArgs) -> anyhow::Result
     let report = runtime
         .block_on(doctor::run_doctor(&options))
         .context("checking this machine")?;
+    // Like every writer: the state folder and its `.gitignore` (only where Refinery made it).
+    store.prepare().context("preparing the state folder")?;
     let written = doctor::write_environment_file(store.root(), &report)
         .context("writing environment.json")?;
     if args.json {

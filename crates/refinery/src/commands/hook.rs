@@ -101,7 +101,7 @@ fn session_start(global: &GlobalArgs) -> anyhow::Result<Option<Value>> {
         .state_dir
         .as_ref()
         .map_or_else(|| workspace.join(".refinery"), |path| cwd.join(path));
-    let store = StateDir::new(state_dir, &workspace);
+    let store = StateDir::checked(state_dir, &workspace)?;
     let now = OffsetDateTime::now_utc();
     let start = ClaudeSessionStart {
         claude_session_id: claude_session_id.clone(),

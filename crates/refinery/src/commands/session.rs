@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use refinery_core::{Session, StateDir, Verdict, rfc3339};
+use refinery_core::{RestoreMode, Session, StateDir, Verdict, rfc3339};
 
 use crate::ExitStatus;
 use crate::cli::GlobalArgs;
@@ -42,9 +42,13 @@ enum SessionCommand {
         /// The round to restore.
         #[arg(long)]
         round: u32,
-        /// The folder to write into (created if missing).
+        /// The folder to write into: created if missing; it must be empty unless --force.
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
+        /// Write into a folder that already holds files, replacing same-named files (nothing
+        /// else there is touched, and nothing is ever written through a link in it).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -53,10 +57,20 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &SessionArgs) -> anyhow::Resul
     match &args.command {
         SessionCommand::List { json } => list(&store, *json),
         SessionCommand::Show { id, json } => show(&store, id, *json),
-        SessionCommand::Restore { id, round, to } => {
+        SessionCommand::Restore {
+            id,
+            round,
+            to,
+            force,
+        } => {
             let session = store.existing_session(id)?;
+            let mode = if *force {
+                RestoreMode::Overwrite
+            } else {
+                RestoreMode::IntoEmpty
+            };
             let submission = session
-                .restore_round(*round, to)
+                .restore_round(*round, to, mode)
                 .with_context(|| format!("restoring round {round} of `{id}`"))?;
             output::line(&format!(
                 "restored {} file(s), {} into {}",

@@ -1,0 +1,20 @@
+//! The core's safety rules, end to end through its public API on real folders.
+//!
+//! `user_files`: a run's scope — ignore-file edits never widen it, `.git`, `.env*` and the
+//! state folder never enter a snapshot, a revert or resume never deletes or overwrites what
+//! it must not, and odd files (fifos, sockets, unreadable files) are skipped, never fatal or
+//! blocking. `restore`: a restore never escapes its destination, whatever the manifest says
+//! or the destination holds.
+//!
+//! Isolation: every test works in its own temporary folder; nothing reads the process
+//! environment or the developer's files.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test should fail loudly at the first surprise"
+)]
+
+mod restore;
+mod support;
+mod user_files;
