@@ -13,49 +13,55 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use refinery_core::scope::{GitListing, IgnoreRules, RulesBase, RulesKind};
 use refinery_core::{Session, WorkspaceScope};
 use time::OffsetDateTime;
 
+/// How long one git command may take. `git ls-files` answers in well under a second even
+/// for large repositories, but it opens every `.gitignore` for reading and so waits forever
+/// on a fifo of that name: past this limit git is stopped and the scope comes from the
+/// `.gitignore` files instead, which are read without ever blocking.
+pub const GIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Lists git's view of `workspace`, or `None` when it is not inside a git work tree (or git
-/// cannot be run).
+/// cannot be run, or does not answer within [`GIT_TIMEOUT`]).
 pub fn git_listing(workspace: &Path) -> Option<GitListing> {
-    let facts = git_text(
-        workspace,
-        &[
-            "rev-parse",
-            "--show-toplevel",
-            "--show-prefix",
-            "--git-path",
-            "info/exclude",
-        ],
-    )?;
+    git_listing_within(workspace, GIT_TIMEOUT)
+}
+
+/// [`git_listing`] with a time limit per git command.
+pub fn git_listing_within(workspace: &Path, limit: Duration) -> Option<GitListing> {
+    let git_text = |args: &[&str]| git_text(workspace, args, limit);
+    let git_paths = |args: &[&str]| git_paths(workspace, args, limit);
+    let facts = git_text(&[
+        "rev-parse",
+        "--show-toplevel",
+        "--show-prefix",
+        "--git-path",
+        "info/exclude",
+    ])?;
     let mut lines = facts.lines();
     let top = PathBuf::from(lines.next()?);
     let prefix = lines.next()?.trim_end_matches('/').to_owned();
     let exclude_file = workspace.join(lines.next()?);
-    let included = git_paths(
-        workspace,
-        &[
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ],
-    )?;
-    let ignored = git_paths(
-        workspace,
-        &[
-            "ls-files",
-            "-z",
-            "--others",
-            "--ignored",
-            "--exclude-standard",
-            "--directory",
-        ],
-    )?;
+    let included = git_paths(&[
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+    ])?;
+    let ignored = git_paths(&[
+        "ls-files",
+        "-z",
+        "--others",
+        "--ignored",
+        "--exclude-standard",
+        "--directory",
+    ])?;
     let mut outer_rules = Vec::new();
     let parts: Vec<&str> = if prefix.is_empty() {
         Vec::new()
@@ -95,17 +101,14 @@ pub fn git_listing(workspace: &Path) -> Option<GitListing> {
         outer_rules.push(rules);
     }
     // git's own default when core.excludesFile is unset (XDG_CONFIG_HOME aside).
-    if let Some(global) = git_text(
-        workspace,
-        &[
-            "config",
-            "--get",
-            "--path",
-            "--default",
-            "~/.config/git/ignore",
-            "core.excludesFile",
-        ],
-    ) && let Ok(Some(rules)) = IgnoreRules::read(
+    if let Some(global) = git_text(&[
+        "config",
+        "--get",
+        "--path",
+        "--default",
+        "~/.config/git/ignore",
+        "core.excludesFile",
+    ]) && let Ok(Some(rules)) = IgnoreRules::read(
         &workspace.join(global.trim_end_matches('\n')),
         root_base,
         RulesKind::GlobalExclude,
@@ -133,27 +136,45 @@ pub fn ensure_session_scope(
     session.freeze_scope(git_listing(workspace), now)
 }
 
-fn git(workspace: &Path, args: &[&str]) -> Option<Vec<u8>> {
-    let output = Command::new("git")
+/// Runs one git command; `None` when it fails or outlives `limit` (then it is killed).
+fn git(workspace: &Path, args: &[&str], limit: Duration) -> Option<Vec<u8>> {
+    let child = Command::new("git")
         .args(args)
         .current_dir(workspace)
         // Reading only: never take the index lock a concurrent `git commit` needs.
         .env("GIT_OPTIONAL_LOCKS", "0")
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .output()
+        .spawn()
         .ok()?;
-    output.status.success().then_some(output.stdout)
+    let pid = i32::try_from(child.id()).ok()?;
+    let (send, receive) = mpsc::channel();
+    // The thread owns the child and reaps it, also after a kill below.
+    std::thread::spawn(move || {
+        let _ = send.send(child.wait_with_output());
+    });
+    match receive.recv_timeout(limit) {
+        Ok(Ok(output)) if output.status.success() => Some(output.stdout),
+        Ok(_) => None,
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            None
+        }
+    }
 }
 
-fn git_text(workspace: &Path, args: &[&str]) -> Option<String> {
-    String::from_utf8(git(workspace, args)?).ok()
+fn git_text(workspace: &Path, args: &[&str], limit: Duration) -> Option<String> {
+    String::from_utf8(git(workspace, args, limit)?).ok()
 }
 
 /// NUL-separated paths; a name that is not UTF-8 cannot be stored in a manifest and is
 /// left to the scope's rules (where it can only be out).
-fn git_paths(workspace: &Path, args: &[&str]) -> Option<Vec<String>> {
-    let bytes = git(workspace, args)?;
+fn git_paths(workspace: &Path, args: &[&str], limit: Duration) -> Option<Vec<String>> {
+    let bytes = git(workspace, args, limit)?;
     Some(
         bytes
             .split(|byte| *byte == 0)

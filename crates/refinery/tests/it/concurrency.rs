@@ -38,32 +38,46 @@ async fn eight_processes_leave_a_consistent_history() {
     for (index, client) in clients.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             let mut rounds = Vec::new();
+            let mut answers = 0;
             for step in 0..ROUNDS_EACH {
                 let file = format!("work/agent{index}.txt");
-                let (error, answer) = call(
-                    &client,
-                    "new_answer",
-                    json!({"answer": format!("agent {index} step {step}"), "file_paths": [file]}),
-                )
-                .await;
-                assert!(!error, "{answer}");
-                let score = u8::try_from((index + step) % 11).unwrap();
-                let (error, verdict) = call(
-                    &client,
-                    "submit_checklist",
-                    json!({"scores": {"E1": score, "E2": 9}}),
-                )
-                .await;
-                assert!(!error, "{verdict}");
-                rounds.push(verdict["round"].as_u64().unwrap());
+                // Another process may score the round this answer was for before this one
+                // does; the tools then refuse a checklist with no answer (`no_answer`), so
+                // submit again for the next round.
+                loop {
+                    let (error, answer) = call(
+                        &client,
+                        "new_answer",
+                        json!({"answer": format!("agent {index} step {step}"), "file_paths": [file]}),
+                    )
+                    .await;
+                    assert!(!error, "{answer}");
+                    answers += 1;
+                    let score = u8::try_from((index + step) % 11).unwrap();
+                    let (error, verdict) = call(
+                        &client,
+                        "submit_checklist",
+                        json!({"scores": {"E1": score, "E2": 9}}),
+                    )
+                    .await;
+                    if error {
+                        assert_eq!(verdict["code"], "no_answer", "{verdict}");
+                        continue;
+                    }
+                    rounds.push(verdict["round"].as_u64().unwrap());
+                    break;
+                }
             }
             client.cancel().await.unwrap();
-            rounds
+            (rounds, answers)
         }));
     }
     let mut seen_rounds = Vec::new();
+    let mut answers = 0;
     for task in tasks {
-        seen_rounds.extend(task.await.unwrap());
+        let (rounds, count) = task.await.unwrap();
+        seen_rounds.extend(rounds);
+        answers += count;
     }
     let total = (PROCESSES * ROUNDS_EACH) as u64;
     seen_rounds.sort_unstable();
@@ -91,7 +105,7 @@ async fn eight_processes_leave_a_consistent_history() {
         ops.get("submit_checklist"),
         Some(&(PROCESSES * ROUNDS_EACH))
     );
-    assert_eq!(ops.get("new_answer"), Some(&(PROCESSES * ROUNDS_EACH)));
+    assert_eq!(ops.get("new_answer"), Some(&answers));
     let mut journal_rounds: Vec<u64> = events
         .iter()
         .filter(|event| event["op"] == "submit_checklist")
@@ -126,5 +140,5 @@ async fn eight_processes_leave_a_consistent_history() {
             "temporary file left behind: {name}"
         );
     }
-    assert_eq!(manifests, PROCESSES * ROUNDS_EACH);
+    assert_eq!(manifests, answers);
 }
