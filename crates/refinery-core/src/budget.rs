@@ -124,6 +124,65 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::claude_session::{ClaudeSessionId, ClaudeSessionStart, StartSource};
+    use crate::session::SessionSettings;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    fn response(id: &str, output: u64) -> String {
+        json!({"type": "assistant", "message": {"id": id, "model": "claude-m",
+            "usage": {"input_tokens": 10, "output_tokens": output}}})
+        .to_string()
+            + "\n"
+    }
+
+    #[test]
+    fn loop_usage_sums_every_bound_context_once_and_skips_what_came_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateDir::new(dir.path().join(".refinery"), dir.path());
+        let now = datetime!(2026-11-24 01:00:00 UTC);
+        let first = dir.path().join("first.jsonl");
+        // Spent before the loop began: not the loop's.
+        fs_err::write(&first, response("before", 1000)).unwrap();
+        let start = |id: &str, source, transcript: &std::path::Path| ClaudeSessionStart {
+            claude_session_id: ClaudeSessionId::parse(id).unwrap(),
+            source,
+            transcript_path: Some(transcript.display().to_string()),
+            claude_pid: Some(42),
+        };
+        store
+            .record_claude_session_start(&start("one", StartSource::Startup, &first), now)
+            .unwrap();
+        let session = store
+            .init_session("loop", SessionSettings::default(), now)
+            .unwrap();
+        store
+            .bind_claude_session(&ClaudeSessionId::parse("one").unwrap(), session.id(), now)
+            .unwrap();
+        fs_err::write(
+            &first,
+            response("before", 1000) + &response("m1", 5) + &response("m1", 7),
+        )
+        .unwrap();
+        // After a clear: a new transcript, with a subagent's beside it; one response also
+        // appears in both files and is counted once.
+        let second = dir.path().join("second.jsonl");
+        fs_err::write(&second, response("m2", 3)).unwrap();
+        fs_err::create_dir_all(dir.path().join("second/subagents")).unwrap();
+        fs_err::write(
+            dir.path().join("second/subagents/agent-1.jsonl"),
+            response("m3", 4) + &response("m2", 3),
+        )
+        .unwrap();
+        store
+            .record_claude_session_start(&start("two", StartSource::Clear, &second), now)
+            .unwrap();
+        let usage = store.loop_usage(session.id()).unwrap();
+        assert_eq!(usage.transcripts, 2);
+        assert!(usage.problems.is_empty(), "{:?}", usage.problems);
+        let tokens = usage.by_model["claude-m"];
+        assert_eq!((tokens.input, tokens.output), (30, 7 + 3 + 4));
+    }
 
     fn spend(usd: f64, transcripts: usize, unpriced: &[&str], problems: &[&str]) -> MeasuredSpend {
         MeasuredSpend {

@@ -668,3 +668,65 @@ async fn deviation_empty_vote_is_refused() {
     let body = h.call("vote", json!({"choice": "  "})).await.err();
     assert_eq!(body["code"], "invalid_vote");
 }
+
+#[tokio::test]
+async fn deviation_secrets_and_git_internals_are_never_snapshotted_even_when_named() {
+    // MassGen copied whatever path it was given (inside the cwd): `.env`, `.git/config`.
+    let h = harness(ToolSet::All).await;
+    h.write(".env", "API_TOKEN=never-in-the-store\n");
+    h.write(".env.local", "LOCAL=never-in-the-store-either\n");
+    h.write(".git/config", "[remote] url = https://token@example.invalid\n");
+    h.write("app.js", "ok");
+    let body = h
+        .call(
+            "new_answer",
+            json!({"answer": "s", "file_paths": [".env", ".env.local", ".git/config", "app.js"]}),
+        )
+        .await
+        .ok();
+    assert_eq!(body["snapshots"], json!(["app.js"]));
+    let skipped: Vec<&str> = body["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|skip| skip["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped, vec![".env", ".env.local", ".git/config"]);
+    let everything = h
+        .call("new_answer", json!({"answer": "s", "file_paths": ["."]}))
+        .await
+        .ok();
+    assert_eq!(everything["snapshots"], json!(["app.js"]));
+}
+
+#[tokio::test]
+async fn deviation_ignore_rules_are_fixed_when_the_session_starts() {
+    // A builder that rewrites `.gitignore` mid-loop cannot pull ignored files into a round.
+    let h = harness(ToolSet::All).await;
+    h.write(".gitignore", "private/\n*.log\n");
+    h.write("private/notes.txt", "mine");
+    h.write("app.js", "v1");
+    h.call("init_session", json!({"label": "scope"})).await.ok();
+    h.write(".gitignore", "");
+    h.write("debug.log", "new, and ignored by the rules of the start");
+    let body = h
+        .call("new_answer", json!({"answer": "s", "file_paths": ["."]}))
+        .await
+        .ok();
+    assert_eq!(body["snapshots"], json!([".gitignore", "app.js"]));
+    let named = h
+        .call(
+            "new_answer",
+            json!({"answer": "s", "file_paths": ["private/notes.txt"]}),
+        )
+        .await
+        .ok();
+    assert_eq!(named["snapshots"], json!([]));
+    assert!(
+        named["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ignored"),
+        "{named}"
+    );
+}
