@@ -340,7 +340,7 @@ impl WorkspaceScope {
             },
             RulesKind::RepositoryExclude,
         )?;
-        scope.collect_rules(String::new())?;
+        scope.collect_rules("")?;
         Ok(scope)
     }
 
@@ -367,13 +367,13 @@ impl WorkspaceScope {
     }
 
     /// Reads the `.gitignore` of `folder`, then of every sub-folder the rules so far keep.
-    fn collect_rules(&mut self, folder: String) -> Result<()> {
-        let absolute = self.absolute(&folder);
+    fn collect_rules(&mut self, folder: &str) -> Result<()> {
+        let absolute = self.absolute(folder);
         self.add_rules_file(
             &absolute.join(".gitignore"),
-            &join_relative(&folder, ".gitignore"),
+            &join_relative(folder, ".gitignore"),
             RulesBase::Inside {
-                folder: folder.clone(),
+                folder: folder.to_owned(),
             },
             RulesKind::Directory,
         )?;
@@ -392,14 +392,14 @@ impl WorkspaceScope {
             if !kind.is_dir() {
                 continue;
             }
-            let relative = join_relative(&folder, &name);
+            let relative = join_relative(folder, &name);
             if self.decide_entry(&relative, true, false) == EntryDecision::In {
                 folders.push(relative);
             }
         }
         folders.sort();
         for child in folders {
-            self.collect_rules(child)?;
+            self.collect_rules(&child)?;
         }
         Ok(())
     }
@@ -612,7 +612,9 @@ fn build_matcher(rules: &IgnoreRules) -> Result<Matcher> {
     })?;
     let depth = match &rules.base {
         RulesBase::Inside { folder } if folder.is_empty() => 0,
-        RulesBase::Inside { folder } => folder.split('/').count() as i64,
+        RulesBase::Inside { folder } => {
+            i64::try_from(folder.split('/').count()).unwrap_or(i64::MAX)
+        }
         RulesBase::Above { levels, .. } => -i64::from(*levels),
     };
     Ok(Matcher {

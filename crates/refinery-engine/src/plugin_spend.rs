@@ -18,7 +18,7 @@ pub fn measure(
     let usage = store.loop_usage(session)?;
     let mut spend = MeasuredSpend {
         usd: 0.0,
-        unpriced_models: Default::default(),
+        unpriced_models: std::collections::BTreeSet::default(),
         transcripts: usage.transcripts,
         problems: usage.problems,
     };

@@ -675,7 +675,10 @@ async fn deviation_secrets_and_git_internals_are_never_snapshotted_even_when_nam
     let h = harness(ToolSet::All).await;
     h.write(".env", "API_TOKEN=never-in-the-store\n");
     h.write(".env.local", "LOCAL=never-in-the-store-either\n");
-    h.write(".git/config", "[remote] url = https://token@example.invalid\n");
+    h.write(
+        ".git/config",
+        "[remote] url = https://token@example.invalid\n",
+    );
     h.write("app.js", "ok");
     let body = h
         .call(

@@ -75,16 +75,12 @@ fn split_at_init(text: &str) -> (String, String) {
         .iter()
         .position(|line| line.contains("init_session") && line.contains("\"type\":\"assistant\""))
         .map_or(0, |index| index + 1);
-    (
-        lines[..cut]
-            .iter()
-            .map(|line| format!("{line}\n"))
-            .collect(),
-        lines[cut..]
-            .iter()
-            .map(|line| format!("{line}\n"))
-            .collect(),
-    )
+    let join = |part: &[&str]| {
+        part.iter()
+            .flat_map(|line| [*line, "\n"])
+            .collect::<String>()
+    };
+    (join(&lines[..cut]), join(&lines[cut..]))
 }
 
 fn append(path: &Path, text: &str) {

@@ -151,7 +151,7 @@ async fn new_answer_of_everything_skips_fifos_and_unreadable_files() {
     }
     let client = project.mcp("all").await;
     let (error, body) = tokio::time::timeout(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         call(
             &client,
             "new_answer",
