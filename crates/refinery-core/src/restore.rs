@@ -303,7 +303,45 @@ fn write_entry(store: &ObjectStore, entry: &ManifestEntry, dest: &Path) -> Resul
     Ok(())
 }
 
+/// Whether two entries hold the same thing (kind, bytes and permission bits).
+fn same_version(a: &ManifestEntry, b: &ManifestEntry) -> bool {
+    a.kind == b.kind && a.hash == b.hash && a.mode & 0o777 == b.mode & 0o777
+}
+
 impl WorkspaceScope {
+    /// Deletes an in-scope file the target does not hold, unless it existed before the run
+    /// and the run did not change it (then it is kept, and the report says so).
+    fn delete_unless_untouched(
+        &self,
+        entry: &ManifestEntry,
+        original: Option<&&ManifestEntry>,
+        report: &mut RestoreReport,
+    ) -> Result<()> {
+        let keep = |reason: &str, report: &mut RestoreReport| {
+            report.kept.push(Skipped {
+                path: entry.path.clone(),
+                reason: reason.to_owned(),
+            });
+        };
+        if original.is_some_and(|original| same_version(original, entry)) {
+            keep(
+                "existed before the run and the run did not change it",
+                report,
+            );
+            return Ok(());
+        }
+        if let Some(reason) = blocker(self.workspace(), &entry.path) {
+            keep(reason, report);
+            return Ok(());
+        }
+        match fs_err::remove_file(self.workspace().join(&entry.path)) {
+            Ok(()) => report.deleted.push(entry.path.clone()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err.into()),
+        }
+        Ok(())
+    }
+
     /// Makes the in-scope part of the workspace hold `target` (a snapshot the run took),
     /// keeping everything else: files outside the scope are never read, written or deleted,
     /// and a file that existed before the run (it is in `baseline`, the snapshot taken when
@@ -320,7 +358,6 @@ impl WorkspaceScope {
         check_manifest(store, target)?;
         let current = self.snapshot(store, &[".".to_owned()])?;
         write_json(backup, &current.entries)?;
-        let version = |entry: &ManifestEntry| (entry.kind, entry.hash.clone(), entry.mode & 0o777);
         let wanted: BTreeMap<&str, &ManifestEntry> = target
             .iter()
             .map(|entry| (entry.path.as_str(), entry))
@@ -331,30 +368,8 @@ impl WorkspaceScope {
             .collect();
         let mut report = RestoreReport::default();
         for entry in &current.entries {
-            if wanted.contains_key(entry.path.as_str()) {
-                continue;
-            }
-            let untouched = before
-                .get(entry.path.as_str())
-                .is_some_and(|original| version(original) == version(entry));
-            if untouched {
-                report.kept.push(Skipped {
-                    path: entry.path.clone(),
-                    reason: "existed before the run and the run did not change it".to_owned(),
-                });
-                continue;
-            }
-            if let Some(reason) = blocker(self.workspace(), &entry.path) {
-                report.kept.push(Skipped {
-                    path: entry.path.clone(),
-                    reason: reason.to_owned(),
-                });
-                continue;
-            }
-            match fs_err::remove_file(self.workspace().join(&entry.path)) {
-                Ok(()) => report.deleted.push(entry.path.clone()),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err.into()),
+            if !wanted.contains_key(entry.path.as_str()) {
+                self.delete_unless_untouched(entry, before.get(entry.path.as_str()), &mut report)?;
             }
         }
         let now: BTreeMap<&str, &ManifestEntry> = current
@@ -373,7 +388,7 @@ impl WorkspaceScope {
             }
             if now
                 .get(entry.path.as_str())
-                .is_some_and(|existing| version(existing) == version(entry))
+                .is_some_and(|existing| same_version(existing, entry))
             {
                 continue;
             }

@@ -62,26 +62,54 @@ pub fn git_listing_within(workspace: &Path, limit: Duration) -> Option<GitListin
         "--exclude-standard",
         "--directory",
     ])?;
-    let mut outer_rules = Vec::new();
+    // git's own default when core.excludesFile is unset (XDG_CONFIG_HOME aside).
+    let global = git_text(&[
+        "config",
+        "--get",
+        "--path",
+        "--default",
+        "~/.config/git/ignore",
+        "core.excludesFile",
+    ])
+    .map(|path| workspace.join(path.trim_end_matches('\n')));
+    let outer_rules = outer_rules(&top, &prefix, &exclude_file, global.as_deref());
+    Some(GitListing {
+        included,
+        ignored,
+        outer_rules,
+    })
+}
+
+/// The ignore rules git applies to the workspace from outside its tree: the `.gitignore` of
+/// the repository root and of every folder down to the workspace's parent (the workspace is
+/// at `prefix` below `top`), the repository's exclude file, and the global one. Files that
+/// cannot be read without blocking are left out here; git's own listing already applied them.
+fn outer_rules(
+    top: &Path,
+    prefix: &str,
+    exclude_file: &Path,
+    global: Option<&Path>,
+) -> Vec<IgnoreRules> {
     let parts: Vec<&str> = if prefix.is_empty() {
         Vec::new()
     } else {
         prefix.split('/').collect()
     };
-    // The repository root and every folder between it and the workspace.
+    let levels = |depth: usize| u32::try_from(parts.len() - depth).unwrap_or(u32::MAX);
+    let mut found = Vec::new();
     for depth in 0..parts.len() {
         let folder = parts[..depth]
             .iter()
-            .fold(top.clone(), |path, part| path.join(part));
+            .fold(top.to_path_buf(), |path, part| path.join(part));
         let base = RulesBase::Above {
-            levels: (parts.len() - depth) as u32,
+            levels: levels(depth),
             workspace_path: parts[depth..].join("/"),
         };
-        if let Ok(Some(rules)) =
+        found.extend(
             IgnoreRules::read(&folder.join(".gitignore"), base, RulesKind::Directory)
-        {
-            outer_rules.push(rules);
-        }
+                .ok()
+                .flatten(),
+        );
     }
     let root_base = if parts.is_empty() {
         RulesBase::Inside {
@@ -89,37 +117,27 @@ pub fn git_listing_within(workspace: &Path, limit: Duration) -> Option<GitListin
         }
     } else {
         RulesBase::Above {
-            levels: parts.len() as u32,
-            workspace_path: prefix.clone(),
+            levels: levels(0),
+            workspace_path: prefix.to_owned(),
         }
     };
-    if let Ok(Some(rules)) = IgnoreRules::read(
-        &exclude_file,
-        root_base.clone(),
-        RulesKind::RepositoryExclude,
-    ) {
-        outer_rules.push(rules);
+    found.extend(
+        IgnoreRules::read(
+            exclude_file,
+            root_base.clone(),
+            RulesKind::RepositoryExclude,
+        )
+        .ok()
+        .flatten(),
+    );
+    if let Some(global) = global {
+        found.extend(
+            IgnoreRules::read(global, root_base, RulesKind::GlobalExclude)
+                .ok()
+                .flatten(),
+        );
     }
-    // git's own default when core.excludesFile is unset (XDG_CONFIG_HOME aside).
-    if let Some(global) = git_text(&[
-        "config",
-        "--get",
-        "--path",
-        "--default",
-        "~/.config/git/ignore",
-        "core.excludesFile",
-    ]) && let Ok(Some(rules)) = IgnoreRules::read(
-        &workspace.join(global.trim_end_matches('\n')),
-        root_base,
-        RulesKind::GlobalExclude,
-    ) {
-        outer_rules.push(rules);
-    }
-    Some(GitListing {
-        included,
-        ignored,
-        outer_rules,
-    })
+    found
 }
 
 /// The session's scope, fixing it now (from git's view, or the `.gitignore` files outside

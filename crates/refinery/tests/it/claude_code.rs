@@ -206,3 +206,22 @@ pub(crate) fn record_transcript(transcript: &Path, name: &str) {
         }
     }
 }
+
+/// The tool results the model received, in order: (is_error, text).
+pub(crate) fn tool_results(body: &Value) -> Vec<(bool, String)> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|message| message["content"].as_array())
+        .flatten()
+        .filter(|block| block["type"] == "tool_result")
+        .map(|block| {
+            let text = match &block["content"] {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            (block["is_error"] == true, text)
+        })
+        .collect()
+}

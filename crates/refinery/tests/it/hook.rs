@@ -11,7 +11,12 @@ use serde_json::{Value, json};
 use crate::support::{Project, call, read_json};
 
 /// Runs the hook with `input` on stdin and `CLAUDE_PID`; returns its stdout.
-fn run_hook(project: &Project, input: &Value, claude_pid: &str, home: &std::path::Path) -> String {
+pub(crate) fn run_hook(
+    project: &Project,
+    input: &Value,
+    claude_pid: &str,
+    home: &std::path::Path,
+) -> String {
     let mut child = project
         .command()
         .args(["hook", "session-start"])

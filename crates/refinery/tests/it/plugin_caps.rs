@@ -8,14 +8,14 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use refinery_testkit::{RecordedRequest, Reply, ToolCallSpec};
 use serde_json::{Value, json};
 
-use crate::claude_code::{ClaudeHarness, record_transcript, run};
+use crate::claude_code::{ClaudeHarness, record_transcript, run, tool_results};
+use crate::hook::run_hook;
 use crate::support::{Project, call};
 
 const QUALITY: &str = "mcp__plugin_refinery_quality__";
@@ -35,21 +35,6 @@ fn fixture(name: &str) -> PathBuf {
 
 /// `refinery hook session-start` as Claude Code runs it, for `transcript`.
 fn session_start(project: &Project, transcript: &Path) {
-    let mut child = project
-        .command()
-        .args(["hook", "session-start"])
-        .env("CLAUDE_PID", "7100")
-        .env("CLAUDE_PROJECT_DIR", &project.workspace)
-        .env("HOME", project.workspace.parent().unwrap())
-        .env(
-            "GIT_CEILING_DIRECTORIES",
-            project.workspace.parent().unwrap(),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let input = json!({
         "session_id": CLAUDE_SESSION,
         "transcript_path": transcript,
@@ -57,14 +42,7 @@ fn session_start(project: &Project, transcript: &Path) {
         "hook_event_name": "SessionStart",
         "source": "startup",
     });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{output:?}");
+    run_hook(project, &input, "7100", project.workspace.parent().unwrap());
 }
 
 /// The lines of a transcript fixture, split after the assistant message that called
@@ -238,24 +216,6 @@ fn budget_script(poem: String) -> impl Fn(usize) -> (String, Value) + Send + Syn
         ),
         _ => (String::new(), Value::Null),
     }
-}
-
-fn tool_results(body: &Value) -> Vec<(bool, String)> {
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|message| message["content"].as_array())
-        .flatten()
-        .filter(|block| block["type"] == "tool_result")
-        .map(|block| {
-            let text = match &block["content"] {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            (block["is_error"] == true, text)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
