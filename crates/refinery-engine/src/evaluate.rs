@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use refinery_core::judgment::Gates;
 use refinery_core::rounds::LoopLimits;
-use refinery_core::{CriteriaSet, Session, SessionSettings, StateDir, Submission};
+use refinery_core::{CriteriaSet, Session, SessionSettings, StateDir, Submission, WorkspaceScope};
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -105,7 +105,7 @@ pub async fn evaluate_once(
         Spend::default(),
         Duration::ZERO,
     );
-    let (session, submission) = submit(&store, &config)?;
+    let (session, scope, submission) = submit(&store, &config)?;
     let task = config
         .task
         .clone()
@@ -119,6 +119,7 @@ pub async fn evaluate_once(
     let ctx = Context {
         store: &store,
         session: &session,
+        scope: &scope,
         meter: &meter,
         env: &env,
         cancel,
@@ -172,14 +173,17 @@ pub async fn evaluate_once(
 
 /// A new session holding the snapshot of `config.paths`: the report describes exactly the
 /// bytes judged.
-fn submit(store: &StateDir, config: &EvaluateConfig) -> Result<(Session, Submission), EngineError> {
+fn submit(
+    store: &StateDir,
+    config: &EvaluateConfig,
+) -> Result<(Session, WorkspaceScope, Submission), EngineError> {
     let now = OffsetDateTime::now_utc;
     let settings = SessionSettings {
         max_rounds: Some(1),
         ..SessionSettings::default()
     };
     let session = store.init_session("evaluate", settings, now())?;
-    crate::git_view::ensure_session_scope(&session, store.workspace(), now())?;
+    let scope = crate::git_view::ensure_session_scope(&session, store.workspace(), now())?;
     let submission = session.new_answer("evaluated as is", &config.paths, now())?;
     if submission.files.is_empty() {
         let skipped = if submission.skipped.is_empty() {
@@ -194,7 +198,7 @@ fn submit(store: &StateDir, config: &EvaluateConfig) -> Result<(Session, Submiss
             config.paths.join(", "),
         )));
     }
-    Ok((session, submission))
+    Ok((session, scope, submission))
 }
 
 fn default_task(paths: &[String]) -> String {

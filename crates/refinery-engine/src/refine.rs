@@ -19,7 +19,9 @@ use std::time::Duration;
 use refinery_core::fsutil::LockGuard;
 use refinery_core::judgment::{self, Gates, GuardCheck, RoundFacts, Spread};
 use refinery_core::rounds::{LoopLimits, StopReason};
-use refinery_core::{CriteriaSet, ManifestEntry, Session, SessionId, SessionSettings, StateDir};
+use refinery_core::{
+    CriteriaSet, ManifestEntry, Session, SessionId, SessionSettings, StateDir, WorkspaceScope,
+};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +44,7 @@ use crate::record::{
     CriteriaSource, GuardAction, PanelVerdict, RoundFile, RoundSummary, RoundVerdict, RunFile,
     RunRecord, RunStatus, RunSummary, load_run,
 };
-use crate::{trace, workspace};
+use crate::{git_view, trace, workspace};
 
 const RUN_LOCK: &str = ".run.lock";
 
@@ -88,6 +90,8 @@ impl Roles {
 pub struct Refiner {
     store: StateDir,
     session: Session,
+    /// What the run may snapshot and restore, fixed when it started (kept in the session).
+    scope: WorkspaceScope,
     roles: Roles,
     env: Environment,
     meter: Meter,
@@ -146,8 +150,10 @@ impl Refiner {
             None => store.init_session(&config.label, settings, started)?,
         };
         let lock = take_lock(&session)?;
-        fs_err::write(store.root().join(".gitignore"), "*\n")?;
-        workspace::save_baseline(&store, &session)?;
+        // Before the builder can touch anything: what this run may snapshot and restore is
+        // git's view now, whatever the ignore files say later.
+        let scope = git_view::ensure_session_scope(&session, store.workspace(), started)?;
+        workspace::save_baseline(&store, &scope, &session)?;
         let criteria_source = match &config.criteria {
             Some(criteria) => {
                 session.register_criteria(criteria, started)?;
@@ -162,6 +168,7 @@ impl Refiner {
         Ok(Self {
             store,
             session,
+            scope,
             roles,
             env,
             meter,
@@ -183,6 +190,9 @@ impl Refiner {
         let (session, mut record) = load_run(&store, session_id)?;
         let lock = take_lock(&session)?;
         check_budget(&limits, &roles)?;
+        // The scope fixed when the run started (a session from before scopes gets one now).
+        let scope =
+            git_view::ensure_session_scope(&session, store.workspace(), OffsetDateTime::now_utc())?;
         record.limits = limits;
         record.builder = roles.builder.spec().to_string();
         record.evaluator = roles.evaluator.spec().to_string();
@@ -196,6 +206,7 @@ impl Refiner {
             run: RunFile::new(&session, record),
             store,
             session,
+            scope,
             roles,
             env,
             meter,
@@ -240,6 +251,7 @@ impl Refiner {
             let ctx = Context {
                 store: &self.store,
                 session: &self.session,
+                scope: &self.scope,
                 meter: &self.meter,
                 env: &self.env,
                 cancel,
@@ -268,7 +280,7 @@ impl Refiner {
         self.run.record.best_round = match status {
             RunStatus::Stopped { .. } => {
                 let latest = in_progress.or(self.run.record.rounds.last().map(|r| r.round));
-                workspace::deliver_best(&self.store, &self.session, latest)?
+                workspace::deliver_best(&self.store, &self.scope, &self.session, latest)?
             }
             _ => None,
         };
@@ -334,7 +346,7 @@ impl Rounds<'_> {
             state_dir: &state_dir,
         };
         let builder = &roles.builder;
-        let before = workspace::BeforeBuild::take(ctx.store)?;
+        let before = workspace::BeforeBuild::take(ctx.store, ctx.scope)?;
         let built = build::run(ctx, BuildInput { builder, brief }).await?;
         let verify_input = VerifyInput {
             round,
@@ -344,7 +356,7 @@ impl Rounds<'_> {
         };
         let verified = verify::run(ctx, verify_input).await?;
         // A builder that only claims to have written files is reported as such.
-        let changed_nothing = before.changed_nothing(ctx.store)?;
+        let changed_nothing = before.changed_nothing(ctx.store, ctx.scope)?;
         if changed_nothing {
             ctx.emit(&RefineEvent::BuilderChangedNothing { round });
         }
@@ -587,7 +599,7 @@ impl Rounds<'_> {
             // the object store.
             let target = workspace::delivered(ctx.session, core_round)?;
             let backup = ctx.session.round_dir(cut).join("discarded.json");
-            workspace::restore_exact(ctx.store, &target, &backup)?;
+            workspace::restore(ctx.store, ctx.scope, ctx.session, &target, &backup)?;
         }
         self.run.save(ctx.meter)
     }

@@ -1,19 +1,24 @@
 //! The user's workspace as the loop touches it: snapshots of it, the version a round
-//! delivered, and exact restores.
+//! delivered, and restores.
 //!
-//! Every read of the whole workspace and every write back to it goes through here, so the rules
-//! for what a run may snapshot, restore or delete live in one place (and the state folder is
-//! always left out). The isolated copies the agents of a multi-model run work in
-//! ([`AgentCopies`]) and the one write of its winner ([`apply_answer`]) are here too, so a git
-//! worktree can replace the copies without the run noticing.
+//! Every read of the whole workspace and every write back to it goes through here and
+//! through the run's [`WorkspaceScope`], fixed from git's view when the run started (see
+//! `refinery_core::scope`). So a builder that edits `.gitignore` to un-ignore `.env.local` or
+//! `private/` widens nothing: those files are never snapshotted (so never shown to a judge
+//! nor stored), and a revert, a resume or a best-round delivery never deletes or overwrites
+//! them. A restore also keeps every file that existed before the run unless the run changed
+//! it, and stores what it replaces in the session first. The isolated copies the agents of a
+//! multi-model run work in ([`AgentCopies`]) and the one write of its winner
+//! ([`apply_answer`]) are here too, so a git worktree can replace the copies without the run
+//! noticing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use refinery_core::best_round::{RoundScore, RoundStanding, best_round};
 use refinery_core::fsutil::{read_json, write_json};
 use refinery_core::snapshot::take_snapshot;
-use refinery_core::{ManifestEntry, Session, Snapshot, StateDir};
+use refinery_core::{ManifestEntry, RestoreReport, Session, Snapshot, StateDir, WorkspaceScope};
 
 use crate::error::EngineError;
 use crate::record::BestRound;
@@ -25,31 +30,32 @@ const REPLACED_FILE: &str = "replaced.json";
 /// The workspace before round 1, in the session folder.
 const BASELINE_FILE: &str = "baseline.json";
 
-/// The workspace as it is now, stored in the object store (unchanged files cost nothing).
-pub(crate) fn snapshot(store: &StateDir) -> Result<Snapshot, EngineError> {
-    Ok(take_snapshot(
-        &store.objects(),
-        store.workspace(),
-        &[store.root().to_path_buf()],
-        &[".".to_owned()],
-    )?)
+/// The in-scope part of the workspace as it is now, stored in the object store (unchanged
+/// files cost nothing).
+pub(crate) fn snapshot(store: &StateDir, scope: &WorkspaceScope) -> Result<Snapshot, EngineError> {
+    Ok(scope.snapshot(&store.objects(), &[".".to_owned()])?)
 }
 
 /// Keeps the workspace as it was before any round, so an interrupted first round can be
-/// undone on resume.
-pub(crate) fn save_baseline(store: &StateDir, session: &Session) -> Result<(), EngineError> {
-    let baseline = snapshot(store)?;
+/// undone on resume and a restore knows which files predate the run.
+pub(crate) fn save_baseline(
+    store: &StateDir,
+    scope: &WorkspaceScope,
+    session: &Session,
+) -> Result<(), EngineError> {
+    let baseline = snapshot(store, scope)?;
     write_json(&session.dir().join(BASELINE_FILE), &baseline.entries)?;
     Ok(())
+}
+
+fn baseline(session: &Session) -> Result<Vec<ManifestEntry>, EngineError> {
+    Ok(read_json::<Vec<ManifestEntry>>(&session.dir().join(BASELINE_FILE))?.unwrap_or_default())
 }
 
 /// The files `round` delivered (round 0: the workspace before the run).
 pub(crate) fn delivered(session: &Session, round: u32) -> Result<Vec<ManifestEntry>, EngineError> {
     if round == 0 {
-        return Ok(
-            read_json::<Vec<ManifestEntry>>(&session.dir().join(BASELINE_FILE))?
-                .unwrap_or_default(),
-        );
+        return baseline(session);
     }
     let submissions = session.submissions()?;
     submissions
@@ -63,28 +69,19 @@ pub(crate) fn delivered(session: &Session, round: u32) -> Result<Vec<ManifestEnt
         })
 }
 
-/// Makes the workspace hold exactly `target` (files the ignore rules skip are left alone).
-/// What is removed or overwritten is snapshotted to `backup` first.
-pub(crate) fn restore_exact(
+/// Brings the in-scope part of the workspace back to `target`, within the run's scope only
+/// (see [`WorkspaceScope::restore_exact`]): files outside the scope are never touched, a
+/// file that existed before the run is kept unless the run changed it, and the in-scope
+/// files as they are now are stored first, their manifest written to `backup`.
+pub(crate) fn restore(
     store: &StateDir,
+    scope: &WorkspaceScope,
+    session: &Session,
     target: &[ManifestEntry],
     backup: &Path,
-) -> Result<(), EngineError> {
-    let current = snapshot(store)?;
-    write_json(backup, &current.entries)?;
-    let keep: BTreeSet<&str> = target.iter().map(|entry| entry.path.as_str()).collect();
-    for entry in &current.entries {
-        if !keep.contains(entry.path.as_str()) {
-            let path = store.workspace().join(&entry.path);
-            match fs_err::remove_file(&path) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err.into()),
-            }
-        }
-    }
-    refinery_core::snapshot::restore(&store.objects(), target, store.workspace())?;
-    Ok(())
+) -> Result<RestoreReport, EngineError> {
+    let before = baseline(session)?;
+    Ok(scope.restore_exact(&store.objects(), target, &before, backup)?)
 }
 
 /// Writes an answer made in a copy of the workspace back into the workspace: every file the
@@ -94,6 +91,7 @@ pub(crate) fn restore_exact(
 /// removed or overwritten is snapshotted to `backup` first.
 pub(crate) fn apply_answer(
     store: &StateDir,
+    scope: &WorkspaceScope,
     baseline: &[ManifestEntry],
     answer: &[ManifestEntry],
     backup: &Path,
@@ -106,7 +104,7 @@ pub(crate) fn apply_answer(
         .iter()
         .map(|entry| (entry.path.as_str(), entry))
         .collect();
-    let mut target: BTreeMap<String, ManifestEntry> = snapshot(store)?
+    let mut target: BTreeMap<String, ManifestEntry> = snapshot(store, scope)?
         .entries
         .into_iter()
         .map(|entry| (entry.path.clone(), entry))
@@ -122,7 +120,11 @@ pub(crate) fn apply_answer(
         }
     }
     let target: Vec<ManifestEntry> = target.into_values().collect();
-    restore_exact(store, &target, backup)
+    // Within the scope, so out-of-scope files stay. `target` already keeps every file the
+    // answer left alone; a file it deleted is the run's change, so no file is protected
+    // beyond that.
+    scope.restore_exact(&store.objects(), &target, &[], backup)?;
+    Ok(())
 }
 
 /// The private copies of the workspace the agents of a multi-model run work in, one per
@@ -200,14 +202,19 @@ impl AgentCopies {
 pub(crate) struct BeforeBuild(Vec<ManifestEntry>);
 
 impl BeforeBuild {
-    /// The workspace as it is now.
-    pub(crate) fn take(store: &StateDir) -> Result<Self, EngineError> {
-        Ok(Self(snapshot(store)?.entries))
+    /// The in-scope part of the workspace as it is now.
+    pub(crate) fn take(store: &StateDir, scope: &WorkspaceScope) -> Result<Self, EngineError> {
+        Ok(Self(snapshot(store, scope)?.entries))
     }
 
-    /// Whether every file is still exactly as it was (content, mode, and the set of paths).
-    pub(crate) fn changed_nothing(&self, store: &StateDir) -> Result<bool, EngineError> {
-        Ok(snapshot(store)?.entries == self.0)
+    /// Whether every in-scope file is still exactly as it was (content, mode, and the set of
+    /// paths).
+    pub(crate) fn changed_nothing(
+        &self,
+        store: &StateDir,
+        scope: &WorkspaceScope,
+    ) -> Result<bool, EngineError> {
+        Ok(snapshot(store, scope)?.entries == self.0)
     }
 }
 
@@ -217,6 +224,7 @@ impl BeforeBuild {
 /// the best, or when no round was scored (nothing is known to be better).
 pub(crate) fn deliver_best(
     store: &StateDir,
+    scope: &WorkspaceScope,
     session: &Session,
     latest: Option<u32>,
 ) -> Result<Option<BestRound>, EngineError> {
@@ -239,7 +247,7 @@ pub(crate) fn deliver_best(
             let target = delivered(session, best)?;
             let backup = session.round_dir(latest).join(REPLACED_FILE);
             fs_err::create_dir_all(session.round_dir(latest))?;
-            restore_exact(store, &target, &backup)?;
+            restore(store, scope, session, &target, &backup)?;
             Ok(Some(BestRound {
                 round: best,
                 replaced: latest,

@@ -76,7 +76,7 @@ pub(crate) async fn settle(
         });
         return Ok((criteria, source));
     }
-    let current = workspace::snapshot(ctx.store)?;
+    let current = workspace::snapshot(ctx.store, ctx.scope)?;
     let existing = (!current.entries.is_empty()).then(|| {
         let objects = ctx.store.objects();
         pack::render_view(writer.view(), &objects, &current.entries, &ctx.env.scrubber)

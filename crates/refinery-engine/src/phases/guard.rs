@@ -156,7 +156,7 @@ async fn repair(
     let report = match action {
         RegressionAction::Revert { .. } => {
             let backup = ctx.session.round_dir(input.round).join("discarded.json");
-            workspace::restore_exact(ctx.store, previous, &backup)?;
+            workspace::restore(ctx.store, ctx.scope, ctx.session, previous, &backup)?;
             checks = recheck(ctx, input).await?;
             RegressionReport {
                 regressed,
@@ -198,7 +198,7 @@ async fn compare(
     input: &GuardInput<'_>,
     previous: &[ManifestEntry],
 ) -> Result<Comparison, EngineError> {
-    let current = workspace::snapshot(ctx.store)?;
+    let current = workspace::snapshot(ctx.store, ctx.scope)?;
     let objects = ctx.store.objects();
     let view = input.judge.view();
     let scrubber = &ctx.env.scrubber;
@@ -288,7 +288,7 @@ async fn blind(
 /// The previous version of the files this round changed or deleted, for a repair brief:
 /// what the builder needs to restore, bounded so any CLI can take it as an argument.
 fn changed_since(ctx: &Context<'_>, previous: &[ManifestEntry]) -> Result<String, EngineError> {
-    let current = workspace::snapshot(ctx.store)?;
+    let current = workspace::snapshot(ctx.store, ctx.scope)?;
     let now: BTreeMap<&str, &str> = current
         .entries
         .iter()

@@ -45,7 +45,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use refinery_core::{Session, StateDir};
+use refinery_core::{Session, StateDir, WorkspaceScope};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Phase, RefineEvent};
@@ -72,6 +72,8 @@ pub struct Environment {
 pub(crate) struct Context<'a> {
     pub store: &'a StateDir,
     pub session: &'a Session,
+    /// What the run may snapshot and restore, fixed when it started.
+    pub scope: &'a WorkspaceScope,
     pub meter: &'a Meter,
     pub env: &'a Environment,
     pub cancel: &'a CancellationToken,

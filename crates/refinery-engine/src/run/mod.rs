@@ -21,7 +21,9 @@ use std::sync::{Mutex, PoisonError};
 use refinery_core::fsutil::{LockGuard, write_json};
 use refinery_core::rounds::{LoopLimits, StopReason};
 use refinery_core::votes::{Agent, AnswerId, NoConsensus, RunStep, Standing, Vote, Winner};
-use refinery_core::{CriteriaSet, ManifestEntry, Session, SessionSettings, StateDir};
+use refinery_core::{
+    CriteriaSet, ManifestEntry, Session, SessionSettings, StateDir, WorkspaceScope,
+};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +69,8 @@ pub struct RunConfig {
 pub struct ConsensusRun {
     store: StateDir,
     session: Session,
+    /// What the run may snapshot and write back, fixed when it started (kept in the session).
+    scope: WorkspaceScope,
     models: Vec<Backend>,
     env: Environment,
     meter: Meter,
@@ -100,8 +104,11 @@ impl ConsensusRun {
         };
         let session = store.init_session(&config.label, settings, started)?;
         let lock = take_lock(&session)?;
-        fs_err::write(store.root().join(".gitignore"), "*\n")?;
-        workspace::save_baseline(&store, &session)?;
+        // Before any agent can touch anything: git's view now, whatever the ignore files say
+        // later.
+        let scope =
+            crate::git_view::ensure_session_scope(&session, store.workspace(), started)?;
+        workspace::save_baseline(&store, &scope, &session)?;
         let source = match &config.criteria {
             Some(criteria) => {
                 session.register_criteria(criteria, started)?;
@@ -122,6 +129,7 @@ impl ConsensusRun {
         Ok(Self {
             store,
             session,
+            scope,
             models,
             env,
             meter,
@@ -143,6 +151,11 @@ impl ConsensusRun {
         let (session, mut record) = load_consensus(&store, session_id)?;
         let lock = take_lock(&session)?;
         check_budget(&limits, &models)?;
+        let scope = crate::git_view::ensure_session_scope(
+            &session,
+            store.workspace(),
+            OffsetDateTime::now_utc(),
+        )?;
         if models.len() != record.models.len() {
             return Err(EngineError::Setup(format!(
                 "session `{session_id}` has {} agents but {} backends were given; resume with the run's own models",
@@ -159,6 +172,7 @@ impl ConsensusRun {
             file: RecordFile::new(&session, record),
             store,
             session,
+            scope,
             models,
             env,
             meter,
@@ -195,6 +209,7 @@ impl ConsensusRun {
             let ctx = Context {
                 store: &self.store,
                 session: &self.session,
+                scope: &self.scope,
                 meter: &self.meter,
                 env: &self.env,
                 cancel,
@@ -785,7 +800,7 @@ impl Rounds<'_> {
         });
         self.file.save(ctx.meter)?;
         let backup = session.dir().join(&backup_name);
-        workspace::apply_answer(ctx.store, &previous, &files, &backup)?;
+        workspace::apply_answer(ctx.store, ctx.scope, &previous, &files, &backup)?;
         if let Some(written) = &mut self.file.record.winner {
             written.written = true;
         }

@@ -1,16 +1,23 @@
 //! User files are sacred, through the real binary: a state folder that would swallow the
 //! workspace is refused before anything is written, the state folder's `.gitignore` is
 //! written by every writer but only into a folder Refinery made, and a fifo or an unreadable
-//! file never stops or blocks `new_answer "."`.
+//! file never stops or blocks `new_answer "."`. And issue 10's scenario: a builder that
+//! un-ignores the user's secrets and notes, a guard revert, a SIGKILL and a resume, with
+//! every user file intact and none of them shown to a model or stored.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use refinery_testkit::{FakeModelServer, Reply, TestContext};
 use serde_json::json;
 
+use crate::llm_support::text;
+use crate::refine::{
+    CRITERIA, MODEL, Run, builder_round, evaluation, json_lines, lessons, role, summary,
+};
 use crate::support::{BIN, Project, call};
 
-const MODEL: &str = "anthropic/claude-sonnet-4-5";
 
 #[tokio::test]
 async fn a_state_folder_that_holds_the_workspace_is_refused_before_anything_is_written() {
@@ -182,4 +189,228 @@ async fn new_answer_of_everything_skips_fifos_and_unreadable_files() {
         "{body}"
     );
     client.cancel().await.unwrap();
+}
+
+/// The user's own files the scenario below must never lose, show a model or store: an
+/// ignored `.env.local`, an ignored `private/` folder, and a `.env` git does not ignore
+/// (`.env*` never enters a snapshot, whatever git says).
+const USER_FILES: [(&str, &str); 4] = [
+    (".env.local", "LOCAL_SETTING=user-env-local-marker-4f1c\n"),
+    ("private/notes.txt", "user-private-notes-marker-9b2e\n"),
+    ("private/deep/plan.md", "user-private-plan-marker-17d0\n"),
+    (".env", "PLAIN_SETTING=user-dotenv-marker-c3a8\n"),
+];
+const START_IGNORE: &str = ".env.local\nprivate/\n";
+const WIDE_OPEN_IGNORE: &str = "# nothing is ignored any more\n";
+
+fn git(project: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .current_dir(project)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+/// The scripted run of the scenario: each builder turn writes one file through the workspace
+/// tools; round 2 and round 3 first rewrite `.gitignore` to un-ignore the user's files.
+/// Round 2 breaks the page, so the guard (which prefers whichever answer is not BROKEN)
+/// asks for a repair, which stays broken, and reverts. Round 3's builder is held after its
+/// `.gitignore` edit while `hold` is set, so the test can SIGKILL the run there.
+struct Scenario {
+    hold: Arc<AtomicBool>,
+    held: Arc<AtomicBool>,
+}
+
+impl Scenario {
+    fn install(server: &FakeModelServer) -> Self {
+        let scenario = Self {
+            hold: Arc::new(AtomicBool::new(true)),
+            held: Arc::new(AtomicBool::new(false)),
+        };
+        let (hold, held) = (scenario.hold.clone(), scenario.held.clone());
+        let usage = |reply: Reply| reply.with_usage(2_000, 0, 500);
+        let write = move |path: &str, content: &str| {
+            usage(Reply::tool_call(
+                "write_file",
+                json!({"path": path, "content": content}),
+            ))
+        };
+        server.route(move |request| {
+            Some(match role(request) {
+                "builder" => match (builder_round(request), request.tool_results().len()) {
+                    (1, 0) => write("index.html", "<h1>GOOD-1</h1>"),
+                    (2 | 3, 0) => write(".gitignore", WIDE_OPEN_IGNORE),
+                    (2, 1) => write("index.html", "<h1>BROKEN</h1>"),
+                    // The repair turn.
+                    (0, 0) => write("index.html", "<h1>BROKEN-AFTER-REPAIR</h1>"),
+                    (3, 1) if hold.load(Ordering::SeqCst) => {
+                        held.store(true, Ordering::SeqCst);
+                        Reply::text("never").delayed(Duration::from_mins(2))
+                    }
+                    (3, 1) => write("index.html", "<h1>GOOD-3</h1>"),
+                    _ => usage(Reply::text("Done")),
+                },
+                "evaluator" => usage(Reply::text(evaluation([8, 5, 8], "E2 needs numbers."))),
+                "guard" => {
+                    let body = request.body_text();
+                    let (a, b) = body.split_once("## Answer B").unwrap();
+                    let preference = match (a.contains("BROKEN"), b.contains("BROKEN")) {
+                        (true, false) => "B",
+                        (false, true) => "A",
+                        _ => "tie",
+                    };
+                    usage(Reply::text(
+                        json!({"preferences": {"E1": preference, "E2": "tie", "E3": "tie"}, "reasoning": "compared the headings"})
+                            .to_string(),
+                    ))
+                }
+                "trace" => usage(Reply::text(lessons())),
+                _ => Reply::status(400),
+            })
+        });
+        scenario
+    }
+
+    /// Waits until round 3's builder is held.
+    async fn held(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_mins(2);
+        while !self.held.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round 3 never started"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Every file under `dir`, read whole.
+fn all_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else if entry.file_type().unwrap().is_file() {
+                found.push((entry.path(), fs_err::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+/// Issue 10's scenario end to end: a builder rewrites `.gitignore` to un-ignore `.env.local`
+/// and `private/`, the regression guard reverts the round, a later round is SIGKILLed after
+/// the same edit and the run is resumed. The user's files stay byte for byte, and none of
+/// them reaches a model or the state folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unignoring_files_then_revert_kill_and_resume_leaves_every_user_file_alone() {
+    let server = FakeModelServer::start().await.unwrap();
+    let scenario = Scenario::install(&server);
+    let run = Run::new(&server);
+    let project = run.project();
+    fs_err::create_dir_all(&project).unwrap();
+    git(&project, &["init", "-q"]);
+    fs_err::write(project.join(".gitignore"), START_IGNORE).unwrap();
+    fs_err::write(project.join("index.html"), "<h1>start</h1>").unwrap();
+    git(&project, &["add", "."]);
+    git(&project, &["commit", "-qm", "start"]);
+    for (path, content) in USER_FILES {
+        let path = project.join(path);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, content).unwrap();
+    }
+
+    let mut args = vec!["refine", "Build a page", "--criteria", CRITERIA];
+    args.extend(["--builder", MODEL, "--evaluator", MODEL, "--yes"]);
+    args.extend(["--max-rounds", "3", "--json"]);
+    let mut child = std::process::Command::new(BIN)
+        .env_clear()
+        .envs(&run.env)
+        .current_dir(&project)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    scenario.held().await;
+    // Round 2 was reverted to round 1's page and round 3 has un-ignored the files again.
+    assert_eq!(
+        fs_err::read_to_string(project.join("index.html")).unwrap(),
+        "<h1>GOOD-1</h1>"
+    );
+    assert_eq!(
+        fs_err::read_to_string(project.join(".gitignore")).unwrap(),
+        WIDE_OPEN_IGNORE
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    scenario.hold.store(false, Ordering::SeqCst);
+
+    let sessions: Vec<String> = fs_err::read_dir(project.join(".refinery/sessions"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(sessions.len(), 1);
+    let output = run
+        .refinery(&["refine", "--resume", &sessions[0], "--json"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let events = json_lines(&output.stdout);
+    let summary = summary(&events);
+    assert_eq!(summary["rounds"][1]["regression"]["action"], "reverted");
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        fs_err::read_to_string(project.join("index.html")).unwrap(),
+        "<h1>GOOD-3</h1>"
+    );
+
+    // Every user file is intact, byte for byte.
+    for (path, content) in USER_FILES {
+        assert_eq!(
+            fs_err::read_to_string(project.join(path)).unwrap(),
+            content,
+            "{path} was changed or deleted"
+        );
+    }
+    // What the revert and the resume replaced was kept in the session first.
+    let session_dir = project.join(".refinery/sessions").join(&sessions[0]);
+    assert!(session_dir.join("round_002/discarded.json").exists());
+    assert!(session_dir.join("round_003/discarded.json").exists());
+    // Nothing of them reached a model (judges and builders alike) ...
+    let requests = server.model_requests();
+    assert!(requests.iter().any(|request| role(request) == "evaluator"));
+    assert!(requests.iter().any(|request| role(request) == "guard"));
+    for request in &requests {
+        let body = request.body_text();
+        for (path, content) in USER_FILES {
+            assert!(
+                !body.contains(content.trim_end()),
+                "{path} reached a {} request",
+                role(request)
+            );
+        }
+    }
+    // ... nor the object store, nor any other file of the state folder.
+    for (file, bytes) in all_files(&project.join(".refinery")) {
+        for (path, content) in USER_FILES {
+            assert!(
+                !contains(&bytes, content.trim_end()),
+                "{path} reached {}",
+                file.display()
+            );
+        }
+    }
 }
