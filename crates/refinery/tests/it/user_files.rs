@@ -18,7 +18,6 @@ use crate::refine::{
 };
 use crate::support::{BIN, Project, call};
 
-
 #[tokio::test]
 async fn a_state_folder_that_holds_the_workspace_is_refused_before_anything_is_written() {
     let server = FakeModelServer::start().await.unwrap();
