@@ -106,8 +106,7 @@ impl ConsensusRun {
         let lock = take_lock(&session)?;
         // Before any agent can touch anything: git's view now, whatever the ignore files say
         // later.
-        let scope =
-            crate::git_view::ensure_session_scope(&session, store.workspace(), started)?;
+        let scope = crate::git_view::ensure_session_scope(&session, store.workspace(), started)?;
         workspace::save_baseline(&store, &scope, &session)?;
         let source = match &config.criteria {
             Some(criteria) => {
