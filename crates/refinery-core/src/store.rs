@@ -50,7 +50,7 @@ const SCOPE_FILE: &str = "scope.json";
 const GITIGNORE_FILE: &str = ".gitignore";
 /// Names Refinery itself creates at the top of a state folder; a folder holding only these
 /// (and temporary files of an atomic write) is Refinery's own.
-const OWN_ENTRIES: [&str; 7] = [
+const OWN_ENTRIES: [&str; 8] = [
     SESSIONS_DIR,
     OBJECTS_DIR,
     POINTER_FILE,
@@ -58,6 +58,8 @@ const OWN_ENTRIES: [&str; 7] = [
     "claude_sessions",
     ".lock",
     GITIGNORE_FILE,
+    // A `refine --worktree` run's origin, written before its first session.
+    "worktree.json",
 ];
 
 /// A state folder and the workspace it belongs to.
