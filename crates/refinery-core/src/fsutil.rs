@@ -4,18 +4,35 @@
 //! Every state write in Refinery goes through [`write_atomic`] so a crash leaves either the old
 //! or the new file, never a torn one; and every read goes through [`read_json`] so a file we
 //! cannot parse is an error naming it, never a silent reset (a known MassGen defect).
+//!
+//! State writes are also where secrets are stopped: [`write_atomic`], [`write_json`] and the
+//! journal's line appends pass their text through the process scrubber
+//! ([`refinery_secrets::process_scrubber`]), so a key in a task, a criterion, a judge's reply
+//! or a command's output is stored as `[REDACTED…]`. A file whose bytes must be exactly what was
+//! asked — a builder writing into the user's workspace — uses [`write_atomic_exact`].
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt;
+use refinery_secrets::JsonStyle;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` through a temporary sibling file, fsync and rename.
+/// Writes `bytes` to `path` atomically, with every secret masked (see the module docs): the
+/// writer for state files.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_exact(
+        path,
+        &refinery_secrets::process_scrubber().scrub_bytes(bytes),
+    )
+}
+
+/// Writes `bytes` to `path` through a temporary sibling file, fsync and rename, unchanged: for
+/// user files only (never state, which goes through [`write_atomic`]).
+pub fn write_atomic_exact(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs_err::create_dir_all(dir)?;
     let mut temp = tempfile::Builder::new()
@@ -32,11 +49,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Serializes `value` as pretty JSON and writes it atomically.
+/// Serializes `value` as pretty JSON, masks every secret in its strings, and writes it
+/// atomically.
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    let mut text = refinery_secrets::process_scrubber()
+        .scrub_json_text(&text, JsonStyle::Pretty)
+        .into_owned();
+    text.push('\n');
+    write_atomic_exact(path, text.as_bytes())
 }
 
 /// Reads a JSON file; `Ok(None)` when it does not exist, an error naming the file when it
@@ -58,7 +79,11 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 /// Appends one JSON value as a line. The caller holds the session lock, so lines never
 /// interleave; one `write_all` of a whole line keeps a crash from tearing earlier lines.
 pub(crate) fn append_json_line<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    let text = serde_json::to_string(value).map_err(std::io::Error::other)?;
+    let mut line = refinery_secrets::process_scrubber()
+        .scrub_json_text(&text, JsonStyle::Compact)
+        .into_owned()
+        .into_bytes();
     line.push(b'\n');
     let mut file = fs_err::OpenOptions::new()
         .create(true)
@@ -206,6 +231,60 @@ mod tests {
             .map(|entry| entry.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.json")]);
+    }
+
+    #[test]
+    fn state_writes_mask_secrets_and_exact_writes_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        // Assembled at run time: a GitHub token shape and an unrelated loaded value.
+        let token = format!("ghp_{}", "Zq7Rk2Lw9Tn4Vb8Xc3Hy6Md1Pf5Sg0JaKu2E");
+        let loaded = ["core-fsutil-", "loaded-value-77"].concat();
+        refinery_secrets::remember_secrets([loaded.as_str()]);
+        let json = dir.path().join("a.json");
+        write_json(
+            &json,
+            &serde_json::json!({"task": format!("use {token} and {loaded}")}),
+        )
+        .unwrap();
+        let text = fs_err::read_to_string(&json).unwrap();
+        assert!(!text.contains(&token) && !text.contains(&loaded), "{text}");
+        let value: serde_json::Value = read_json(&json).unwrap().unwrap();
+        assert_eq!(value["task"], "use [REDACTED:github-pat] and [REDACTED]");
+        let lines = dir.path().join("events.jsonl");
+        append_json_line(&lines, &serde_json::json!({"t": token})).unwrap();
+        assert!(!fs_err::read_to_string(&lines).unwrap().contains(&token));
+        let plain = dir.path().join("notes.md");
+        write_atomic(&plain, format!("key {loaded}\n").as_bytes()).unwrap();
+        assert_eq!(fs_err::read_to_string(&plain).unwrap(), "key [REDACTED]\n");
+        let user = dir.path().join("user.txt");
+        write_atomic_exact(&user, token.as_bytes()).unwrap();
+        assert_eq!(fs_err::read_to_string(&user).unwrap(), token);
+    }
+
+    #[test]
+    fn manifests_with_digests_are_not_touched_by_the_scrubber() {
+        use std::fmt::Write as _;
+
+        // Content hashes are 64 hex digits: no rule may take one for a secret, or a restore
+        // would fail on a damaged manifest.
+        let dir = tempfile::tempdir().unwrap();
+        let mut entries = Vec::new();
+        let mut state = 0x1234_5678_9abc_def0_u64;
+        for index in 0..2000 {
+            let mut hash = String::new();
+            for _ in 0..4 {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let _ = write!(hash, "{state:016x}");
+            }
+            entries.push(serde_json::json!({"path": format!("src/file_{index}.rs"), "hash": hash, "size": index}));
+        }
+        let value = serde_json::Value::Array(entries);
+        let path = dir.path().join("manifest.json");
+        write_json(&path, &value).unwrap();
+        let back: serde_json::Value = read_json(&path).unwrap().unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]

@@ -53,7 +53,8 @@ impl SessionId {
         }
     }
 
-    /// Builds `YYYYMMDD_HHMMSS[_label-slug]` from a UTC time and an optional label.
+    /// Builds `YYYYMMDD_HHMMSS[_label-slug]` from a UTC time and an optional label (cleaned
+    /// of secrets first: see [`clean_label`]).
     pub fn generate(now: OffsetDateTime, label: &str) -> Self {
         let stamp = now
             .to_offset(time::UtcOffset::UTC)
@@ -61,7 +62,7 @@ impl SessionId {
                 "[year][month][day]_[hour][minute][second]"
             ))
             .unwrap_or_else(|_| "00000000_000000".to_owned());
-        let slug = slugify(label);
+        let slug = slugify(&clean_label(label));
         if slug.is_empty() {
             Self(stamp)
         } else {
@@ -97,6 +98,41 @@ impl From<SessionId> for String {
     fn from(value: SessionId) -> Self {
         value.0
     }
+}
+
+/// A label with nothing secret in it: the text is scrubbed (known credential values and
+/// recognisable keys masked), then every whitespace-separated word that is a mask or looks
+/// like a key is dropped. A session label becomes a folder name, an id in events and output,
+/// and a line in `session.json`, so a key at the start of a task must never reach it.
+///
+/// ```
+/// use refinery_core::session::clean_label;
+/// let key = format!("sk-ant-api03-{}", "q7Rk2Lw9Tn4Vb8Xc3Hy6Md1Pf5Sg0JaKu2E".repeat(3));
+/// assert_eq!(clean_label(&format!("{key} build a page")), "build a page");
+/// assert_eq!(clean_label("deploy with token Zq7Rk2Lw9Tn4Vb8Xc3Hy6 now"), "deploy with token now");
+/// ```
+pub fn clean_label(label: &str) -> String {
+    let scrubbed = refinery_secrets::scrub(label);
+    scrubbed
+        .split_whitespace()
+        .filter(|word| {
+            !word.contains(refinery_secrets::PLACEHOLDER_PREFIX) && !looks_like_key(word)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether a word could be key material the rules do not know: at least 16 letters and digits
+/// (separators such as `-`, `_`, `.` and `/` aside), with both letters and digits. Words and
+/// hyphenated names (`landing-page-for-acme`) pass; `python3.11-venv-2024-setup` is dropped
+/// too, which costs a label nothing.
+fn looks_like_key(word: &str) -> bool {
+    let alphanumeric = word.chars().filter(char::is_ascii_alphanumeric).count();
+    alphanumeric >= 16
+        && word.chars().any(|character| character.is_ascii_digit())
+        && word
+            .chars()
+            .any(|character| character.is_ascii_alphabetic())
 }
 
 /// Turns a free-form label into `[a-z0-9-]` words joined by `-`.
@@ -277,6 +313,39 @@ mod tests {
         assert_eq!(
             SessionId::generate(now, "../../Evil Plan").as_str(),
             "20261124_003005_evil-plan"
+        );
+    }
+
+    #[test]
+    fn ids_never_carry_a_key_from_the_label() {
+        let now = datetime!(2026-11-24 00:30:05 UTC);
+        // Assembled at run time so this file does not trip the repository's own scan.
+        let github = format!("ghp_{}", "Zq7Rk2Lw9Tn4Vb8Xc3Hy6Md1Pf5Sg0JaKu2E");
+        let unknown = ["x9Q2vL7", "mT4kP8nR3wZ6"].concat();
+        let loaded = ["core-session-", "loaded-secret-value"].concat();
+        refinery_secrets::remember_secrets([loaded.as_str()]);
+        let cases = [
+            (
+                format!("{github} build a landing page"),
+                "20261124_003005_build-a-landing-page",
+            ),
+            (
+                format!("use {unknown} to deploy"),
+                "20261124_003005_use-to-deploy",
+            ),
+            (format!("{loaded} tidy docs"), "20261124_003005_tidy-docs"),
+            (github.clone(), "20261124_003005"),
+        ];
+        for (label, expected) in cases {
+            assert_eq!(
+                SessionId::generate(now, &label).as_str(),
+                expected,
+                "{label}"
+            );
+        }
+        assert_eq!(
+            clean_label("landing-page-for-acme-corp v2"),
+            "landing-page-for-acme-corp v2"
         );
     }
 

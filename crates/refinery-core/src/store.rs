@@ -177,6 +177,7 @@ impl StateDir {
         settings: SessionSettings,
         now: OffsetDateTime,
     ) -> Result<Session> {
+        let label = &crate::session::clean_label(label);
         let (_lock, sessions) = self.lock_sessions()?;
         let base = SessionId::generate(now, label);
         let mut id = base.clone();

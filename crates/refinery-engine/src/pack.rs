@@ -14,39 +14,9 @@ const FILE_LIMIT: usize = 48 * 1024;
 /// Most text shown for a whole deliverable.
 const TOTAL_LIMIT: usize = 240 * 1024;
 
-/// Masks known secret values in text that goes to a model.
-#[derive(Clone, Debug, Default)]
-pub struct Scrubber {
-    secrets: Vec<String>,
-}
-
-impl Scrubber {
-    /// Masks each of `secrets` (values shorter than 8 characters are ignored: too common to
-    /// be secrets, too likely to mangle ordinary text).
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets
-            .into_iter()
-            .filter(|secret| secret.len() >= 8)
-            .collect();
-        // Longest first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
-        secrets.dedup();
-        Self { secrets }
-    }
-
-    /// `text` with every known secret value replaced by `[REDACTED]`, then anything the
-    /// secret scanner's built-in rules recognise (keys, tokens, private keys written into the
-    /// deliverable itself) replaced by `[REDACTED:<rule>]`.
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "[REDACTED]");
-            }
-        }
-        refinery_secrets::redact(&out).0
-    }
-}
+/// Masks secrets in text that goes to a model or is saved: the one scrubber of
+/// `refinery-secrets` (known credential values and key-shaped text).
+pub use refinery_secrets::Scrubber;
 
 /// How a model gets to see a deliverable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

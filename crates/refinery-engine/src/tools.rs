@@ -5,6 +5,12 @@
 //! workspace. A path that leaves the workspace (absolute, `..`, or through a symbolic link),
 //! or that points into the state folder or `.git`, is refused with a message the model can act
 //! on — the tool result says what was wrong, the files stay untouched.
+//!
+//! Secrets: the model reads files through the scrubber, so a key in a file reaches it as
+//! `[REDACTED…]`. Writing that text back would replace the user's real key with the mask, so a
+//! write that puts a mask into a file that holds a secret (more masks than the file has
+//! literally) is refused, saying why. Only regular files are read: a fifo or a device would
+//! block or never end.
 
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
@@ -223,6 +229,17 @@ impl Workspace {
             Ok(path) => path,
             Err(message) => return ToolOutput::error(message),
         };
+        if let Ok(metadata) = fs_err::metadata(&path)
+            && !metadata.is_file()
+        {
+            return ToolOutput::error(if metadata.is_dir() {
+                format!("`{raw}` is a folder; use list_files")
+            } else {
+                format!(
+                    "`{raw}` is not a regular file (a pipe, socket or device); it cannot be read"
+                )
+            });
+        }
         match fs_err::read(&path) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(mut text) => {
@@ -257,12 +274,16 @@ impl Workspace {
         if path.is_dir() {
             return ToolOutput::error(format!("`{raw}` is a folder"));
         }
+        if let Some(refusal) = masks_over_secrets(&path, raw, content) {
+            return ToolOutput::error(refusal);
+        }
         if let Some(parent) = path.parent()
             && let Err(err) = fs_err::create_dir_all(parent)
         {
             return ToolOutput::error(format!("cannot create the folder for `{raw}`: {err}"));
         }
-        match refinery_core::fsutil::write_atomic(&path, content.as_bytes()) {
+        // The user's file gets exactly these bytes (state writes are the ones scrubbed).
+        match refinery_core::fsutil::write_atomic_exact(&path, content.as_bytes()) {
             Ok(()) => ToolOutput::ok(format!("wrote {} bytes to {raw}", content.len())),
             Err(err) => ToolOutput::error(format!("cannot write `{raw}`: {err}")),
         }
@@ -286,9 +307,100 @@ impl Workspace {
     }
 }
 
+/// Why writing `content` to `path` would overwrite a secret with its mask, if it would: the
+/// file now holds something the scrubber masks, and `content` carries more masks than the
+/// file has literally.
+fn masks_over_secrets(path: &Path, raw: &str, content: &str) -> Option<String> {
+    let masks = |text: &str| text.matches(refinery_secrets::PLACEHOLDER_PREFIX).count();
+    let new_masks = masks(content);
+    if new_masks == 0 {
+        return None;
+    }
+    let existing = fs_err::read(path).ok()?;
+    let existing = String::from_utf8_lossy(&existing);
+    if new_masks <= masks(&existing)
+        || !refinery_secrets::process_scrubber().finds_secret(&existing)
+    {
+        return None;
+    }
+    Some(format!(
+        "refused: `{raw}` holds a secret (a key or password) that you were shown as `[REDACTED…]`, and this content contains that mask; writing it would replace the real value with the mask. Leave `{raw}` as it is (put your change in another file), or write content that keeps no `[REDACTED` text"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mask_is_never_written_over_a_real_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ws");
+        fs_err::create_dir_all(&root).unwrap();
+        // Assembled at run time: a GitHub token in a config file the builder reads.
+        let token = format!("ghp_{}", "Zq7Rk2Lw9Tn4Vb8Xc3Hy6Md1Pf5Sg0JaKu2E");
+        let original = format!("name = \"app\"\ntoken = \"{token}\"\n");
+        fs_err::write(root.join("config.toml"), &original).unwrap();
+        let workspace = Workspace::new(&root, &[]).unwrap();
+        // What the model sees once the scrubber is applied to the tool result.
+        let seen = refinery_secrets::process_scrubber().scrub(&original);
+        assert!(seen.contains("[REDACTED:github-pat]"), "{seen}");
+        let rewritten = seen.replace("\"app\"", "\"app2\"");
+        let refused = workspace.run(&call(
+            "write_file",
+            json!({"path": "config.toml", "content": rewritten}),
+        ));
+        assert!(refused.is_error, "{refused:?}");
+        assert!(
+            refused
+                .content
+                .contains("replace the real value with the mask"),
+            "{refused:?}"
+        );
+        assert_eq!(
+            fs_err::read_to_string(root.join("config.toml")).unwrap(),
+            original
+        );
+        // A new file may quote a mask (nothing real is lost), and a file without secrets may
+        // be rewritten freely.
+        for path in ["notes.md", "config.toml.example"] {
+            let wrote = workspace.run(&call(
+                "write_file",
+                json!({"path": path, "content": "token = \"[REDACTED]\"\n"}),
+            ));
+            assert!(!wrote.is_error, "{path}: {wrote:?}");
+        }
+        let again = workspace.run(&call(
+            "write_file",
+            json!({"path": "notes.md", "content": "token = \"[REDACTED]\" (see docs)\n"}),
+        ));
+        assert!(!again.is_error, "{again:?}");
+        // Rewriting the secret file without any mask is allowed (the model replaces it whole).
+        let plain = workspace.run(&call(
+            "write_file",
+            json!({"path": "config.toml", "content": "name = \"app\"\n"}),
+        ));
+        assert!(!plain.is_error, "{plain:?}");
+    }
+
+    #[test]
+    fn pipes_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ws");
+        fs_err::create_dir_all(&root).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(root.join("pipe"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let workspace = Workspace::new(&root, &[]).unwrap();
+        // Would block forever if it were opened.
+        let output = workspace.run(&call("read_file", json!({"path": "pipe"})));
+        assert!(
+            output.is_error && output.content.contains("not a regular file"),
+            "{output:?}"
+        );
+    }
 
     fn call(name: &str, arguments: Value) -> ToolCall {
         ToolCall {

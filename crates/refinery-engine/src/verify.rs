@@ -1,8 +1,12 @@
 //! `--verify` commands: run the deliverable, keep what it printed.
 //!
 //! Output-first verification: the evaluator sees what the commands actually printed, and a
-//! failing command earns the builder one bounded fix attempt. Commands run with `sh -c` in the
+//! failing command earns the builder one bounded fix attempt. Commands run with `sh` in the
 //! workspace, in their own process group so a timeout or Ctrl-C ends every child.
+//!
+//! A command is handed to `sh` as a script file (private to this user, deleted afterwards),
+//! not as `sh -c <command>`: a command line is visible to every user of the machine in `ps`,
+//! and a `--verify` command may well carry a token.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,6 +39,19 @@ pub struct VerifyResult {
     pub duration_ms: u64,
 }
 
+/// The command as a script file for `sh`.
+fn script_file(command: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write as _;
+    let mut file = tempfile::Builder::new()
+        .prefix("refinery-verify-")
+        .suffix(".sh")
+        .tempfile()?;
+    file.write_all(command.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.flush()?;
+    Ok(file)
+}
+
 /// Runs every command in order (all of them, even after a failure: each is evidence).
 pub async fn run_all(
     commands: &[String],
@@ -58,9 +75,26 @@ async fn run_one(
     cancel: &CancellationToken,
 ) -> Result<VerifyResult, Halt> {
     let started = Instant::now();
+    let failed = |output: String, timed_out: bool| VerifyResult {
+        command: command.to_owned(),
+        exit_code: None,
+        passed: false,
+        timed_out,
+        output,
+        duration_ms: millis_since(started),
+    };
+    // Created 0600 in the temporary folder; removed when this function returns.
+    let script = match script_file(command) {
+        Ok(script) => script,
+        Err(err) => {
+            return Ok(failed(
+                format!("could not write the command to a script file: {err}"),
+                false,
+            ));
+        }
+    };
     let spawned = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
+        .arg(script.path())
         .current_dir(workdir)
         .env_clear()
         .envs(env)
@@ -70,17 +104,9 @@ async fn run_one(
         .process_group(0)
         .kill_on_drop(true)
         .spawn();
-    let failed = |output: String, timed_out: bool| VerifyResult {
-        command: command.to_owned(),
-        exit_code: None,
-        passed: false,
-        timed_out,
-        output,
-        duration_ms: millis_since(started),
-    };
     let mut child = match spawned {
         Ok(child) => child,
-        Err(err) => return Ok(failed(format!("could not start `sh -c`: {err}"), false)),
+        Err(err) => return Ok(failed(format!("could not start `sh`: {err}"), false)),
     };
     let pid = child.id();
     let kill_group = || {
@@ -191,6 +217,46 @@ mod tests {
         assert!(!results[1].passed);
         assert_eq!(results[1].output, "[stderr]\noops\n");
         assert!(results[2].timed_out && !results[2].passed);
+    }
+
+    /// The command text is never on a command line (`ps` shows `sh <script>`), yet it runs.
+    #[tokio::test]
+    async fn commands_are_not_on_any_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = ["verify-", "marker-", "7f3a9c"].concat();
+        let command = format!("sleep 0.6; echo ran # {marker}");
+        let sampling = tokio::task::spawn_blocking({
+            let marker = marker.clone();
+            move || {
+                let mut seen = Vec::new();
+                let until = Instant::now() + Duration::from_millis(500);
+                while Instant::now() < until {
+                    for entry in fs_err::read_dir("/proc").into_iter().flatten().flatten() {
+                        let cmdline =
+                            fs_err::read(entry.path().join("cmdline")).unwrap_or_default();
+                        if String::from_utf8_lossy(&cmdline).contains(&marker) {
+                            seen.push(entry.path());
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                seen
+            }
+        });
+        let results = run_all(
+            &[command],
+            dir.path(),
+            &env(),
+            Duration::from_secs(10),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(results[0].output, "ran\n");
+        assert!(
+            sampling.await.unwrap().is_empty(),
+            "the command was visible on a command line"
+        );
     }
 
     #[test]

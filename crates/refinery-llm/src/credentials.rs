@@ -3,7 +3,12 @@
 //! Lookup order, first hit wins: the environment map (the caller passes the process
 //! environment, or a test's own map; we never read or change the process environment
 //! here), then `<project>/.env`, then `<home>/.env`. Only the known key variables and the
-//! base-URL variables are taken from `.env` files; other lines are ignored.
+//! base-URL variables are taken from `.env` files for use; other lines are ignored.
+//!
+//! Loading is also how secrets get masked: the value of every variable whose name marks it
+//! secret ([`refinery_secrets::is_secret_name`]: `*_KEY`, `*_TOKEN`, `*SECRET*`,
+//! `*PASSWORD*`, …), in the map and in both `.env` files, known key or not, is added to the
+//! process scrubber ([`refinery_secrets::process_scrubber`]), which every boundary applies.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +91,11 @@ impl Credentials {
     }
 
     fn absorb(&mut self, values: &BTreeMap<String, String>, source: &KeySource) {
+        refinery_secrets::remember_secret_vars(
+            values
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        );
         for name in KEY_VARIABLES {
             if let Some(value) = values
                 .get(name)
@@ -140,13 +150,6 @@ impl Credentials {
                 }
             })
             .collect()
-    }
-
-    /// Replace every known key value in `text` with `<redacted>`.
-    pub fn redact(&self, text: &str) -> String {
-        self.keys
-            .values()
-            .fold(text.to_string(), |text, (key, _)| key.redact(&text))
     }
 
     /// All key values, for a caller that must pass them to a child process.
@@ -278,14 +281,25 @@ mod tests {
     }
 
     #[test]
-    fn redact_all_keys() {
-        let credentials = Credentials::from_env(&map(&[
-            ("OPENAI_API_KEY", "sk-openai-abcdef"),
-            ("XAI_API_KEY", "xai-abcdefgh"),
-        ]));
+    fn every_secret_named_value_is_masked_by_the_process_scrubber() {
+        let dir = tempfile::tempdir().unwrap();
+        let in_dotenv = ["dotenv-", "deploy-token-4242"].concat();
+        let in_env = ["env-", "db-password-9191"].concat();
+        fs_err::write(
+            dir.path().join(".env"),
+            format!("DEPLOY_TOKEN={in_dotenv}\nPLAIN_SETTING=visible-value-1234\n"),
+        )
+        .unwrap();
+        let env = map(&[("DB_PASSWORD", &in_env), ("HOME_DIR", "/home/someone-long")]);
+        let credentials = Credentials::load(&env, Some(dir.path()), None).unwrap();
+        // Neither is a key Refinery uses, but both are masked everywhere from now on.
+        assert!(credentials.key("DEPLOY_TOKEN").is_none());
+        let scrubber = refinery_secrets::process_scrubber();
         assert_eq!(
-            credentials.redact("a sk-openai-abcdef b xai-abcdefgh"),
-            "a <redacted> b <redacted>"
+            scrubber.scrub(&format!(
+                "{in_dotenv} {in_env} visible-value-1234 /home/someone-long"
+            )),
+            "[REDACTED] [REDACTED] visible-value-1234 /home/someone-long"
         );
     }
 }

@@ -138,6 +138,17 @@ pub enum Error {
         message: String,
     },
 
+    /// A command-line argument for the agent CLI is longer than Refinery allows on argv
+    /// (briefs go through stdin; this is an oversized system prompt or extra argument).
+    /// Nothing was started. Linux refuses a single argument over 128 KiB, and `ps` shows
+    /// argv to every user of the machine.
+    #[error("an argument for `{program}` is {bytes} bytes, over the {limit}-byte limit for one command-line argument; shorten it (briefs are passed on stdin, so this is a system prompt or an extra argument)", program = cli.program())]
+    ArgumentTooLong {
+        cli: AgentCli,
+        bytes: usize,
+        limit: usize,
+    },
+
     /// The agent run hit its wall-clock timeout; its whole process group was killed.
     #[error("`{program}` run exceeded its {timeout:?} timeout; its process group was killed", program = cli.program())]
     AgentTimeout { cli: AgentCli, timeout: Duration },

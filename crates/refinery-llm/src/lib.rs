@@ -31,7 +31,10 @@ mod schema_dialect;
 mod secret;
 mod structured;
 
-pub use agent::{AgentCli, AgentEvent, AgentOutcome, AgentRequest, AgentRunner, EventParser};
+pub use agent::{
+    AgentCli, AgentEvent, AgentOutcome, AgentRequest, AgentRunner, EventParser, MAX_ARGUMENT,
+    PASS_ENV_VARIABLE,
+};
 pub use chat::{
     CallOptions, ChatModel, ChatRequest, ChatResponse, FinishReason, Message, ResponseSchema,
     StreamEvent, StreamSink, ToolCall, ToolSpec,

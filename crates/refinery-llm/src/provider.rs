@@ -122,6 +122,10 @@ fn adapter_kind(provider: Provider) -> AdapterKind {
 impl ApiChatModel {
     pub fn new(config: ChatModelConfig, prices: Arc<PriceTable>) -> Result<Self> {
         let ChatModelConfig { id, endpoint, key } = config;
+        // A key handed in directly (not loaded through `Credentials`) is masked all the same.
+        if let Some(key) = &key {
+            refinery_secrets::remember_secrets([key.expose()]);
+        }
         // Our own reqwest client: no proxy from the environment (a loopback call must stay
         // loopback), and no whole-request timeout (streams may be long; we time each read).
         let http = reqwest::Client::builder()
@@ -154,10 +158,14 @@ impl ApiChatModel {
         })
     }
 
+    /// Masks this model's key and everything the process scrubber knows (a server may echo
+    /// any part of a request back in an error).
     fn redact(&self, text: &str) -> String {
-        self.key
+        let text = self
+            .key
             .as_ref()
-            .map_or_else(|| text.to_string(), |key| key.redact(text))
+            .map_or_else(|| text.to_string(), |key| key.redact(text));
+        refinery_secrets::process_scrubber().scrub(&text)
     }
 
     async fn call(
@@ -167,6 +175,8 @@ impl ApiChatModel {
         mut sink: Option<StreamSink<'_>>,
     ) -> Result<ChatResponse> {
         let started = Instant::now();
+        // The boundary: whoever built the request, nothing secret is sent.
+        let request = &request.scrubbed(&refinery_secrets::process_scrubber());
         let genai_request = to_genai_request(request);
         let chat_options = to_genai_options(request);
         let mut attempt = 0;
@@ -318,6 +328,15 @@ impl ApiChatModel {
                     text.push_str(&chunk.content);
                     sink(StreamEvent::TextDelta(chunk.content));
                 }
+                // Every protocol's last event says why the answer stopped; genai also ends
+                // a stream that merely ran out (a connection closed cleanly halfway), and
+                // then there is no reason: that answer is cut, not finished.
+                Some(Ok(ChatStreamEvent::End(end))) if end.captured_stop_reason.is_none() => {
+                    return Err(AttemptFailure::from(Error::StreamInterrupted {
+                        provider: self.id.provider,
+                        message: "the stream ended without its final event".to_string(),
+                    }));
+                }
                 Some(Ok(ChatStreamEvent::End(end))) => break end,
                 Some(Ok(
                     ChatStreamEvent::Start
@@ -376,6 +395,12 @@ impl ApiChatModel {
             };
         }
         let error = match error {
+            // An event whose JSON ends early is an event cut in half: the connection ended
+            // (cleanly, or at a proxy) in the middle of it. That is a cut stream, retried
+            // like any other; JSON that is wrong rather than short stays a protocol error.
+            genai::Error::StreamParse { serde_error, .. } if serde_error.is_eof() => {
+                Error::StreamInterrupted { provider, message }
+            }
             genai::Error::WebModelCall { .. }
             | genai::Error::WebAdapterCall { .. }
             | genai::Error::WebStream { .. } => {

@@ -17,7 +17,8 @@ impl ApiKey {
         &self.0
     }
 
-    /// Replace every occurrence of this key in `text` with `<redacted>`.
+    /// Replace every occurrence of this key in `text` with `[REDACTED]` (the mask every
+    /// boundary uses, [`refinery_secrets::PLACEHOLDER`]).
     ///
     /// Keys shorter than 8 characters are not searched for: replacing a 3-letter
     /// placeholder everywhere would garble ordinary text, and such values are not secrets.
@@ -25,7 +26,7 @@ impl ApiKey {
         if self.0.len() < 8 {
             return text.to_string();
         }
-        text.replace(&self.0, "<redacted>")
+        text.replace(&self.0, refinery_secrets::PLACEHOLDER)
     }
 }
 
@@ -58,10 +59,10 @@ mod tests {
         let key = ApiKey::new("sk-ant-secret-value-123");
         let cases = [
             ("no key here", "no key here"),
-            ("key=sk-ant-secret-value-123", "key=<redacted>"),
+            ("key=sk-ant-secret-value-123", "key=[REDACTED]"),
             (
                 "sk-ant-secret-value-123 and sk-ant-secret-value-123",
-                "<redacted> and <redacted>",
+                "[REDACTED] and [REDACTED]",
             ),
         ];
         for (input, expected) in cases {

@@ -13,10 +13,10 @@ mod error;
 mod media;
 pub mod protocol;
 mod server;
+mod stdio;
 
 pub use server::{RefineryServer, ServerConfig, ToolSet};
-
-use rmcp::ServiceExt as _;
+pub use stdio::MAX_LINE;
 
 /// Errors from running a server.
 #[derive(Debug, thiserror::Error)]
@@ -26,20 +26,14 @@ pub enum Error {
     Transport(String),
 }
 
-/// Serves `tools` on stdin/stdout until the client disconnects.
+/// Serves `tools` on stdin/stdout until the client disconnects. Every request line that
+/// cannot be parsed gets a JSON-RPC error reply (see the `stdio` module).
 pub async fn run_stdio(tools: ToolSet, config: ServerConfig) -> Result<(), Error> {
     serve_stdio(RefineryServer::new(tools, config)).await
 }
 
-/// Serves a prepared server (e.g. one with media tools attached) on stdin/stdout.
+/// Serves a prepared server (e.g. one with media tools attached) on stdin/stdout, with the
+/// same error replies for unusable request lines.
 pub async fn serve_stdio(server: RefineryServer) -> Result<(), Error> {
-    let service = server
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|err| Error::Transport(err.to_string()))?;
-    service
-        .waiting()
-        .await
-        .map_err(|err| Error::Transport(err.to_string()))?;
-    Ok(())
+    stdio::serve_guarded(server, tokio::io::stdin(), tokio::io::stdout()).await
 }

@@ -195,7 +195,7 @@ impl MediaConfig {
             .or_else(|| backend.default_model(task).map(ToString::to_string))
     }
 
-    /// `text` with every loaded key value replaced by `<redacted>`.
+    /// `text` with every loaded key value replaced by `[REDACTED]` (the placeholder the one scrubber uses everywhere).
     pub(crate) fn redact(&self, text: &str) -> String {
         self.redaction
             .iter()
@@ -258,7 +258,7 @@ mod tests {
         );
         assert_eq!(config.model_for(Backend::OpenAi, Task::Video), None);
         assert_eq!(config.timeouts.poll_interval, Duration::from_millis(50));
-        assert_eq!(config.redact("x gem-key-123456 y"), "x <redacted> y");
+        assert_eq!(config.redact("x gem-key-123456 y"), "x [REDACTED] y");
     }
 
     #[test]

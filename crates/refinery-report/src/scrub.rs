@@ -9,36 +9,36 @@
 
 use std::fmt;
 
-/// Masks secrets: the values the caller knows (the keys the run loaded) and anything the
-/// secret scanner's built-in rules recognise.
-#[derive(Clone, Debug, Default)]
+/// Masks secrets: the one scrubber of the process ([`refinery_secrets::process_scrubber`]:
+/// every credential value this process loaded, plus the scanner's rules), and any values the
+/// caller adds. The report has no masking of its own, so it can never mask less than what
+/// the rest of Refinery writes.
+#[derive(Clone, Debug)]
 pub struct Scrub {
-    known: Vec<String>,
+    scrubber: refinery_secrets::Scrubber,
+}
+
+impl Default for Scrub {
+    /// The process scrubber as it is now.
+    fn default() -> Self {
+        Self {
+            scrubber: refinery_secrets::process_scrubber(),
+        }
+    }
 }
 
 impl Scrub {
-    /// A scrubber that also masks each of `values` (shorter than 8 characters are ignored:
-    /// too common to be secrets, too likely to mangle ordinary text).
+    /// The process scrubber that also masks each of `values` (values too short or too common
+    /// to be secrets are skipped, as everywhere).
     pub fn with_known_secrets(values: impl IntoIterator<Item = String>) -> Self {
-        let mut known: Vec<String> = values
-            .into_iter()
-            .filter(|value| value.len() >= 8)
-            .collect();
-        // Longest first, so a secret containing another is masked whole.
-        known.sort_by_key(|value| std::cmp::Reverse(value.len()));
-        known.dedup();
-        Self { known }
+        Self {
+            scrubber: refinery_secrets::process_scrubber().with_values(values),
+        }
     }
 
     /// `raw` with every secret masked.
     pub fn text(&self, raw: &str) -> Text {
-        let mut out = raw.to_owned();
-        for secret in &self.known {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "[REDACTED]");
-            }
-        }
-        Text(refinery_secrets::redact(&out).0)
+        Text(self.scrubber.scrub(raw))
     }
 }
 

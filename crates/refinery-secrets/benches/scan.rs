@@ -100,6 +100,7 @@ fn main() {
         "  findings by rule: {:?}",
         findings_by_rule(with_prefilter, &texts)
     );
+    scrubber_throughput(&texts);
     if let Ok(rules) = std::env::var("REFINERY_BENCH_DISABLE") {
         let mut builder = ScannerBuilder::new();
         for rule in rules.split(',') {
@@ -148,6 +149,52 @@ fn main() {
     }
 
     labelled_set(work.path());
+}
+
+/// The scrubber every boundary applies: ten known values plus the redaction rules, over the
+/// tree's texts as plain text and as one JSON document of strings (how state files and
+/// requests are scrubbed).
+fn scrubber_throughput(texts: &[(PathBuf, Vec<u8>)]) {
+    let values: Vec<String> = (0..10)
+        .map(|index| format!("known-credential-value-{index:04}-x7Q"))
+        .collect();
+    let scrubber = refinery_secrets::Scrubber::new(&values);
+    let strings: Vec<String> = texts
+        .iter()
+        .map(|(_, text)| String::from_utf8_lossy(text).into_owned())
+        .collect();
+    let bytes: usize = strings.iter().map(String::len).sum();
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let changed = strings
+            .iter()
+            .filter(|text| matches!(scrubber.scrub_cow(text), std::borrow::Cow::Owned(_)))
+            .count();
+        times.push(started.elapsed());
+        std::hint::black_box(changed);
+    }
+    let seconds = median(&mut times).as_secs_f64();
+    println!(
+        "scrubber, plain text ({} texts, {:.1} MiB): median {seconds:.2} s of 3 -> {:.0} MB/s",
+        strings.len(),
+        bytes as f64 / MIB as f64,
+        bytes as f64 / 1e6 / seconds
+    );
+    let json = serde_json::to_string_pretty(&strings).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let clean = scrubber.scrub_json_text(&json, refinery_secrets::JsonStyle::Pretty);
+        times.push(started.elapsed());
+        std::hint::black_box(clean.len());
+    }
+    let seconds = median(&mut times).as_secs_f64();
+    println!(
+        "scrubber, one JSON document of those texts ({:.1} MiB): median {seconds:.2} s of 3 -> {:.0} MB/s",
+        json.len() as f64 / MIB as f64,
+        json.len() as f64 / 1e6 / seconds
+    );
 }
 
 fn findings_by_rule(

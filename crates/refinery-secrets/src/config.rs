@@ -45,6 +45,7 @@ pub struct Config {
 impl Config {
     /// Reads `path`; a missing file gives the default config, a malformed one an error.
     pub fn load(path: &Path) -> Result<Self> {
+        crate::walk::require_regular(path)?;
         let text = match fs_err::read_to_string(path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {

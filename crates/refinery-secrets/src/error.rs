@@ -76,6 +76,14 @@ pub enum Error {
         line: usize,
     },
 
+    /// A path named on the command line (or as the config or ignore file) is a fifo, socket
+    /// or device: it is not read (a fifo would block the scan forever). Exit 2.
+    #[error("`{path}` is not a regular file or folder (a pipe, socket or device); it was not read")]
+    NotRegular {
+        /// The path, as given.
+        path: PathBuf,
+    },
+
     /// Walking a directory failed (permission denied, a loop of symlinks...).
     #[error("could not walk `{path}`: {source}")]
     Walk {

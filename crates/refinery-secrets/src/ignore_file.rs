@@ -26,6 +26,7 @@ pub struct IgnoreList {
 impl IgnoreList {
     /// Reads `path`; a missing file is an empty list, a malformed line an error.
     pub fn load(path: &Path) -> Result<Self> {
+        crate::walk::require_regular(path)?;
         match fs_err::read_to_string(path) {
             Ok(text) => Self::parse(&text, path),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),

@@ -1,6 +1,8 @@
 //! Refinery's secret scanner: finds API keys, tokens, private keys and passwords in files, in
-//! git's staged changes and in outgoing commits, and redacts them from text before it is sent
-//! to a model.
+//! git's staged changes and in outgoing commits; and the one [`Scrubber`] that every place
+//! where text leaves a running Refinery applies (model requests, agent CLIs, state files,
+//! output, logs, ids): the credential values the process loaded, and anything the rules
+//! recognise, are masked.
 //!
 //! It must never print, log or store a matched value. A [`Finding`] carries the rule id, the
 //! location, a [`Fingerprint`] and a redacted [`Preview`] (a short public prefix and the
@@ -37,6 +39,7 @@ mod ignore_file;
 mod report;
 mod rules;
 mod scanner;
+mod scrub;
 mod walk;
 
 #[cfg(test)]
@@ -47,8 +50,13 @@ pub use error::{Error, Result};
 pub use finding::{Finding, Fingerprint, Preview};
 pub use ignore_file::{IGNORE_FILE_NAME, IgnoreList};
 pub use scanner::{ALLOW_MARKER, RuleDefinition, RuleInfo, Scanner, ScannerBuilder};
+pub use scrub::{
+    JsonStyle, PLACEHOLDER, PLACEHOLDER_PREFIX, Scrubber, is_secret_name, process_scrubber,
+    remember_secret_vars, remember_secrets, scrub,
+};
 
-/// Redacts every secret the built-in rules find in `text`, replacing each value with
+/// Redacts every secret the built-in rules (and the redaction-only ones, such as a bare AWS
+/// secret access key) find in `text`, replacing each value with
 /// `[REDACTED:<rule-id>]`, and returns the cleaned text with the findings (which hold no
 /// value).
 ///
@@ -56,10 +64,10 @@ pub use scanner::{ALLOW_MARKER, RuleDefinition, RuleInfo, Scanner, ScannerBuilde
 /// diffs, transcripts. It ignores `refinery:allow` comments and the ignore file on purpose (see
 /// [`Scanner::redact`]). Use a configured [`Scanner`] to apply extra TOML rules too.
 pub fn redact(text: &str) -> (String, Vec<Finding>) {
-    Scanner::builtin().redact(text)
+    Scanner::for_redaction().redact(text)
 }
 
-/// Whether `text` contains anything the built-in rules flag (same rules as [`redact`]).
+/// Whether `text` contains anything the redaction rules flag (same rules as [`redact`]).
 pub fn contains_secret(text: &str) -> bool {
-    !Scanner::builtin().redact(text).1.is_empty()
+    !Scanner::for_redaction().redact(text).1.is_empty()
 }

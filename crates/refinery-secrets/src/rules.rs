@@ -23,6 +23,9 @@ pub(crate) enum Check {
     PrivateKey,
     /// `scheme://user:password@host`: documentation hosts and placeholder passwords are dropped.
     UrlCredentials,
+    /// A standalone 40-character run of the base64 alphabet, as AWS prints secret access keys:
+    /// exactly 40 characters, mixed case and digits, high entropy (see [`REDACTION_RULES`]).
+    BareAwsSecret,
 }
 
 /// How much text around a keyword hit the rule's regex sees.
@@ -448,3 +451,23 @@ pub(crate) const BUILTIN_RULES: &[BuiltinRule] = &[
         window: Window::Line,
     },
 ];
+
+/// Rules used only to redact text that leaves the process (model requests, stored state,
+/// output), never by `refinery secrets scan`.
+///
+/// Redaction may mask a little too much (a masked page token in a prompt costs nothing), while
+/// a scan that blocks a commit must be precise; so a rule with no keyword to anchor it and a
+/// shape that random ids sometimes share lives here. Numbers: the labelled corpus test in
+/// `tests/it/labelled.rs`.
+pub(crate) const REDACTION_RULES: &[BuiltinRule] = &[BuiltinRule {
+    id: "aws-secret-access-key-bare",
+    description: "AWS secret access key without a naming context (redaction only)",
+    keywords: &[],
+    // Maximal runs of the base64 alphabet: the check keeps runs of exactly 40 characters, so
+    // a longer blob (a certificate line, a hash in base64) never yields a 40-character slice.
+    pattern: r"(?P<secret>[A-Za-z0-9/+]{40,})",
+    min_entropy: 4.0,
+    visible_prefix: 0,
+    check: Check::BareAwsSecret,
+    window: Window::Whole,
+}];

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::checks;
 use crate::error::{Error, Result};
 use crate::finding::{Finding, Fingerprint, Preview};
-use crate::rules::{BUILTIN_RULES, Check, GENERIC_ID, Window};
+use crate::rules::{BUILTIN_RULES, BuiltinRule, Check, GENERIC_ID, REDACTION_RULES, Window};
 
 /// The inline comment that accepts the findings on its line.
 pub const ALLOW_MARKER: &[u8] = b"refinery:allow";
@@ -136,6 +136,7 @@ pub struct ScannerBuilder {
     extra_rules: Vec<RuleDefinition>,
     disabled: Vec<String>,
     without_prefilter: bool,
+    redaction_rules: bool,
 }
 
 impl ScannerBuilder {
@@ -158,6 +159,15 @@ impl ScannerBuilder {
         self
     }
 
+    /// Adds the rules that only redaction uses (a bare AWS secret access key, which has no
+    /// prefix to anchor it): they may mask a random id now and then, which is harmless in
+    /// text sent to a model and not acceptable in a scan that blocks a commit.
+    #[must_use]
+    pub fn with_redaction_rules(mut self) -> Self {
+        self.redaction_rules = true;
+        self
+    }
+
     /// Runs every rule over the whole text instead of around keyword hits. Same findings,
     /// slower; exists so the benchmark can measure what the prefilter buys.
     #[doc(hidden)]
@@ -173,7 +183,12 @@ impl ScannerBuilder {
         let mut keywords_per_rule: Vec<Vec<String>> = Vec::new();
         // Case-insensitive keywords: the generic rule's and every configured rule's.
         let mut keywords_are_folded = Vec::new();
-        for builtin in BUILTIN_RULES {
+        let redaction: &[BuiltinRule] = if self.redaction_rules {
+            REDACTION_RULES
+        } else {
+            &[]
+        };
+        for builtin in BUILTIN_RULES.iter().chain(redaction) {
             if self.disabled.iter().any(|id| id == builtin.id) {
                 continue;
             }
@@ -333,6 +348,23 @@ impl Scanner {
         static SCANNER: OnceLock<Scanner> = OnceLock::new();
         SCANNER.get_or_init(|| {
             ScannerBuilder::new()
+                .build()
+                .expect("built-in rules compile")
+        })
+    }
+
+    /// The built-in rules plus the redaction-only ones
+    /// ([`ScannerBuilder::with_redaction_rules`]), compiled once per process: what
+    /// [`crate::redact`] and every [`crate::Scrubber`] use.
+    #[expect(
+        clippy::expect_used,
+        reason = "the built-in rules are constants; every one is compiled by the unit tests"
+    )]
+    pub fn for_redaction() -> &'static Scanner {
+        static SCANNER: OnceLock<Scanner> = OnceLock::new();
+        SCANNER.get_or_init(|| {
+            ScannerBuilder::new()
+                .with_redaction_rules()
                 .build()
                 .expect("built-in rules compile")
         })
@@ -509,6 +541,7 @@ impl Scanner {
             Check::UrlCredentials => {
                 checks::is_url_credential(group(rule.user_group), value, group(rule.host_group))
             }
+            Check::BareAwsSecret => checks::is_bare_aws_secret(value),
         }
     }
 
@@ -640,7 +673,7 @@ mod tests {
 
     #[test]
     fn every_builtin_rule_compiles() {
-        for rule in BUILTIN_RULES {
+        for rule in BUILTIN_RULES.iter().chain(REDACTION_RULES) {
             Rule::compile(
                 rule.id,
                 rule.description,

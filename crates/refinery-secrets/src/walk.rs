@@ -17,6 +17,17 @@ pub(crate) enum FileContent {
     TooLarge,
 }
 
+/// Refuses `path` (a config or ignore file) if it exists and is not a regular file, so a fifo
+/// never blocks the scan.
+pub(crate) fn require_regular(path: &Path) -> Result<()> {
+    match fs_err::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => Err(Error::NotRegular {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a walk honours `.gitignore` and friends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IgnoreRules {
@@ -40,6 +51,13 @@ pub(crate) fn list_files(
                 std::io::ErrorKind::NotFound,
                 format!("`{}` does not exist", path.display()),
             )));
+            continue;
+        }
+        if let Ok(metadata) = fs_err::metadata(path)
+            && !metadata.is_file()
+            && !metadata.is_dir()
+        {
+            errors.push(Error::NotRegular { path: path.clone() });
             continue;
         }
         let respect = ignore_rules == IgnoreRules::Respect;
@@ -71,9 +89,15 @@ pub(crate) fn list_files(
     (files, errors)
 }
 
-/// Reads a file unless it is larger than `max_size` or binary.
+/// Reads a file unless it is larger than `max_size` or binary; anything but a regular file is
+/// refused unread.
 pub(crate) fn read_file(path: &Path, max_size: u64) -> Result<FileContent> {
     let metadata = fs_err::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(Error::NotRegular {
+            path: path.to_path_buf(),
+        });
+    }
     if metadata.len() > max_size {
         return Ok(FileContent::TooLarge);
     }

@@ -30,6 +30,6 @@ mod wire;
 
 pub use context::TestContext;
 pub use media::MediaFault;
-pub use reply::{Fault, Reply, ToolCallSpec, Turn, UsageSpec};
+pub use reply::{Cut, Fault, Reply, ToolCallSpec, Turn, UsageSpec};
 pub use server::{FakeModelServer, RecordedRequest, fingerprint};
 pub use wire::Protocol;

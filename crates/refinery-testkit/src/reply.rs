@@ -63,7 +63,24 @@ pub enum Fault {
     },
     /// Start the answer normally, then drop the connection after `after_frames` frames
     /// (SSE events for a stream, or half the JSON body for a non-streaming call).
-    CutStream { turn: Turn, after_frames: usize },
+    CutStream {
+        turn: Turn,
+        after_frames: usize,
+        /// Where the stream stops: between events, or halfway through the next one.
+        cut: Cut,
+    },
+}
+
+/// Where a cut stream stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// After a whole event; the connection is reset.
+    BetweenEvents,
+    /// Halfway through the next event (its `data:` line unfinished); the connection is reset.
+    InsideEventReset,
+    /// Halfway through the next event, then the body ends normally, as a proxy or a server
+    /// that gives up mid-write may do: the client sees a clean end with half an event.
+    InsideEventClosed,
 }
 
 /// What the fake does with one model request.
@@ -143,8 +160,19 @@ impl Reply {
     /// The given answer, cut off after `after_frames` frames.
     #[must_use]
     pub fn cut(self, after_frames: usize) -> Self {
+        self.cut_at(after_frames, Cut::BetweenEvents)
+    }
+
+    /// The given answer, cut off after `after_frames` whole frames and half of the next
+    /// (streams only; a plain body is cut in half as with [`Reply::cut`]).
+    #[must_use]
+    pub fn cut_at(self, after_frames: usize, cut: Cut) -> Self {
         match self {
-            Reply::Turn(turn) => Reply::Fault(Fault::CutStream { turn, after_frames }),
+            Reply::Turn(turn) => Reply::Fault(Fault::CutStream {
+                turn,
+                after_frames,
+                cut,
+            }),
             other => other,
         }
     }

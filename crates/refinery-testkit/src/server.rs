@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::media::{MediaFault, MediaReply, MediaState};
-use crate::reply::{Fault, Reply, Turn};
+use crate::reply::{Cut, Fault, Reply, Turn};
 use crate::wire::{self, Ids, Protocol};
 
 /// Header names whose values the recorder never keeps: the fake must not become a place
@@ -571,9 +571,11 @@ async fn answer(reply: Reply, request: &RecordedRequest, sequence: u64) -> Respo
     let protocol = request.protocol;
     match reply {
         Reply::Turn(turn) => render_turn(&turn, request, sequence, None),
-        Reply::Fault(Fault::CutStream { turn, after_frames }) => {
-            render_turn(&turn, request, sequence, Some(after_frames))
-        }
+        Reply::Fault(Fault::CutStream {
+            turn,
+            after_frames,
+            cut,
+        }) => render_turn(&turn, request, sequence, Some((after_frames, cut))),
         Reply::Fault(Fault::Status {
             status,
             retry_after,
@@ -606,7 +608,7 @@ fn render_turn(
     turn: &Turn,
     request: &RecordedRequest,
     sequence: u64,
-    cut_after: Option<usize>,
+    cut_after: Option<(usize, Cut)>,
 ) -> Response<Body> {
     let Some(protocol) = request.protocol else {
         return json_response(
@@ -618,15 +620,29 @@ fn render_turn(
     let model = request.model();
     if request.is_stream() {
         let frames = wire::render_stream(protocol, turn, &model, &ids);
-        let keep = cut_after.unwrap_or(frames.len()).min(frames.len());
-        let cut = cut_after.is_some();
-        let frames: Vec<String> = frames.into_iter().take(keep).collect();
+        let keep = cut_after.map_or(frames.len(), |(after, _)| after.min(frames.len()));
+        let cut = cut_after.map(|(_, cut)| cut);
+        // Half of the next event: its `data:` line stops mid-JSON, without the blank line
+        // that would end the event.
+        let half_event = match cut {
+            Some(Cut::InsideEventReset | Cut::InsideEventClosed) => frames.get(keep).map(|frame| {
+                let mut half = frame.len() / 2;
+                while !frame.is_char_boundary(half) {
+                    half -= 1;
+                }
+                frame[..half].to_owned()
+            }),
+            Some(Cut::BetweenEvents) | None => None,
+        };
+        let mut frames: Vec<String> = frames.into_iter().take(keep).collect();
+        frames.extend(half_event);
+        let reset = matches!(cut, Some(Cut::BetweenEvents | Cut::InsideEventReset));
         let stream = futures::stream::iter(frames)
             .then(|frame| async move {
                 tokio::time::sleep(FRAME_GAP).await;
                 Ok::<_, std::io::Error>(Frame::data(Bytes::from(frame)))
             })
-            .chain(futures::stream::iter(cut.then_some(())).then(|()| async {
+            .chain(futures::stream::iter(reset.then_some(())).then(|()| async {
                 // Let hyper flush the frames already sent, so exactly `after_frames` arrive
                 // before the connection drops.
                 tokio::time::sleep(CUT_GRACE).await;

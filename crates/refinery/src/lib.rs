@@ -8,6 +8,7 @@ mod backends;
 mod cli;
 mod commands;
 mod log_format;
+mod files;
 mod output;
 mod redact;
 mod settings;
@@ -59,6 +60,13 @@ pub fn run() -> ExitCode {
             };
         }
     };
+    // Every secret-named variable of this process is masked wherever text leaves it, from
+    // the first line of output on; `.env` files add theirs when credentials are loaded.
+    let env = settings::process_env();
+    refinery_secrets::remember_secret_vars(
+        env.iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    );
     init_tracing();
     match commands::dispatch(cli) {
         Ok(status) => status.into(),
@@ -73,11 +81,14 @@ pub fn run() -> ExitCode {
 /// Logs go to stderr only (stdout may be an MCP stream). Without `RUST_LOG`, warnings and
 /// errors are plain sentences; `RUST_LOG` picks the level and tracing's own format.
 fn init_tracing() {
+    // `log_internal_errors(false)`: on a failed write the subscriber would report it with
+    // `eprintln!`, which panics when stderr is gone; our writer never fails either.
     match tracing_subscriber::EnvFilter::try_from_default_env() {
         Ok(filter) => {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(redact::RedactingStderr)
+                .log_internal_errors(false)
                 .with_ansi(false)
                 .try_init();
         }
@@ -85,6 +96,7 @@ fn init_tracing() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
                 .with_writer(redact::RedactingStderr)
+                .log_internal_errors(false)
                 .with_ansi(false)
                 .event_format(log_format::PlainFormat)
                 .try_init();

@@ -1,5 +1,7 @@
-//! The one place the binary writes to stdout. A closed pipe (`refinery session list | head`)
-//! is not an error: the command stops quietly and exits 0, as ripgrep does.
+//! The one place the binary writes to stdout and stderr. Everything written passes through
+//! the process scrubber first (credential values and key-shaped text masked). A closed pipe
+//! (`refinery session list | head`) is not an error: the command stops quietly and exits 0,
+//! as ripgrep does; a closed stderr loses the note, never the run.
 
 use std::io::Write as _;
 
@@ -10,6 +12,14 @@ pub(crate) struct BrokenPipe;
 
 /// Writes `text` and a newline to stdout.
 pub(crate) fn line(text: &str) -> anyhow::Result<()> {
+    // A line may be a JSON event (`--json`): masking keeps it valid JSON.
+    let text = refinery_secrets::process_scrubber()
+        .scrub_json_text(text, refinery_secrets::JsonStyle::Compact)
+        .into_owned();
+    write_line(&text)
+}
+
+fn write_line(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
@@ -20,7 +30,11 @@ pub(crate) fn line(text: &str) -> anyhow::Result<()> {
 
 /// Writes `value` as pretty JSON to stdout.
 pub(crate) fn json(value: &serde_json::Value) -> anyhow::Result<()> {
-    line(&serde_json::to_string_pretty(value)?)
+    let text = serde_json::to_string_pretty(value)?;
+    write_line(
+        &refinery_secrets::process_scrubber()
+            .scrub_json_text(&text, refinery_secrets::JsonStyle::Pretty),
+    )
 }
 
 /// Writes an error chain and hints to stderr.
@@ -33,8 +47,11 @@ pub(crate) fn error(err: &anyhow::Error) {
     );
 }
 
-/// Writes `text` to stdout without a newline and flushes (streamed model output).
+/// Writes `text` to stdout without a newline and flushes (streamed model output). Each chunk
+/// is scrubbed on its own: a model's answer holds no credential of ours unless it guessed one,
+/// and a key split across two chunks would only be caught by the pattern rules per piece.
 pub(crate) fn chunk(text: &str) -> anyhow::Result<()> {
+    let text = crate::redact::text(text);
     let mut stdout = std::io::stdout().lock();
     match write!(stdout, "{text}").and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
@@ -51,8 +68,9 @@ pub(crate) fn note(text: &str) {
 
 /// Writes already-rendered bytes (a report that ends in its own newline) to stdout.
 pub(crate) fn bytes(data: &[u8]) -> anyhow::Result<()> {
+    let data = refinery_secrets::process_scrubber().scrub_bytes(data);
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(data).and_then(|()| stdout.flush()) {
+    match stdout.write_all(&data).and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(BrokenPipe.into()),
         Err(err) => Err(err.into()),
@@ -61,6 +79,7 @@ pub(crate) fn bytes(data: &[u8]) -> anyhow::Result<()> {
 
 /// Writes already-rendered diagnostics to stderr; a closed stderr is not worth failing over.
 pub(crate) fn stderr_bytes(data: &[u8]) {
+    let data = refinery_secrets::process_scrubber().scrub_bytes(data);
     let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(data).and_then(|()| stderr.flush());
+    let _ = stderr.write_all(&data).and_then(|()| stderr.flush());
 }

@@ -57,8 +57,9 @@ pub(crate) fn process_env() -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-/// Keys from `env` and the `.env` files of the workspace and HOME, registered with the log
-/// redactor so no log line can carry one.
+/// Keys from `env` and the `.env` files of the workspace and HOME. Loading adds every
+/// secret-named value to the process scrubber, so no output, log line or state file can carry
+/// one.
 pub(crate) fn load_credentials(
     env: &std::collections::BTreeMap<String, String>,
     workspace: &Path,
@@ -69,6 +70,5 @@ pub(crate) fn load_credentials(
         .map(PathBuf::from);
     let credentials = refinery_llm::Credentials::load(env, Some(workspace), home.as_deref())
         .context("reading keys")?;
-    crate::redact::register(&credentials);
     Ok(credentials)
 }

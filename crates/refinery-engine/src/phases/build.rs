@@ -66,9 +66,11 @@ pub(crate) async fn run(
     let round = input.brief.round;
     ctx.phase(round, Phase::Build);
     let prompt = briefs::builder(&input.brief);
-    fs_err::write(
-        ctx.session.round_dir(round).join("builder_prompt.md"),
-        ctx.env.scrubber.scrub(&prompt),
+    // Through the store's writer, like every state file: atomic, and scrubbed by the
+    // process scrubber.
+    refinery_core::fsutil::write_atomic(
+        &ctx.session.round_dir(round).join("builder_prompt.md"),
+        prompt.as_bytes(),
     )?;
     turn(ctx, input.builder, round, prompt).await
 }

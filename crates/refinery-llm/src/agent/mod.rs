@@ -1,5 +1,6 @@
 //! [`AgentRunner`]: the headless agent CLIs as subprocesses, one event type for all four.
 
+mod env;
 mod parse;
 pub(crate) mod process;
 
@@ -12,8 +13,9 @@ use serde_json::Value;
 
 use crate::price::{Cost, Usage};
 
+pub use env::PASS_ENV_VARIABLE;
 pub use parse::EventParser;
-pub use process::AgentRunner;
+pub use process::{AgentRunner, MAX_ARGUMENT};
 
 /// The agent CLIs we can run headless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -22,11 +22,21 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// The last bytes of stderr kept for error messages.
 const STDERR_TAIL: usize = 16 * 1024;
 
+/// The longest single command-line argument passed to a CLI. Linux refuses any over 128 KiB
+/// (`MAX_ARG_STRLEN`); briefs never go on argv, so this only bounds system prompts and extra
+/// arguments.
+pub const MAX_ARGUMENT: usize = 100 * 1024;
+
 /// Runs agent CLIs headless.
 ///
 /// Contract:
-/// - The child gets exactly `request.env` (nothing inherited), runs in `request.workdir`,
-///   and leads a new process group.
+/// - The child gets the part of `request.env` its CLI needs (nothing inherited; see
+///   [`super::env`]), runs in `request.workdir`, and leads a new process group.
+/// - The brief (prompt, and the system prompt for CLIs without a flag for it) goes through
+///   stdin, never argv; no argument may exceed [`MAX_ARGUMENT`] bytes
+///   ([`Error::ArgumentTooLong`], nothing started). The brief and system prompt pass through
+///   the process scrubber first, and everything the CLI prints is scrubbed before it becomes
+///   an event, an outcome or an error.
 /// - On timeout or cancellation the whole process group gets SIGKILL, so tools the agent
 ///   started die with it; after a normal exit the group is killed too, so nothing the
 ///   agent left running outlives the run.
@@ -39,7 +49,8 @@ const STDERR_TAIL: usize = 16 * 1024;
 pub struct AgentRunner;
 
 impl AgentRunner {
-    /// The command line for a request (program excluded), and what to write to stdin.
+    /// The command line for a request (program excluded), and what to write to stdin (the
+    /// brief, for every CLI).
     pub fn arguments(request: &AgentRequest) -> (Vec<String>, Option<String>) {
         let mut args: Vec<String> = Vec::new();
         let prompt_with_system = match &request.system_prompt {
@@ -91,7 +102,8 @@ impl AgentRunner {
                 Some(prompt_with_system)
             }
             AgentCli::Gemini => {
-                args.push(format!("--prompt={prompt_with_system}"));
+                // Without `--prompt`, gemini reads the whole prompt from stdin and still runs
+                // headless (stdin is not a terminal).
                 args.extend(
                     [
                         "-o",
@@ -105,10 +117,10 @@ impl AgentRunner {
                 if let Some(model) = &request.model {
                     args.extend(["-m".to_string(), model.clone()]);
                 }
-                None
+                Some(prompt_with_system)
             }
             AgentCli::Copilot => {
-                args.push(format!("--prompt={prompt_with_system}"));
+                // Piped stdin is copilot's non-interactive prompt, as `-p` is.
                 args.extend(
                     [
                         "--output-format",
@@ -129,7 +141,7 @@ impl AgentRunner {
                 if let Some(model) = &request.model {
                     args.extend(["--model".to_string(), model.clone()]);
                 }
-                None
+                Some(prompt_with_system)
             }
         };
         args.extend(request.extra_args.iter().cloned());
@@ -152,7 +164,37 @@ impl AgentRunner {
             None => find_program(request.cli.program(), &request.env)
                 .ok_or(Error::AgentNotFound { cli: request.cli })?,
         };
+        let child_env = super::env::child_env(request.cli, &request.env);
+        // Everything the CLI prints is masked with what Refinery knows plus the credentials
+        // the child was given.
+        let scrubber = refinery_secrets::process_scrubber().with_values(
+            request
+                .env
+                .iter()
+                .filter(|(name, _)| refinery_secrets::is_secret_name(name))
+                .map(|(_, value)| value),
+        );
+        let request = &AgentRequest {
+            prompt: scrubber.scrub(&request.prompt),
+            system_prompt: request
+                .system_prompt
+                .as_deref()
+                .map(|system| scrubber.scrub(system)),
+            ..request.clone()
+        };
         let (mut args, stdin_text) = Self::arguments(request);
+        if let Some(bytes) = args
+            .iter()
+            .map(String::len)
+            .filter(|&length| length > MAX_ARGUMENT)
+            .max()
+        {
+            return Err(Error::ArgumentTooLong {
+                cli: request.cli,
+                bytes,
+                limit: MAX_ARGUMENT,
+            });
+        }
         // Copilot's JSONL has no token counts; its usage file does.
         let usage_dir = if request.cli == AgentCli::Copilot {
             Some(
@@ -175,7 +217,7 @@ impl AgentRunner {
             .args(&args)
             .current_dir(&request.workdir)
             .env_clear()
-            .envs(&request.env)
+            .envs(&child_env)
             .stdin(if stdin_text.is_some() {
                 Stdio::piped()
             } else {
@@ -199,9 +241,13 @@ impl AgentRunner {
         emit(AgentEvent::Spawned { pid }, &mut events);
 
         if let (Some(text), Some(mut stdin)) = (stdin_text, child.stdin.take()) {
-            // A CLI that exits early closes the pipe; its exit status tells the story.
-            let _ = stdin.write_all(text.as_bytes()).await;
-            drop(stdin);
+            // Written beside the reading below: a brief larger than the pipe must not wait on
+            // a CLI that prints before it reads. A CLI that exits early closes the pipe; its
+            // exit status tells the story.
+            tokio::spawn(async move {
+                let _ = stdin.write_all(text.as_bytes()).await;
+                drop(stdin);
+            });
         }
         let stderr_task = child
             .stderr
@@ -215,7 +261,6 @@ impl AgentRunner {
             });
         };
         let mut lines = BufReader::new(stdout).lines();
-        let secrets = secret_values(&request.env);
         let mut parser = EventParser::new(request.cli);
         let deadline = tokio::time::Instant::now() + request.timeout;
         let mut exit_status = None;
@@ -242,7 +287,8 @@ impl AgentRunner {
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
                 }
                 line = lines.next_line() => if let Ok(Some(line)) = line {
-                    for event in parser.parse_line(&redact(&secrets, &line)) {
+                    let line = scrubber.scrub_json_text(&line, refinery_secrets::JsonStyle::Compact);
+                    for event in parser.parse_line(&line) {
                         emit(event, &mut events);
                     }
                 } else {
@@ -270,7 +316,7 @@ impl AgentRunner {
         // Whatever the agent left running in its group ends with the run.
         group.kill();
         let stderr_tail = match stderr_task {
-            Some(task) => redact(&secrets, &task.await.unwrap_or_default()),
+            Some(task) => scrubber.scrub(&task.await.unwrap_or_default()),
             None => String::new(),
         };
         let exit_code = exit_status.and_then(|status| status.code());
@@ -364,28 +410,6 @@ fn copilot_usage(path: &Path) -> Option<Usage> {
         });
     }
     Some(total)
-}
-
-/// Values of the child's credential-like variables (`*KEY*`, `*TOKEN*`, `*SECRET*`,
-/// `*PASSWORD*`), so nothing the CLI prints (a model quoting its environment, an error
-/// dumping a request) carries them into events, outcomes or errors.
-fn secret_values(env: &BTreeMap<String, String>) -> Vec<String> {
-    env.iter()
-        .filter(|(name, value)| {
-            let name = name.to_ascii_uppercase();
-            value.len() >= 8
-                && ["KEY", "TOKEN", "SECRET", "PASSWORD"]
-                    .iter()
-                    .any(|marker| name.contains(marker))
-        })
-        .map(|(_, value)| value.clone())
-        .collect()
-}
-
-fn redact(secrets: &[String], text: &str) -> String {
-    secrets.iter().fold(text.to_string(), |text, secret| {
-        text.replace(secret.as_str(), "<redacted>")
-    })
 }
 
 fn last_lines(text: &str, count: usize) -> Option<String> {
@@ -560,7 +584,6 @@ mod tests {
             (
                 request(AgentCli::Gemini),
                 &[
-                    "--prompt=Be terse.\n\n-fix the bug",
                     "-o",
                     "stream-json",
                     "--approval-mode",
@@ -569,12 +592,11 @@ mod tests {
                     "-m",
                     "m1",
                 ],
-                None,
+                Some("Be terse.\n\n-fix the bug"),
             ),
             (
                 request(AgentCli::Copilot),
                 &[
-                    "--prompt=Be terse.\n\n-fix the bug",
                     "--output-format",
                     "json",
                     "--stream",
@@ -584,12 +606,11 @@ mod tests {
                     "--model",
                     "m1",
                 ],
-                None,
+                Some("Be terse.\n\n-fix the bug"),
             ),
             (
                 copilot,
                 &[
-                    "--prompt=Be terse.\n\n-fix the bug",
                     "--output-format",
                     "json",
                     "--stream",
@@ -600,7 +621,7 @@ mod tests {
                     "--model",
                     "m1",
                 ],
-                None,
+                Some("Be terse.\n\n-fix the bug"),
             ),
         ];
         for (request, expected_args, expected_stdin) in cases {
@@ -611,25 +632,33 @@ mod tests {
     }
 
     #[test]
-    fn credential_like_values_are_found_and_redacted() {
-        let env: BTreeMap<String, String> = [
-            ("ANTHROPIC_API_KEY", "sk-ant-123456789"),
-            ("GITHUB_TOKEN", "ghp_abcdefghij"),
-            ("MY_SECRET", "s3cr3t-value"),
-            ("SHORT_KEY", "abc"),
-            ("HOME", "/home/someone-long-path"),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name.to_string(), value.to_string()))
-        .collect();
-        let secrets = secret_values(&env);
-        assert_eq!(secrets.len(), 3);
-        assert_eq!(
-            redact(
-                &secrets,
-                "a sk-ant-123456789 b ghp_abcdefghij c s3cr3t-value d abc /home/someone-long-path"
-            ),
-            "a <redacted> b <redacted> c <redacted> d abc /home/someone-long-path"
+    fn briefs_go_through_stdin_and_no_argument_may_be_huge() {
+        let brief = "x".repeat(300 * 1024);
+        for cli in AgentCli::ALL {
+            let mut request = AgentRequest::new(cli, "/work/project", brief.clone());
+            request.system_prompt = Some("Be terse.".to_string());
+            let (args, stdin) = AgentRunner::arguments(&request);
+            assert!(stdin.is_some_and(|text| text.ends_with(&brief)), "{cli:?}");
+            assert!(args.iter().all(|arg| arg.len() < 1024), "{cli:?}: {args:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_argument_is_refused_before_anything_starts() {
+        let mut request = AgentRequest::new(AgentCli::Claude, "/nonexistent", "hi");
+        request.program = Some(PathBuf::from("/nonexistent/claude"));
+        request.system_prompt = Some("s".repeat(MAX_ARGUMENT + 1));
+        let error = AgentRunner
+            .run(&request, &CancellationToken::new(), &mut |_event| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::ArgumentTooLong { bytes, .. } if bytes == MAX_ARGUMENT + 1),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("over the 102400-byte limit"),
+            "{error}"
         );
     }
 

@@ -491,7 +491,9 @@ async fn gemini_timeout_kills_the_process_tree() {
         AgentCli::Gemini,
         "run_shell_command",
         |command| json!({"command": command, "description": "wait"}),
-        Duration::from_secs(10),
+        // Gemini starts in 3–11 s idle; on a loaded 2-core machine, with another CLI test
+        // starting beside it, the shell call came after 10 s.
+        Duration::from_secs(20),
     )
     .await;
 }
@@ -502,7 +504,9 @@ async fn copilot_timeout_kills_the_process_tree() {
         AgentCli::Copilot,
         "bash",
         |command| json!({"command": command, "description": "wait"}),
-        Duration::from_secs(7),
+        // Copilot starts in about 4 s idle; under load, beside another CLI test, 7 s was not
+        // always enough for its shell call to begin.
+        Duration::from_secs(12),
     )
     .await;
 }
@@ -562,9 +566,151 @@ async fn a_key_the_agent_prints_is_redacted() {
     let request = request(&setup, AgentCli::Claude);
     let (outcome, events) = run(&request).await;
     let outcome = outcome.unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(outcome.text, "Your key is <redacted>, keep it safe.");
+    assert_eq!(outcome.text, "Your key is [REDACTED], keep it safe.");
     assert!(!serde_json::to_string(&events).unwrap().contains(FAKE_KEY));
     assert!(!serde_json::to_string(&outcome).unwrap().contains(FAKE_KEY));
+}
+
+/// The argv and environment of every process in process group `group` right now, from
+/// `/proc` (the runner makes each CLI lead its own group; launchers such as `env node` exec
+/// again after the spawn, so one read at spawn time is not enough).
+fn group_args_and_env(group: u32) -> Vec<(Vec<String>, Vec<String>)> {
+    let split = |bytes: Vec<u8>| {
+        bytes
+            .split(|byte| *byte == 0)
+            .filter(|part| !part.is_empty())
+            .map(|part| String::from_utf8_lossy(part).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut found = Vec::new();
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(stat) = fs_err::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let in_group = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|field| field.parse::<u32>().ok())
+            == Some(group);
+        if in_group {
+            let args = split(fs_err::read(entry.path().join("cmdline")).unwrap_or_default());
+            let env = split(fs_err::read(entry.path().join("environ")).unwrap_or_default());
+            if !args.is_empty() {
+                found.push((args, env));
+            }
+        }
+    }
+    found
+}
+
+/// Every real CLI gets a 150 KiB brief (over Linux's 128 KiB limit for one argument) through stdin (its end reaches the model), no argument
+/// over 100 KiB, only the environment it needs (a planted unrelated token and an AWS secret
+/// key stay out of the child), and a key pasted into the brief is masked before the CLI sees
+/// it.
+#[tokio::test]
+async fn briefs_go_through_stdin_and_children_get_a_filtered_environment() {
+    for cli in AgentCli::ALL {
+        let Some(setup) = setup(cli).await else {
+            continue;
+        };
+        setup.server.set_fallback(Reply::text("Done."));
+        // Assembled at run time: a GitHub token pasted into the task, and two variables the
+        // CLI has no business seeing.
+        let pasted = format!("ghp_{}", "Zq7Rk2Lw9Tn4Vb8Xc3Hy6Md1Pf5Sg0JaKu2Q");
+        let unrelated = ["unrelated-", "service-token-5150"].concat();
+        let aws = ["Zq7Rk2Lw9Tn4Vb8Xc3Hy6", "Md1Pf5Sg0JaKu2E/h+Zx9"].concat();
+        let marker = format!("BRIEF-TAIL-MARKER-{}", cli.program());
+        let brief = format!(
+            "Reply with one word. Context follows.\nToken in the notes: {pasted}\n{}\n{marker}\n",
+            "lorem ipsum dolor sit amet ".repeat(150 * 1024 / 27)
+        );
+        let mut request = request(&setup, cli);
+        request.prompt = brief;
+        if cli == AgentCli::Gemini {
+            // A pinned model: no router side calls (slow, and not what is tested here).
+            request.model = Some("gemini-2.5-flash".to_owned());
+        }
+        request
+            .env
+            .insert("UNRELATED_SERVICE_TOKEN".to_owned(), unrelated.clone());
+        request
+            .env
+            .insert("AWS_SECRET_ACCESS_KEY".to_owned(), aws.clone());
+        // Sample the CLI's process group while it runs.
+        let group = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (group, done) = (group.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut samples = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let pid = group.load(std::sync::atomic::Ordering::SeqCst);
+                    if pid != 0 {
+                        samples.extend(group_args_and_env(pid));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                samples
+            })
+        };
+        let mut on_event = |event: &AgentEvent| {
+            if let AgentEvent::Spawned { pid } = event {
+                group.store(*pid, std::sync::atomic::Ordering::SeqCst);
+            }
+        };
+        let outcome = AgentRunner
+            .run(&request, &CancellationToken::new(), &mut on_event)
+            .await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let samples = sampler.join().unwrap();
+        outcome.unwrap_or_else(|error| panic!("{cli:?}: {error}"));
+        assert!(
+            !samples.is_empty(),
+            "{cli:?}: the process group was never sampled"
+        );
+        for (args, env) in &samples {
+            let longest = args.iter().map(String::len).max().unwrap_or(0);
+            assert!(
+                longest <= refinery_llm::MAX_ARGUMENT,
+                "{cli:?}: an argument of {longest} bytes"
+            );
+            assert!(
+                !args
+                    .iter()
+                    .any(|arg| arg.contains(&marker) || arg.contains(&pasted)),
+                "{cli:?}: the brief is on argv"
+            );
+            let env_text = env.join("\n");
+            for planted in [&unrelated, &aws] {
+                assert!(
+                    !env_text.contains(planted.as_str()),
+                    "{cli:?}: a planted secret reached the environment of {args:?}"
+                );
+            }
+        }
+        assert!(
+            samples
+                .iter()
+                .any(|(_, env)| env.iter().any(|pair| pair.ends_with(FAKE_KEY))),
+            "{cli:?}: its own key never reached it"
+        );
+        let requests = setup.server.model_requests();
+        assert!(
+            requests
+                .iter()
+                .any(|recorded| recorded.body_text().contains(&marker)),
+            "{cli:?}: the end of the brief never reached the model"
+        );
+        for recorded in &requests {
+            assert!(
+                !recorded.body_text().contains(&pasted),
+                "{cli:?}: the pasted token reached the model"
+            );
+        }
+    }
 }
 
 /// Every IPv4/IPv6 address a traced CLI connected or sent a datagram to (`connect`, `sendto`,

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use refinery_llm::{CallOptions, ChatModel, ChatRequest, Error, RetryPolicy, StreamEvent};
-use refinery_testkit::{FakeModelServer, Reply};
+use refinery_testkit::{Cut, FakeModelServer, Reply};
 
 use crate::support::{PLANTED_KEY, fast_options, model};
 
@@ -123,6 +123,32 @@ async fn a_cut_stream_is_retried_and_partial_text_is_retracted() {
                 reason.contains("cut") || reason.contains("connection"),
                 "{name}: {reason}"
             );
+        }
+    }
+}
+
+/// A stream cut in the middle of an event — its `data:` line half sent — is retried like a
+/// cut between events, whether the connection is reset or the body ends cleanly there, on
+/// every protocol.
+#[tokio::test]
+async fn a_stream_cut_inside_an_event_is_retried() {
+    for name in MODELS {
+        for cut in [Cut::InsideEventReset, Cut::InsideEventClosed] {
+            let server = FakeModelServer::start().await.unwrap();
+            server.push(
+                Reply::text("This answer will be cut off inside one of its events.").cut_at(3, cut),
+            );
+            server.push(Reply::text("Complete answer."));
+            let model = model(&server, name);
+            let mut events = Vec::new();
+            let mut sink = |event: StreamEvent| events.push(event);
+            let response = model
+                .chat_stream(&ChatRequest::new("hi"), &fast_options(), &mut sink)
+                .await
+                .unwrap_or_else(|error| panic!("{name} {cut:?}: {error}"));
+            assert_eq!(response.text, "Complete answer.", "{name} {cut:?}");
+            assert_eq!(response.attempts, 2, "{name} {cut:?}");
+            assert_eq!(server.model_requests().len(), 2, "{name} {cut:?}");
         }
     }
 }

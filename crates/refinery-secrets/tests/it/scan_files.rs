@@ -211,3 +211,30 @@ fn gitignored_files_are_skipped_unless_asked() {
     assert!(stdout.starts_with("build/out.txt:1:"), "{stdout}");
     git(dir.path(), &["status", "--short"]);
 }
+
+/// A fifo named on the command line, or as the config or ignore file, is refused unread: the
+/// scan fails (exit 2) instead of blocking forever on a read nobody will ever answer.
+#[test]
+fn named_pipes_are_refused_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", "nothing secret\n");
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut as_path = options(dir.path());
+    as_path.target = ScanTarget::Paths(vec![fifo.clone(), dir.path().join("a.txt")]);
+    let mut as_config = options(dir.path());
+    as_config.target = ScanTarget::Paths(vec![dir.path().join("a.txt")]);
+    as_config.config_path = Some(fifo.clone());
+    let mut as_ignore_file = options(dir.path());
+    as_ignore_file.target = ScanTarget::Paths(vec![dir.path().join("a.txt")]);
+    as_ignore_file.ignore_path = Some(fifo.clone());
+    for options in [as_path, as_config, as_ignore_file] {
+        let (status, _, stderr) = scan(&options);
+        assert_eq!(status.exit_code(), 2, "{stderr}");
+        assert!(stderr.contains("not a regular file"), "{stderr}");
+    }
+}

@@ -39,7 +39,7 @@ pub(crate) struct AskArgs {
     #[arg(long)]
     json: bool,
     /// Give up after this many seconds, retries included (it bounds each request too).
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 300, value_name = "SECONDS", value_parser = crate::files::positive_u64)]
     timeout: u64,
     /// Most tokens the answer may have (cut to fit a local server's context).
     #[arg(long, default_value_t = 4096, value_name = "N")]
@@ -62,7 +62,7 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &AskArgs) -> anyhow::Result<Ex
         args.prompt.len() + args.system.as_ref().map_or(0, String::len),
     ));
     if let Some(path) = &args.schema {
-        let text = fs_err::read_to_string(path)?;
+        let text = crate::files::read_argument_file(path, "--schema")?;
         let schema = serde_json::from_str(&text).with_context(|| {
             format!("`{}` is not JSON; pass a JSON Schema file", path.display())
         })?;

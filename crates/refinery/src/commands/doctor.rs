@@ -33,11 +33,10 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &DoctorArgs) -> anyhow::Result
         .get("HOME")
         .filter(|home| !home.is_empty())
         .map(std::path::PathBuf::from);
+    // Loading registers every secret-named value with the process scrubber; the keys
+    // themselves are read again by the report below.
     let credentials =
         refinery_llm::Credentials::load(&env, Some(store.workspace()), home.as_deref()).ok();
-    if let Some(credentials) = &credentials {
-        crate::redact::register(credentials);
-    }
     // Which media modes the keys allow (a bad `.env` is reported by the main check below).
     let media = credentials
         .as_ref()

@@ -8,7 +8,7 @@ use refinery_mcp::{RefineryServer, ServerConfig, ToolSet};
 
 use crate::ExitStatus;
 use crate::cli::GlobalArgs;
-use crate::settings::resolve_store;
+use crate::settings::{load_credentials, process_env, resolve_store};
 
 #[derive(Debug, Args)]
 pub(crate) struct McpArgs {
@@ -38,6 +38,9 @@ enum ServerKind {
 
 pub(crate) fn run_main(global: &GlobalArgs, args: &McpArgs) -> anyhow::Result<ExitStatus> {
     let store = resolve_store(global)?;
+    // The servers use no key, but what they store (criteria, reports, answers) is masked
+    // with the values of the `.env` files too; an unreadable `.env` must not stop them.
+    let _ = load_credentials(&process_env(), store.workspace());
     let session = args
         .session
         .as_deref()
@@ -78,6 +81,10 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &McpArgs) -> anyhow::Result<Ex
     if let Some(media) = media {
         server = server.with_media(media);
     }
-    runtime.block_on(refinery_mcp::serve_stdio(server))?;
+    let served = runtime.block_on(refinery_mcp::serve_stdio(server));
+    // A read of stdin cannot be cancelled; when the client went away with stdin still open,
+    // waiting for that read would keep the process alive for nothing.
+    runtime.shutdown_background();
+    served?;
     Ok(ExitStatus::Success)
 }

@@ -183,9 +183,8 @@ pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
             "`{raw}` ends in a number without a unit; add h, m or s"
         ));
     }
-    if total == 0 {
-        return Err("the time budget must be more than zero".to_owned());
-    }
+    // Zero is refused with the other zero limits (`refuse_zero_limits`), as an error of the
+    // run (exit 1) rather than of the command line.
     Ok(Duration::from_secs(total))
 }
 
@@ -244,8 +243,7 @@ impl CriteriaArgs {
         let Some(path) = &self.criteria_file else {
             return Ok(None);
         };
-        let text = fs_err::read_to_string(path)
-            .with_context(|| format!("reading --criteria-file `{}`", path.display()))?;
+        let text = crate::files::read_argument_file(path, "--criteria-file")?;
         match serde_json::from_str::<Value>(&text) {
             Ok(value) => {
                 let list = value.get("criteria").cloned().unwrap_or(value);
@@ -293,12 +291,9 @@ impl Machine {
         Ok(doctor::quick_report(&self.doctor_options())?)
     }
 
-    pub(crate) fn scrubber(&self) -> Scrubber {
-        Scrubber::new(
-            self.credentials
-                .exposed_keys()
-                .map(|(_, key)| key.expose().to_owned()),
-        )
+    /// The process scrubber: loading the credentials registered every secret-named value.
+    pub(crate) fn scrubber() -> Scrubber {
+        refinery_secrets::process_scrubber()
     }
 
     /// The same masking for the report.
@@ -547,6 +542,18 @@ pub(crate) fn store_for(
     resolve_store(&global)
 }
 
+/// Zero timeouts and budgets would stop every call (or the run) at once; they are refused
+/// before anything starts, naming the flag. `--cost-budget` and `--max-rounds` are checked
+/// with the other limits.
+fn refuse_zero_limits(limits: &[(&str, Option<u64>)]) -> anyhow::Result<()> {
+    for (flag, value) in limits {
+        if *value == Some(0) {
+            bail!("{flag} must be more than zero: a zero limit would stop every call at once");
+        }
+    }
+    Ok(())
+}
+
 fn limits_from(args: &RefineArgs, stored: Option<LoopLimits>) -> anyhow::Result<LoopLimits> {
     let base = stored.unwrap_or_default();
     checked_limits(LoopLimits {
@@ -568,9 +575,23 @@ pub(crate) fn checked_limits(limits: LoopLimits) -> anyhow::Result<LoopLimits> {
 }
 
 fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitStatus> {
+    // Before anything is touched (no `git init`, no session).
+    refuse_zero_limits(&[
+        ("--call-timeout", Some(args.call_timeout)),
+        ("--verify-timeout", Some(args.verify_timeout)),
+        (
+            "--time-budget",
+            args.time_budget.map(|budget| budget.as_secs()),
+        ),
+    ])?;
+    if let Some(budget) = args.cost_budget
+        && (!budget.is_finite() || budget <= 0.0)
+    {
+        bail!("--cost-budget must be a positive number of US dollars");
+    }
     let environment = |machine: &Machine| Environment {
         env: machine.env.clone(),
-        scrubber: machine.scrubber(),
+        scrubber: Machine::scrubber(),
         call_timeout: Duration::from_secs(args.call_timeout),
         verify_timeout: Duration::from_secs(args.verify_timeout),
     };
@@ -610,7 +631,6 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
     let runtime = runtime()?;
     let mut progress = progress;
     // The events also go to the session's progress log, for `refinery watch` and the report.
-    let scrubber = machine.scrubber();
     let mut log = report::open_progress_log(&session, "refine");
     let summary = runtime.block_on(async {
         let cancel = CancellationToken::new();
@@ -618,7 +638,7 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
         let mut on_event = |event: &refinery_engine::RefineEvent| {
             progress.event(event);
             if let Some(log) = &mut log {
-                log.append(event, &|text| scrubber.scrub(text));
+                log.append(event);
             }
         };
         refiner.run(&cancel, &mut on_event).await
@@ -653,6 +673,9 @@ fn start_new(
 ) -> anyhow::Result<(Refiner, Progress, Machine, StateDir)> {
     let raw = args.target.as_deref().unwrap_or_default();
     let target = read_target(global, raw);
+    if let Some(existing) = &target.existing {
+        crate::files::require_file_or_folder(existing, "the deliverable")?;
+    }
     let user_store = store_for(global, target.workspace_override.clone())?;
     let user_workspace = user_store.workspace().to_path_buf();
     // Backends first: with none usable, stop before touching anything (no `git init`).
@@ -826,6 +849,7 @@ fn place_prior_answer(workspace: &Path, path: &Path) -> anyhow::Result<String> {
     if !path.exists() {
         bail!("--prior-answer `{}` does not exist", path.display());
     }
+    crate::files::require_file_or_folder(path, "--prior-answer")?;
     if let Some(relative) = relative_to(workspace, path) {
         return Ok(if relative.is_empty() {
             ".".to_owned()
@@ -856,9 +880,10 @@ fn place_prior_answer(workspace: &Path, path: &Path) -> anyhow::Result<String> {
     Ok(name)
 }
 
-/// A short, file-name-safe label from the task's first words.
+/// A short, file-name-safe label from the task's first words, taken from the task with its
+/// secrets masked and its key-like words dropped ([`refinery_core::session::clean_label`]).
 pub(crate) fn label_for(task: &str) -> String {
-    let words: Vec<String> = task
+    let words: Vec<String> = refinery_core::session::clean_label(task)
         .split(|character: char| !character.is_ascii_alphanumeric())
         .filter(|word| !word.is_empty())
         .take(4)
@@ -870,6 +895,7 @@ pub(crate) fn label_for(task: &str) -> String {
 }
 
 fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<ExitStatus> {
+    refuse_zero_limits(&[("--call-timeout", Some(args.call_timeout))])?;
     let store = store_for(global, None)?;
     let workspace = store.workspace().to_path_buf();
     let mut paths = Vec::new();
@@ -882,6 +908,7 @@ fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<Ex
         if !joined.exists() {
             bail!("`{}` does not exist", path.display());
         }
+        crate::files::require_file_or_folder(&joined, "the deliverable")?;
         let relative = relative_to(&workspace, &joined).with_context(|| {
             format!(
                 "`{}` is not inside the workspace {}; pass --workspace with a folder that holds it",
@@ -921,7 +948,7 @@ fn evaluate_inner(global: &GlobalArgs, args: &EvaluateArgs) -> anyhow::Result<Ex
     };
     let env = Environment {
         env: machine.env.clone(),
-        scrubber: machine.scrubber(),
+        scrubber: Machine::scrubber(),
         call_timeout: Duration::from_secs(args.call_timeout),
         verify_timeout: Duration::from_mins(1),
     };
@@ -993,9 +1020,10 @@ mod tests {
         assert_eq!(parse_duration("20m"), Ok(Duration::from_mins(20)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_mins(90)));
         assert_eq!(parse_duration("2h5s"), Ok(Duration::from_secs(7205)));
-        for bad in ["", "5x", "m", "10m5", "0s"] {
+        for bad in ["", "5x", "m", "10m5"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
     }
 
     #[test]
@@ -1033,5 +1061,11 @@ mod tests {
             "build-a-landing-page"
         );
         assert_eq!(label_for(""), "");
+        // Assembled at run time: a key at the start of a task never reaches the label.
+        let key = format!(
+            "sk-ant-api03-{}",
+            "q7Rk2Lw9Tn4Vb8Xc3Hy6Md1Pf5Sg0JaKu".repeat(3)
+        );
+        assert_eq!(label_for(&format!("{key} build a page")), "build-a-page");
     }
 }

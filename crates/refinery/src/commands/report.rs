@@ -101,11 +101,19 @@ pub(crate) struct ProgressWriter {
 }
 
 impl ProgressWriter {
-    pub(crate) fn append(&mut self, event: &impl serde::Serialize, scrub: &dyn Fn(&str) -> String) {
+    /// Appends `event`, masked by the process scrubber string by string (a rule that needs a
+    /// line end sees the real one inside a string, not JSON's `\n`).
+    pub(crate) fn append(&mut self, event: &impl serde::Serialize) {
         let Ok(serde_json::Value::Object(map)) = serde_json::to_value(event) else {
             return;
         };
-        if let Err(err) = self.log.append(map, now_ms(), scrub)
+        let scrubber = refinery_secrets::process_scrubber();
+        let scrub = |line: &str| {
+            scrubber
+                .scrub_json_text(line, refinery_secrets::JsonStyle::Compact)
+                .into_owned()
+        };
+        if let Err(err) = self.log.append(map, now_ms(), &scrub)
             && !self.failed
         {
             self.failed = true;

@@ -89,11 +89,10 @@ fn limits_from(args: &RunArgs, stored: Option<LoopLimits>) -> anyhow::Result<Loo
 }
 
 fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
-    let (run, machine) = open_run(global, args)?;
+    let run = open_run(global, args)?;
     let session = run.session().clone();
     let session_id = session.id().to_string();
     let mut progress = Progress::new(args.json, 0);
-    let scrubber = machine.scrubber();
     let mut log = report::open_progress_log(&session, "run");
     let summary = runtime()?.block_on(async {
         let cancel = CancellationToken::new();
@@ -101,7 +100,7 @@ fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> 
         let mut on_event = |event: &RefineEvent| {
             progress.event(event);
             if let Some(log) = &mut log {
-                log.append(event, &|text| scrubber.scrub(text));
+                log.append(event);
             }
         };
         run.run(&cancel, &mut on_event).await
@@ -133,12 +132,12 @@ fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> 
     })
 }
 
-/// A new run, or the session named by `--resume`, with the machine it runs on.
-fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<(ConsensusRun, Machine)> {
+/// A new run, or the session named by `--resume`.
+fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ConsensusRun> {
     let store = store_for(global, None)?;
     let environment = |machine: &Machine| Environment {
         env: machine.env.clone(),
-        scrubber: machine.scrubber(),
+        scrubber: Machine::scrubber(),
         call_timeout: Duration::from_secs(args.call_timeout),
         verify_timeout: Duration::from_mins(10),
     };
@@ -149,7 +148,7 @@ fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<(ConsensusRun
         let limits = limits_from(args, Some(record.limits))?;
         let env = environment(&machine);
         let run = ConsensusRun::resume(store.clone(), session_id, limits, models, env)?;
-        return Ok((run, machine));
+        return Ok(run);
     }
     if !MODELS.contains(&args.models.len()) {
         bail!(
@@ -171,7 +170,7 @@ fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<(ConsensusRun
     };
     let env = environment(&machine);
     let run = ConsensusRun::start(store.clone(), &config, models, env)?;
-    Ok((run, machine))
+    Ok(run)
 }
 
 fn open_all(machine: &Machine, names: &[String]) -> anyhow::Result<Vec<refinery_engine::Backend>> {

@@ -77,16 +77,16 @@ struct WatchArgs {
     #[arg(long, value_name = "NAME|PATH")]
     socket: Option<String>,
     /// How often to read the screen, in milliseconds.
-    #[arg(long, default_value_t = 250, value_name = "MS")]
+    #[arg(long, default_value_t = 250, value_name = "MS", value_parser = crate::files::positive_u64)]
     poll_ms: u64,
     /// How long the dialog must stay up before Enter is pressed, in milliseconds.
     #[arg(long, default_value_t = 500, value_name = "MS")]
     settle_ms: u64,
     /// How long to wait for the dialog to go away after a press, in milliseconds.
-    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    #[arg(long, default_value_t = 3000, value_name = "MS", value_parser = crate::files::positive_u64)]
     confirm_ms: u64,
     /// Presses per dialog before giving up on it.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = crate::files::positive_u32)]
     max_presses: u32,
 }
 

@@ -65,6 +65,9 @@ pub(crate) fn run_main(args: &TraceArgs) -> anyhow::Result<ExitStatus> {
 }
 
 fn analyze_file(path: &Path) -> anyhow::Result<TraceStats> {
+    if fs_err::metadata(path).is_ok() {
+        crate::files::require_regular_file(path, "the transcript")?;
+    }
     let bytes = fs_err::read(path).with_context(|| {
         "could not read the transcript; pass the `.jsonl` path from the hook's `transcript_path` or `~/.claude/projects/`"
     })?;

@@ -170,8 +170,8 @@ async fn planted_keys_never_leak() {
         assert_clean(&format!("stderr of {arguments:?}"), &stderr);
         if !should_succeed {
             assert!(
-                stderr.contains("<redacted>"),
-                "{arguments:?}: the echoed key should show as <redacted>: {stderr}"
+                stderr.contains("[REDACTED]"),
+                "{arguments:?}: the echoed key should show as [REDACTED]: {stderr}"
             );
         }
     }

@@ -245,7 +245,7 @@ async fn keys_go_only_to_their_own_providers_auth_header() {
     .await;
     assert!(is_error);
     assert!(
-        result["error"].as_str().unwrap().contains("<redacted>"),
+        result["error"].as_str().unwrap().contains("[REDACTED]"),
         "{result:#}"
     );
     results.push(result);

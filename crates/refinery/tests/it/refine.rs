@@ -16,27 +16,11 @@ use std::time::Duration;
 use refinery_testkit::{FakeModelServer, RecordedRequest, Reply, TestContext};
 use serde_json::{Value, json};
 
+pub(crate) use crate::fake_roles::role;
 use crate::llm_support::text;
 
 pub(crate) const MODEL: &str = "anthropic/claude-sonnet-4-5";
 pub(crate) const CRITERIA: &str = "E1: The page states the product's outcome in its first heading, E2: Every claim is backed by a concrete number, E3: The page loads without errors";
-
-/// The role whose prompt a request carries.
-pub(crate) fn role(request: &RecordedRequest) -> &'static str {
-    let body = request.body_text();
-    for (marker, role) in [
-        ("# Role: criteria writer", "criteria"),
-        ("# Role: builder", "builder"),
-        ("# Role: round evaluator", "evaluator"),
-        ("# Role: regression guard", "guard"),
-        ("# Role: execution trace analyzer", "trace"),
-    ] {
-        if body.contains(marker) {
-            return role;
-        }
-    }
-    "unknown"
-}
 
 /// The first user message of a request (the brief).
 pub(crate) fn brief(request: &RecordedRequest) -> String {

@@ -13,10 +13,11 @@ use refinery_testkit::chromium::Browser;
 use refinery_testkit::{FakeModelServer, RecordedRequest, Reply};
 use serde_json::{Value, json};
 
+use crate::fake_roles::role;
 use crate::llm_support::text;
 use crate::refine::{
     CRITERIA, MODEL, Run, content_by_round, criteria_writer_reply, evaluation, guard_tie, lessons,
-    role, summary,
+    summary,
 };
 
 const STRICT: &str = "anthropic/claude-haiku-4-5";

@@ -15,7 +15,8 @@ use refinery_testkit::{FakeModelServer, Reply};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::refine::{Run, content_by_round, evaluation, guard_tie, lessons, role};
+use crate::fake_roles::role;
+use crate::refine::{Run, content_by_round, evaluation, guard_tie, lessons};
 use crate::support::{BIN, Project};
 
 const WAIT: Duration = Duration::from_mins(1);
