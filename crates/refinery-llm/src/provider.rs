@@ -399,7 +399,10 @@ impl ApiChatModel {
             // (cleanly, or at a proxy) in the middle of it. That is a cut stream, retried
             // like any other; JSON that is wrong rather than short stays a protocol error.
             genai::Error::StreamParse { serde_error, .. } if serde_error.is_eof() => {
-                Error::StreamInterrupted { provider, message }
+                Error::StreamInterrupted {
+                    provider,
+                    message: self.redact(&error_chain(error)),
+                }
             }
             genai::Error::WebModelCall { .. }
             | genai::Error::WebAdapterCall { .. }

@@ -386,6 +386,13 @@ async fn judges_replies_lessons_and_evaluations_are_stored_masked() {
         .join("\n");
     let needles: Vec<String> = shapes.iter().map(|shape| shape.needle.clone()).collect();
     let critique = format!("Found these in the repository: {echoed}");
+    let lesson_lines: Vec<String> = shapes
+        .chunks(4)
+        .map(|chunk| {
+            let lines: Vec<&str> = chunk.iter().map(|shape| shape.line.as_str()).collect();
+            format!("the builder saw {}", lines.join("\n"))
+        })
+        .collect();
     server.route(move |request| {
         Some(match role(request) {
             "builder" if request.tool_results().is_empty() => Reply::tool_call(
@@ -394,7 +401,10 @@ async fn judges_replies_lessons_and_evaluations_are_stored_masked() {
             ),
             "builder" => Reply::text("Wrote index.html."),
             "evaluator" => Reply::text(evaluation(&["E1"], &critique)),
-            "trace" => Reply::text(lessons(&format!("the builder saw {echoed}"))),
+            // One lesson per few shapes: the trace schema bounds each lesson's length.
+            "trace" => Reply::text(
+                json!({"do": lesson_lines, "dont": [], "critical_errors": []}).to_string(),
+            ),
             _ => Reply::text("ok"),
         })
     });
