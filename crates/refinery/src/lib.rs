@@ -7,8 +7,8 @@
 mod backends;
 mod cli;
 mod commands;
-mod log_format;
 mod files;
+mod log_format;
 mod output;
 mod redact;
 mod settings;
