@@ -5,8 +5,12 @@
 //! cost afterwards; calls that run in parallel see each other's reservations, so two judges
 //! cannot each squeeze under the budget and cross it together. The yes/no is the core's
 //! [`refinery_core::rounds::can_afford`].
+//!
+//! Runs of one process can also share a budget ([`BudgetPool`], used by `refinery batch`):
+//! every reservation is then taken from the pool as well, under the same rule, and settled
+//! there too, so one run cannot start a call the shared budget cannot cover.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use refinery_core::rounds::{LoopLimits, can_afford};
@@ -43,6 +47,7 @@ pub struct Meter {
     started: Instant,
     elapsed_before: Duration,
     state: Mutex<State>,
+    pool: Option<Arc<dyn BudgetPool>>,
 }
 
 /// An amount held back for a call in flight.
@@ -50,6 +55,31 @@ pub struct Meter {
 #[must_use = "settle the reservation with the call's real cost"]
 pub struct Reservation {
     usd: f64,
+    pool: Option<PoolHold>,
+}
+
+/// A budget several runs of one process share (a batch's `--cost-budget`).
+///
+/// Implementors hold amounts for calls in flight and refuse a hold that could take spent plus
+/// held past the budget ([`can_afford`]'s rule); they never call back into a [`Meter`].
+pub trait BudgetPool: Send + Sync + std::fmt::Debug {
+    /// Holds `usd` (a call's upper bound) or refuses the call. `None` (a cost nobody can
+    /// bound) is refused.
+    fn hold(&self, usd: Option<f64>) -> Result<PoolHold, Halt>;
+    /// What is left: the budget less what was spent and what is held.
+    fn left(&self) -> f64;
+    /// Releases `hold` and records what the call spent (`None`: unknown, so the hold is
+    /// counted in full).
+    fn release(&self, hold: PoolHold, spent_usd: Option<f64>);
+}
+
+/// An amount a [`BudgetPool`] holds for one call.
+#[derive(Debug)]
+pub struct PoolHold {
+    /// The pool's own number for the hold.
+    pub id: u64,
+    /// The amount held.
+    pub usd: f64,
 }
 
 impl Reservation {
@@ -70,7 +100,13 @@ impl Meter {
                 spend,
                 reserved: 0.0,
             }),
+            pool: None,
         }
+    }
+
+    /// Takes every later reservation from `pool` as well (a budget shared with other runs).
+    pub fn share(&mut self, pool: Arc<dyn BudgetPool>) {
+        self.pool = Some(pool);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -115,34 +151,57 @@ impl Meter {
     /// Without a cost budget every call is allowed and nothing is held.
     pub fn reserve(&self, estimate_usd: Option<f64>) -> Result<Reservation, Halt> {
         self.check_time()?;
+        let pool = match &self.pool {
+            Some(pool) => Some(pool.hold(estimate_usd)?),
+            None => None,
+        };
         let mut state = self.lock();
         if self.limits.cost_budget_usd.is_none() {
-            return Ok(Reservation { usd: 0.0 });
+            return Ok(Reservation { usd: 0.0, pool });
         }
         if !can_afford(&self.limits, state.spend.usd + state.reserved, estimate_usd) {
+            drop(state);
+            self.release_pool(pool, Some(0.0));
             return Err(Halt::CostBudget);
         }
         let usd = estimate_usd.unwrap_or(0.0);
         state.reserved += usd;
-        Ok(Reservation { usd })
+        Ok(Reservation { usd, pool })
     }
 
-    /// Reserves `share` of what is left of the budget, for a call whose own cap we set (claude's
-    /// `--max-budget-usd`). `Ok(None)` without a cost budget.
+    fn release_pool(&self, hold: Option<PoolHold>, spent_usd: Option<f64>) {
+        if let (Some(pool), Some(hold)) = (&self.pool, hold) {
+            pool.release(hold, spent_usd);
+        }
+    }
+
+    /// Reserves `share` of what is left of the budget (the smaller of this run's and a shared
+    /// pool's), for a call whose own cap we set (claude's `--max-budget-usd`). `Ok(None)`
+    /// without any cost budget.
     pub fn reserve_share(&self, share: f64) -> Result<Option<Reservation>, Halt> {
         self.check_time()?;
         let mut state = self.lock();
-        let Some(budget) = self.limits.cost_budget_usd else {
-            return Ok(None);
+        let own_left = self
+            .limits
+            .cost_budget_usd
+            .map(|budget| budget - state.spend.usd - state.reserved);
+        let pool_left = self.pool.as_ref().map(|pool| pool.left());
+        let left = match (own_left, pool_left) {
+            (None, None) => return Ok(None),
+            (Some(left), None) | (None, Some(left)) => left,
+            (Some(own), Some(pool)) => own.min(pool),
         };
-        let left = budget - state.spend.usd - state.reserved;
         let usd = left * share.clamp(0.0, 1.0);
         // Below a cent no agent turn fits; stopping is more honest than a doomed start.
         if usd < 0.01 {
             return Err(Halt::CostBudget);
         }
+        let pool = match &self.pool {
+            Some(pool) => Some(pool.hold(Some(usd))?),
+            None => None,
+        };
         state.reserved += usd;
-        Ok(Some(Reservation { usd }))
+        Ok(Some(Reservation { usd, pool }))
     }
 
     /// Records a finished call and releases its reservation.
@@ -150,6 +209,11 @@ impl Meter {
         let mut state = self.lock();
         if let Some(reservation) = reservation {
             state.reserved = (state.reserved - reservation.usd).max(0.0);
+            let spent = match cost {
+                Cost::Usd(usd) => Some(usd),
+                Cost::Unknown => None,
+            };
+            self.release_pool(reservation.pool, spent);
         }
         state.spend.calls += 1;
         match cost {
@@ -160,6 +224,75 @@ impl Meter {
             state.spend.input_tokens += usage.input_tokens;
             state.spend.output_tokens += usage.output_tokens;
         }
+    }
+}
+
+/// The plain [`BudgetPool`]: one total in USD for every run that shares it, with what earlier
+/// sessions already spent counted from the start (a resumed batch).
+#[derive(Debug)]
+pub struct SharedBudget {
+    limits: LoopLimits,
+    state: Mutex<PoolState>,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    spent: f64,
+    held: f64,
+    next_id: u64,
+}
+
+impl SharedBudget {
+    /// A pool of `budget_usd`, of which `spent_usd` is already gone.
+    pub fn new(budget_usd: f64, spent_usd: f64) -> Self {
+        Self {
+            limits: LoopLimits {
+                cost_budget_usd: Some(budget_usd),
+                ..LoopLimits::default()
+            },
+            state: Mutex::new(PoolState {
+                spent: spent_usd,
+                ..PoolState::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What the runs sharing the pool have spent (an unknown cost counts at its hold).
+    pub fn spent(&self) -> f64 {
+        self.lock().spent
+    }
+}
+
+impl BudgetPool for SharedBudget {
+    fn hold(&self, usd: Option<f64>) -> Result<PoolHold, Halt> {
+        let mut state = self.lock();
+        if !can_afford(&self.limits, state.spent + state.held, usd) {
+            return Err(Halt::CostBudget);
+        }
+        let usd = usd.unwrap_or(0.0);
+        state.held += usd;
+        state.next_id += 1;
+        Ok(PoolHold {
+            id: state.next_id,
+            usd,
+        })
+    }
+
+    fn left(&self) -> f64 {
+        let state = self.lock();
+        self.limits.cost_budget_usd.unwrap_or(0.0) - state.spent - state.held
+    }
+
+    fn release(&self, hold: PoolHold, spent_usd: Option<f64>) {
+        let mut state = self.lock();
+        state.held = (state.held - hold.usd).max(0.0);
+        state.spent += spent_usd.unwrap_or(hold.usd);
     }
 }
 
@@ -231,5 +364,28 @@ mod tests {
         );
         assert_eq!(meter.check_time(), Err(Halt::TimeBudget));
         assert_eq!(meter.reserve(Some(0.0)).unwrap_err(), Halt::TimeBudget);
+    }
+
+    #[test]
+    fn meters_sharing_a_pool_cannot_cross_it_together() {
+        let pool = Arc::new(SharedBudget::new(1.0, 0.2));
+        let mut first = Meter::new(limits(Some(1.0)), Spend::default(), Duration::ZERO);
+        let mut second = Meter::new(limits(None), Spend::default(), Duration::ZERO);
+        first.share(pool.clone());
+        second.share(pool.clone());
+        // Each meter alone could afford 0.5; together with the 0.2 already spent they cannot.
+        let held = first.reserve(Some(0.5)).unwrap();
+        assert_eq!(second.reserve(Some(0.5)).unwrap_err(), Halt::CostBudget);
+        // A cost nobody can bound is refused by the pool even without a run budget.
+        assert_eq!(second.reserve(None).unwrap_err(), Halt::CostBudget);
+        first.settle(Some(held), None, Cost::Usd(0.1));
+        assert!((pool.spent() - 0.3).abs() < 1e-9);
+        let held = second.reserve(Some(0.7)).unwrap();
+        assert!(pool.left().abs() < 1e-9);
+        // An unknown cost is counted at its full hold.
+        second.settle(Some(held), None, Cost::Unknown);
+        assert!((pool.spent() - 1.0).abs() < 1e-9);
+        assert_eq!(first.reserve_share(1.0).unwrap_err(), Halt::CostBudget);
+        assert_eq!(first.reserve(Some(0.01)).unwrap_err(), Halt::CostBudget);
     }
 }

@@ -215,6 +215,12 @@ impl Refiner {
         })
     }
 
+    /// Takes every later call's reservation from `pool` as well: a budget this run shares with
+    /// other runs of the process (`refinery batch --cost-budget`).
+    pub fn share_budget(&mut self, pool: std::sync::Arc<dyn crate::meter::BudgetPool>) {
+        self.meter.share(pool);
+    }
+
     /// The session this run writes to.
     pub fn session(&self) -> &Session {
         &self.session
