@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
     ask::AskArgs,
+    batch::BatchArgs,
     doctor::DoctorArgs,
     hook::HookArgs,
     local::LocalArgs,
@@ -54,6 +55,9 @@ pub(crate) enum Command {
     /// Refine a deliverable until it meets its criteria: fresh-context rounds of build,
     /// verify, regression guard, evaluation.
     Refine(Box<RefineArgs>),
+    /// Run many refine tasks from a TOML or JSONL file, each in its own worktree and branch,
+    /// up to --jobs at once, under one shared --cost-budget; run it again to resume.
+    Batch(Box<BatchArgs>),
     /// Evaluate a deliverable once against criteria (no rounds, no changes).
     Evaluate(EvaluateArgs),
     /// Several models answer a task, judge each other's answers anonymously and converge on

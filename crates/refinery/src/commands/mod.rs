@@ -1,6 +1,7 @@
 //! One module per subcommand, each with a `run_main` taking its parsed arguments.
 
 pub(crate) mod ask;
+pub(crate) mod batch;
 pub(crate) mod doctor;
 pub(crate) mod hook;
 pub(crate) mod local;
@@ -33,6 +34,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Hook(args) => hook::run_main(&cli.global, &args),
         Command::Trace(args) => trace::run_main(&args),
         Command::Tmux(args) => tmux::run_main(&args),
+        Command::Batch(args) => Ok(batch::run_main(&cli.global, &args)),
         Command::Refine(args) => Ok(refine::run_refine(&cli.global, &args)),
         Command::Evaluate(args) => Ok(refine::run_evaluate(&cli.global, &args)),
         Command::Run(args) => Ok(run::run_main(&cli.global, &args)),

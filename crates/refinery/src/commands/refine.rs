@@ -189,7 +189,7 @@ pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
 }
 
 /// Parses `E1: text, E2: text` (ids optional only when there is a single criterion).
-fn parse_criteria_text(raw: &str) -> anyhow::Result<CriteriaSet> {
+pub(crate) fn parse_criteria_text(raw: &str) -> anyhow::Result<CriteriaSet> {
     let text = raw.trim();
     let mut markers = Vec::new();
     let bytes = text.as_bytes();
@@ -308,7 +308,7 @@ impl Machine {
     /// The backend `refinery doctor` names as the default: the same report (CLIs run with
     /// `--version`, local servers probed) and the same rule ([`doctor::default_backend`]), so
     /// the two always agree.
-    fn default_backend(&self, opener: &ModelOpener<'_>) -> anyhow::Result<String> {
+    pub(crate) fn default_backend(&self, opener: &ModelOpener<'_>) -> anyhow::Result<String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -330,7 +330,7 @@ impl Machine {
 
     /// The builder and the judges: the first judge also writes criteria, runs the regression
     /// guard and analyzes traces; the others only score rounds.
-    fn roles(
+    pub(crate) fn roles(
         &self,
         opener: &ModelOpener<'_>,
         builder: &str,
@@ -793,7 +793,7 @@ fn finish_worktree(store: &StateDir, summary: &RunSummary, json: bool) -> anyhow
 
 /// The commit message of a worktree run's result: verdict, delivered round, the score table
 /// and the session id.
-fn commit_message(summary: &RunSummary) -> String {
+pub(crate) fn commit_message(summary: &RunSummary) -> String {
     let verdict = match &summary.status {
         RunStatus::Converged => "converged".to_owned(),
         RunStatus::Stopped { reason, .. } => format!(
