@@ -9,6 +9,7 @@
 )]
 
 mod ask;
+mod batch;
 mod budget;
 mod claude_code;
 mod concurrency;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::llm_support::text;
 use crate::refine::{CRITERIA, Run, Script, content_by_round, score_by_content, summary};
 
-fn git(run: &Run, dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(run: &Run, dir: &Path, args: &[&str]) -> String {
     let output = std::process::Command::new("git")
         .env_clear()
         .envs(&run.env)
@@ -71,7 +71,7 @@ fn user_side(run: &Run) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn repository(run: &Run) {
+pub(crate) fn repository(run: &Run) {
     let project = run.project();
     fs_err::write(project.join("index.html"), "<h1>START</h1>").unwrap();
     fs_err::write(project.join("notes.txt"), "the user's own notes\n").unwrap();

@@ -1,0 +1,130 @@
+//! `refinery batch`: many tasks, each in its own worktree, under one shared cost budget, and
+//! resumable as a whole.
+
+use std::collections::BTreeMap;
+
+use refinery_testkit::FakeModelServer;
+use serde_json::Value;
+
+use crate::llm_support::text;
+use crate::refine::{CRITERIA, MODEL, Run, Script, content_by_round, json_lines, score_by_content};
+use crate::runs::{git, repository};
+
+/// Five tasks, each with its own text so the fake's requests tell them apart.
+fn batch_file(run: &Run) -> std::path::PathBuf {
+    let mut lines = vec![
+        serde_json::json!({"defaults": {"builder": MODEL, "evaluator": [MODEL], "criteria": CRITERIA, "max_rounds": 3}})
+            .to_string(),
+    ];
+    for n in 1..=5 {
+        lines.push(serde_json::json!({"id": format!("page-{n}"), "task": format!("Build page number {n}")}).to_string());
+    }
+    // Outside the repository, so the user's checkout stays clean.
+    let path = run.context.home().join("tasks.jsonl");
+    fs_err::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+async fn batch(run: &Run, file: &std::path::Path, budget: &str) -> (std::process::Output, Vec<Value>) {
+    let output = run
+        .refinery(&[
+            "batch",
+            file.to_str().unwrap(),
+            "--jobs",
+            "3",
+            "--cost-budget",
+            budget,
+            "--json",
+        ])
+        .await;
+    let events = json_lines(&output.stdout);
+    (output, events)
+}
+
+fn final_states(events: &[Value]) -> BTreeMap<String, Value> {
+    let summary = events
+        .iter()
+        .rev()
+        .find(|event| event["event"] == "batch_summary")
+        .expect("a batch summary");
+    summary["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| (task["id"].as_str().unwrap().to_owned(), task["state"].clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_budget_stops_the_batch_and_a_resumed_batch_finishes_the_rest() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content).install(&server);
+    let run = Run::new(&server);
+    repository(&run);
+    let file = batch_file(&run);
+
+    // The task list for a CI matrix.
+    let listed = run.refinery(&["batch", file.to_str().unwrap(), "--list-json"]).await;
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let list: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 5);
+    assert_eq!(list[0]["id"], "page-1");
+
+    // Each call holds its upper bound (~$0.25 a turn) in the shared pool before it starts, so
+    // a $1 budget cannot carry five tasks of two rounds each.
+    let budget = 1.0;
+    let (output, events) = batch(&run, &file, "1").await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = events.iter().rev().find(|e| e["event"] == "batch_summary").unwrap();
+    let spent = summary["spent_usd"].as_f64().unwrap();
+    assert!(spent <= budget, "spent {spent} of {budget}");
+    assert!(spent > 0.0);
+    // The fake saw exactly the calls the pool paid for: nothing ran outside the budget.
+    let per_call = 2_000.0 * 3.0 / 1e6 + 500.0 * 15.0 / 1e6;
+    let first_calls = server.model_requests().len();
+    assert!((spent - per_call * first_calls as f64).abs() < 1e-6, "{spent} vs {first_calls} calls");
+    let states = final_states(&events);
+    let converged: Vec<&String> = states.iter().filter(|(_, s)| s["status"] == "converged").map(|(id, _)| id).collect();
+    let stopped: Vec<&String> = states.iter().filter(|(_, s)| s["status"] == "out_of_budget").map(|(id, _)| id).collect();
+    assert_eq!(converged.len() + stopped.len(), 5, "{states:?}");
+    assert!(!converged.is_empty(), "{states:?}");
+    assert!(!stopped.is_empty(), "{states:?}");
+    for id in &stopped {
+        assert!(
+            states[*id]["reason"].as_str().unwrap().contains("shared --cost-budget"),
+            "{states:?}"
+        );
+    }
+    // Every task had its own branch; converged ones carry their commit.
+    let commits: BTreeMap<String, String> = converged
+        .iter()
+        .map(|id| {
+            let branch = states[*id]["branch"].as_str().unwrap();
+            (id.to_string(), git(&run, &run.project(), &["rev-parse", branch]))
+        })
+        .collect();
+
+    // Run again with more budget: the finished tasks are skipped, the rest finish.
+    let before = server.model_requests().len();
+    let (output, events) = batch(&run, &file, "5").await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let states = final_states(&events);
+    assert!(states.values().all(|s| s["status"] == "converged"), "{states:?}");
+    for id in &converged {
+        assert!(events.iter().any(|e| e["event"] == "task" && e["task"] == id.as_str() && e["what"] == "skipped"));
+        let branch = states[*id]["branch"].as_str().unwrap();
+        assert_eq!(git(&run, &run.project(), &["rev-parse", branch]), commits[*id]);
+    }
+    // No request of the second batch is for a task the first one finished.
+    for request in &server.model_requests()[before..] {
+        let body = request.body_text();
+        for id in &converged {
+            let number = id.trim_start_matches("page-");
+            assert!(!body.contains(&format!("Build page number {number}")), "{id} was redone");
+        }
+    }
+    let summary = events.iter().rev().find(|e| e["event"] == "batch_summary").unwrap();
+    assert!(summary["spent_usd"].as_f64().unwrap() <= 5.0);
+    // The user's checkout stayed as it was.
+    assert_eq!(git(&run, &run.project(), &["status", "--porcelain"]), "");
+}
