@@ -137,7 +137,10 @@ fn load_tasks(path: &Path) -> anyhow::Result<Vec<Task>> {
     let mut tasks: Vec<Task> = Vec::new();
     for (index, entry) in entries.into_iter().enumerate() {
         let entry = entry.over(&defaults);
-        let id = entry.id.clone().unwrap_or_else(|| format!("task-{}", index + 1));
+        let id = entry
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("task-{}", index + 1));
         if id.is_empty()
             || id.len() > 40
             || !id
@@ -149,7 +152,11 @@ fn load_tasks(path: &Path) -> anyhow::Result<Vec<Task>> {
         if tasks.iter().any(|task| task.id == id) {
             bail!("task id `{id}` appears twice; give every task its own id");
         }
-        if entry.task.as_deref().is_none_or(|text| text.trim().is_empty()) {
+        if entry
+            .task
+            .as_deref()
+            .is_none_or(|text| text.trim().is_empty())
+        {
             bail!("task `{id}` has no `task` text");
         }
         let base = LoopLimits::default();
@@ -349,7 +356,10 @@ fn batch_inner(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<ExitStat
         .iter()
         .find(|id| !tasks.iter().any(|task| &task.id == *id))
     {
-        bail!("--only {unknown}: no task has that id in {}", args.file.display());
+        bail!(
+            "--only {unknown}: no task has that id in {}",
+            args.file.display()
+        );
     }
     if !args.only.is_empty() {
         tasks.retain(|task| args.only.contains(&task.id));
@@ -366,11 +376,13 @@ fn batch_inner(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<ExitStat
         bail!("--jobs must be at least 1");
     }
     let budget = match args.cost_budget {
-        Some(budget) => checked_limits(LoopLimits {
-            cost_budget_usd: Some(budget),
-            ..LoopLimits::default()
-        })?
-        .cost_budget_usd,
+        Some(budget) => {
+            checked_limits(LoopLimits {
+                cost_budget_usd: Some(budget),
+                ..LoopLimits::default()
+            })?
+            .cost_budget_usd
+        }
         None => None,
     };
     let store = store_for(global, None)?;
@@ -408,10 +420,10 @@ fn batch_inner(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<ExitStat
 }
 
 fn open_ledger(store: &StateDir, file: &Path) -> anyhow::Result<Ledger> {
-    let name = file
-        .file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "batch".to_owned());
+    let name = file.file_stem().map_or_else(
+        || "batch".to_owned(),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
     let path = store.root().join("batches").join(format!("{name}.json"));
     let state = read_json::<BatchState>(&path)
         .with_context(|| format!("reading the batch state {}", path.display()))?
@@ -548,10 +560,7 @@ fn prepare(shared: &Shared<'_>, task: &Task, before: &TaskState) -> anyhow::Resu
     // Under a shared budget each task also gets the total as its own cap (or its own smaller
     // one): the engine then checks up front that every backend has a known price.
     let mut limits = task.limits;
-    if let Some(pool) = &shared.pool
-        && let Some(total) = shared.args.cost_budget
-    {
-        let _ = pool;
+    if let Some(total) = shared.pool.as_ref().and(shared.args.cost_budget) {
         limits.cost_budget_usd = Some(limits.cost_budget_usd.map_or(total, |own| own.min(total)));
     }
     let task_pool = shared.pool.as_ref().map(|pool| {
@@ -613,7 +622,12 @@ fn record_end(
         ),
         RunStatus::Stopped { reason, .. } => (
             TaskStatus::Stopped,
-            Some(serde_json::to_value(reason)?.as_str().unwrap_or("stopped").to_owned()),
+            Some(
+                serde_json::to_value(reason)?
+                    .as_str()
+                    .unwrap_or("stopped")
+                    .to_owned(),
+            ),
         ),
         RunStatus::Interrupted { .. } => (TaskStatus::Interrupted, Some("Ctrl-C".to_owned())),
         RunStatus::Running => (TaskStatus::Interrupted, None),
@@ -728,13 +742,18 @@ fn finish(shared: &Shared<'_>, tasks: &[Task], budget: Option<f64>) -> anyhow::R
         ))?;
     }
     let any = |status: TaskStatus| states.iter().any(|(_, state)| state.status == status);
-    Ok(if shared.cancel.is_cancelled() || any(TaskStatus::Interrupted) {
-        ExitStatus::Interrupted
-    } else if any(TaskStatus::Failed) {
-        ExitStatus::Failed
-    } else if states.iter().all(|(_, state)| state.status == TaskStatus::Converged) {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Stopped
-    })
+    Ok(
+        if shared.cancel.is_cancelled() || any(TaskStatus::Interrupted) {
+            ExitStatus::Interrupted
+        } else if any(TaskStatus::Failed) {
+            ExitStatus::Failed
+        } else if states
+            .iter()
+            .all(|(_, state)| state.status == TaskStatus::Converged)
+        {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Stopped
+        },
+    )
 }

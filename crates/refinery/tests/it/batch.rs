@@ -25,7 +25,11 @@ fn batch_file(run: &Run) -> std::path::PathBuf {
     path
 }
 
-async fn batch(run: &Run, file: &std::path::Path, budget: &str) -> (std::process::Output, Vec<Value>) {
+async fn batch(
+    run: &Run,
+    file: &std::path::Path,
+    budget: &str,
+) -> (std::process::Output, Vec<Value>) {
     let output = run
         .refinery(&[
             "batch",
@@ -51,7 +55,12 @@ fn final_states(events: &[Value]) -> BTreeMap<String, Value> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|task| (task["id"].as_str().unwrap().to_owned(), task["state"].clone()))
+        .map(|task| {
+            (
+                task["id"].as_str().unwrap().to_owned(),
+                task["state"].clone(),
+            )
+        })
         .collect()
 }
 
@@ -64,7 +73,9 @@ async fn a_shared_budget_stops_the_batch_and_a_resumed_batch_finishes_the_rest()
     let file = batch_file(&run);
 
     // The task list for a CI matrix.
-    let listed = run.refinery(&["batch", file.to_str().unwrap(), "--list-json"]).await;
+    let listed = run
+        .refinery(&["batch", file.to_str().unwrap(), "--list-json"])
+        .await;
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     let list: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 5);
@@ -75,23 +86,41 @@ async fn a_shared_budget_stops_the_batch_and_a_resumed_batch_finishes_the_rest()
     let budget = 1.0;
     let (output, events) = batch(&run, &file, "1").await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
-    let summary = events.iter().rev().find(|e| e["event"] == "batch_summary").unwrap();
+    let summary = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "batch_summary")
+        .unwrap();
     let spent = summary["spent_usd"].as_f64().unwrap();
     assert!(spent <= budget, "spent {spent} of {budget}");
     assert!(spent > 0.0);
     // The fake saw exactly the calls the pool paid for: nothing ran outside the budget.
     let per_call = 2_000.0 * 3.0 / 1e6 + 500.0 * 15.0 / 1e6;
     let first_calls = server.model_requests().len();
-    assert!((spent - per_call * first_calls as f64).abs() < 1e-6, "{spent} vs {first_calls} calls");
+    assert!(
+        (spent - per_call * first_calls as f64).abs() < 1e-6,
+        "{spent} vs {first_calls} calls"
+    );
     let states = final_states(&events);
-    let converged: Vec<&String> = states.iter().filter(|(_, s)| s["status"] == "converged").map(|(id, _)| id).collect();
-    let stopped: Vec<&String> = states.iter().filter(|(_, s)| s["status"] == "out_of_budget").map(|(id, _)| id).collect();
+    let converged: Vec<&String> = states
+        .iter()
+        .filter(|(_, s)| s["status"] == "converged")
+        .map(|(id, _)| id)
+        .collect();
+    let stopped: Vec<&String> = states
+        .iter()
+        .filter(|(_, s)| s["status"] == "out_of_budget")
+        .map(|(id, _)| id)
+        .collect();
     assert_eq!(converged.len() + stopped.len(), 5, "{states:?}");
     assert!(!converged.is_empty(), "{states:?}");
     assert!(!stopped.is_empty(), "{states:?}");
     for id in &stopped {
         assert!(
-            states[*id]["reason"].as_str().unwrap().contains("shared --cost-budget"),
+            states[*id]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("shared --cost-budget"),
             "{states:?}"
         );
     }
@@ -100,7 +129,10 @@ async fn a_shared_budget_stops_the_batch_and_a_resumed_batch_finishes_the_rest()
         .iter()
         .map(|id| {
             let branch = states[*id]["branch"].as_str().unwrap();
-            (id.to_string(), git(&run, &run.project(), &["rev-parse", branch]))
+            (
+                (*id).clone(),
+                git(&run, &run.project(), &["rev-parse", branch]),
+            )
         })
         .collect();
 
@@ -109,22 +141,82 @@ async fn a_shared_budget_stops_the_batch_and_a_resumed_batch_finishes_the_rest()
     let (output, events) = batch(&run, &file, "5").await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let states = final_states(&events);
-    assert!(states.values().all(|s| s["status"] == "converged"), "{states:?}");
+    assert!(
+        states.values().all(|s| s["status"] == "converged"),
+        "{states:?}"
+    );
     for id in &converged {
-        assert!(events.iter().any(|e| e["event"] == "task" && e["task"] == id.as_str() && e["what"] == "skipped"));
+        assert!(
+            events.iter().any(|e| e["event"] == "task"
+                && e["task"] == id.as_str()
+                && e["what"] == "skipped")
+        );
         let branch = states[*id]["branch"].as_str().unwrap();
-        assert_eq!(git(&run, &run.project(), &["rev-parse", branch]), commits[*id]);
+        assert_eq!(
+            git(&run, &run.project(), &["rev-parse", branch]),
+            commits[*id]
+        );
     }
     // No request of the second batch is for a task the first one finished.
     for request in &server.model_requests()[before..] {
         let body = request.body_text();
         for id in &converged {
             let number = id.trim_start_matches("page-");
-            assert!(!body.contains(&format!("Build page number {number}")), "{id} was redone");
+            assert!(
+                !body.contains(&format!("Build page number {number}")),
+                "{id} was redone"
+            );
         }
     }
-    let summary = events.iter().rev().find(|e| e["event"] == "batch_summary").unwrap();
+    let summary = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "batch_summary")
+        .unwrap();
     assert!(summary["spent_usd"].as_f64().unwrap() <= 5.0);
     // The user's checkout stayed as it was.
     assert_eq!(git(&run, &run.project(), &["status", "--porcelain"]), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_batch_file_is_refused_before_anything_starts() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content).install(&server);
+    let run = Run::new(&server);
+    repository(&run);
+    let cases = [
+        (
+            "dupes.jsonl",
+            "{\"id\": \"a\", \"task\": \"x\"}\n{\"id\": \"a\", \"task\": \"y\"}",
+            "appears twice",
+        ),
+        (
+            "typo.toml",
+            "[[task]]\nid = \"a\"\ntask = \"x\"\nmax_round = 2\n",
+            "max_round",
+        ),
+        (
+            "empty.toml",
+            "[defaults]\nmax_rounds = 2\n",
+            "holds no task",
+        ),
+    ];
+    for (name, body, says) in cases {
+        let path = run.context.home().join(name);
+        fs_err::write(&path, body).unwrap();
+        let output = run.refinery(&["batch", path.to_str().unwrap()]).await;
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        assert!(
+            text(&output.stderr).contains(says),
+            "{name}: {}",
+            text(&output.stderr)
+        );
+    }
+    // Nothing was started: no branch, no worktree, no state, no model call.
+    assert_eq!(
+        git(&run, &run.project(), &["branch", "--list", "refinery/*"]),
+        ""
+    );
+    assert!(!run.project().join(".refinery").exists());
+    assert!(server.model_requests().is_empty());
 }
