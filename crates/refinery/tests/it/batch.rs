@@ -220,3 +220,114 @@ async fn a_bad_batch_file_is_refused_before_anything_starts() {
     assert!(!run.project().join(".refinery").exists());
     assert!(server.model_requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stopped_by_ctrl_c_resumes_the_same_sessions() {
+    use std::io::BufRead as _;
+    let server = FakeModelServer::start().await.unwrap();
+    // Judges answer slowly so Ctrl-C surely lands while tasks are mid-round.
+    Script::simple(content_by_round, score_by_content)
+        .install_with_judge_delay(&server, std::time::Duration::from_millis(400));
+    let run = Run::new(&server);
+    repository(&run);
+    let file = batch_file(&run);
+    // --only and --list-json pick tasks for a matrix job.
+    let listed = run
+        .refinery(&[
+            "batch",
+            file.to_str().unwrap(),
+            "--list-json",
+            "--only",
+            "page-2",
+        ])
+        .await;
+    let list: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        list,
+        serde_json::json!([{"id": "page-2", "task": "Build page number 2"}])
+    );
+    let unknown = run
+        .refinery(&["batch", file.to_str().unwrap(), "--only", "nope"])
+        .await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("--only nope"));
+
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .env_clear()
+        .envs(&run.env)
+        .current_dir(run.project())
+        .args(["batch", file.to_str().unwrap(), "--jobs", "3", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<Value>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                let _ = lines_tx.send(value);
+            }
+        }
+    });
+    // Wait (at most 60 s) until some task has started a round, then press Ctrl-C.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    let mut first_events = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let event = lines_rx
+            .recv_timeout(left)
+            .expect("a task event within 60 s");
+        let started_round = event["event"] == "task_event";
+        first_events.push(event);
+        if started_round {
+            break;
+        }
+    }
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    // Its stdout closes when it exits: read to the end, at most 60 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(event) => first_events.push(event),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the batch did not stop within 60 s")
+            }
+        }
+    }
+    reader.join().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let interrupted = final_states(&first_events);
+    let sessions: BTreeMap<String, String> = interrupted
+        .iter()
+        .filter_map(|(id, s)| Some((id.clone(), s["session"].as_str()?.to_owned())))
+        .collect();
+    assert!(!sessions.is_empty(), "{interrupted:?}");
+    assert!(
+        interrupted.values().any(|s| s["status"] == "interrupted"),
+        "{interrupted:?}"
+    );
+
+    // The same command again: every task ends converged, in the session it started in.
+    let output = run
+        .refinery(&["batch", file.to_str().unwrap(), "--jobs", "3", "--json"])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let states = final_states(&json_lines(&output.stdout));
+    assert!(
+        states.values().all(|s| s["status"] == "converged"),
+        "{states:?}"
+    );
+    for (id, session) in &sessions {
+        assert_eq!(states[id]["session"].as_str().unwrap(), session, "{id}");
+    }
+}
