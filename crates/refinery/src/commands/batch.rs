@@ -476,11 +476,7 @@ async fn run_task(shared: &Shared<'_>, task: &Task) -> anyhow::Result<()> {
     let started = match prepare(shared, task, &before) {
         Ok(started) => started,
         Err(err) => {
-            let message = format!("{err:#}");
-            shared.ledger.update(&task.id, |entry| {
-                entry.status = TaskStatus::Failed;
-                entry.reason = Some(message);
-            })?;
+            fail(shared, &task.id, &err)?;
             event(shared, &task.id, "failed", &shared.ledger.get(&task.id))?;
             return Ok(());
         }
@@ -519,13 +515,7 @@ async fn run_task(shared: &Shared<'_>, task: &Task) -> anyhow::Result<()> {
         .is_some_and(|pool| pool.refused.load(Ordering::SeqCst));
     match result {
         Ok(summary) => record_end(shared, task, &store, &summary, refused)?,
-        Err(err) => {
-            let message = format!("{err:#}");
-            shared.ledger.update(&task.id, |entry| {
-                entry.status = TaskStatus::Failed;
-                entry.reason = Some(message);
-            })?;
-        }
+        Err(err) => fail(shared, &task.id, &anyhow::Error::from(err))?,
     }
     let state = shared.ledger.get(&task.id);
     let name = serde_json::to_value(state.status)?
@@ -533,6 +523,15 @@ async fn run_task(shared: &Shared<'_>, task: &Task) -> anyhow::Result<()> {
         .unwrap_or("ended")
         .to_owned();
     event(shared, &task.id, &name, &state)
+}
+
+/// Marks a task failed with `err` (scrubbed of secrets) as its reason.
+fn fail(shared: &Shared<'_>, id: &str, err: &anyhow::Error) -> anyhow::Result<()> {
+    let message = shared.machine.scrubber().scrub(&format!("{err:#}"));
+    shared.ledger.update(id, |entry| {
+        entry.status = TaskStatus::Failed;
+        entry.reason = Some(message);
+    })
 }
 
 type Started = (Refiner, StateDir, Option<Arc<TaskPool>>);

@@ -81,6 +81,26 @@ async fn a_shared_budget_stops_the_batch_and_a_resumed_batch_finishes_the_rest()
     assert_eq!(list.as_array().unwrap().len(), 5);
     assert_eq!(list[0]["id"], "page-1");
 
+    // One task first, alone (a CI matrix job does this with --only): it converges, and its
+    // spend counts against the batch's total from now on. Alone it surely finishes; five tasks
+    // racing for the pool from the start might all be stopped before any finished.
+    let first = run
+        .refinery(&[
+            "batch",
+            file.to_str().unwrap(),
+            "--only",
+            "page-1",
+            "--cost-budget",
+            "1",
+            "--json",
+        ])
+        .await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert_eq!(
+        final_states(&json_lines(&first.stdout))["page-1"]["status"],
+        "converged"
+    );
+
     // Each call holds its upper bound (~$0.25 a turn) in the shared pool before it starts, so
     // a $1 budget cannot carry five tasks of two rounds each.
     let budget = 1.0;
