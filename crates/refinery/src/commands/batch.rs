@@ -387,13 +387,10 @@ fn batch_inner(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<ExitStat
     };
     let store = store_for(global, None)?;
     let user_workspace = store.workspace().to_path_buf();
-    // The state folder must stay out of `git status`, or the second task's worktree would
+    // The state folder (with its `.gitignore`) must exist before the batch's state is saved
+    // there, or the state file would show in `git status` and the next task's worktree would
     // see "uncommitted changes".
-    fs_err::create_dir_all(store.root())?;
-    let ignore = store.root().join(".gitignore");
-    if !ignore.exists() {
-        fs_err::write(&ignore, "*\n")?;
-    }
+    store.prepare()?;
     let ledger = open_ledger(&store, &args.file)?;
     let spent_before = refresh_spend(&ledger, &tasks);
     let pool = budget.map(|budget| Arc::new(SharedBudget::new(budget, spent_before)));
