@@ -488,7 +488,6 @@ async fn run_task(shared: &Shared<'_>, task: &Task) -> anyhow::Result<()> {
         entry.reason = None;
     })?;
     event(shared, &task.id, "started", &shared.ledger.get(&task.id))?;
-    let scrubber = shared.machine.scrubber();
     let log = Mutex::new(report::open_progress_log(&session, "batch"));
     let json = shared.args.json;
     let id = task.id.clone();
@@ -498,7 +497,7 @@ async fn run_task(shared: &Shared<'_>, task: &Task) -> anyhow::Result<()> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_mut()
         {
-            log.append(inner, &|text| scrubber.scrub(text));
+            log.append(inner);
         }
         if json {
             let line = serde_json::json!({"event": "task_event", "task": id, "data": inner});
@@ -524,7 +523,7 @@ async fn run_task(shared: &Shared<'_>, task: &Task) -> anyhow::Result<()> {
 
 /// Marks a task failed with `err` (scrubbed of secrets) as its reason.
 fn fail(shared: &Shared<'_>, id: &str, err: &anyhow::Error) -> anyhow::Result<()> {
-    let message = shared.machine.scrubber().scrub(&format!("{err:#}"));
+    let message = Machine::scrubber().scrub(&format!("{err:#}"));
     shared.ledger.update(id, |entry| {
         entry.status = TaskStatus::Failed;
         entry.reason = Some(message);
@@ -538,7 +537,7 @@ fn prepare(shared: &Shared<'_>, task: &Task, before: &TaskState) -> anyhow::Resu
     let args = shared.args;
     let environment = Environment {
         env: shared.machine.env.clone(),
-        scrubber: shared.machine.scrubber(),
+        scrubber: Machine::scrubber(),
         call_timeout: Duration::from_secs(args.call_timeout),
         verify_timeout: Duration::from_secs(args.verify_timeout),
     };
