@@ -22,6 +22,9 @@ pub(crate) enum Step {
     Tool(String, Value),
     /// Answer with text and end the turn.
     Text(String),
+    /// Answer with this reply as it is: for requests that are not Claude Code's own (the
+    /// models a `refinery` command started from the Bash tool calls on the same fake).
+    Reply(Reply),
 }
 
 pub(crate) fn tool(name: &str, input: Value) -> Step {
@@ -54,18 +57,27 @@ impl ClaudeHarness {
     /// messages already in that conversation (a subagent's conversation starts at 0 again).
     /// Tool call ids are unique across the run, as the real API's are.
     pub(crate) fn script(&self, script: impl Fn(usize, &Value) -> Step + Send + Sync + 'static) {
+        self.script_requests(move |turn, request| script(turn, &request.body));
+    }
+
+    /// [`Self::script`] with the whole request (its model, its path) for the script.
+    pub(crate) fn script_requests(
+        &self,
+        script: impl Fn(usize, &RecordedRequest) -> Step + Send + Sync + 'static,
+    ) {
         let ids = AtomicUsize::new(0);
         self.server.route(move |request: &RecordedRequest| {
             let turn = request.body["messages"].as_array().map_or(0, |messages| {
                 messages.iter().filter(|m| m["role"] == "assistant").count()
             });
-            Some(match script(turn, &request.body) {
+            Some(match script(turn, request) {
                 Step::Tool(name, arguments) => Reply::tool_calls(vec![ToolCallSpec {
                     id: format!("toolu_scripted_{:04}", ids.fetch_add(1, Ordering::Relaxed)),
                     name,
                     arguments,
                 }]),
                 Step::Text(text) => Reply::text(text),
+                Step::Reply(reply) => reply,
             })
         });
     }

@@ -27,6 +27,7 @@ mod planted;
 mod plugin_caps;
 mod plugin_e2e;
 mod plugin_media;
+mod plugin_panels;
 mod real_model;
 mod refine;
 mod report;

@@ -20,7 +20,7 @@ use crate::llm_support::text;
 use crate::refine::{CRITERIA, Run, json_lines, summary};
 
 /// The three models, with the content each one's first answer carries.
-const MODELS: [(&str, &str); 3] = [
+pub(crate) const MODELS: [(&str, &str); 3] = [
     ("anthropic/claude-sonnet-4-5", "PLAN-ALPHA"),
     ("anthropic/claude-opus-4-5", "PLAN-BRAVO"),
     ("anthropic/claude-haiku-4-5", "PLAN-CHARLIE"),
@@ -36,7 +36,7 @@ fn model_index(request: &RecordedRequest, models: &[&str]) -> usize {
 }
 
 /// The role, from the system prompt (never from the brief, which holds model-written text).
-fn role(request: &RecordedRequest) -> &'static str {
+pub(crate) fn role(request: &RecordedRequest) -> &'static str {
     let system = system_text(request);
     for (marker, role) in [
         ("# Role: criteria writer", "criteria"),
@@ -50,7 +50,7 @@ fn role(request: &RecordedRequest) -> &'static str {
     "unknown"
 }
 
-fn system_text(request: &RecordedRequest) -> String {
+pub(crate) fn system_text(request: &RecordedRequest) -> String {
     match &request.body["system"] {
         Value::String(text) => text.clone(),
         Value::Array(blocks) => blocks
@@ -101,7 +101,7 @@ fn letters(brief: &str) -> BTreeMap<String, String> {
 
 /// What a scripted judge decides.
 #[derive(Clone)]
-enum Choice {
+pub(crate) enum Choice {
     Vote(&'static str),
     Improve(&'static str),
 }
@@ -148,7 +148,7 @@ type ScoreOf = dyn Fn(usize, &str) -> u8 + Send + Sync;
 
 /// A script: per model index, its first answer's marker, its improvement's marker, and its
 /// decision given what the brief shows.
-struct Script {
+pub(crate) struct Script {
     models: Vec<&'static str>,
     first: Vec<&'static str>,
     improved: Vec<&'static str>,
@@ -159,7 +159,7 @@ struct Script {
 }
 
 impl Script {
-    fn three(
+    pub(crate) fn three(
         decide: impl Fn(usize, &str) -> Choice + Send + Sync + 'static,
         score: impl Fn(usize, &str) -> u8 + Send + Sync + 'static,
     ) -> Self {
@@ -173,7 +173,7 @@ impl Script {
         }
     }
 
-    fn reply(&self, request: &RecordedRequest) -> Reply {
+    pub(crate) fn reply(&self, request: &RecordedRequest) -> Reply {
         let index = model_index(request, &self.models);
         let usage = |reply: Reply| reply.with_usage(2_000, 0, 500);
         match role(request) {
@@ -252,7 +252,7 @@ fn answer(agent: usize, revision: u32) -> Value {
 
 /// Round 1: models 1 and 2 vote for model 2's answer (model 2's own vote is not counted),
 /// model 3 improves on it. Round 2: everyone votes for model 3's improved answer.
-fn improve_then_agree(index: usize, brief: &str) -> Choice {
+pub(crate) fn improve_then_agree(index: usize, brief: &str) -> Choice {
     if brief.contains("PLAN-DELTA") {
         Choice::Vote("PLAN-DELTA")
     } else if index == 2 {
@@ -262,7 +262,7 @@ fn improve_then_agree(index: usize, brief: &str) -> Choice {
     }
 }
 
-fn flat_scores(_: usize, marker: &str) -> u8 {
+pub(crate) fn flat_scores(_: usize, marker: &str) -> u8 {
     if marker == "PLAN-DELTA" { 9 } else { 6 }
 }
 
