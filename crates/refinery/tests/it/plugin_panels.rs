@@ -32,10 +32,7 @@ fn skill_allowed_tools(skill: &str) -> String {
         .lines()
         .find_map(|line| line.strip_prefix("allowed-tools:"))
         .unwrap_or_else(|| panic!("{skill} has no allowed-tools"));
-    line.split(',')
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(",")
+    line.split(',').map(str::trim).collect::<Vec<_>>().join(",")
 }
 
 /// The texts of the tool results Claude Code sent back, in order.
@@ -79,7 +76,10 @@ fn judge_reply(request: &RecordedRequest) -> Reply {
         .iter()
         .find(|(name, _)| name.rsplit('/').next() == Some(model.as_str()))
         .unwrap_or_else(|| panic!("an unexpected judge {model}"));
-    Reply::text(crate::refine::evaluation(*scores, &format!("{model} read index.html")))
+    Reply::text(crate::refine::evaluation(
+        *scores,
+        &format!("{model} read index.html"),
+    ))
 }
 
 /// Claude Code following `/refinery:refine … --eval-backends`: one round, judged by the panel.
@@ -120,10 +120,23 @@ fn panel_script(project: &Path) -> impl Fn(usize, &Value) -> Step + Send + Sync 
                 tool("Bash", json!({"command": command, "timeout": 240_000}))
             }
             5 => {
+                // The panel's scores unchanged, its evidence as the reasoning (Phase 8).
                 let panel = object_in(&results[4]);
+                let mut scores = serde_json::Map::new();
+                for (id, score) in panel["scores"].as_object().into_iter().flatten() {
+                    let evidence = panel["evidence"][id]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    let reasoning: Vec<&str> = evidence.iter().filter_map(Value::as_str).collect();
+                    scores.insert(
+                        id.clone(),
+                        json!({"score": score, "reasoning": reasoning.join("; ")}),
+                    );
+                }
                 tool(
                     &format!("{QUALITY}submit_checklist"),
-                    json!({"scores": panel["scores"], "report_path": panel["report_path"]}),
+                    json!({"scores": scores, "report_path": panel["report_path"]}),
                 )
             }
             _ => {
@@ -224,22 +237,39 @@ async fn eval_backends_judges_the_round_with_our_blind_panel() {
     // What our code recorded in the plugin's session: those scores, that report, our verdict.
     let verdict = object_in(&results[5]);
     assert_eq!(verdict["verdict"], "iterate", "{verdict}");
-    let session = sessions_dir(&harness).join(object_in(&results[0])["session_id"].as_str().unwrap());
+    let session =
+        sessions_dir(&harness).join(object_in(&results[0])["session_id"].as_str().unwrap());
     let record = fs_err::read_to_string(session.join("events.jsonl"))
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .find(|event| event["op"] == "submit_checklist")
         .expect("submit_checklist was recorded");
-    let recorded: Vec<(String, u64)> = record["outcome"]["items"]
+    assert!(
+        record["items"][0]["reasoning"]
+            .as_str()
+            .unwrap()
+            .contains("index.html: observed for E1"),
+        "{record}"
+    );
+    let recorded: Vec<(String, u64)> = record["items"]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("{record}"))
         .iter()
-        .map(|item| (item["id"].as_str().unwrap().to_owned(), item["score"].as_u64().unwrap()))
+        .map(|item| {
+            (
+                item["id"].as_str().unwrap().to_owned(),
+                item["score"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         recorded,
-        [("E1".to_owned(), 6), ("E2".to_owned(), 8), ("E3".to_owned(), 4)],
+        [
+            ("E1".to_owned(), 6),
+            ("E2".to_owned(), 8),
+            ("E3".to_owned(), 4)
+        ],
         "{record}"
     );
     let report = record["report_path"].as_str().unwrap();
@@ -333,4 +363,38 @@ async fn massgen_run_skill_gets_a_winner_from_refinery_run() {
         .map(RecordedRequest::model)
         .collect();
     assert_eq!(judged.len(), 3, "{judged:?}");
+}
+
+/// The skill's fallback rests on this: a panel backend that cannot be used is an error that
+/// names it and says what to do, before any model is asked or any session is written, so
+/// the skill can drop it (or, with none left, fall back to the subagent) with nothing to undo.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_panel_backend_is_a_clear_error_that_leaves_no_session() {
+    let server = refinery_testkit::FakeModelServer::start().await.unwrap();
+    let run = crate::refine::Run::new(&server);
+    run.context
+        .write("project/index.html", "<h1>Ship in half the time</h1>\n")
+        .unwrap();
+    let output = run
+        .refinery(&[
+            "evaluate",
+            "index.html",
+            "--criteria",
+            crate::refine::CRITERIA,
+            "--evaluator",
+            JUDGES[0].0,
+            "--evaluator",
+            "openai/gpt-5",
+            "--yes",
+            "--json",
+        ])
+        .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("OPENAI_API_KEY"), "{stderr}");
+    assert!(output.stdout.is_empty());
+    assert!(server.model_requests().is_empty(), "no judge was asked");
+    let sessions = run.context.state_dir().join("sessions");
+    let written = fs_err::read_dir(&sessions).map_or(0, Iterator::count);
+    assert_eq!(written, 0, "no session under {}", sessions.display());
 }
