@@ -11,6 +11,7 @@
 
 mod error;
 mod media;
+mod panel;
 pub mod protocol;
 mod server;
 mod stdio;

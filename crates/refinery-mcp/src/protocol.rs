@@ -118,12 +118,17 @@ fn scores_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// `submit_checklist` input.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SubmitChecklistParams {
-    /// The scores.
+    /// The scores (leave out with `panel_session`).
+    #[serde(default)]
     #[schemars(schema_with = "scores_schema")]
     pub scores: Value,
     /// The evaluator's report file, inside the workspace.
     #[serde(default)]
     pub report_path: Option<String>,
+    /// The `session` that `refinery evaluate --json` printed for a panel of this round: its
+    /// combined scores, evidence and report are recorded as they are (instead of `scores`).
+    #[serde(default)]
+    pub panel_session: Option<String>,
 }
 
 /// `submit_checklist` output.

@@ -270,7 +270,7 @@ impl RefineryServer {
     }
 
     #[tool(
-        description = "Record this round's scores (every criterion, whole numbers 0-10 with reasoning) and get the verdict: converge when all meet the cutoff, else iterate. Call new_answer for the round first.",
+        description = "Record this round's scores (every criterion, whole numbers 0-10 with reasoning), or a `refinery evaluate` panel's by its `panel_session`, and get the verdict: converge when all meet the cutoff, else iterate. Call new_answer for the round first.",
         output_schema = rmcp::handler::server::tool::schema_for_output::<SubmitChecklistResponse>()
     )]
     async fn submit_checklist(
@@ -280,8 +280,21 @@ impl RefineryServer {
         let prices = Arc::clone(&self.prices);
         self.call(move |config, now| {
             let session = Self::current_session(config)?;
-            let record =
-                session.submit_checklist(&params.scores, params.report_path.as_deref(), now)?;
+            let record = match params.panel_session.as_deref() {
+                Some(panel) => {
+                    if !params.scores.is_null() {
+                        return Err(refinery_core::Error::BadPath {
+                            path: panel.to_owned(),
+                            reason: "came with scores; leave scores out, a panel's scores are read from its report".to_owned(),
+                        });
+                    }
+                    let scored = crate::panel::load(&config.store, &session, panel)?;
+                    session.submit_checklist(&scored.scores, scored.report_path.as_deref(), now)?
+                }
+                None => {
+                    session.submit_checklist(&params.scores, params.report_path.as_deref(), now)?
+                }
+            };
             let settings = session.info()?.settings;
             // Reported only: the round is already built, and scoring it is what the budget
             // paid for. The next new_answer is what a spent budget refuses.

@@ -120,23 +120,10 @@ fn panel_script(project: &Path) -> impl Fn(usize, &Value) -> Step + Send + Sync 
                 tool("Bash", json!({"command": command, "timeout": 240_000}))
             }
             5 => {
-                // The panel's scores unchanged, its evidence as the reasoning (Phase 8).
                 let panel = object_in(&results[4]);
-                let mut scores = serde_json::Map::new();
-                for (id, score) in panel["scores"].as_object().into_iter().flatten() {
-                    let evidence = panel["evidence"][id]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                    let reasoning: Vec<&str> = evidence.iter().filter_map(Value::as_str).collect();
-                    scores.insert(
-                        id.clone(),
-                        json!({"score": score, "reasoning": reasoning.join("; ")}),
-                    );
-                }
                 tool(
                     &format!("{QUALITY}submit_checklist"),
-                    json!({"scores": scores, "report_path": panel["report_path"]}),
+                    json!({"panel_session": panel["session"]}),
                 )
             }
             _ => {
@@ -397,4 +384,137 @@ async fn an_unusable_panel_backend_is_a_clear_error_that_leaves_no_session() {
     let sessions = run.context.state_dir().join("sessions");
     let written = fs_err::read_dir(&sessions).map_or(0, Iterator::count);
     assert_eq!(written, 0, "no session under {}", sessions.display());
+}
+
+/// `refinery evaluate` with the two judges of `JUDGES` on the fake, in `project`.
+fn evaluate_panel(
+    project: &crate::support::Project,
+    server: &refinery_testkit::FakeModelServer,
+    criteria: &[&str],
+) -> Value {
+    let mut command = project.command();
+    command
+        .env("ANTHROPIC_BASE_URL", server.url())
+        .env(
+            "ANTHROPIC_API_KEY",
+            ["sk-ant-", "panel-test-", "0001"].concat(),
+        )
+        .env("HOME", project.workspace.parent().unwrap())
+        .args(["evaluate", "index.html", "--task", "A landing page"])
+        .args(criteria)
+        .args(["--evaluator", JUDGES[0].0, "--evaluator", JUDGES[1].0])
+        .args(["--yes", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = crate::claude_code::run_with_timeout(command, Duration::from_mins(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // Exit 2: the panel found the work below the bar, which is still a finished evaluation.
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    object_in(&stdout)
+}
+
+/// `submit_checklist` with `panel_session` records only a panel that judged this loop's
+/// criteria and exactly its submitted bytes; every refusal leaves the loop's round unscored.
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_checklist_takes_a_panel_only_for_this_rounds_criteria_and_files() {
+    use crate::support::{Project, call};
+    let server = refinery_testkit::FakeModelServer::start().await.unwrap();
+    server.route(|request| Some(judge_reply(request)));
+    let project = Project::new();
+    project.write("index.html", b"<h1>Ship in half the time</h1>\n");
+    let client = project
+        .mcp_for_claude("all", Some("5d9c1c6e-0000-4000-8000-0000000a11e1"))
+        .await;
+    let (_, session) = call(
+        &client,
+        "init_session",
+        json!({"label": "panel", "max_rounds": 2}),
+    )
+    .await;
+    let session_dir = PathBuf::from(session["session_dir"].as_str().unwrap());
+    let criteria = json!({"criteria": [
+        {"id": "E1", "text": "The first heading states the outcome", "category": "primary"},
+        {"id": "E2", "text": "Every claim carries a number"},
+        {"id": "E3", "text": "The page loads without errors", "category": "stretch"}
+    ]});
+    assert!(!call(&client, "generate_eval_criteria", criteria).await.0);
+    let (error, answer) = call(
+        &client,
+        "new_answer",
+        json!({"answer": "first page", "file_paths": ["index.html"]}),
+    )
+    .await;
+    assert!(!error, "{answer}");
+    let criteria_file = session_dir.join("criteria.json").display().to_string();
+    let ours = ["--criteria-file", criteria_file.as_str()];
+    let refused = |reply: &(bool, Value), wanted: &str| {
+        assert!(reply.0, "{}", reply.1);
+        assert!(reply.1.to_string().contains(wanted), "{}", reply.1);
+        let state = read_json(&session_dir.join("state.json"));
+        assert_eq!(state["round"], 0, "a refusal scores nothing: {state}");
+    };
+
+    // Other criteria than the loop's.
+    let other = evaluate_panel(&project, &server, &["--criteria", crate::refine::CRITERIA]);
+    let reply = call(
+        &client,
+        "submit_checklist",
+        json!({"panel_session": other["session"]}),
+    )
+    .await;
+    refused(&reply, "other criteria");
+    // Other bytes than the submission's.
+    project.write("index.html", b"<h1>Changed after new_answer</h1>\n");
+    let changed = evaluate_panel(&project, &server, &ours);
+    let reply = call(
+        &client,
+        "submit_checklist",
+        json!({"panel_session": changed["session"]}),
+    )
+    .await;
+    refused(&reply, "other files");
+    // Scores typed in next to a panel.
+    project.write("index.html", b"<h1>Ship in half the time</h1>\n");
+    let panel = evaluate_panel(&project, &server, &ours);
+    let both = json!({"panel_session": panel["session"], "scores": {"E1": 10, "E2": 10, "E3": 10}});
+    refused(
+        &call(&client, "submit_checklist", both).await,
+        "leave scores out",
+    );
+    // No such panel.
+    let missing = json!({"panel_session": "20990101_000000_nothing"});
+    refused(
+        &call(&client, "submit_checklist", missing).await,
+        "20990101_000000_nothing",
+    );
+
+    // The panel of exactly this submission and criteria: its combined scores, recorded.
+    let (error, verdict) = call(
+        &client,
+        "submit_checklist",
+        json!({"panel_session": panel["session"]}),
+    )
+    .await;
+    assert!(!error, "{verdict}");
+    let scores: Vec<u64> = verdict["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["score"].as_u64().unwrap())
+        .collect();
+    assert_eq!(scores, [6, 8, 4]);
+    assert_eq!(panel["scores"], json!({"E1": 6, "E2": 8, "E3": 4}));
+    assert!(
+        verdict["report_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("evaluation.md"),
+        "{verdict}"
+    );
+    client.cancel().await.unwrap();
 }
