@@ -164,8 +164,7 @@ fn last_claude_request(harness: &ClaudeHarness) -> RecordedRequest {
         .server
         .model_requests()
         .into_iter()
-        .filter(|request| is_claude_code(request) && !request.tool_names().is_empty())
-        .next_back()
+        .rfind(|request| is_claude_code(request) && !request.tool_names().is_empty())
         .unwrap()
 }
 
