@@ -291,6 +291,13 @@ impl RefineryServer {
                     let scored = crate::panel::load(&config.store, &session, panel)?;
                     session.submit_checklist(&scored.scores, scored.report_path.as_deref(), now)?
                 }
+                None if params.scores.is_null() => {
+                    // Checked before the store so a missing argument is named as such.
+                    return Err(refinery_core::checklist::ScoreError::NotAnObject {
+                        found: "nothing (give scores, or panel_session for a refinery evaluate panel)",
+                    }
+                    .into());
+                }
                 None => {
                     session.submit_checklist(&params.scores, params.report_path.as_deref(), now)?
                 }

@@ -76,7 +76,7 @@ async fn argument_names_match_the_reference_servers() {
     assert_eq!(properties("generate_eval_criteria"), vec!["criteria"]);
     assert_eq!(
         properties("submit_checklist"),
-        vec!["report_path", "scores"]
+        vec!["panel_session", "report_path", "scores"]
     );
     assert_eq!(
         properties("draft_approach"),
