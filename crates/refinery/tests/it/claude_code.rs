@@ -150,6 +150,27 @@ impl ClaudeHarness {
     }
 }
 
+/// The texts of the tool results Claude Code sent back in a request, oldest first (a result's
+/// content is a string or a list of text blocks).
+pub(crate) fn tool_result_texts(body: &Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|message| message["content"].as_array())
+        .flatten()
+        .filter(|block| block["type"] == "tool_result")
+        .map(|block| match &block["content"] {
+            Value::String(text) => text.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|part| part["text"].as_str())
+                .collect(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
 pub(crate) fn plugin_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin")
 }

@@ -25,18 +25,8 @@ fn is_vision_call(body: &Value) -> bool {
 
 /// The text of the last tool result in the conversation.
 fn last_tool_result(body: &Value) -> String {
-    body["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|message| message["content"].as_array())
-        .flatten()
-        .filter(|block| block["type"] == "tool_result")
-        .map(|block| match &block["content"] {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
-        })
-        .next_back()
+    crate::claude_code::tool_result_texts(body)
+        .pop()
         .unwrap_or_default()
 }
 

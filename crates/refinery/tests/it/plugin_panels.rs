@@ -12,7 +12,9 @@ use pretty_assertions::assert_eq;
 use refinery_testkit::{RecordedRequest, Reply};
 use serde_json::{Value, json};
 
-use crate::claude_code::{ClaudeHarness, Step, plugin_dir, run, text, tool};
+use crate::claude_code::{
+    ClaudeHarness, Step, plugin_dir, run, text, tool, tool_result_texts as tool_results,
+};
 use crate::support::read_json;
 
 const QUALITY: &str = "mcp__plugin_refinery_quality__";
@@ -33,26 +35,6 @@ fn skill_allowed_tools(skill: &str) -> String {
         .find_map(|line| line.strip_prefix("allowed-tools:"))
         .unwrap_or_else(|| panic!("{skill} has no allowed-tools"));
     line.split(',').map(str::trim).collect::<Vec<_>>().join(",")
-}
-
-/// The texts of the tool results Claude Code sent back, in order.
-fn tool_results(body: &Value) -> Vec<String> {
-    body["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|message| message["content"].as_array())
-        .flatten()
-        .filter(|block| block["type"] == "tool_result")
-        .map(|block| match &block["content"] {
-            Value::String(text) => text.clone(),
-            Value::Array(parts) => parts
-                .iter()
-                .filter_map(|part| part["text"].as_str())
-                .collect(),
-            other => other.to_string(),
-        })
-        .collect()
 }
 
 /// The JSON object in a tool result (our tools answer with one; Bash output may carry lines
