@@ -56,7 +56,7 @@ pub use criteria::{Category, CriteriaSet, Criterion};
 pub use error::{Error, Result};
 pub use plan::{Impact, ImprovementPlan, PlanError};
 pub use restore::{RestoreMode, RestoreReport};
-pub use scope::{GitListing, OutOfScope, WorkspaceScope};
+pub use scope::{GitListing, OffLimits, OutOfScope, WorkspaceScope};
 pub use session::{CostBudget, Cutoff, SessionId, SessionInfo, SessionSettings};
 pub use snapshot::{ManifestEntry, ObjectStore, Snapshot};
 pub use store::{

@@ -137,6 +137,40 @@ pub enum OutOfScope {
     Ignored,
 }
 
+/// The paths a builder's file tools refuse ([`WorkspaceScope::off_limits`]): credentials,
+/// `.git`, and what git ignored at the start. Files the run creates later stay usable, so a
+/// builder can read its own build output; what existed out of scope is never read (it would
+/// reach a model) nor replaced (no snapshot could bring it back).
+#[derive(Clone, Debug, Default)]
+pub struct OffLimits {
+    ignored_at_start: std::sync::Arc<BTreeSet<String>>,
+}
+
+impl OffLimits {
+    /// Why `relative` (a `/`-separated workspace path) is off limits, if it is.
+    pub fn refuses(&self, relative: &str) -> Option<OutOfScope> {
+        let parts: Vec<&str> = relative
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .collect();
+        for (index, part) in parts.iter().enumerate() {
+            if *part == ".git" {
+                return Some(OutOfScope::GitDir);
+            }
+            if part.starts_with(".env") {
+                return Some(OutOfScope::SecretFile);
+            }
+            let prefix = parts[..=index].join("/");
+            if self.ignored_at_start.contains(&prefix)
+                || self.ignored_at_start.contains(&format!("{prefix}/"))
+            {
+                return Some(OutOfScope::IgnoredAtStart);
+            }
+        }
+        None
+    }
+}
+
 impl OutOfScope {
     /// The reason, as shown to users and models.
     pub fn reason(self) -> &'static str {
@@ -484,6 +518,14 @@ impl WorkspaceScope {
         self.state_absolute
             .iter()
             .any(|state| absolute.starts_with(state))
+    }
+
+    /// What a builder's own file tools must never read, write or delete: `.git`, `.env*` and
+    /// every path git ignored when the run started. A copy, so tools can carry it.
+    pub fn off_limits(&self) -> OffLimits {
+        OffLimits {
+            ignored_at_start: std::sync::Arc::new(self.frozen.ignored_at_start.clone()),
+        }
     }
 
     /// Whether `relative` (a `/`-separated path inside the workspace) is in scope, checking
@@ -844,6 +886,33 @@ mod tests {
         ];
         for (path, is_dir, expected) in table {
             assert_eq!(scope.check(path, is_dir), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn builder_tools_are_kept_off_what_was_out_of_scope_at_the_start() {
+        let (_dir, ws) = workspace();
+        let scope = WorkspaceScope::from_git(
+            &ws,
+            &[ws.join(".refinery")],
+            listing(&["src/a.rs"], &["private/", "notes.local"]),
+        )
+        .unwrap();
+        let off = scope.off_limits();
+        let table: [(&str, Option<OutOfScope>); 9] = [
+            ("src/a.rs", None),
+            // Created by the run later, even where ignore rules match: the builder's own.
+            ("build/out.o", None),
+            ("notes.local", Some(OutOfScope::IgnoredAtStart)),
+            ("private", Some(OutOfScope::IgnoredAtStart)),
+            ("private/notes.txt", Some(OutOfScope::IgnoredAtStart)),
+            (".env", Some(OutOfScope::SecretFile)),
+            ("app/.env.local", Some(OutOfScope::SecretFile)),
+            (".git/config", Some(OutOfScope::GitDir)),
+            ("src/.git", Some(OutOfScope::GitDir)),
+        ];
+        for (path, expected) in table {
+            assert_eq!(off.refuses(path), expected, "{path}");
         }
     }
 

@@ -191,6 +191,8 @@ pub(crate) struct CallSpec<'a> {
     pub timeout: Duration,
     /// Folders an API builder must not touch.
     pub forbidden: Vec<PathBuf>,
+    /// Paths outside the run's scope an API builder must not touch either.
+    pub off_limits: refinery_core::OffLimits,
     /// Masks secrets in the prompt and in tool results before they reach the model.
     pub scrubber: &'a Scrubber,
 }
@@ -547,7 +549,7 @@ impl Backend {
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<CallReply, EngineError> {
         let started = Instant::now();
-        let workspace = Workspace::new(spec.workdir, &spec.forbidden)?;
+        let workspace = Workspace::new(spec.workdir, &spec.forbidden, spec.off_limits.clone())?;
         let options = Self::options(meter, &spec, cancel);
         let mut request = ChatRequest::new(spec.prompt.clone())
             .with_system(spec.role.prompt().to_owned())
@@ -616,7 +618,7 @@ impl Backend {
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<CallReply, EngineError> {
         let started = Instant::now();
-        let workspace = Workspace::new(spec.workdir, &spec.forbidden)?;
+        let workspace = Workspace::new(spec.workdir, &spec.forbidden, spec.off_limits.clone())?;
         let options = Self::options(meter, &spec, cancel);
         let prompt = format!("{}{}", spec.prompt, whole_file::INSTRUCTIONS);
         let schema = whole_file::schema();

@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
+use refinery_core::OffLimits;
 use refinery_llm::{ToolCall, ToolSpec};
 use serde_json::{Value, json};
 
@@ -28,6 +29,8 @@ const LIST_LIMIT: usize = 500;
 pub struct Workspace {
     root: PathBuf,
     forbidden: Vec<PathBuf>,
+    /// What the run's scope keeps from models: `.env*`, `.git`, what git ignored at the start.
+    off_limits: OffLimits,
 }
 
 /// The outcome of one tool call, as the model will see it.
@@ -57,15 +60,19 @@ impl ToolOutput {
 
 impl Workspace {
     /// `root` must exist; `forbidden` folders (the state folder) are out of bounds, as is
-    /// `.git`.
-    pub fn new(root: &Path, forbidden: &[PathBuf]) -> std::io::Result<Self> {
+    /// `.git`, and so is every path `off_limits` refuses (the run's scope).
+    pub fn new(root: &Path, forbidden: &[PathBuf], off_limits: OffLimits) -> std::io::Result<Self> {
         let root = fs_err::canonicalize(root)?;
         let mut forbidden: Vec<PathBuf> = forbidden
             .iter()
             .map(|path| fs_err::canonicalize(path).unwrap_or_else(|_| path.clone()))
             .collect();
         forbidden.push(root.join(".git"));
-        Ok(Self { root, forbidden })
+        Ok(Self {
+            root,
+            forbidden,
+            off_limits,
+        })
     }
 
     /// The tool definitions sent to the model.
@@ -143,6 +150,13 @@ impl Workspace {
                 }
             }
         }
+        let relative_text = clean.to_string_lossy().replace('\\', "/");
+        if let Some(reason) = self.off_limits.refuses(&relative_text) {
+            return Err(format!(
+                "`{raw}` {}; it is off limits to this run (read, write and delete alike)",
+                reason.reason()
+            ));
+        }
         let joined = self.root.join(&clean);
         // Follow links on the deepest part that exists, so a link pointing outside is caught.
         let mut existing = joined.as_path();
@@ -197,7 +211,9 @@ impl Workspace {
             entries.sort_by_key(fs_err::DirEntry::file_name);
             for entry in entries {
                 let path = entry.path();
-                if self.forbidden.iter().any(|dir| path.starts_with(dir)) {
+                if self.forbidden.iter().any(|dir| path.starts_with(dir))
+                    || self.off_limits.refuses(&self.relative(&path)).is_some()
+                {
                     continue;
                 }
                 let Ok(kind) = entry.file_type() else {
@@ -341,7 +357,7 @@ mod tests {
         let token = format!("ghp_{}", "Zq7Rk2Lw9Tn4Vb8Xc3Hy6Md1Pf5Sg0JaKu2E");
         let original = format!("name = \"app\"\ntoken = \"{token}\"\n");
         fs_err::write(root.join("config.toml"), &original).unwrap();
-        let workspace = Workspace::new(&root, &[]).unwrap();
+        let workspace = Workspace::new(&root, &[], OffLimits::default()).unwrap();
         // What the model sees once the scrubber is applied to the tool result.
         let seen = refinery_secrets::process_scrubber().scrub(&original);
         assert!(seen.contains("[REDACTED:github-pat]"), "{seen}");
@@ -393,7 +409,7 @@ mod tests {
             .status()
             .unwrap();
         assert!(made.success());
-        let workspace = Workspace::new(&root, &[]).unwrap();
+        let workspace = Workspace::new(&root, &[], OffLimits::default()).unwrap();
         // Would block forever if it were opened.
         let output = workspace.run(&call("read_file", json!({"path": "pipe"})));
         assert!(
@@ -416,7 +432,8 @@ mod tests {
         let root = outer.path().join("ws");
         fs_err::create_dir_all(root.join(".refinery")).unwrap();
         fs_err::write(outer.path().join("secret.txt"), "outside").unwrap();
-        let workspace = Workspace::new(&root, &[root.join(".refinery")]).unwrap();
+        let workspace =
+            Workspace::new(&root, &[root.join(".refinery")], OffLimits::default()).unwrap();
 
         let wrote = workspace.run(&call(
             "write_file",

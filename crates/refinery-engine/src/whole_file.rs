@@ -553,7 +553,12 @@ mod tests {
         let root = outer.path().join("ws");
         fs_err::create_dir_all(root.join(".refinery")).unwrap();
         fs_err::write(root.join("old.txt"), "old").unwrap();
-        let workspace = Workspace::new(&root, &[root.join(".refinery")]).unwrap();
+        let workspace = Workspace::new(
+            &root,
+            &[root.join(".refinery")],
+            refinery_core::OffLimits::default(),
+        )
+        .unwrap();
         let reply = format!(
             "src/ok.txt\n```\nfine\n```\n../escape.txt\n```\nbad\n```\n{}\n```\nbad\n```\n.refinery/state.json\n```\n{{}}\n```\n.git/config\n```\nx\n```\n{{\"name\": \"delete_file\", \"arguments\": {{\"path\": \"old.txt\"}}}}",
             outer.path().join("abs.txt").display()

@@ -97,6 +97,7 @@ pub(crate) async fn ask<T>(
                     budget_share: call.budget_share,
                     timeout: ctx.env.call_timeout,
                     forbidden: Vec::new(),
+                    off_limits: refinery_core::OffLimits::default(),
                     scrubber: &ctx.env.scrubber,
                 },
                 ctx.meter,

@@ -125,6 +125,7 @@ pub(crate) async fn turn_in(
                 budget_share: place.budget_share,
                 timeout: ctx.env.call_timeout,
                 forbidden: vec![ctx.store.root().to_path_buf()],
+                off_limits: ctx.scope.off_limits(),
                 scrubber: &ctx.env.scrubber,
             },
             ctx.meter,

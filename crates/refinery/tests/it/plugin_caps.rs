@@ -230,7 +230,17 @@ async fn the_real_claude_cli_is_stopped_by_the_cost_budget() {
         let turn = request.body["messages"].as_array().map_or(0, |messages| {
             messages.iter().filter(|m| m["role"] == "assistant").count()
         });
-        let (name, arguments) = script(turn);
+        // Claude Code appends a turn to its transcript asynchronously, so under load the
+        // spend a tool measures can lag a turn behind: the model keeps asking for a new round
+        // (at most twice more) until one is refused.
+        let refused = tool_results(&request.body)
+            .last()
+            .is_some_and(|(is_error, text)| *is_error && text.contains("cost_budget_reached"));
+        let (name, arguments) = match turn {
+            6 | 7 if !refused => script(5),
+            6.. => (String::new(), Value::Null),
+            _ => script(turn),
+        };
         let reply = if name.is_empty() {
             Reply::text("Stopped: the cost budget is spent.")
         } else {
@@ -277,19 +287,13 @@ async fn the_real_claude_cli_is_stopped_by_the_cost_budget() {
         .unwrap()
         .body;
     let results = tool_results(last);
-    assert_eq!(results.len(), 6, "{results:#?}");
+    assert!((6..=8).contains(&results.len()), "{results:#?}");
     // Turns 1–3 after init_session cost about $1.9: the first answer is taken.
     assert!(!results[3].0, "first new_answer: {}", results[3].1);
-    // By turn 5 the loop has spent about $3.2 of $3: no new round.
-    assert!(results[5].0, "second new_answer: {}", results[5].1);
-    assert!(
-        results[5].1.contains("cost_budget_reached"),
-        "{}",
-        results[5].1
-    );
-    assert!(
-        results[5].1.contains("$3.0000 cost budget"),
-        "{}",
-        results[5].1
-    );
+    // By turn 5 the loop has spent about $3.2 of $3: a new round is refused, at once or (when
+    // the transcript lags) within two more turns.
+    let last = results.last().unwrap();
+    assert!(last.0, "the last new_answer was taken: {}", last.1);
+    assert!(last.1.contains("cost_budget_reached"), "{}", last.1);
+    assert!(last.1.contains("$3.0000 cost budget"), "{}", last.1);
 }
