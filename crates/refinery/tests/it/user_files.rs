@@ -413,3 +413,70 @@ async fn unignoring_files_then_revert_kill_and_resume_leaves_every_user_file_alo
         }
     }
 }
+
+/// An API builder's file tools cannot reach what was out of scope when the run started:
+/// reading a git-ignored note or `.env.local` is a tool error that says why, overwriting one
+/// is refused, and neither file's content reaches any model request.
+// Multi-threaded: the run is a blocking child process while the fake serves it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_builder_cannot_read_or_replace_files_that_were_out_of_scope() {
+    use crate::fake_roles::{api_env, evaluation, refine_once, role};
+    let context = TestContext::new().unwrap();
+    let project = context.project();
+    git(&project, &["init", "-q"]);
+    fs_err::write(project.join(".gitignore"), "private/\n").unwrap();
+    fs_err::create_dir_all(project.join("private")).unwrap();
+    let note = "PRIVATE-NOTE-never-for-a-model";
+    let local = "LOCAL-ENV-never-for-a-model";
+    fs_err::write(project.join("private/notes.txt"), note).unwrap();
+    fs_err::write(project.join(".env.local"), format!("MODE={local}\n")).unwrap();
+    let server = FakeModelServer::start().await.unwrap();
+    server.route(|request| {
+        Some(match role(request) {
+            "builder" => match request.tool_results().len() {
+                0 => Reply::tool_call("read_file", json!({"path": "private/notes.txt"})),
+                1 => Reply::tool_call("read_file", json!({"path": ".env.local"})),
+                2 => Reply::tool_call(
+                    "write_file",
+                    json!({"path": "private/notes.txt", "content": "overwritten"}),
+                ),
+                3 => Reply::tool_call(
+                    "write_file",
+                    json!({"path": "index.html", "content": "<h1>Acme</h1>\n"}),
+                ),
+                _ => Reply::text("Wrote index.html."),
+            },
+            "evaluator" => Reply::text(evaluation(&["E1"], "fine")),
+            "trace" => Reply::text(lessons()),
+            _ => Reply::text("ok"),
+        })
+    });
+    let env = api_env(&context, &server);
+    let refined = refine_once(&context, &env, "Build a page", "E1: It has a heading");
+    assert_eq!(refined.status.code(), Some(0), "{}", text(&refined.stderr));
+    assert_eq!(
+        fs_err::read_to_string(project.join("private/notes.txt")).unwrap(),
+        note
+    );
+    assert_eq!(
+        fs_err::read_to_string(project.join(".env.local")).unwrap(),
+        format!("MODE={local}\n")
+    );
+    let requests = server.model_requests();
+    let builder_results: Vec<String> = requests
+        .iter()
+        .filter(|request| role(request) == "builder")
+        .flat_map(|request| request.tool_results())
+        .map(|(_, result)| result)
+        .collect();
+    let refusals = builder_results
+        .iter()
+        .filter(|result| result.contains("off limits"))
+        .count();
+    assert!(refusals >= 3, "{builder_results:#?}");
+    for request in &requests {
+        let body = request.body_text();
+        assert!(!body.contains(note), "the note reached a model: {body}");
+        assert!(!body.contains(local), ".env.local reached a model: {body}");
+    }
+}
