@@ -466,7 +466,7 @@ async fn an_api_builder_cannot_read_or_replace_files_that_were_out_of_scope() {
     let builder_results: Vec<String> = requests
         .iter()
         .filter(|request| role(request) == "builder")
-        .flat_map(|request| request.tool_results())
+        .flat_map(refinery_testkit::RecordedRequest::tool_results)
         .map(|(_, result)| result)
         .collect();
     let refusals = builder_results
