@@ -90,21 +90,7 @@ pub async fn evaluate_once(
     on_event: &mut (dyn FnMut(&RefineEvent) + Send),
 ) -> Result<EvaluateReport, EngineError> {
     let judges: Vec<&Backend> = std::iter::once(&evaluator).chain(&panel).collect();
-    if config.cost_budget_usd.is_some()
-        && let Some(problem) = judges.iter().find_map(|judge| judge.budget_problem())
-    {
-        return Err(EngineError::Setup(problem));
-    }
-    let meter = Meter::new(
-        LoopLimits {
-            max_rounds: 1,
-            min_rounds: 1,
-            cost_budget_usd: config.cost_budget_usd,
-            time_budget: None,
-        },
-        Spend::default(),
-        Duration::ZERO,
-    );
+    let meter = one_evaluation_meter(config.cost_budget_usd, &judges)?;
     let (session, scope, submission) = submit(&store, &config)?;
     let task = config
         .task
@@ -169,6 +155,29 @@ pub async fn evaluate_once(
         unscored_reason,
     };
     report(&ctx, scored)
+}
+
+/// The meter of one evaluation: one round, the budget if any (refused up front when a judge's
+/// cost cannot be bounded).
+fn one_evaluation_meter(
+    cost_budget_usd: Option<f64>,
+    judges: &[&Backend],
+) -> Result<Meter, EngineError> {
+    if cost_budget_usd.is_some()
+        && let Some(problem) = judges.iter().find_map(|judge| judge.budget_problem())
+    {
+        return Err(EngineError::Setup(problem));
+    }
+    Ok(Meter::new(
+        LoopLimits {
+            max_rounds: 1,
+            min_rounds: 1,
+            cost_budget_usd,
+            time_budget: None,
+        },
+        Spend::default(),
+        Duration::ZERO,
+    ))
 }
 
 /// A new session holding the snapshot of `config.paths`: the report describes exactly the

@@ -424,20 +424,7 @@ fn combine(asked: usize, evaluations: &[&CheckedEvaluation]) -> Option<Combined>
             Finding::new(Score::new(decided.score)?, evidence, reasoning),
         );
     }
-    let mut improvement_spec: Vec<SpecItem> = Vec::new();
-    let mut preserve: Vec<String> = Vec::new();
-    for checked in evaluations {
-        for item in &checked.evaluation.improvement_spec {
-            if !improvement_spec.contains(item) {
-                improvement_spec.push(item.clone());
-            }
-        }
-        for item in &checked.evaluation.preserve {
-            if !preserve.contains(item) {
-                preserve.push(item.clone());
-            }
-        }
-    }
+    let (improvement_spec, preserve) = merged_lists(evaluations);
     let critique = evaluations
         .iter()
         .enumerate()
@@ -455,6 +442,25 @@ fn combine(asked: usize, evaluations: &[&CheckedEvaluation]) -> Option<Combined>
         refused,
         spread,
     })
+}
+
+/// Every judge's improvement spec and preserve list, in order, each item once.
+fn merged_lists(evaluations: &[&CheckedEvaluation]) -> (Vec<SpecItem>, Vec<String>) {
+    let mut improvement_spec: Vec<SpecItem> = Vec::new();
+    let mut preserve: Vec<String> = Vec::new();
+    for checked in evaluations {
+        for item in &checked.evaluation.improvement_spec {
+            if !improvement_spec.contains(item) {
+                improvement_spec.push(item.clone());
+            }
+        }
+        for item in &checked.evaluation.preserve {
+            if !preserve.contains(item) {
+                preserve.push(item.clone());
+            }
+        }
+    }
+    (improvement_spec, preserve)
 }
 
 /// Why a criterion's score is not accepted: what its evidence cites that is not there, and,
