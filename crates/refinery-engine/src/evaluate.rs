@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use refinery_core::judgment::Gates;
@@ -27,7 +26,7 @@ use crate::phases::ask::JUDGE_ATTEMPTS;
 use crate::phases::criteria::{self, CriteriaInput};
 use crate::phases::decide::{self, Judgment};
 use crate::phases::judge::{self, Combined, EvaluationInput, Panel};
-use crate::phases::{Context, Environment};
+use crate::phases::{Context, Environment, shared_sink};
 use crate::record::{CriteriaSource, RoundVerdict};
 
 /// What to evaluate.
@@ -96,12 +95,7 @@ pub async fn evaluate_once(
         .task
         .clone()
         .unwrap_or_else(|| default_task(&config.paths));
-    // Judges run in parallel and share the sink, so it is behind a lock (as in a refine run).
-    let sink = Mutex::new(on_event);
-    let events = |event: &RefineEvent| {
-        let mut sink = sink.lock().unwrap_or_else(PoisonError::into_inner);
-        (*sink)(event);
-    };
+    let events = shared_sink(on_event);
     let ctx = Context {
         store: &store,
         session: &session,

@@ -13,7 +13,6 @@
 //! files.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use refinery_core::fsutil::LockGuard;
@@ -39,7 +38,7 @@ use crate::phases::handoff::{self, HandoffWrite};
 use crate::phases::judge::{self, EvaluationInput, RoundInput};
 use crate::phases::submit::{self, SubmitInput};
 use crate::phases::verify::{self, VerifyInput};
-use crate::phases::{Context, Environment};
+use crate::phases::{Context, Environment, shared_sink};
 use crate::record::{
     CriteriaSource, GuardAction, PanelVerdict, RoundFile, RoundSummary, RoundVerdict, RunFile,
     RunRecord, RunStatus, RunSummary, load_run,
@@ -248,12 +247,7 @@ impl Refiner {
             panel: record.panel.clone(),
         });
         let outcome = {
-            // Phases that run in parallel share the sink, so it is behind a lock.
-            let sink = Mutex::new(&mut *on_event);
-            let events = |event: &RefineEvent| {
-                let mut sink = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                (*sink)(event);
-            };
+            let events = shared_sink(&mut *on_event);
             let ctx = Context {
                 store: &self.store,
                 session: &self.session,

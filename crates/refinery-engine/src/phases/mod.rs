@@ -66,6 +66,20 @@ pub struct Environment {
     pub verify_timeout: Duration,
 }
 
+/// `on_event` as the shareable sink a [`Context`] carries: phases that run in parallel (judges,
+/// agents) emit through one lock, so the caller's sink is never called twice at once.
+pub(crate) fn shared_sink(
+    on_event: &mut (dyn FnMut(&RefineEvent) + Send),
+) -> impl Fn(&RefineEvent) + Sync + '_ {
+    let sink = std::sync::Mutex::new(on_event);
+    move |event: &RefineEvent| {
+        let mut sink = sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (*sink)(event);
+    }
+}
+
 /// What every phase may use: the store and session, the meter every model call passes, the
 /// machine's environment (scrubber, timeouts), the cancel token and the event sink.
 #[derive(Clone, Copy)]

@@ -16,7 +16,6 @@
 mod record;
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
 
 use refinery_core::fsutil::{LockGuard, write_json};
 use refinery_core::rounds::{LoopLimits, StopReason};
@@ -37,7 +36,7 @@ use crate::phases::answer::{self, AnswerTurn, Made};
 use crate::phases::ask::JudgeReply;
 use crate::phases::criteria;
 use crate::phases::vote::{self, Candidate, JudgeInput, Judged};
-use crate::phases::{Context, Environment};
+use crate::phases::{Context, Environment, shared_sink};
 use crate::record::CriteriaSource;
 use crate::workspace::{self, AgentCopies};
 
@@ -199,12 +198,7 @@ impl ConsensusRun {
             models: self.file.record.models.clone(),
         });
         let outcome = {
-            // Phases that run in parallel share the sink, so it is behind a lock.
-            let sink = Mutex::new(&mut *on_event);
-            let events = |event: &RefineEvent| {
-                let mut sink = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                (*sink)(event);
-            };
+            let events = shared_sink(&mut *on_event);
             let ctx = Context {
                 store: &self.store,
                 session: &self.session,
