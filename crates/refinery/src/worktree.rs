@@ -6,8 +6,9 @@
 //! (`<git-common-dir>/refinery/worktrees/<session>`) on a new branch `refinery/<session>`, keeps
 //! its state in that worktree's `.refinery/`, and at the end commits the delivered round on its
 //! branch. Nothing is pushed or merged. Git's own ref creation is what keeps two runs started at
-//! the same second apart: a branch that exists already makes `git worktree add` fail, and the
-//! next id is tried.
+//! the same second apart: the run first creates its branch (which fails when another run has
+//! the name, and then the next id is tried), and only then checks it out in a worktree; a
+//! worktree that cannot be added gives its branch back, so no orphan branch is left.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -121,37 +122,77 @@ pub(crate) fn create(repo: &Path, label: &str, now: OffsetDateTime) -> anyhow::R
         };
         let branch = format!("{BRANCH_PREFIX}{id}");
         let path = parent.join(id.as_str());
-        if path.exists() {
+        if path.exists() || !reserve_branch(Path::new(&top), &branch, &base)? {
+            // Another run holds this id (its branch or its folder): try the next one.
             continue;
         }
+        if let Err(err) = add_worktree(Path::new(&top), &path, &branch) {
+            // The branch is ours and nothing is checked out on it yet: give it back, so a
+            // failed start never leaves an orphan branch behind.
+            let _ = git(Path::new(&top), &["branch", "--quiet", "-D", &branch]);
+            return Err(err);
+        }
+        let origin = Origin {
+            session: id.to_string(),
+            branch,
+            base,
+        };
+        write_json(&state_dir(&path).join(ORIGIN_FILE), &origin)?;
+        return Ok(NewWorktree { id, path, origin });
+    }
+    bail!("could not find a free session id for the worktree after {ID_ATTEMPTS} tries")
+}
+
+/// Creates `branch` at `base` unless it exists. Git's ref lock makes this the one atomic step
+/// two runs started in the same second race on: `Ok(false)` means another run has the name.
+/// Other failures (a ref lock held for a moment by a concurrent git command) are tried again
+/// briefly before they count as errors.
+fn reserve_branch(top: &Path, branch: &str, base: &str) -> anyhow::Result<bool> {
+    let mut last = None;
+    for pause_ms in [0, 50, 200, 500] {
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+        if branch_exists(top, branch) {
+            return Ok(false);
+        }
+        match git(top, &["branch", "--quiet", "--no-track", branch, base]) {
+            Ok(_) => return Ok(true),
+            Err(_) if branch_exists(top, branch) => return Ok(false),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("could not create branch {branch}")))
+}
+
+/// Checks `branch` (already created and owned by this run) out in a new worktree at `path`,
+/// trying again briefly when a concurrent git command holds a lock for a moment.
+fn add_worktree(top: &Path, path: &Path, branch: &str) -> anyhow::Result<()> {
+    let mut last = None;
+    for pause_ms in [0, 50, 200, 500] {
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
         let added = git(
-            Path::new(&top),
+            top,
             &[
                 "worktree",
                 "add",
                 "--quiet",
-                "-b",
-                &branch,
                 &path.to_string_lossy(),
-                &base,
+                branch,
             ],
         );
         match added {
-            Ok(_) => {
-                let origin = Origin {
-                    session: id.to_string(),
-                    branch,
-                    base,
-                };
-                write_json(&state_dir(&path).join(ORIGIN_FILE), &origin)?;
-                return Ok(NewWorktree { id, path, origin });
+            Ok(_) => return Ok(()),
+            Err(err) => {
+                // A half-made worktree would make the next attempt fail on "already exists".
+                let _ = git(
+                    top,
+                    &["worktree", "remove", "--force", &path.to_string_lossy()],
+                );
+                let _ = fs_err::remove_dir_all(path);
+                last = Some(err);
             }
-            // Another run took this id (the branch or the folder) a moment ago: next one.
-            Err(_) if branch_exists(Path::new(&top), &branch) || path.exists() => {}
-            Err(err) => return Err(err),
         }
     }
-    bail!("could not find a free session id for the worktree after {ID_ATTEMPTS} tries")
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("could not add a worktree at {}", path.display())))
 }
 
 fn branch_exists(repo: &Path, branch: &str) -> bool {

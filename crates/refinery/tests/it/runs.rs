@@ -262,6 +262,38 @@ async fn a_worktree_run_refuses_uncommitted_changes_and_touches_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worktree_that_cannot_be_checked_out_leaves_no_branch_behind() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content).install(&server);
+    let run = Run::new(&server);
+    repository(&run);
+    // The user's own post-checkout hook refuses every checkout, so `git worktree add` fails
+    // after the run has created its branch.
+    let hook = run.project().join(".git/hooks/post-checkout");
+    fs_err::create_dir_all(hook.parent().unwrap()).unwrap();
+    fs_err::write(&hook, "#!/bin/sh\nexit 1\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let before = user_side(&run);
+    let (output, _) = refine_in_worktree(&run).await;
+    assert_ne!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("worktree add"),
+        "{}",
+        text(&output.stderr)
+    );
+    // No orphan branch and no half-made worktree: one attempt, given back.
+    let branches = git(&run, &run.project(), &["branch", "--list", "refinery/*"]);
+    assert!(branches.is_empty(), "{branches}");
+    let worktrees = git(&run, &run.project(), &["worktree", "list", "--porcelain"]);
+    assert_eq!(worktrees.matches("worktree ").count(), 1, "{worktrees}");
+    assert_eq!(user_side(&run), before);
+    assert!(server.model_requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_run_cannot_be_discarded() {
     let (_server, run, events) = one_finished_run().await;
     let session = summary(&events)["session"].as_str().unwrap().to_owned();
