@@ -47,7 +47,7 @@ pub use events::{CriterionLine, Phase, RefineEvent};
 pub use phases::Environment;
 pub use record::{
     BestRound, CriteriaSource, GuardAction, RegressionReport, RoundSummary, RoundVerdict,
-    RunRecord, RunStatus, RunSummary, load_run,
+    RunRecord, RunStatus, RunSummary, load_run, run_started,
 };
 pub use refine::{RefineConfig, Refiner, Roles, run_in_progress};
 pub use run::{

@@ -308,6 +308,14 @@ pub(crate) struct PanelVerdict {
 }
 
 /// Reads a session's `run.json`, for `--resume` and reports.
+/// Whether `session_id` is a run whose start finished (its `run.json` was written): a session
+/// killed while it was starting has none and cannot be resumed.
+pub fn run_started(store: &StateDir, session_id: &str) -> bool {
+    store
+        .existing_session(session_id)
+        .is_ok_and(|session| session.dir().join(RUN_FILE).is_file())
+}
+
 pub fn load_run(store: &StateDir, session_id: &str) -> Result<(Session, RunRecord), EngineError> {
     let session = store.existing_session(session_id)?;
     let record = read_json::<RunRecord>(&session.dir().join(RUN_FILE))?.ok_or_else(|| {

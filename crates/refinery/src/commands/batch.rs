@@ -19,7 +19,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use futures::StreamExt as _;
 use refinery_core::StateDir;
-use refinery_core::fsutil::{read_json, write_json};
+use refinery_core::fsutil::{LockGuard, read_json, write_json};
 use refinery_core::rounds::{LoopLimits, StopReason};
 use refinery_engine::meter::{BudgetPool, PoolHold, SharedBudget};
 use refinery_engine::{Environment, Halt, RefineConfig, Refiner, RunStatus, RunSummary};
@@ -276,6 +276,9 @@ struct BatchState {
 struct Ledger {
     path: PathBuf,
     state: Mutex<BatchState>,
+    /// Held for the batch's whole life: a second `refinery batch` of the same file would run
+    /// the same tasks again in new worktrees and fight over the ones it resumes.
+    _lock: LockGuard,
 }
 
 impl Ledger {
@@ -422,6 +425,13 @@ fn open_ledger(store: &StateDir, file: &Path) -> anyhow::Result<Ledger> {
         |stem| stem.to_string_lossy().into_owned(),
     );
     let path = store.root().join("batches").join(format!("{name}.json"));
+    let lock_path = path.with_extension("lock");
+    let Some(lock) = LockGuard::try_acquire(&lock_path)? else {
+        bail!(
+            "the batch `{name}` is already running in another process (it holds {}); wait for it to end or stop it (Ctrl-C) first",
+            lock_path.display()
+        );
+    };
     let state = read_json::<BatchState>(&path)
         .with_context(|| format!("reading the batch state {}", path.display()))?
         .unwrap_or_else(|| BatchState {
@@ -431,6 +441,7 @@ fn open_ledger(store: &StateDir, file: &Path) -> anyhow::Result<Ledger> {
     Ok(Ledger {
         path,
         state: Mutex::new(state),
+        _lock: lock,
     })
 }
 
@@ -564,17 +575,14 @@ fn prepare(shared: &Shared<'_>, task: &Task, before: &TaskState) -> anyhow::Resu
             refused: AtomicBool::new(false),
         })
     });
-    if let (Some(store), Some(session)) = (task_store(before), &before.session) {
+    if let (Some(store), Some(session)) = (task_store(before), &before.session)
+        && refinery_engine::run_started(&store, session)
+    {
         let refiner = Refiner::resume(store.clone(), session, limits, roles, environment)?;
         return Ok((refiner, store, task_pool));
     }
-    let created = worktree::create(
-        &shared.user_workspace,
-        &task.id,
-        time::OffsetDateTime::now_utc(),
-    )?;
-    let workspace = created.workspace_for(&shared.user_workspace)?;
-    let store = StateDir::new(worktree::state_dir(&created.path), workspace.clone());
+    let (checkout, workspace, id) = task_worktree(shared, task, before)?;
+    let store = StateDir::new(worktree::state_dir(&checkout), workspace.clone());
     let criteria = match &task.entry.criteria {
         Some(text) => Some(crate::commands::refine::parse_criteria_text(text)?),
         None => None,
@@ -588,14 +596,41 @@ fn prepare(shared: &Shared<'_>, task: &Task, before: &TaskState) -> anyhow::Resu
         verify: task.entry.verify.clone().unwrap_or_default(),
         label: task.id.clone(),
     };
+    shared
+        .ledger
+        .update(&task.id, |entry| entry.session = Some(id.to_string()))?;
+    let refiner = Refiner::start_as(store.clone(), id, config, roles, environment)?;
+    Ok((refiner, store, task_pool))
+}
+
+/// The worktree a task's new run starts in, and its session id. A task whose earlier start was
+/// cut short (killed after its worktree was made, before its run was recorded) starts again in
+/// that same worktree, under a fresh session id, rather than leaving it orphaned.
+fn task_worktree(
+    shared: &Shared<'_>,
+    task: &Task,
+    before: &TaskState,
+) -> anyhow::Result<(PathBuf, PathBuf, refinery_core::SessionId)> {
+    let now = time::OffsetDateTime::now_utc();
+    if let (Some(checkout), Some(workspace)) = (&before.worktree, &before.workspace)
+        && worktree::origin(&worktree::state_dir(checkout))?.is_some()
+    {
+        let mut id = refinery_core::SessionId::generate(now, &task.id);
+        if before.session.as_deref() == Some(id.as_str()) {
+            id = refinery_core::SessionId::parse(&format!("{id}-2"))?;
+        }
+        return Ok((checkout.clone(), workspace.clone(), id));
+    }
+    let created = worktree::create(&shared.user_workspace, &task.id, now)?;
+    let workspace = created.workspace_for(&shared.user_workspace)?;
+    // Saved before the run starts, so a crash from here on finds this worktree again.
     shared.ledger.update(&task.id, |entry| {
         entry.session = Some(created.id.to_string());
         entry.branch = Some(created.origin.branch.clone());
         entry.worktree = Some(created.path.clone());
         entry.workspace = Some(workspace.clone());
     })?;
-    let refiner = Refiner::start_as(store.clone(), created.id, config, roles, environment)?;
-    Ok((refiner, store, task_pool))
+    Ok((created.path, workspace, created.id))
 }
 
 /// Saves how a task ended and commits its delivered round on its branch.

@@ -351,3 +351,105 @@ async fn a_batch_stopped_by_ctrl_c_resumes_the_same_sessions() {
         assert_eq!(states[id]["session"].as_str().unwrap(), session, "{id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_killed_with_sigkill_resumes_without_redoing_finished_tasks() {
+    use std::io::BufRead as _;
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content)
+        .install_with_judge_delay(&server, std::time::Duration::from_millis(300));
+    let run = Run::new(&server);
+    repository(&run);
+    let file = batch_file(&run);
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .env_clear()
+        .envs(&run.env)
+        .current_dir(run.project())
+        .args(["batch", file.to_str().unwrap(), "--jobs", "2", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<Value>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                let _ = lines_tx.send(value);
+            }
+        }
+    });
+    // Wait (at most 2 minutes) until one task has converged, while others are mid-round.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+    let finished = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let event = lines_rx
+            .recv_timeout(left)
+            .expect("a task converged within 2 minutes");
+        if event["event"] == "task" && event["what"] == "converged" {
+            break event["task"].as_str().unwrap().to_owned();
+        }
+    };
+
+    // The same batch started again while it runs is refused and changes nothing.
+    let second = run
+        .refinery(&["batch", file.to_str().unwrap(), "--jobs", "2", "--json"])
+        .await;
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stderr).contains("already running"),
+        "{}",
+        text(&second.stderr)
+    );
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+
+    // Make one unfinished task look killed while it was starting: its worktree and session
+    // exist, its run record does not. It must start again in that same worktree.
+    let ledger: Value = serde_json::from_slice(
+        &fs_err::read(run.project().join(".refinery/batches/tasks.json")).unwrap(),
+    )
+    .unwrap();
+    let (cut_id, cut) = ledger["tasks"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, task)| task["status"] != "converged" && task["session"].is_string())
+        .expect("a task that was started and not finished");
+    let cut_worktree = cut["worktree"].as_str().unwrap().to_owned();
+    let run_file = std::path::Path::new(&cut_worktree)
+        .join(".refinery/sessions")
+        .join(cut["session"].as_str().unwrap())
+        .join("run.json");
+    fs_err::remove_file(run_file).unwrap();
+
+    // Run again: the finished task is skipped, every other one ends converged, and each task
+    // has exactly one branch (no orphan from a start the kill cut short).
+    let output = run
+        .refinery(&["batch", file.to_str().unwrap(), "--jobs", "2", "--json"])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let events = json_lines(&output.stdout);
+    assert!(
+        events.iter().any(|e| e["event"] == "task"
+            && e["task"] == finished.as_str()
+            && e["what"] == "skipped"),
+        "{events:?}"
+    );
+    let states = final_states(&events);
+    assert_eq!(states.len(), 5);
+    for (id, state) in &states {
+        assert_eq!(state["status"], "converged", "{id}: {state:?}");
+        let branch = state["branch"].as_str().unwrap();
+        let committed = git(&run, &run.project(), &["rev-parse", "--verify", branch]);
+        assert_eq!(committed, state["commit"].as_str().unwrap(), "{id}");
+    }
+    assert_eq!(states[cut_id]["worktree"], cut_worktree.as_str());
+    let branches = git(&run, &run.project(), &["branch", "--list", "refinery/*"]);
+    assert_eq!(branches.lines().count(), 5, "{branches}");
+}
