@@ -383,7 +383,7 @@ impl Backend {
         cancel: &CancellationToken,
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<CallReply, EngineError> {
-        let reservation = meter.reserve_share(spec.budget_share)?;
+        let reservation = meter.reserve_share_waiting(spec.budget_share).await?;
         let timeout = meter
             .time_left()
             .map_or(spec.timeout, |left| left.min(spec.timeout));
@@ -495,7 +495,7 @@ impl Backend {
         let attempts = f64::from(options.schema_retries + 1);
         let estimate = Self::estimate(prices, model, input_chars + schema_text.len(), max_tokens)
             .map(|one| one * attempts);
-        let reservation = meter.reserve(estimate)?;
+        let reservation = meter.reserve_waiting(estimate).await?;
         match chat_structured(model, &request, &options, None).await {
             Ok(structured) => {
                 meter.settle(Some(reservation), Some(structured.usage), structured.cost);
@@ -526,7 +526,7 @@ impl Backend {
     ) -> Result<refinery_llm::ChatResponse, EngineError> {
         let max_tokens = request.max_tokens.unwrap_or(0);
         let estimate = Self::estimate(api.prices, api.model, input_chars, max_tokens);
-        let reservation = meter.reserve(estimate)?;
+        let reservation = meter.reserve_waiting(estimate).await?;
         match api.model.chat(request, options).await {
             Ok(response) => {
                 meter.settle(Some(reservation), Some(response.usage), response.cost);

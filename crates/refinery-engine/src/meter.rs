@@ -8,7 +8,9 @@
 //!
 //! Runs of one process can also share a budget ([`BudgetPool`], used by `refinery batch`):
 //! every reservation is then taken from the pool as well, under the same rule, and settled
-//! there too, so one run cannot start a call the shared budget cannot cover.
+//! there too, so one run cannot start a call the shared budget cannot cover. A call the pool
+//! refuses only because other runs' calls are in flight waits for them to settle rather than
+//! stopping its run while the budget still has room for it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +41,10 @@ struct State {
     spend: Spend,
     reserved: f64,
 }
+
+/// The longest a call waits for other runs' calls to settle before the pool's refusal stands
+/// (longer than any one call's default timeout).
+const POOL_WAIT_LIMIT: Duration = Duration::from_mins(30);
 
 /// Shared by every call of a run.
 #[derive(Debug)]
@@ -71,6 +77,11 @@ pub trait BudgetPool: Send + Sync + std::fmt::Debug {
     /// Releases `hold` and records what the call spent (`None`: unknown, so the hold is
     /// counted in full).
     fn release(&self, hold: PoolHold, spent_usd: Option<f64>);
+    /// What would be left if every hold in flight were released unspent: a refused call that
+    /// would fit then is worth waiting for, one that would not is refused for good.
+    fn left_once_settled(&self) -> f64;
+    /// Notified after every release.
+    fn releases(&self) -> Arc<tokio::sync::Notify>;
 }
 
 /// An amount a [`BudgetPool`] holds for one call.
@@ -204,6 +215,57 @@ impl Meter {
         Ok(Some(Reservation { usd, pool }))
     }
 
+    /// [`Meter::reserve`], but a call the shared pool refuses only because of other runs'
+    /// calls in flight waits for them to settle (their holds are upper bounds; most of each is
+    /// given back) instead of stopping this run while the budget still has room for it.
+    pub async fn reserve_waiting(&self, estimate_usd: Option<f64>) -> Result<Reservation, Halt> {
+        self.wait_for_pool(
+            |meter| meter.reserve(estimate_usd),
+            |left| estimate_usd.is_some_and(|usd| usd <= left),
+        )
+        .await
+    }
+
+    /// [`Meter::reserve_share`], waiting like [`Meter::reserve_waiting`].
+    pub async fn reserve_share_waiting(&self, share: f64) -> Result<Option<Reservation>, Halt> {
+        self.wait_for_pool(
+            |meter| meter.reserve_share(share),
+            |left| left * share.clamp(0.0, 1.0) >= 0.01,
+        )
+        .await
+    }
+
+    /// Tries `attempt` until it succeeds, fails for another reason than the cost budget, or
+    /// would not fit the pool even with nothing in flight (`fits_when_settled` of what would
+    /// be left then). Each wait ends at the pool's next release, or after a second at most.
+    async fn wait_for_pool<T>(
+        &self,
+        attempt: impl Fn(&Self) -> Result<T, Halt>,
+        fits_when_settled: impl Fn(f64) -> bool,
+    ) -> Result<T, Halt> {
+        // A hold that is never released (a bug, or a call that outlives every timeout) must
+        // not park this run for ever: after this long the refusal stands.
+        let give_up = Instant::now() + POOL_WAIT_LIMIT;
+        loop {
+            let Some(pool) = &self.pool else {
+                return attempt(self);
+            };
+            let releases = pool.releases();
+            let released = releases.notified();
+            tokio::pin!(released);
+            // Registered before the attempt, so a release between the two is not missed.
+            released.as_mut().enable();
+            match attempt(self) {
+                Err(Halt::CostBudget)
+                    if fits_when_settled(pool.left_once_settled()) && Instant::now() < give_up =>
+                {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), released).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Records a finished call and releases its reservation.
     pub fn settle(&self, reservation: Option<Reservation>, usage: Option<Usage>, cost: Cost) {
         let mut state = self.lock();
@@ -233,6 +295,7 @@ impl Meter {
 pub struct SharedBudget {
     limits: LoopLimits,
     state: Mutex<PoolState>,
+    released: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -254,6 +317,7 @@ impl SharedBudget {
                 spent: spent_usd,
                 ..PoolState::default()
             }),
+            released: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -290,9 +354,20 @@ impl BudgetPool for SharedBudget {
     }
 
     fn release(&self, hold: PoolHold, spent_usd: Option<f64>) {
-        let mut state = self.lock();
-        state.held = (state.held - hold.usd).max(0.0);
-        state.spent += spent_usd.unwrap_or(hold.usd);
+        {
+            let mut state = self.lock();
+            state.held = (state.held - hold.usd).max(0.0);
+            state.spent += spent_usd.unwrap_or(hold.usd);
+        }
+        self.released.notify_waiters();
+    }
+
+    fn left_once_settled(&self) -> f64 {
+        self.limits.cost_budget_usd.unwrap_or(0.0) - self.lock().spent
+    }
+
+    fn releases(&self) -> Arc<tokio::sync::Notify> {
+        self.released.clone()
     }
 }
 
@@ -387,5 +462,57 @@ mod tests {
         assert!((pool.spent() - 1.0).abs() < 1e-9);
         assert_eq!(first.reserve_share(1.0).unwrap_err(), Halt::CostBudget);
         assert_eq!(first.reserve(Some(0.01)).unwrap_err(), Halt::CostBudget);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_the_pool_could_cover_once_others_settle_waits_for_them() {
+        let pool = Arc::new(SharedBudget::new(1.0, 0.0));
+        let mut first = Meter::new(limits(None), Spend::default(), Duration::ZERO);
+        let mut second = Meter::new(limits(None), Spend::default(), Duration::ZERO);
+        first.share(pool.clone());
+        second.share(pool.clone());
+        let first = Arc::new(first);
+        let held = first.reserve(Some(0.8)).unwrap();
+        // 0.5 does not fit beside the 0.8 in flight, but would once it settles: it waits.
+        let waiting = tokio::spawn(async move { second.reserve_waiting(Some(0.5)).await });
+        // Time for it to try (and, refused, to wait rather than give up).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished());
+        first.settle(Some(held), None, Cost::Usd(0.3));
+        let second = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!((pool.left() - 0.2).abs() < 1e-9);
+        first.settle(Some(second), None, Cost::Usd(0.5));
+        // What would not fit even with nothing in flight is refused at once.
+        assert_eq!(
+            first.reserve_waiting(Some(0.3)).await.unwrap_err(),
+            Halt::CostBudget
+        );
+        let rest = first.reserve_share_waiting(1.0).await.unwrap().unwrap();
+        assert!((rest.usd() - 0.2).abs() < 1e-9);
+        first.settle(Some(rest), None, Cost::Usd(0.0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_call_is_refused_when_what_settles_leaves_too_little() {
+        let pool = Arc::new(SharedBudget::new(1.0, 0.0));
+        let mut first = Meter::new(limits(None), Spend::default(), Duration::ZERO);
+        let mut second = Meter::new(limits(None), Spend::default(), Duration::ZERO);
+        first.share(pool.clone());
+        second.share(pool.clone());
+        let held = first.reserve(Some(0.8)).unwrap();
+        let waiting = tokio::spawn(async move { second.reserve_waiting(Some(0.5)).await });
+        tokio::task::yield_now().await;
+        // The call in flight spent most of its hold: the waiting one no longer fits.
+        first.settle(Some(held), None, Cost::Usd(0.7));
+        let refused = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(refused.unwrap_err(), Halt::CostBudget);
+        assert!((pool.spent() - 0.7).abs() < 1e-9);
     }
 }

@@ -318,9 +318,8 @@ struct TaskPool {
 impl BudgetPool for TaskPool {
     fn hold(&self, usd: Option<f64>) -> Result<PoolHold, Halt> {
         let held = self.shared.hold(usd);
-        if held.is_err() {
-            self.refused.store(true, Ordering::SeqCst);
-        }
+        // The last answer counts: a refusal the task then waited out is not why it stopped.
+        self.refused.store(held.is_err(), Ordering::SeqCst);
         held
     }
     fn left(&self) -> f64 {
@@ -328,6 +327,12 @@ impl BudgetPool for TaskPool {
     }
     fn release(&self, hold: PoolHold, spent_usd: Option<f64>) {
         self.shared.release(hold, spent_usd);
+    }
+    fn left_once_settled(&self) -> f64 {
+        self.shared.left_once_settled()
+    }
+    fn releases(&self) -> Arc<tokio::sync::Notify> {
+        self.shared.releases()
     }
 }
 
@@ -641,6 +646,9 @@ fn record_end(
     summary: &RunSummary,
     refused: bool,
 ) -> anyhow::Result<()> {
+    // A task without a cap of its own runs under the shared total alone (its meter gets the
+    // total only so prices are checked up front): any cost stop of it is the shared budget's.
+    let refused = refused || (shared.pool.is_some() && task.limits.cost_budget_usd.is_none());
     let (status, reason) = match &summary.status {
         RunStatus::Converged => (TaskStatus::Converged, None),
         RunStatus::Stopped {
