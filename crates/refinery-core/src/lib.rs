@@ -30,6 +30,7 @@
 
 pub mod best_round;
 pub mod budget;
+pub mod budget_split;
 pub mod checklist;
 pub mod claude_session;
 pub mod criteria;

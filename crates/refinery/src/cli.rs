@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::commands::{
     ask::AskArgs,
     batch::BatchArgs,
+    ci::CiArgs,
     doctor::DoctorArgs,
     hook::HookArgs,
     local::LocalArgs,
@@ -58,6 +59,9 @@ pub(crate) enum Command {
     /// Run many refine tasks from a TOML or JSONL file, each in its own worktree and branch,
     /// up to --jobs at once, under one shared --cost-budget; run it again to resume.
     Batch(Box<BatchArgs>),
+    /// What a CI job keeps of a `--json` run: a Markdown summary, step outputs, artifacts
+    /// (used by the GitHub Action).
+    Ci(CiArgs),
     /// Evaluate a deliverable once against criteria (no rounds, no changes).
     Evaluate(EvaluateArgs),
     /// Several models answer a task, judge each other's answers anonymously and converge on

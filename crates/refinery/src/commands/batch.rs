@@ -51,7 +51,8 @@ pub(crate) struct BatchArgs {
     /// Run only these tasks (repeatable; a CI matrix runs one task per job).
     #[arg(long, value_name = "ID")]
     only: Vec<String>,
-    /// Print the task list as JSON (`[{"id", "task"}]`, for a CI matrix) and run nothing.
+    /// Print the task list as JSON (`[{"id", "task"}]`, for a CI matrix) and run nothing; with
+    /// --cost-budget each entry also gets its share of the total as `cost_budget`.
     #[arg(long)]
     list_json: bool,
     /// One JSON object per event on stdout, and the batch summary as the last one.
@@ -210,7 +211,7 @@ fn parse_jsonl(text: &str) -> anyhow::Result<(Entry, Vec<Entry>)> {
 /// How a task stands in the batch's state file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum TaskStatus {
+pub(crate) enum TaskStatus {
     Pending,
     Running,
     Converged,
@@ -227,25 +228,39 @@ impl TaskStatus {
     fn finished(self) -> bool {
         matches!(self, Self::Converged | Self::Stopped)
     }
+
+    /// Its name in the state file and the summary table (`out_of_budget`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Converged => "converged",
+            Self::Stopped => "stopped",
+            Self::OutOfBudget => "out_of_budget",
+            Self::Interrupted => "interrupted",
+            Self::Failed => "failed",
+        }
+    }
 }
 
+/// How a task stands: saved in the batch's state file and shown in its events and summary.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct TaskState {
-    status: TaskStatus,
+pub(crate) struct TaskState {
+    pub(crate) status: TaskStatus,
     #[serde(default)]
-    reason: Option<String>,
+    pub(crate) reason: Option<String>,
     #[serde(default)]
-    session: Option<String>,
+    pub(crate) session: Option<String>,
     #[serde(default)]
-    branch: Option<String>,
+    pub(crate) branch: Option<String>,
     #[serde(default)]
-    worktree: Option<PathBuf>,
+    pub(crate) worktree: Option<PathBuf>,
     #[serde(default)]
     workspace: Option<PathBuf>,
     #[serde(default)]
-    rounds: usize,
+    pub(crate) rounds: usize,
     #[serde(default)]
-    spend_usd: f64,
+    pub(crate) spend_usd: f64,
     #[serde(default)]
     commit: Option<String>,
 }
@@ -373,12 +388,7 @@ fn batch_inner(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<ExitStat
         tasks.retain(|task| args.only.contains(&task.id));
     }
     if args.list_json {
-        let list: Vec<_> = tasks
-            .iter()
-            .map(|task| serde_json::json!({"id": task.id, "task": task.entry.task}))
-            .collect();
-        output::line(&serde_json::Value::Array(list).to_string())?;
-        return Ok(ExitStatus::Success);
+        return list_json(&tasks, args.cost_budget);
     }
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
@@ -422,6 +432,40 @@ fn batch_inner(global: &GlobalArgs, args: &BatchArgs) -> anyhow::Result<ExitStat
         anyhow::Ok(())
     })?;
     finish(&shared, &tasks, budget)
+}
+
+/// `--list-json`: the tasks as matrix entries. With `--cost-budget`, each entry carries its
+/// share of the total (or its own smaller cap) as `cost_budget`: machines of a CI matrix cannot
+/// share one budget pool, so each task gets a fixed part and its machine enforces it.
+fn list_json(tasks: &[Task], total: Option<f64>) -> anyhow::Result<ExitStatus> {
+    let share = match total {
+        Some(total) => Some(
+            refinery_core::budget_split::per_task_share(total, tasks.len()).with_context(|| {
+                format!(
+                    "--cost-budget {total} cannot be split over {} task(s): each share must be a positive number of US dollars, at least $0.0001",
+                    tasks.len()
+                )
+            })?,
+        ),
+        None => None,
+    };
+    let list: Vec<_> = tasks
+        .iter()
+        .map(|task| {
+            let mut entry = serde_json::json!({"id": task.id, "task": task.entry.task});
+            let own = task.limits.cost_budget_usd;
+            let cap = match (own, share) {
+                (Some(own), Some(share)) => Some(own.min(share)),
+                (own, share) => own.or(share),
+            };
+            if let (Some(cap), serde_json::Value::Object(map)) = (cap, &mut entry) {
+                map.insert("cost_budget".to_owned(), cap.into());
+            }
+            entry
+        })
+        .collect();
+    output::line(&serde_json::Value::Array(list).to_string())?;
+    Ok(ExitStatus::Success)
 }
 
 fn open_ledger(store: &StateDir, file: &Path) -> anyhow::Result<Ledger> {
@@ -738,6 +782,30 @@ fn totals(shared: &Shared<'_>) -> (usize, usize, f64) {
     (running, done, spent)
 }
 
+/// The batch's summary table in Markdown: a row per task with its status, rounds, cost,
+/// branch and why it stopped, every text passed through `cell` (the CI summary escapes it).
+pub(crate) fn task_table(
+    states: &[(String, TaskState)],
+    cell: &dyn Fn(&str) -> String,
+) -> Vec<String> {
+    let mut lines = vec![
+        "| task | status | rounds | cost | branch | why |".to_owned(),
+        "|---|---|---|---|---|---|".to_owned(),
+    ];
+    for (id, state) in states {
+        lines.push(format!(
+            "| {} | {} | {} | ${:.4} | {} | {} |",
+            cell(id),
+            state.status.name(),
+            state.rounds,
+            state.spend_usd,
+            cell(state.branch.as_deref().unwrap_or("-")),
+            cell(state.reason.as_deref().unwrap_or("")),
+        ));
+    }
+    lines
+}
+
 /// The summary table (or event) and the exit code: 0 when every task converged, 130 after
 /// Ctrl-C, 1 when a task failed, 2 when one stopped or ran out of the shared budget.
 fn finish(shared: &Shared<'_>, tasks: &[Task], budget: Option<f64>) -> anyhow::Result<ExitStatus> {
@@ -762,17 +830,8 @@ fn finish(shared: &Shared<'_>, tasks: &[Task], budget: Option<f64>) -> anyhow::R
             .to_string(),
         )?;
     } else {
-        output::line("| task | status | rounds | cost | branch | why |")?;
-        output::line("|---|---|---|---|---|---|")?;
-        for (id, state) in &states {
-            output::line(&format!(
-                "| {id} | {} | {} | ${:.4} | {} | {} |",
-                serde_json::to_value(state.status)?.as_str().unwrap_or(""),
-                state.rounds,
-                state.spend_usd,
-                state.branch.as_deref().unwrap_or("-"),
-                state.reason.as_deref().unwrap_or(""),
-            ))?;
+        for line in task_table(&states, &str::to_owned) {
+            output::line(&line)?;
         }
         let budget = budget.map_or_else(String::new, |budget| format!(" of ${budget:.4}"));
         output::line(&format!(

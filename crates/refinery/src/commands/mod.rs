@@ -2,6 +2,7 @@
 
 pub(crate) mod ask;
 pub(crate) mod batch;
+pub(crate) mod ci;
 pub(crate) mod doctor;
 pub(crate) mod hook;
 pub(crate) mod local;
@@ -34,6 +35,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Hook(args) => hook::run_main(&cli.global, &args),
         Command::Trace(args) => trace::run_main(&args),
         Command::Tmux(args) => tmux::run_main(&args),
+        Command::Ci(args) => ci::run_main(&args),
         Command::Batch(args) => Ok(batch::run_main(&cli.global, &args)),
         Command::Refine(args) => Ok(refine::run_refine(&cli.global, &args)),
         Command::Evaluate(args) => Ok(refine::run_evaluate(&cli.global, &args)),

@@ -825,22 +825,37 @@ pub(crate) fn commit_message(summary: &RunSummary) -> String {
         format!("Session: {}", summary.session),
         String::new(),
     ];
-    let header: Vec<String> = summary
-        .rounds
-        .iter()
-        .map(|round| format!("r{}", round.round))
-        .collect();
-    lines.push(format!("| criterion | {} |", header.join(" | ")));
-    lines.push(format!("|---|{}", "---|".repeat(rounds)));
-    for (id, history) in &summary.score_history {
-        let cells: Vec<String> = history
+    let numbers: Vec<u32> = summary.rounds.iter().map(|round| round.round).collect();
+    lines.extend(score_table(
+        &numbers,
+        &summary.score_history,
+        &str::to_owned,
+    ));
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// A Markdown table of each criterion's score in each round (`-` where a round was not
+/// scored): one column per round of `rounds`, one row per criterion, headed by `label(id)`.
+/// The worktree commit message and the CI summary both use it.
+pub(crate) fn score_table(
+    rounds: &[u32],
+    history: &BTreeMap<String, Vec<Option<u8>>>,
+    label: &dyn Fn(&str) -> String,
+) -> Vec<String> {
+    let header: Vec<String> = rounds.iter().map(|round| format!("r{round}")).collect();
+    let mut lines = vec![
+        format!("| criterion | {} |", header.join(" | ")),
+        format!("|---|{}", "---|".repeat(rounds.len())),
+    ];
+    for (id, scores) in history {
+        let cells: Vec<String> = scores
             .iter()
             .map(|score| score.map_or_else(|| "-".to_owned(), |score| score.to_string()))
             .collect();
-        lines.push(format!("| {id} | {} |", cells.join(" | ")));
+        lines.push(format!("| {} | {} |", label(id), cells.join(" | ")));
     }
-    lines.push(String::new());
-    lines.join("\n")
+    lines
 }
 
 /// `--prior-answer`: a path inside the workspace is used where it is; a file outside is

@@ -8,6 +8,7 @@
     reason = "a test should fail loudly at the first surprise"
 )]
 
+mod action;
 mod ask;
 mod batch;
 mod budget;
