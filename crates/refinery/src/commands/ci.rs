@@ -259,6 +259,22 @@ fn verdict_of_code(code: i32) -> &'static str {
     }
 }
 
+impl Outcome {
+    /// A `what` (run, batch) that ended before its summary: the verdict comes from the exit
+    /// code, and the log has the rest.
+    fn unfinished(code: i32, what: &str, sessions: Vec<SessionRef>) -> Self {
+        let verdict = verdict_of_code(code);
+        Self {
+            verdict: verdict.to_owned(),
+            headline: format!("{verdict}, no summary"),
+            body: vec![format!(
+                "The {what} ended before its summary; the step's log says why."
+            )],
+            sessions,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct CriterionView {
     id: String,
@@ -321,13 +337,7 @@ fn refine_outcome(text: &str, code: i32) -> Outcome {
         }
     }
     let Some(summary) = summary else {
-        let verdict = verdict_of_code(code);
-        return Outcome {
-            verdict: verdict.to_owned(),
-            headline: format!("{verdict}, no summary"),
-            body: vec!["The run ended before its summary; the step's log says why.".to_owned()],
-            sessions: session.into_iter().collect(),
-        };
+        return Outcome::unfinished(code, "run", session.into_iter().collect());
     };
     let (verdict, detail) = match &summary.status {
         RunStatus::Converged => ("converged", String::new()),
@@ -469,13 +479,7 @@ fn batch_outcome(text: &str, code: i32) -> Outcome {
         }
     }
     let Some(summary) = summary else {
-        let verdict = verdict_of_code(code);
-        return Outcome {
-            verdict: verdict.to_owned(),
-            headline: format!("{verdict}, no summary"),
-            body: vec!["The batch ended before its summary; the step's log says why.".to_owned()],
-            sessions: Vec::new(),
-        };
+        return Outcome::unfinished(code, "batch", Vec::new());
     };
     let states: Vec<(String, TaskState)> = summary["tasks"]
         .as_array()

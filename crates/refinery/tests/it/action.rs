@@ -297,11 +297,37 @@ fn assert_no_key(run: &ActionRun, key: &str, runner_temp: &Path) {
     );
 }
 
-fn github_run(server: &FakeModelServer) -> (Run, String) {
-    let mut run = Run::new(server);
+/// A fake that scores by content, a key, and a repository with one commit.
+async fn fixture() -> (FakeModelServer, Run, String) {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content).install(&server);
+    let mut run = Run::new(&server);
     let key = test_key();
     run.env.insert("ANTHROPIC_API_KEY".to_owned(), key.clone());
-    (run, key)
+    repository(&run);
+    (server, run, key)
+}
+
+/// The action with `inputs` (and the test binary as `refinery-binary`) in the run's project,
+/// with its own `RUNNER_TEMP` (returned too).
+async fn action_in(run: &Run, temp: &str, inputs: &[(&str, &str)]) -> (ActionRun, PathBuf) {
+    let mut inputs: Vec<(String, String)> = inputs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    inputs.push(("refinery-binary".to_owned(), crate::support::BIN.to_owned()));
+    let runner_temp = run.context.root().join(temp);
+    let (env, project, temp) = (run.env.clone(), run.project(), runner_temp.clone());
+    let action = tokio::task::spawn_blocking(move || {
+        let inputs: Vec<(&str, &str)> = inputs
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        run_action(&inputs, &env, &project, &temp)
+    })
+    .await
+    .unwrap();
+    (action, runner_temp)
 }
 
 /// The uploads of a run: artifact name → path.
@@ -313,35 +339,41 @@ fn uploads(run: &ActionRun) -> BTreeMap<String, PathBuf> {
         .collect()
 }
 
+/// Two uploads, both present: the session folder and its report.
+fn assert_uploaded(action: &ActionRun, session: &str) {
+    let uploaded = uploads(action);
+    assert_eq!(uploaded.len(), 2, "{uploaded:?}");
+    let name = format!("refinery-{session}");
+    assert!(uploaded[&name].join(session).join("run.json").is_file());
+    assert!(
+        uploaded[&format!("{name}-report")]
+            .join(format!("{session}.html"))
+            .is_file()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_action_refines_in_a_worktree_and_reports_to_github() {
-    let server = FakeModelServer::start().await.unwrap();
-    Script::simple(content_by_round, score_by_content).install(&server);
-    let (run, key) = github_run(&server);
-    repository(&run);
-    let runner_temp = run.context.root().join("runner-temp");
-    let bin = crate::support::BIN;
-    let inputs = [
-        ("command", "refine"),
-        ("task", "Build a page"),
-        ("criteria", CRITERIA),
-        ("builder", MODEL),
-        ("evaluators", MODEL),
-        (
-            "verify",
-            "test -s index.html\ntest -n \"$ANTHROPIC_API_KEY\"",
-        ),
-        ("max-rounds", "3"),
-        ("cost-budget", "5"),
-        ("worktree", "true"),
-        ("refinery-binary", bin),
-    ];
-    let env = run.env.clone();
-    let project = run.project();
-    let temp = runner_temp.clone();
-    let action = tokio::task::spawn_blocking(move || run_action(&inputs, &env, &project, &temp))
-        .await
-        .unwrap();
+    let (_server, run, key) = fixture().await;
+    let (action, runner_temp) = action_in(
+        &run,
+        "runner-temp",
+        &[
+            ("command", "refine"),
+            ("task", "Build a page"),
+            ("criteria", CRITERIA),
+            ("builder", MODEL),
+            ("evaluators", MODEL),
+            (
+                "verify",
+                "test -s index.html\ntest -n \"$ANTHROPIC_API_KEY\"",
+            ),
+            ("max-rounds", "3"),
+            ("cost-budget", "5"),
+            ("worktree", "true"),
+        ],
+    )
+    .await;
     assert!(!action.failed, "{}", action.log);
     let outputs = &action.outputs;
     assert_eq!(outputs["exit-code"], "0", "{}", action.log);
@@ -381,14 +413,7 @@ async fn the_action_refines_in_a_worktree_and_reports_to_github() {
     // Two uploads: the session folder and the report, both present.
     let name = format!("refinery-{session}");
     assert_eq!(outputs["artifact-name"], name);
-    let uploaded = uploads(&action);
-    assert_eq!(uploaded.len(), 2, "{uploaded:?}");
-    assert!(uploaded[&name].join(session).join("run.json").is_file());
-    assert!(
-        uploaded[&format!("{name}-report")]
-            .join(format!("{session}.html"))
-            .is_file()
-    );
+    assert_uploaded(&action, session);
     // The verify command saw the key (it gets the environment), yet no key value appears in
     // the log, the summary, the outputs or any artifact.
     assert_no_key(&action, &key, &runner_temp);
@@ -396,10 +421,7 @@ async fn the_action_refines_in_a_worktree_and_reports_to_github() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_splits_into_matrix_entries_with_a_share_of_the_budget_each() {
-    let server = FakeModelServer::start().await.unwrap();
-    Script::simple(content_by_round, score_by_content).install(&server);
-    let (run, key) = github_run(&server);
-    repository(&run);
+    let (server, run, key) = fixture().await;
     let lines = [
         serde_json::json!({"defaults": {"builder": MODEL, "evaluator": [MODEL], "criteria": CRITERIA, "max_rounds": 3}}),
         serde_json::json!({"id": "pricing", "task": "Build the pricing page"}),
@@ -410,28 +432,19 @@ async fn a_batch_splits_into_matrix_entries_with_a_share_of_the_budget_each() {
     fs_err::write(run.project().join("tasks.jsonl"), text.join("\n")).unwrap();
     git(&run, &run.project(), &["add", "tasks.jsonl"]);
     git(&run, &run.project(), &["commit", "--quiet", "-m", "tasks"]);
-    let bin = crate::support::BIN;
-    let project = run.project();
 
     // The list job: the tasks as matrix entries, each with its share of a $6 total (its own
     // smaller cap wins).
-    let (env, temp) = (run.env.clone(), run.context.root().join("list-temp"));
-    let list_project = project.clone();
-    let listed = tokio::task::spawn_blocking(move || {
-        run_action(
-            &[
-                ("command", "list-tasks"),
-                ("file", "tasks.jsonl"),
-                ("cost-budget", "6"),
-                ("refinery-binary", bin),
-            ],
-            &env,
-            &list_project,
-            &temp,
-        )
-    })
-    .await
-    .unwrap();
+    let (listed, _) = action_in(
+        &run,
+        "list-temp",
+        &[
+            ("command", "list-tasks"),
+            ("file", "tasks.jsonl"),
+            ("cost-budget", "6"),
+        ],
+    )
+    .await;
     assert!(!listed.failed, "{}", listed.log);
     let tasks: Value = serde_json::from_str(&listed.outputs["tasks"]).unwrap();
     assert_eq!(
@@ -446,26 +459,19 @@ async fn a_batch_splits_into_matrix_entries_with_a_share_of_the_budget_each() {
 
     // One matrix job: `batch --only <id>` with the entry's budget.
     let entry = &tasks[0];
-    let id = entry["id"].as_str().unwrap().to_owned();
+    let id = entry["id"].as_str().unwrap();
     let budget = entry["cost_budget"].to_string();
-    let runner_temp = run.context.root().join("matrix-temp");
-    let (env, temp) = (run.env.clone(), runner_temp.clone());
-    let action = tokio::task::spawn_blocking(move || {
-        run_action(
-            &[
-                ("command", "batch"),
-                ("file", "tasks.jsonl"),
-                ("only", &id),
-                ("cost-budget", &budget),
-                ("refinery-binary", bin),
-            ],
-            &env,
-            &project,
-            &temp,
-        )
-    })
-    .await
-    .unwrap();
+    let (action, runner_temp) = action_in(
+        &run,
+        "matrix-temp",
+        &[
+            ("command", "batch"),
+            ("file", "tasks.jsonl"),
+            ("only", id),
+            ("cost-budget", &budget),
+        ],
+    )
+    .await;
     assert!(!action.failed, "{}", action.log);
     let outputs = &action.outputs;
     assert_eq!(outputs["exit-code"], "0");
@@ -499,46 +505,28 @@ async fn a_batch_splits_into_matrix_entries_with_a_share_of_the_budget_each() {
     assert!(summary.contains("#### pricing"), "{summary}");
     assert!(summary.contains("| E1 | 4 | 9 |"), "{summary}");
     assert!(summary.contains("of $2.0000."), "{summary}");
-    let uploaded = uploads(&action);
-    let name = format!("refinery-{session}");
-    assert!(uploaded[&name].join(session).join("run.json").is_file());
-    assert!(
-        uploaded[&format!("{name}-report")]
-            .join(format!("{session}.html"))
-            .is_file()
-    );
+    assert_uploaded(&action, session);
     assert_no_key(&action, &key, &runner_temp);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_run_fails_the_step_unless_its_exit_code_is_passing_and_still_uploads() {
-    let server = FakeModelServer::start().await.unwrap();
-    Script::simple(content_by_round, score_by_content).install(&server);
-    let (run, key) = github_run(&server);
-    repository(&run);
-    let bin = crate::support::BIN;
+    let (_server, run, key) = fixture().await;
     let mut results = Vec::new();
     for passing in ["0", "0 2"] {
-        let runner_temp = run.context.root().join(format!("temp-{}", passing.len()));
-        let (env, temp, project) = (run.env.clone(), runner_temp.clone(), run.project());
-        let action = tokio::task::spawn_blocking(move || {
-            run_action(
-                &[
-                    ("task", "Build a page"),
-                    ("criteria", CRITERIA),
-                    ("builder", MODEL),
-                    ("evaluators", MODEL),
-                    ("max-rounds", "1"),
-                    ("passing-exit-codes", passing),
-                    ("refinery-binary", bin),
-                ],
-                &env,
-                &project,
-                &temp,
-            )
-        })
-        .await
-        .unwrap();
+        let (action, runner_temp) = action_in(
+            &run,
+            &format!("temp-{}", passing.len()),
+            &[
+                ("task", "Build a page"),
+                ("criteria", CRITERIA),
+                ("builder", MODEL),
+                ("evaluators", MODEL),
+                ("max-rounds", "1"),
+                ("passing-exit-codes", passing),
+            ],
+        )
+        .await;
         assert_no_key(&action, &key, &runner_temp);
         results.push(action);
     }
@@ -565,11 +553,7 @@ async fn a_stopped_run_fails_the_step_unless_its_exit_code_is_passing_and_still_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_fail_the_step_before_any_model_call() {
-    let server = FakeModelServer::start().await.unwrap();
-    Script::simple(content_by_round, score_by_content).install(&server);
-    let (run, _) = github_run(&server);
-    repository(&run);
-    let bin = crate::support::BIN;
+    let (server, run, _) = fixture().await;
     let cases: [(&[(&str, &str)], &str); 5] = [
         (&[("command", "deploy")], "input 'command' must be"),
         (&[("command", "refine")], "needs 'task'"),
@@ -587,14 +571,7 @@ async fn bad_inputs_fail_the_step_before_any_model_call() {
         ),
     ];
     for (index, (inputs, message)) in cases.iter().enumerate() {
-        let mut inputs = inputs.to_vec();
-        inputs.push(("refinery-binary", bin));
-        let (env, project) = (run.env.clone(), run.project());
-        let temp = run.context.root().join(format!("bad-{index}"));
-        let action =
-            tokio::task::spawn_blocking(move || run_action(&inputs, &env, &project, &temp))
-                .await
-                .unwrap();
+        let (action, _) = action_in(&run, &format!("bad-{index}"), inputs).await;
         assert!(action.failed, "{message}");
         assert!(action.log.contains(message), "{message}: {}", action.log);
         assert!(uploads(&action).is_empty());
