@@ -21,7 +21,7 @@ use refinery_core::fsutil::{LockGuard, write_json};
 use refinery_core::rounds::{LoopLimits, StopReason};
 use refinery_core::votes::{Agent, AnswerId, NoConsensus, RunStep, Standing, Vote, Winner};
 use refinery_core::{
-    CriteriaSet, ManifestEntry, Session, SessionSettings, StateDir, WorkspaceScope,
+    CriteriaSet, ManifestEntry, Session, SessionId, SessionSettings, StateDir, WorkspaceScope,
 };
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -95,13 +95,38 @@ impl ConsensusRun {
         models: Vec<Backend>,
         env: Environment,
     ) -> Result<Self, EngineError> {
+        Self::start_session(store, None, config, models, env)
+    }
+
+    /// Like [`ConsensusRun::start`], under a session id the caller chose (a worktree run names
+    /// its branch and folder after the session before starting it).
+    pub fn start_as(
+        store: StateDir,
+        session_id: &SessionId,
+        config: &RunConfig,
+        models: Vec<Backend>,
+        env: Environment,
+    ) -> Result<Self, EngineError> {
+        Self::start_session(store, Some(session_id), config, models, env)
+    }
+
+    fn start_session(
+        store: StateDir,
+        session_id: Option<&SessionId>,
+        config: &RunConfig,
+        models: Vec<Backend>,
+        env: Environment,
+    ) -> Result<Self, EngineError> {
         check_setup(&config.limits, &models)?;
         let started = OffsetDateTime::now_utc();
         let settings = SessionSettings {
             max_rounds: None,
             ..SessionSettings::default()
         };
-        let session = store.init_session(&config.label, settings, started)?;
+        let session = match session_id {
+            Some(id) => store.init_session_with_id(id, &config.label, settings, started)?,
+            None => store.init_session(&config.label, settings, started)?,
+        };
         let lock = take_lock(&session)?;
         // Before any agent can touch anything: git's view now, whatever the ignore files say
         // later.

@@ -656,7 +656,7 @@ fn refine_inner(global: &GlobalArgs, args: &RefineArgs) -> anyhow::Result<ExitSt
         )
     })?;
     progress.summary(&summary, report.as_deref())?;
-    finish_worktree(&store, &summary, args.json)?;
+    finish_refine_worktree(&store, &summary, args.json)?;
     Ok(match summary.status {
         RunStatus::Converged => ExitStatus::Success,
         RunStatus::Stopped { .. } => ExitStatus::Stopped,
@@ -719,15 +719,8 @@ fn start_new(
     // A worktree run works in its own checkout of HEAD: the same relative paths, none of the
     // user's files.
     let (store, session_id) = if args.worktree {
-        let created = worktree::create(&user_workspace, &label, time::OffsetDateTime::now_utc())?;
-        let workspace = created.workspace_for(&user_workspace)?;
-        output::note(&format!(
-            "working in worktree {} on branch {}",
-            created.path.display(),
-            created.origin.branch
-        ));
-        let store = StateDir::new(worktree::state_dir(&created.path), workspace);
-        (store, Some(created.id))
+        let (store, id) = open_worktree(&user_workspace, &label)?;
+        (store, Some(id))
     } else {
         (user_store, None)
     };
@@ -750,19 +743,52 @@ fn start_new(
     Ok((refiner, progress, machine, store))
 }
 
+/// A new worktree run's place (`refine --worktree`, `run --worktree`): a new worktree on a
+/// new branch `refinery/<session>` from `HEAD`, the state folder inside it, and the session id
+/// that names both.
+pub(crate) fn open_worktree(
+    user_workspace: &Path,
+    label: &str,
+) -> anyhow::Result<(StateDir, refinery_core::SessionId)> {
+    let created = worktree::create(user_workspace, label, time::OffsetDateTime::now_utc())?;
+    let workspace = created.workspace_for(user_workspace)?;
+    output::note(&format!(
+        "working in worktree {} on branch {}",
+        created.path.display(),
+        created.origin.branch
+    ));
+    let store = StateDir::new(worktree::state_dir(&created.path), workspace);
+    Ok((store, created.id))
+}
+
 /// After a worktree run (started or resumed) that delivered something: the delivered round is
 /// committed on the run's branch with the verdict, the scores and the session id.
-fn finish_worktree(store: &StateDir, summary: &RunSummary, json: bool) -> anyhow::Result<()> {
-    let Some(origin) = worktree::origin(store.root())? else {
-        return Ok(());
-    };
+fn finish_refine_worktree(
+    store: &StateDir,
+    summary: &RunSummary,
+    json: bool,
+) -> anyhow::Result<()> {
     let delivered = matches!(
         summary.status,
         RunStatus::Converged | RunStatus::Stopped { .. }
     ) && !summary.rounds.is_empty();
+    finish_worktree(store, delivered, &commit_message(summary), json)
+}
+
+/// After a run in a worktree (nothing for a run in the user's own folder): what it delivered
+/// is committed on its branch with `message`; the branch is reported (plain or `--json`).
+pub(crate) fn finish_worktree(
+    store: &StateDir,
+    delivered: bool,
+    message: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Some(origin) = worktree::origin(store.root())? else {
+        return Ok(());
+    };
     let checkout = worktree::checkout_root(store.workspace())?;
     let commit = if delivered {
-        worktree::commit_all(&checkout, &commit_message(summary))?
+        worktree::commit_all(&checkout, message)?
     } else {
         None
     };

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use refinery_core::StateDir;
 use refinery_core::rounds::LoopLimits;
 use refinery_core::votes::{AnswerId, NoConsensus, RunStep, Tally, TieBreak, WinBy};
 use refinery_engine::{
@@ -25,8 +26,8 @@ use crate::ExitStatus;
 use crate::cli::GlobalArgs;
 use crate::commands::progress::{Progress, clock, spend_text};
 use crate::commands::refine::{
-    CriteriaArgs, Machine, cancel_on_ctrl_c, checked_limits, ensure_git, label_for, parse_duration,
-    runtime, store_for,
+    CriteriaArgs, Machine, cancel_on_ctrl_c, checked_limits, ensure_git, finish_worktree,
+    label_for, open_worktree, parse_duration, runtime, store_for,
 };
 use crate::commands::report;
 use crate::output;
@@ -54,8 +55,13 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     time_budget: Option<Duration>,
     /// Continue a stopped or interrupted run (its session id; see `refinery session list`).
-    #[arg(long, value_name = "SESSION", conflicts_with_all = ["task", "models", "criteria", "criteria_file"])]
+    #[arg(long, value_name = "SESSION", conflicts_with_all = ["task", "models", "criteria", "criteria_file", "worktree"])]
     resume: Option<String>,
+    /// Run in a new git worktree on a new branch `refinery/<session>` started from HEAD
+    /// (uncommitted changes are refused); the winner's files are committed on that branch.
+    /// Your working tree, index and branch are not touched; see `refinery runs`.
+    #[arg(long)]
+    worktree: bool,
     /// One JSON object per event on stdout, and the summary as the last one.
     #[arg(long)]
     json: bool,
@@ -89,7 +95,7 @@ fn limits_from(args: &RunArgs, stored: Option<LoopLimits>) -> anyhow::Result<Loo
 }
 
 fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> {
-    let run = open_run(global, args)?;
+    let (run, store) = open_run(global, args)?;
     let session = run.session().clone();
     let session_id = session.id().to_string();
     let mut progress = Progress::new(args.json, 0);
@@ -120,6 +126,8 @@ fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> 
     } else {
         output::line(&render_summary(&summary))?;
     }
+    let written = summary.winner.as_ref().is_some_and(|winner| winner.written);
+    finish_worktree(&store, written, &commit_message(&summary), args.json)?;
     Ok(match summary.status {
         ConsensusStatus::Consensus => ExitStatus::Success,
         ConsensusStatus::NoConsensus { .. } | ConsensusStatus::Stopped { .. } => {
@@ -132,8 +140,29 @@ fn run_inner(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitStatus> 
     })
 }
 
-/// A new run, or the session named by `--resume`.
-fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ConsensusRun> {
+/// The commit message of a worktree run's winner: the outcome, the session id and the votes
+/// after each round.
+fn commit_message(summary: &ConsensusSummary) -> String {
+    let mut lines = vec![
+        format!("refinery run: {}", headline(summary)),
+        String::new(),
+        format!("Session: {}", summary.session),
+        String::new(),
+    ];
+    for round in &summary.rounds {
+        lines.push(format!(
+            "round {}: {}",
+            round.round,
+            tally_text(&round.tally, &summary.models)
+        ));
+    }
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// A new run (in a new worktree with `--worktree`), or the session named by `--resume`; and
+/// the state folder it lives in.
+fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<(ConsensusRun, StateDir)> {
     let store = store_for(global, None)?;
     let environment = |machine: &Machine| Environment {
         env: machine.env.clone(),
@@ -148,7 +177,7 @@ fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ConsensusRun>
         let limits = limits_from(args, Some(record.limits))?;
         let env = environment(&machine);
         let run = ConsensusRun::resume(store.clone(), session_id, limits, models, env)?;
-        return Ok(run);
+        return Ok((run, store));
     }
     if !MODELS.contains(&args.models.len()) {
         bail!(
@@ -158,7 +187,9 @@ fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ConsensusRun>
             MODELS.end()
         );
     }
-    ensure_git(store.workspace(), args.yes)?;
+    if !args.worktree {
+        ensure_git(store.workspace(), args.yes)?;
+    }
     let machine = Machine::load(store.workspace(), global)?;
     let models = open_all(&machine, &args.models)?;
     let task = args.task.clone().unwrap_or_default();
@@ -169,8 +200,13 @@ fn open_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ConsensusRun>
         limits: limits_from(args, None)?,
     };
     let env = environment(&machine);
+    if args.worktree {
+        let (store, id) = open_worktree(store.workspace(), &config.label)?;
+        let run = ConsensusRun::start_as(store.clone(), &id, &config, models, env)?;
+        return Ok((run, store));
+    }
     let run = ConsensusRun::start(store.clone(), &config, models, env)?;
-    Ok(run)
+    Ok((run, store))
 }
 
 fn open_all(machine: &Machine, names: &[String]) -> anyhow::Result<Vec<refinery_engine::Backend>> {

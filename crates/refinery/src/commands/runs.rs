@@ -12,7 +12,10 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use refinery_core::StateDir;
-use refinery_engine::{RunRecord, RunStatus, load_run, run_in_progress};
+use refinery_engine::{
+    ConsensusRecord, ConsensusStatus, RunRecord, RunStatus, load_consensus, load_run,
+    run_in_progress,
+};
 
 use crate::ExitStatus;
 use crate::cli::GlobalArgs;
@@ -66,6 +69,8 @@ struct RunView {
     worktree: RunWorktree,
     running: bool,
     record: Option<RunRecord>,
+    /// The record of a `refinery run --worktree` (several models), when it is one.
+    consensus: Option<ConsensusRecord>,
     base: Option<String>,
 }
 
@@ -77,14 +82,25 @@ impl RunView {
             .ok()
             .flatten()
             .map(|origin| origin.base);
-        let loaded = load_run(&store, &worktree.session).ok();
-        let running = loaded
-            .as_ref()
-            .is_some_and(|(session, _)| run_in_progress(session).unwrap_or(false));
+        // The session's run lock says whether it runs, whichever command runs it.
+        let running = store
+            .existing_session(&worktree.session)
+            .is_ok_and(|session| run_in_progress(&session).unwrap_or(false));
+        let record = load_run(&store, &worktree.session)
+            .ok()
+            .map(|(_, record)| record);
+        let consensus = if record.is_none() {
+            load_consensus(&store, &worktree.session)
+                .ok()
+                .map(|(_, record)| record)
+        } else {
+            None
+        };
         Self {
             worktree,
             running,
-            record: loaded.map(|(_, record)| record),
+            record,
+            consensus,
             base,
         }
     }
@@ -93,20 +109,55 @@ impl RunView {
         if self.running {
             return "running".to_owned();
         }
-        match self.record.as_ref().map(|record| &record.status) {
-            None => "no record".to_owned(),
-            // Running per the record but nobody holds the lock: killed; `--resume` continues.
-            Some(RunStatus::Running) => "killed".to_owned(),
-            Some(status) => serde_json::to_value(status)
-                .ok()
-                .and_then(|value| {
-                    value
-                        .get("status")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-                .unwrap_or_default(),
+        // Running per the record but nobody holds the lock: killed; `--resume` continues.
+        let status = match (&self.record, &self.consensus) {
+            (Some(record), _) if record.status == RunStatus::Running => return "killed".to_owned(),
+            (_, Some(record)) if record.status == ConsensusStatus::Running => {
+                return "killed".to_owned();
+            }
+            (Some(record), _) => serde_json::to_value(&record.status).ok(),
+            (None, Some(record)) => serde_json::to_value(&record.status).ok(),
+            (None, None) => return "no record".to_owned(),
+        };
+        status
+            .and_then(|value| {
+                value
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    }
+
+    fn rounds(&self) -> usize {
+        match (&self.record, &self.consensus) {
+            (Some(record), _) => record.rounds.len(),
+            (None, Some(record)) => record.rounds.len(),
+            (None, None) => 0,
         }
+    }
+
+    fn cost_usd(&self) -> Option<f64> {
+        match (&self.record, &self.consensus) {
+            (Some(record), _) => Some(record.spend.usd),
+            (None, Some(record)) => Some(record.spend.usd),
+            (None, None) => None,
+        }
+    }
+
+    /// Ended on its own (a cap, a plateau, convergence or a winner), so `prune` may take it.
+    fn finished(&self) -> bool {
+        matches!(
+            self.record.as_ref().map(|record| &record.status),
+            Some(RunStatus::Converged | RunStatus::Stopped { .. })
+        ) || matches!(
+            self.consensus.as_ref().map(|record| &record.status),
+            Some(
+                ConsensusStatus::Consensus
+                    | ConsensusStatus::NoConsensus { .. }
+                    | ConsensusStatus::Stopped { .. }
+            )
+        )
     }
 
     fn to_json(&self) -> Value {
@@ -118,10 +169,10 @@ impl RunView {
             "base": self.base,
             "status": self.status(),
             "running": self.running,
-            "rounds": record.map_or(0, |record| record.rounds.len()),
+            "rounds": self.rounds(),
             "scores": record.and_then(|record| record.rounds.last()).map(|round| &round.scores),
             "best_round": record.and_then(|record| record.best_round),
-            "cost_usd": record.map(|record| record.spend.usd),
+            "cost_usd": self.cost_usd(),
         })
     }
 }
@@ -192,9 +243,9 @@ fn list(repo: &Path, as_json: bool) -> anyhow::Result<ExitStatus> {
             "{}  {}  {}  {}  ${:.4}  {}",
             view.worktree.session,
             view.status(),
-            record.map_or(0, |record| record.rounds.len()),
+            view.rounds(),
             scores,
-            record.map_or(0.0, |record| record.spend.usd),
+            view.cost_usd().unwrap_or_default(),
             view.worktree.branch
         ))?;
     }
@@ -243,10 +294,7 @@ fn discard(repo: &Path, view: &RunView, force: bool) -> anyhow::Result<()> {
 fn prune(repo: &Path) -> anyhow::Result<ExitStatus> {
     let mut pruned = 0;
     for view in all(repo)? {
-        let finished = matches!(
-            view.record.as_ref().map(|record| &record.status),
-            Some(RunStatus::Converged | RunStatus::Stopped { .. })
-        );
+        let finished = view.finished();
         let merged = worktree::git(
             repo,
             &["merge-base", "--is-ancestor", &view.worktree.branch, "HEAD"],

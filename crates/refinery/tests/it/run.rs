@@ -888,3 +888,46 @@ async fn bad_run_setups_are_clear_errors() {
     // A refine session is not a run session.
     assert!(server.model_requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worktree_run_commits_the_winner_on_its_own_branch_and_runs_lists_it() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::three(improve_then_agree, flat_scores).install(&server);
+    let run = Run::new(&server);
+    crate::runs::repository(&run);
+    let git = |args: &[&str]| crate::runs::git(&run, &run.project(), args);
+    let head = git(&["rev-parse", "HEAD"]);
+    let (output, events) = run_three(&run, &["--worktree"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let worktree = events
+        .iter()
+        .find(|event| event["event"] == "worktree")
+        .expect("a worktree event");
+    let session = summary(&events)["session"].as_str().unwrap().to_owned();
+    let branch = format!("refinery/{session}");
+    assert_eq!(worktree["branch"], branch.as_str());
+    // The winner is committed on the run's branch; the user's checkout has none of it.
+    assert_eq!(
+        git(&["show", &format!("{branch}:answer.md")]),
+        "# Plan\n\nPLAN-DELTA"
+    );
+    let message = git(&["log", "-1", "--format=%B", &branch]);
+    assert!(
+        message.starts_with("refinery run: Consensus after 2 rounds"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("Session: {session}")),
+        "{message}"
+    );
+    assert!(!run.project().join("answer.md").exists());
+    assert_eq!(git(&["status", "--porcelain"]), "");
+    assert_eq!(git(&["rev-parse", "HEAD"]), head);
+    // `runs` knows it: finished, with its rounds and cost.
+    let listed = run.refinery(&["runs", "list", "--json"]).await;
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["session"], session.as_str());
+    assert_eq!(listed[0]["status"], "consensus");
+    assert_eq!(listed[0]["rounds"], 2);
+    assert!(listed[0]["cost_usd"].as_f64().unwrap() > 0.0);
+}
