@@ -450,7 +450,8 @@ struct TaskTrail {
     scores: BTreeMap<u32, Option<BTreeMap<String, u8>>>,
 }
 
-fn batch_outcome(text: &str, code: i32) -> Outcome {
+/// Each task's trail from the `task_event` lines, and the `batch_summary` event.
+fn read_batch(text: &str) -> (BTreeMap<String, TaskTrail>, Option<Value>) {
     let mut trails: BTreeMap<String, TaskTrail> = BTreeMap::new();
     let mut summary = None;
     for event in json_lines(text) {
@@ -478,6 +479,11 @@ fn batch_outcome(text: &str, code: i32) -> Outcome {
             _ => {}
         }
     }
+    (trails, summary)
+}
+
+fn batch_outcome(text: &str, code: i32) -> Outcome {
+    let (mut trails, summary) = read_batch(text);
     let Some(summary) = summary else {
         return Outcome::unfinished(code, "batch", Vec::new());
     };

@@ -147,6 +147,73 @@ pub(crate) struct ActionRun {
     pub(crate) output_files: String,
 }
 
+/// What a runner sets for every step (`GITHUB_OUTPUT` is per step: see [`run_step`]).
+fn runner_env(
+    workspace: &Path,
+    runner_temp: &Path,
+    summary_file: &Path,
+) -> BTreeMap<String, String> {
+    let path = |path: &Path| path.display().to_string();
+    [
+        ("CI", "true".to_owned()),
+        ("GITHUB_ACTIONS", "true".to_owned()),
+        ("GITHUB_ACTION_PATH", path(&action_path())),
+        ("GITHUB_WORKSPACE", path(workspace)),
+        ("GITHUB_STEP_SUMMARY", path(summary_file)),
+        ("GITHUB_JOB", "refine".to_owned()),
+        ("RUNNER_TEMP", path(runner_temp)),
+        ("RUNNER_OS", "Linux".to_owned()),
+        ("RUNNER_ARCH", "X64".to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+/// One `run:` step as a runner runs it: its script written to a file and run with
+/// `bash --noprofile --norc -eo pipefail`, with a fresh `GITHUB_OUTPUT`; its result and what
+/// it wrote there.
+fn run_step(
+    step: &Value,
+    index: usize,
+    env: &BTreeMap<String, String>,
+    workspace: &Path,
+    runner_temp: &Path,
+) -> (std::process::Output, String) {
+    let script = runner_temp.join(format!("step-{index}.sh"));
+    fs_err::write(&script, step["run"].as_str().unwrap()).unwrap();
+    let output_file = runner_temp.join(format!("output-{index}"));
+    fs_err::write(&output_file, "").unwrap();
+    let result = std::process::Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail"])
+        .arg(&script)
+        .env_clear()
+        .envs(env)
+        .env("GITHUB_OUTPUT", &output_file)
+        .current_dir(workspace)
+        .output()
+        .unwrap();
+    (result, fs_err::read_to_string(&output_file).unwrap())
+}
+
+/// Every declared input: the given value, else its default. An undeclared input fails.
+fn inputs_with_defaults(action: &Value, given: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let declared = action["inputs"].as_object().unwrap();
+    for (name, _) in given {
+        assert!(declared.contains_key(*name), "input {name} is not declared");
+    }
+    declared
+        .iter()
+        .map(|(name, spec)| {
+            let value = given.iter().find(|(given, _)| given == name).map_or_else(
+                || spec["default"].as_str().unwrap_or_default().to_owned(),
+                |(_, value)| (*value).to_owned(),
+            );
+            (name.clone(), value)
+        })
+        .collect()
+}
+
 /// Runs the composite action with `given` inputs in `workspace`, with `env` (the job's
 /// environment: keys and the fake's URL) plus what a runner sets.
 pub(crate) fn run_action(
@@ -156,22 +223,8 @@ pub(crate) fn run_action(
     runner_temp: &Path,
 ) -> ActionRun {
     let action = action();
-    let declared = action["inputs"].as_object().unwrap();
-    for (name, _) in given {
-        assert!(declared.contains_key(*name), "input {name} is not declared");
-    }
-    let inputs = declared
-        .iter()
-        .map(|(name, spec)| {
-            let value = given.iter().find(|(given, _)| given == name).map_or_else(
-                || spec["default"].as_str().unwrap_or_default().to_owned(),
-                |(_, value)| (*value).to_owned(),
-            );
-            (name.clone(), value)
-        })
-        .collect();
     let mut context = Context {
-        inputs,
+        inputs: inputs_with_defaults(&action, given),
         steps: BTreeMap::new(),
         action_path: action_path().display().to_string(),
     };
@@ -214,32 +267,15 @@ pub(crate) fn run_action(
             run.uses.push((uses.to_owned(), resolved(&step["with"])));
             continue;
         }
-        let script = runner_temp.join(format!("step-{index}.sh"));
-        fs_err::write(&script, step["run"].as_str().unwrap()).unwrap();
-        let output_file = runner_temp.join(format!("output-{index}"));
-        fs_err::write(&output_file, "").unwrap();
-        let result = std::process::Command::new("bash")
-            .args(["--noprofile", "--norc", "-eo", "pipefail"])
-            .arg(&script)
-            .env_clear()
-            .envs(env)
-            .envs(resolved(&step["env"]))
-            .env("CI", "true")
-            .env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_ACTION_PATH", action_path())
-            .env("GITHUB_WORKSPACE", workspace)
-            .env("GITHUB_OUTPUT", &output_file)
-            .env("GITHUB_STEP_SUMMARY", &summary_file)
-            .env("GITHUB_JOB", "refine")
-            .env("RUNNER_TEMP", runner_temp)
-            .env("RUNNER_OS", "Linux")
-            .env("RUNNER_ARCH", "X64")
-            .current_dir(workspace)
-            .output()
-            .unwrap();
+        let env = env
+            .clone()
+            .into_iter()
+            .chain(resolved(&step["env"]))
+            .chain(runner_env(workspace, runner_temp, &summary_file))
+            .collect();
+        let (result, outputs_text) = run_step(step, index, &env, workspace, runner_temp);
         run.log.push_str(&text(&result.stdout));
         run.log.push_str(&text(&result.stderr));
-        let outputs_text = fs_err::read_to_string(&output_file).unwrap();
         run.output_files.push_str(&outputs_text);
         if let Some(id) = step["id"].as_str() {
             context
