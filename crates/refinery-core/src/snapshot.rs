@@ -1,8 +1,10 @@
 //! Content-addressed snapshots of a workspace.
 //!
-//! Each file is stored once under `objects/<2 hex>/<62 hex>` (SHA-256 of its bytes), shared by
-//! every round of every session, so an unchanged file adds no bytes. A round keeps a manifest
-//! of relative path → hash, size and mode, and can be restored to any directory.
+//! Each file is stored once under `objects/<64 hex>` (SHA-256 of its bytes; see
+//! [`crate::objects`] for the layout and how writes are made durable), shared by every round
+//! of every session, so an unchanged file adds no bytes. A round keeps a manifest of relative
+//! path → hash, size and mode, and can be restored to any directory. A file unchanged since it
+//! was last hashed is not even read (see [`crate::statcache`]).
 //!
 //! Fixes for MassGen's copy-to-basename snapshots: relative paths are kept (so `src/index.html`
 //! and `dist/index.html` stay apart); `.` or any ancestor of the state folder works because the
@@ -12,16 +14,16 @@
 //! Which paths are taken is decided by a [`WorkspaceScope`] (see [`crate::scope`]); this
 //! module keeps the bytes. Restores live in [`crate::restore`].
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+pub(crate) use crate::objects::is_hash;
+pub use crate::objects::{ObjectPin, ObjectStore, SweepReport};
+
+use crate::error::Result;
 use crate::restore::RestoreMode;
-use crate::scope::{WorkspaceScope, open_regular};
-use crate::walk::Unreadable;
+use crate::scope::WorkspaceScope;
 
 /// Files larger than this are skipped with a reason rather than copied into the store.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
@@ -72,6 +74,10 @@ pub struct Snapshot {
     pub ignored: u64,
     /// Bytes this snapshot added to the object store (0 when nothing changed).
     pub new_bytes: u64,
+    /// Keeps the store from being swept while the snapshot is held: keep the snapshot until
+    /// the manifest that references its objects is written (see [`crate::objects`]).
+    #[serde(skip)]
+    pub pin: ObjectPin,
 }
 
 impl Snapshot {
@@ -79,190 +85,6 @@ impl Snapshot {
     pub fn total_bytes(&self) -> u64 {
         self.entries.iter().map(|entry| entry.size).sum()
     }
-}
-
-/// The shared content-addressed store.
-#[derive(Clone, Debug)]
-pub struct ObjectStore {
-    dir: PathBuf,
-}
-
-impl ObjectStore {
-    /// A store rooted at `dir` (created on first write).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
-    }
-
-    /// Where objects live.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn object_path(&self, hash: &str) -> PathBuf {
-        self.dir.join(&hash[..2]).join(&hash[2..])
-    }
-
-    /// Stores a regular file's bytes. The inner error is the file's problem (not a regular
-    /// file, too large, unreadable), for the caller to report and skip; the outer one is the
-    /// store's (a full disk), which stops the snapshot.
-    pub(crate) fn put_file(&self, path: &Path) -> Result<std::result::Result<Put, Unreadable>> {
-        let opened = |path: &Path| match open_regular(path) {
-            Ok(Some(file)) => Ok(file),
-            Ok(None) => Err(Unreadable::NotRegular),
-            Err(err) => Err(Unreadable::Io(err.kind())),
-        };
-        let mut file = match opened(path) {
-            Ok(file) => file,
-            Err(unreadable) => return Ok(Err(unreadable)),
-        };
-        let metadata = match file.metadata() {
-            Ok(metadata) => metadata,
-            Err(err) => return Ok(Err(Unreadable::Io(err.kind()))),
-        };
-        if metadata.len() > MAX_FILE_BYTES {
-            return Ok(Err(Unreadable::TooLarge));
-        }
-        let mode = mode_of(&metadata);
-        let (hash, size) = match copy_hashing(&mut file, &mut std::io::sink()) {
-            Ok(found) => found,
-            Err(err) => return Ok(Err(Unreadable::Io(err.kind()))),
-        };
-        if self.object_path(&hash).exists() {
-            return Ok(Ok(Put {
-                hash,
-                size,
-                added: 0,
-                mode,
-            }));
-        }
-        // Copy while hashing again: if the file changed since the first read, the object is
-        // filed under the hash of what was actually copied.
-        let source = match opened(path) {
-            Ok(file) => file,
-            Err(unreadable) => return Ok(Err(unreadable)),
-        };
-        let mut source = TrackedReader {
-            inner: source,
-            failed: None,
-        };
-        match self.write_object(|sink| copy_hashing(&mut source, sink)) {
-            Ok((hash, size, added)) => Ok(Ok(Put {
-                hash,
-                size,
-                added,
-                mode,
-            })),
-            Err(_) if source.failed.is_some() => Ok(Err(Unreadable::Io(
-                source.failed.unwrap_or(std::io::ErrorKind::Other),
-            ))),
-            Err(err) => Err(err),
-        }
-    }
-
-    pub(crate) fn put_bytes(&self, bytes: &[u8]) -> Result<(String, u64, u64)> {
-        let hash = hex::encode(Sha256::digest(bytes));
-        if self.object_path(&hash).exists() {
-            return Ok((hash, bytes.len() as u64, 0));
-        }
-        self.write_object(|sink| {
-            sink.write_all(bytes)?;
-            Ok((hash.clone(), bytes.len() as u64))
-        })
-    }
-
-    fn write_object(
-        &self,
-        fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<(String, u64)>,
-    ) -> Result<(String, u64, u64)> {
-        fs_err::create_dir_all(&self.dir)?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".incoming-")
-            .tempfile_in(&self.dir)?;
-        let (hash, size) = fill(temp.as_file_mut())?;
-        temp.as_file().sync_data()?;
-        let target = self.object_path(&hash);
-        if target.exists() {
-            return Ok((hash, size, 0));
-        }
-        fs_err::create_dir_all(self.dir.join(&hash[..2]))?;
-        set_mode(temp.path(), 0o444)?;
-        temp.persist(&target).map_err(|err| err.error)?;
-        Ok((hash, size, size))
-    }
-
-    /// Whether an object with this hash is present (its bytes are checked when read).
-    pub(crate) fn has_object(&self, hash: &str) -> bool {
-        is_hash(hash) && self.object_path(hash).is_file()
-    }
-
-    /// Copies an object to `dest`, checking its hash on the way.
-    pub(crate) fn copy_out(&self, hash: &str, dest: &mut impl Write) -> Result<u64> {
-        let damaged = || Error::DamagedObject {
-            hash: hash.to_owned(),
-            objects_dir: self.dir.clone(),
-        };
-        if !is_hash(hash) {
-            return Err(damaged());
-        }
-        let mut source = fs_err::File::open(self.object_path(hash)).map_err(|_| damaged())?;
-        let (actual, size) = copy_hashing(&mut source, dest)?;
-        if actual != hash {
-            return Err(damaged());
-        }
-        Ok(size)
-    }
-
-    /// The bytes of one stored object.
-    pub fn read_object(&self, hash: &str) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        self.copy_out(hash, &mut bytes)?;
-        Ok(bytes)
-    }
-}
-
-/// What storing one file produced.
-pub(crate) struct Put {
-    pub(crate) hash: String,
-    pub(crate) size: u64,
-    /// Bytes added to the store (0 when the object was already there).
-    pub(crate) added: u64,
-    pub(crate) mode: u32,
-}
-
-/// Remembers whether a failure came from reading the source, so a file that cannot be read
-/// is skipped while a store that cannot be written stops the snapshot.
-struct TrackedReader<R> {
-    inner: R,
-    failed: Option<std::io::ErrorKind>,
-}
-
-impl<R: Read> Read for TrackedReader<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buffer).inspect_err(|err| {
-            self.failed = Some(err.kind());
-        })
-    }
-}
-
-/// A SHA-256 in lowercase or uppercase hex.
-pub(crate) fn is_hash(hash: &str) -> bool {
-    hash.len() == 64 && hash.bytes().all(|byte| byte.is_ascii_hexdigit())
-}
-
-fn copy_hashing(source: &mut impl Read, sink: &mut impl Write) -> std::io::Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 128 * 1024];
-    let mut total = 0u64;
-    loop {
-        let read = source.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-        sink.write_all(&buffer[..read])?;
-        total += read as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), total))
 }
 
 /// Snapshots `paths` (relative to `workspace`, or absolute inside it) into `store`, with a
@@ -327,7 +149,7 @@ pub(crate) fn make_symlink(target: &str, link: &Path) -> Result<()> {
 
 #[cfg(not(unix))]
 pub(crate) fn make_symlink(_target: &str, link: &Path) -> Result<()> {
-    Err(Error::BadPath {
+    Err(crate::error::Error::BadPath {
         path: link.display().to_string(),
         reason: "is a symbolic link, which this platform cannot restore".to_owned(),
     })

@@ -9,6 +9,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::Result;
+use crate::objects::Batch;
 use crate::scope::{EntryDecision, OutOfScope, WorkspaceScope, join_relative, normalize};
 use crate::snapshot::{EntryKind, MAX_FILE_BYTES, ManifestEntry, ObjectStore, Skipped, Snapshot};
 
@@ -20,9 +21,10 @@ impl WorkspaceScope {
     /// it) into `store`. Only paths in scope are stored; every path left out by name, and
     /// every file that could not be read, is listed in [`Snapshot::skipped`] with a reason.
     pub fn snapshot(&self, store: &ObjectStore, paths: &[String]) -> Result<Snapshot> {
+        let mut batch = store.begin(self.workspace())?;
         let mut walker = Walker {
             scope: self,
-            store,
+            batch: &mut batch,
             snapshot: Snapshot::default(),
             noted_state: false,
             walked_root: false,
@@ -36,21 +38,23 @@ impl WorkspaceScope {
             walker.snapshot.skipped.extend(self.notes().iter().cloned());
         }
         let mut snapshot = walker.snapshot;
+        // Objects are durable before anyone can write a manifest naming them.
+        snapshot.pin = batch.commit()?;
         snapshot.entries.sort_by(|a, b| a.path.cmp(&b.path));
         snapshot.entries.dedup_by(|a, b| a.path == b.path);
         Ok(snapshot)
     }
 }
 
-struct Walker<'a> {
+struct Walker<'a, 'b> {
     scope: &'a WorkspaceScope,
-    store: &'a ObjectStore,
+    batch: &'a mut Batch<'b>,
     snapshot: Snapshot,
     noted_state: bool,
     walked_root: bool,
 }
 
-impl Walker<'_> {
+impl Walker<'_, '_> {
     fn skip(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.snapshot.skipped.push(Skipped {
             path: path.into(),
@@ -218,7 +222,7 @@ impl Walker<'_> {
     }
 
     fn add_file(&mut self, path: &Path, relative: String) -> Result<()> {
-        match self.store.put_file(path)? {
+        match self.batch.put_file(path)? {
             Ok(put) => {
                 self.snapshot.new_bytes += put.added;
                 self.snapshot.entries.push(ManifestEntry {
@@ -264,7 +268,7 @@ impl Walker<'_> {
             );
             return Ok(());
         };
-        let (hash, size, added) = self.store.put_bytes(target_text.as_bytes())?;
+        let (hash, size, added) = self.batch.put_bytes(target_text.as_bytes())?;
         self.snapshot.new_bytes += added;
         self.snapshot.entries.push(ManifestEntry {
             path: relative,

@@ -574,7 +574,7 @@ async fn deviation_19_snapshots_are_content_addressed_not_copied_to_deliverables
     assert!(!round_dir.join("deliverables").exists());
     let submission = read_json(&round_dir.join("submission.json"));
     let hash = submission["files"][0]["hash"].as_str().unwrap();
-    let object = h.state.join("objects").join(&hash[..2]).join(&hash[2..]);
+    let object = h.state.join("objects").join(hash);
     assert_eq!(fs_err::read_to_string(object).unwrap(), "alpha");
 }
 

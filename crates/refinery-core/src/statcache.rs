@@ -1,0 +1,178 @@
+//! The stat cache: a file whose size, modification time, change time, inode and device match
+//! what they were when it was last hashed is not read again.
+//!
+//! One cache file per snapshotted root (the workspace, or a copy of it), at
+//! `objects/.stat-cache/<16 hex of the root's path>.json`, keyed by path relative to the
+//! root. It is only a cache: written without a sync by temporary file and rename, ignored
+//! when missing or unreadable, and deleted by a sweep. It never vouches for an object by
+//! itself: a hit is used only while the object is still in the store.
+//!
+//! **Racy files** (git's "racily clean" problem): a file written twice within one timestamp
+//! tick keeps the same size and times, so a hash taken between the two writes would be
+//! stale. Each entry therefore records when its snapshot started, and is trusted only when
+//! the file's modification and change times are both strictly older than that start, less a
+//! margin: 50 ms (the kernel stamps files with a coarse clock that may lag the clock we read
+//! by a tick), or 2 s when both times have no sub-second part (a filesystem that keeps whole
+//! or even seconds, such as FAT). Anything newer is hashed again, and its entry renewed.
+//! Setting a file's modification time back does not hide a change: the change time cannot be
+//! set back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const CACHE_DIR: &str = ".stat-cache";
+const VERSION: u32 = 1;
+const FINE_MARGIN_NS: i64 = 50_000_000;
+const COARSE_MARGIN_NS: i64 = 2_000_000_000;
+
+/// The identity of a file's current content, as far as `stat` can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StatKey {
+    size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    mtime: i64,
+    /// Change time (status change, which no user call can set back), nanoseconds.
+    ctime: i64,
+    ino: u64,
+    dev: u64,
+}
+
+impl StatKey {
+    /// The key of a file's metadata; `None` where the platform has no change time or inode.
+    #[cfg(unix)]
+    pub(crate) fn of(metadata: &std::fs::Metadata) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let nanos = |secs: i64, nsec: i64| secs.checked_mul(1_000_000_000)?.checked_add(nsec);
+        Some(Self {
+            size: metadata.len(),
+            mtime: nanos(metadata.mtime(), metadata.mtime_nsec())?,
+            ctime: nanos(metadata.ctime(), metadata.ctime_nsec())?,
+            ino: metadata.ino(),
+            dev: metadata.dev(),
+        })
+    }
+
+    /// The key of a file's metadata; `None` where the platform has no change time or inode.
+    #[cfg(not(unix))]
+    pub(crate) fn of(_metadata: &std::fs::Metadata) -> Option<Self> {
+        None
+    }
+
+    /// Whether a hash taken in a snapshot that started at `started` (nanoseconds) can be
+    /// trusted for a file with this key (see the module docs).
+    fn settled_before(&self, started: i64) -> bool {
+        let whole_seconds = self.mtime % 1_000_000_000 == 0 && self.ctime % 1_000_000_000 == 0;
+        let margin = if whole_seconds {
+            COARSE_MARGIN_NS
+        } else {
+            FINE_MARGIN_NS
+        };
+        self.mtime.max(self.ctime) < started.saturating_sub(margin)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    key: StatKey,
+    hash: String,
+    /// When the snapshot that hashed the file started, nanoseconds since the epoch.
+    hashed_in: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// One root's cache, loaded at the start of a snapshot and saved at its commit.
+#[derive(Debug)]
+pub(crate) struct StatCache {
+    root: PathBuf,
+    file: String,
+    started: i64,
+    entries: BTreeMap<String, Entry>,
+    changed: bool,
+}
+
+impl StatCache {
+    /// The cache for `root` in the store at `objects` (empty when missing or unreadable).
+    pub(crate) fn load(objects: &Path, root: &Path, started: SystemTime) -> Self {
+        let started = started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .and_then(|since| i64::try_from(since.as_nanos()).ok())
+            .unwrap_or(0);
+        let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
+        let file = format!("{}.json", hex::encode(&digest[..8]));
+        let entries = fs_err::read(objects.join(CACHE_DIR).join(&file))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<CacheFile>(&bytes).ok())
+            .filter(|cache| cache.version == VERSION)
+            .map(|cache| cache.entries)
+            .unwrap_or_default();
+        Self {
+            root: root.to_path_buf(),
+            file,
+            started,
+            entries,
+            changed: false,
+        }
+    }
+
+    fn relative(&self, path: &Path) -> Option<String> {
+        path.strip_prefix(&self.root)
+            .ok()
+            .and_then(Path::to_str)
+            .map(str::to_owned)
+    }
+
+    /// The hash recorded for `path` if its metadata still matches and the entry is not racy.
+    pub(crate) fn lookup(&self, path: &Path, metadata: &std::fs::Metadata) -> Option<String> {
+        let key = StatKey::of(metadata)?;
+        let entry = self.entries.get(&self.relative(path)?)?;
+        (entry.key == key && key.settled_before(entry.hashed_in)).then(|| entry.hash.clone())
+    }
+
+    /// Records the hash of `path`'s content as it was when `key` was taken.
+    pub(crate) fn record(&mut self, path: &Path, key: StatKey, hash: &str) {
+        let Some(relative) = self.relative(path) else {
+            return;
+        };
+        let entry = Entry {
+            key,
+            hash: hash.to_owned(),
+            hashed_in: self.started,
+        };
+        if self.entries.get(&relative) != Some(&entry) {
+            self.entries.insert(relative, entry);
+            self.changed = true;
+        }
+    }
+
+    /// Writes the cache if anything changed. Failures are ignored: a cache that cannot be
+    /// written only means the next snapshot hashes again.
+    pub(crate) fn save(&self, objects: &Path) {
+        if !self.changed {
+            return;
+        }
+        let dir = objects.join(CACHE_DIR);
+        let cache = CacheFile {
+            version: VERSION,
+            entries: self.entries.clone(),
+        };
+        let write = || -> std::io::Result<()> {
+            fs_err::create_dir_all(&dir)?;
+            let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)?;
+            serde_json::to_writer(std::io::BufWriter::new(temp.as_file_mut()), &cache)?;
+            temp.persist(dir.join(&self.file))
+                .map_err(|err| err.error)?;
+            Ok(())
+        };
+        let _ = write();
+    }
+}
