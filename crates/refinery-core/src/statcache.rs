@@ -176,3 +176,56 @@ impl StatCache {
         let _ = write();
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn key(mtime: i64, ctime: i64) -> StatKey {
+        StatKey {
+            size: 1,
+            mtime,
+            ctime,
+            ino: 1,
+            dev: 1,
+        }
+    }
+
+    #[test]
+    fn only_times_older_than_the_snapshot_start_less_a_margin_are_trusted() {
+        let start = 1_000_000_000_000_i64 + 500_000_000;
+        assert!(key(start - 60_000_000, start - 60_000_000).settled_before(start));
+        // Within the margin, or a change time after the start: hash again.
+        assert!(!key(start - 10_000_000, start - 60_000_000).settled_before(start));
+        assert!(!key(start - 60_000_000, start + 1).settled_before(start));
+        // Whole seconds only (a coarse filesystem): two seconds of margin.
+        let whole = 1_000_000_000_000_i64;
+        assert!(!key(whole - 1_000_000_000, whole - 1_000_000_000).settled_before(start));
+        assert!(key(whole - 2_000_000_000, whole - 2_000_000_000).settled_before(start));
+    }
+
+    #[test]
+    fn a_recorded_file_is_a_hit_only_while_its_metadata_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ws");
+        fs_err::create_dir_all(&root).unwrap();
+        let file = root.join("a.txt");
+        fs_err::write(&file, b"one").unwrap();
+        // A snapshot that started a second after the file was written.
+        let later = SystemTime::now() + Duration::from_secs(1);
+        let mut cache = StatCache::load(dir.path(), &root, later);
+        let metadata = fs_err::metadata(&file).unwrap();
+        cache.record(&file, StatKey::of(&metadata).unwrap(), "h1");
+        cache.save(dir.path());
+        let loaded = StatCache::load(dir.path(), &root, SystemTime::now());
+        assert_eq!(loaded.lookup(&file, &metadata).as_deref(), Some("h1"));
+        fs_err::write(&file, b"two").unwrap();
+        let changed = fs_err::metadata(&file).unwrap();
+        assert_eq!(loaded.lookup(&file, &changed), None);
+        // Recorded by a snapshot that started now: too recent to trust.
+        let mut racy = StatCache::load(dir.path(), &root, SystemTime::now());
+        racy.record(&file, StatKey::of(&changed).unwrap(), "h2");
+        assert_eq!(racy.lookup(&file, &changed), None);
+    }
+}

@@ -4,7 +4,9 @@
 //! state folder never enter a snapshot, a revert or resume never deletes or overwrites what
 //! it must not, and odd files (fifos, sockets, unreadable files) are skipped, never fatal or
 //! blocking. `restore`: a restore never escapes its destination, whatever the manifest says
-//! or the destination holds.
+//! or the destination holds. `objects`: the stat cache never returns a stale hash, old-layout
+//! objects still restore, and a crash before a manifest only leaves orphans, which a sweep
+//! removes (never while a writer holds the store).
 //!
 //! Isolation: every test works in its own temporary folder; nothing reads the process
 //! environment or the developer's files.
@@ -15,6 +17,7 @@
     reason = "a test should fail loudly at the first surprise"
 )]
 
+mod objects;
 mod restore;
 mod support;
 mod user_files;
