@@ -4,7 +4,7 @@
 //! <state>/session_metadata.json   current-session pointer (read by the MCP servers per call)
 //! <state>/environment.json        backends and API key names (never values); refinery-llm writes it
 //! <state>/claude_sessions/<id>.json  which Refinery session a Claude Code session works on
-//! <state>/objects/                 content-addressed blobs shared by all snapshots
+//! <state>/objects/                 content-addressed blobs shared by all snapshots (crate::objects)
 //! <state>/sessions/<id>/
 //!     session.json  criteria.json  state.json  events.jsonl  scope.json  .lock
 //!     round_NNN/submission.json  round_NNN/plan.json  round_NNN/.scratch/verification/
@@ -824,8 +824,9 @@ impl Session {
     /// scope (fixed by [`Session::freeze_scope`], or now, from the workspace's ignore files,
     /// if the session has none yet).
     ///
-    /// Files are hashed into the shared store before the lock is taken (objects are
-    /// immutable and content-addressed, so concurrent writers cannot conflict); the round
+    /// Files are hashed into the shared store, and made durable in one batch, before the
+    /// lock is taken (objects are immutable and content-addressed, so concurrent writers
+    /// cannot conflict); the manifest written next is the commit point. The round
     /// number is assigned under the lock. A second submission before the round is scored
     /// replaces the first, which stays on disk as `submission.<revision>.json`.
     pub fn new_answer(

@@ -1,6 +1,8 @@
-//! `refinery session list|show|restore`: read what the loop and the MCP tools recorded.
+//! `refinery session list|show|restore|gc`: read what the loop and the MCP tools recorded, and
+//! clear out what an interrupted snapshot left in the object store.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -50,6 +52,13 @@ enum SessionCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Delete stored objects that no session names (left by a snapshot interrupted before
+    /// its round was recorded). Does nothing while a run or MCP server is writing one.
+    Gc {
+        /// Keep unreferenced objects younger than this many minutes.
+        #[arg(long, value_name = "MINUTES", default_value_t = 60)]
+        keep_recent: u64,
+    },
 }
 
 pub(crate) fn run_main(global: &GlobalArgs, args: &SessionArgs) -> anyhow::Result<ExitStatus> {
@@ -80,7 +89,30 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &SessionArgs) -> anyhow::Resul
             ))?;
             Ok(ExitStatus::Success)
         }
+        SessionCommand::Gc { keep_recent } => gc(&store, *keep_recent),
     }
+}
+
+fn gc(store: &StateDir, keep_recent: u64) -> anyhow::Result<ExitStatus> {
+    let grace = Duration::from_secs(keep_recent.saturating_mul(60));
+    let objects = store.objects();
+    // The whole state folder is the root set: any file there naming an object keeps it.
+    let Some(report) = objects.sweep(&[store.root().to_path_buf()], grace)? else {
+        output::line(&format!(
+            "{} is in use by a snapshot being written (a run or an MCP server); nothing was \
+             removed. Run `refinery session gc` again when it is idle.",
+            objects.dir().display()
+        ))?;
+        return Ok(ExitStatus::Negative);
+    };
+    output::line(&format!(
+        "removed {} unreferenced object(s) ({}) and {} temporary file(s); kept {} object(s)",
+        report.removed,
+        human_bytes(report.removed_bytes),
+        report.temporary_files,
+        report.kept
+    ))?;
+    Ok(ExitStatus::Success)
 }
 
 struct Row {

@@ -1,4 +1,4 @@
-//! `refinery session list|show|restore` on state written by the real MCP server.
+//! `refinery session list|show|restore|gc` on state written by the real MCP server.
 
 use serde_json::{Value, json};
 
@@ -204,4 +204,43 @@ fn an_empty_state_folder_lists_nothing_helpfully() {
     let (code, stdout, _) = run(&project, &["session", "list"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("no sessions under"), "{stdout}");
+}
+
+#[tokio::test]
+async fn gc_removes_only_what_no_session_names() {
+    let (project, id) = populated().await;
+    let objects = project.state.join("objects");
+    // What a snapshot interrupted before its manifest leaves: an object nothing names, and
+    // half of an object write.
+    let orphan = objects.join("ab".repeat(32));
+    fs_err::write(&orphan, b"orphan").unwrap();
+    fs_err::write(objects.join(".incoming-x1"), b"half").unwrap();
+    let (code, stdout, _) = run(&project, &["session", "gc"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(orphan.exists(), "younger than the default hour: kept");
+    let (code, stdout, _) = run(&project, &["session", "gc", "--keep-recent", "0"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("removed 1 unreferenced object(s)"),
+        "{stdout}"
+    );
+    assert!(!orphan.exists());
+    let dest = project.workspace.with_file_name("restored");
+    let (code, _, stderr) = run(
+        &project,
+        &[
+            "session",
+            "restore",
+            &id,
+            "--round",
+            "1",
+            "--to",
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        fs_err::read(dest.join("index.html")).unwrap(),
+        b"<h1>hello</h1>"
+    );
 }
