@@ -423,7 +423,7 @@ impl Batch<'_> {
             inner: source,
             failed: None,
         };
-        match self.stage(|sink| copy_hashing(&mut source, sink)) {
+        match self.stage(false, |sink| copy_hashing(&mut source, sink)) {
             Ok(stored) => Ok(Ok(stored)),
             Err(_) if source.failed.is_some() => Ok(Err(Unreadable::Io(
                 source.failed.unwrap_or(std::io::ErrorKind::Other),
@@ -438,7 +438,7 @@ impl Batch<'_> {
         if self.present(&hash) {
             return Ok((hash, bytes.len() as u64, 0));
         }
-        self.stage(|sink| {
+        self.stage(true, |sink| {
             sink.write_all(bytes)?;
             Ok((hash.clone(), bytes.len() as u64))
         })
@@ -461,19 +461,19 @@ impl Batch<'_> {
         }
     }
 
-    /// Writes a new object to a temporary file in the store, unsynced.
+    /// Writes a new object to a temporary file in the store, unsynced and read-only from the
+    /// start. `checked`: the caller already knows the object is absent (its hash was known
+    /// before writing); otherwise the hash of what was written is looked up again.
     fn stage(
         &mut self,
+        checked: bool,
         fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<(String, u64)>,
     ) -> Result<(String, u64, u64)> {
-        let mut temp = tempfile::Builder::new()
-            .prefix(INCOMING_PREFIX)
-            .tempfile_in(&self.store.dir)?;
+        let mut temp = temp_builder().tempfile_in(&self.store.dir)?;
         let (hash, size) = fill(temp.as_file_mut())?;
-        if self.present(&hash) {
+        if !checked && self.present(&hash) {
             return Ok((hash, size, 0));
         }
-        set_read_only(temp.as_file())?;
         self.staged_hashes.insert(hash.clone());
         self.staged.push((temp.into_temp_path(), hash.clone()));
         Ok((hash, size, size))
@@ -537,16 +537,17 @@ fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-#[cfg(unix)]
-fn set_read_only(file: &std::fs::File) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    file.set_permissions(std::fs::Permissions::from_mode(0o444))?;
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn set_read_only(_file: &std::fs::File) -> Result<()> {
-    Ok(())
+/// Temporary object files, created read-only (objects never change; the open descriptor can
+/// still write the bytes), saving a `chmod` per object.
+fn temp_builder() -> tempfile::Builder<'static, 'static> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(INCOMING_PREFIX);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(0o444));
+    }
+    builder
 }
 
 /// Remembers whether a failure came from reading the source, so a file that cannot be read
