@@ -65,7 +65,7 @@ fn a_same_size_rewrite_in_the_same_instant_is_read_again() {
 fn a_rewrite_with_the_modification_time_set_back_is_read_again() {
     let ws = Workspace::new();
     let path = ws.write("notes.md", b"alpha alpha");
-    let old = SystemTime::now() - Duration::from_secs(3600);
+    let old = SystemTime::now() - Duration::from_hours(1);
     set_mtime(&path, old);
     let_times_settle();
     // Hashed once, then trusted from the cache (the times are settled).
@@ -85,7 +85,7 @@ fn a_rewrite_with_the_modification_time_set_back_is_read_again() {
 fn a_cached_file_whose_object_is_gone_is_stored_again() {
     let ws = Workspace::new();
     let path = ws.write("data.txt", b"keep me");
-    set_mtime(&path, SystemTime::now() - Duration::from_secs(3600));
+    set_mtime(&path, SystemTime::now() - Duration::from_hours(1));
     let_times_settle();
     snapshot_all(&ws);
     let object = ws.state.join("objects").join(hash_of(b"keep me"));
@@ -142,7 +142,7 @@ fn a_crash_before_the_manifest_keeps_earlier_rounds_and_its_orphans_are_swept() 
     let roots = [ws.state.clone()];
     // The orphan is too young for an hour's grace; the dead temporary file goes at once.
     let young = store
-        .sweep(&roots, Duration::from_secs(3600))
+        .sweep(&roots, Duration::from_hours(1))
         .unwrap()
         .unwrap();
     assert_eq!((young.removed, young.temporary_files), (0, 1), "{young:?}");
@@ -168,10 +168,14 @@ fn a_sweep_deletes_nothing_while_a_snapshot_is_held() {
     ws.write("a.txt", b"about to be referenced");
     let held = snapshot_all(&ws);
     let store = ws.objects();
-    let busy = store.sweep(&[ws.state.clone()], Duration::ZERO).unwrap();
+    let busy = store
+        .sweep(std::slice::from_ref(&ws.state), Duration::ZERO)
+        .unwrap();
     assert_eq!(busy, None);
     assert!(ws.objects().read_object(&hash_in(&held, "a.txt")).is_ok());
     drop(held);
-    let free = store.sweep(&[ws.state.clone()], Duration::ZERO).unwrap();
+    let free = store
+        .sweep(std::slice::from_ref(&ws.state), Duration::ZERO)
+        .unwrap();
     assert_eq!(free.map(|report| report.removed), Some(1));
 }
