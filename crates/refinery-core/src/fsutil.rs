@@ -145,7 +145,9 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    fn open(path: &Path) -> Result<std::fs::File> {
+    /// Opens (creating if needed) a lock file without locking it; the object store takes
+    /// shared locks on one too.
+    pub(crate) fn open(path: &Path) -> Result<std::fs::File> {
         if let Some(parent) = path.parent() {
             fs_err::create_dir_all(parent)?;
         }

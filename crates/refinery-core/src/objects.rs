@@ -42,6 +42,7 @@ use fs4::fs_std::FileExt;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::fsutil::LockGuard;
 use crate::scope::open_regular;
 use crate::snapshot::{MAX_FILE_BYTES, mode_of};
 use crate::statcache::{StatCache, StatKey};
@@ -290,25 +291,14 @@ impl Eq for ObjectPin {}
 pub(crate) struct PinLock(std::fs::File);
 
 impl PinLock {
-    fn open(path: &Path) -> Result<std::fs::File> {
-        Ok(fs_err::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)?
-            .into_parts()
-            .0)
-    }
-
     fn acquire(path: &Path) -> Result<Self> {
-        let file = Self::open(path)?;
+        let file = LockGuard::open(path)?;
         FileExt::lock_shared(&file)?;
         Ok(Self(file))
     }
 
     fn try_exclusive(path: &Path) -> Result<Option<Self>> {
-        let file = Self::open(path)?;
+        let file = LockGuard::open(path)?;
         Ok(FileExt::try_lock_exclusive(&file)?.then_some(Self(file)))
     }
 }
