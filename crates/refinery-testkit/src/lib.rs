@@ -10,6 +10,8 @@
 //!   images and video jobs; requests checked as the real APIs check them, with faults
 //!   ([`MediaFault`]: 429/5xx, safety blocks, jobs that never finish, malformed base64,
 //!   wrong bytes, expired download links).
+//! - [`safeguard`]: the Anthropic API's server-side review of tool calls, which Claude Code's
+//!   auto permission mode waits for, answered only when a request asks for it.
 //! - [`TestContext`]: a throwaway HOME, project folder, state dir and TMPDIR.
 //! - [`agent_cli`]: find the real agent CLIs and build the environment that points each of
 //!   them at a fake.
@@ -24,6 +26,7 @@ pub mod chromium;
 mod context;
 pub mod media;
 mod reply;
+pub mod safeguard;
 mod server;
 pub mod skip;
 mod wire;
@@ -31,5 +34,6 @@ mod wire;
 pub use context::TestContext;
 pub use media::MediaFault;
 pub use reply::{Cut, Fault, Reply, ToolCallSpec, Turn, UsageSpec};
+pub use safeguard::SafeguardVerdict;
 pub use server::{FakeModelServer, RecordedRequest, fingerprint};
 pub use wire::Protocol;

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::media::{MediaFault, MediaReply, MediaState};
 use crate::reply::{Cut, Fault, Reply, Turn};
+use crate::safeguard::{self, SafeguardVerdict};
 use crate::wire::{self, Ids, Protocol};
 
 /// Header names whose values the recorder never keeps: the fake must not become a place
@@ -225,6 +226,8 @@ struct State {
     sequence: u64,
     /// `GET /props` answers llama.cpp's way with this context, when set.
     context_window: Option<u32>,
+    /// The server-side review's verdict on tool calls, for requests that ask for it.
+    safeguard_verdict: SafeguardVerdict,
 }
 
 /// A scripted fake model server on 127.0.0.1.
@@ -266,6 +269,7 @@ impl FakeModelServer {
             requests: Vec::new(),
             sequence: 0,
             context_window: None,
+            safeguard_verdict: SafeguardVerdict::default(),
         }));
         let media = Arc::new(Mutex::new(MediaState::new(format!("http://{address}"))));
         let (shutdown, mut shutdown_rx) = watch::channel(false);
@@ -355,6 +359,13 @@ impl FakeModelServer {
     /// (without it, `/props` is a 404, as on servers other than llama.cpp).
     pub fn set_context_window(&self, tokens: u32) -> &Self {
         lock(&self.state).context_window = Some(tokens);
+        self
+    }
+
+    /// The verdict of the server-side tool-call review (see [`crate::safeguard`]) on every
+    /// tool call of a turn whose request asks for it; not flagged unless changed.
+    pub fn set_safeguard_verdict(&self, verdict: SafeguardVerdict) -> &Self {
+        lock(&self.state).safeguard_verdict = verdict;
         self
     }
 
@@ -487,19 +498,20 @@ async fn handle(
         return Ok(media_response(reply));
     }
 
-    let (reply, sequence) = {
+    let (reply, sequence, verdict) = {
         let mut state = lock(&state);
         state.requests.push(recorded.clone());
         state.sequence += 1;
         let sequence = state.sequence;
+        let verdict = safeguard::requested(&recorded).then(|| state.safeguard_verdict.clone());
         if protocol.is_none() {
-            (None, sequence)
+            (None, sequence, verdict)
         } else {
             let routed = state.router.as_ref().and_then(|router| router(&recorded));
             let reply = routed
                 .or_else(|| state.queue.pop_front())
                 .unwrap_or_else(|| state.fallback.clone());
-            (Some(reply), sequence)
+            (Some(reply), sequence, verdict)
         }
     };
 
@@ -516,7 +528,7 @@ async fn handle(
         }
         return Ok(side_endpoint(&recorded));
     };
-    Ok(answer(reply, &recorded, sequence).await)
+    Ok(answer(reply, &recorded, sequence, verdict.as_ref()).await)
 }
 
 fn media_response(reply: MediaReply) -> Response<Body> {
@@ -558,7 +570,12 @@ fn side_endpoint(request: &RecordedRequest) -> Response<Body> {
     )
 }
 
-async fn answer(reply: Reply, request: &RecordedRequest, sequence: u64) -> Response<Body> {
+async fn answer(
+    reply: Reply,
+    request: &RecordedRequest,
+    sequence: u64,
+    verdict: Option<&SafeguardVerdict>,
+) -> Response<Body> {
     let mut reply = reply;
     while let Reply::Delayed {
         delay,
@@ -570,12 +587,12 @@ async fn answer(reply: Reply, request: &RecordedRequest, sequence: u64) -> Respo
     }
     let protocol = request.protocol;
     match reply {
-        Reply::Turn(turn) => render_turn(&turn, request, sequence, None),
+        Reply::Turn(turn) => render_turn(&turn, request, sequence, verdict, None),
         Reply::Fault(Fault::CutStream {
             turn,
             after_frames,
             cut,
-        }) => render_turn(&turn, request, sequence, Some((after_frames, cut))),
+        }) => render_turn(&turn, request, sequence, verdict, Some((after_frames, cut))),
         Reply::Fault(Fault::Status {
             status,
             retry_after,
@@ -608,6 +625,7 @@ fn render_turn(
     turn: &Turn,
     request: &RecordedRequest,
     sequence: u64,
+    verdict: Option<&SafeguardVerdict>,
     cut_after: Option<(usize, Cut)>,
 ) -> Response<Body> {
     let Some(protocol) = request.protocol else {
@@ -618,8 +636,9 @@ fn render_turn(
     };
     let ids = Ids::new(sequence);
     let model = request.model();
+    let safeguard_results = verdict.and_then(|verdict| safeguard::results(turn, verdict));
     if request.is_stream() {
-        let frames = wire::render_stream(protocol, turn, &model, &ids);
+        let frames = wire::render_stream(protocol, turn, &model, &ids, safeguard_results.as_ref());
         let keep = cut_after.map_or(frames.len(), |(after, _)| after.min(frames.len()));
         let cut = cut_after.map(|(_, cut)| cut);
         // Half of the next event: its `data:` line stops mid-JSON, without the blank line
@@ -663,7 +682,8 @@ fn render_turn(
         );
         return response;
     }
-    let body = wire::render_json(protocol, turn, &model, &ids).to_string();
+    let body =
+        wire::render_json(protocol, turn, &model, &ids, safeguard_results.as_ref()).to_string();
     if cut_after.is_some() {
         let half = Bytes::from(body.into_bytes());
         let half = half.slice(..half.len() / 2);

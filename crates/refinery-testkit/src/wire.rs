@@ -154,14 +154,27 @@ impl Ids {
     }
 }
 
-/// The non-streaming JSON answer.
-pub(crate) fn render_json(protocol: Protocol, turn: &Turn, model: &str, ids: &Ids) -> Value {
+/// The non-streaming JSON answer. `safeguard_results` (Anthropic only, see
+/// [`crate::safeguard`]) becomes a top-level key.
+pub(crate) fn render_json(
+    protocol: Protocol,
+    turn: &Turn,
+    model: &str,
+    ids: &Ids,
+    safeguard_results: Option<&Value>,
+) -> Value {
     match protocol {
-        Protocol::AnthropicMessages => json!({
-            "id": ids.message, "type": "message", "role": "assistant", "model": model,
-            "content": anthropic_content(turn), "stop_reason": stop_reason(turn, protocol),
-            "stop_sequence": null, "usage": anthropic_usage(turn.usage),
-        }),
+        Protocol::AnthropicMessages => {
+            let mut message = json!({
+                "id": ids.message, "type": "message", "role": "assistant", "model": model,
+                "content": anthropic_content(turn), "stop_reason": stop_reason(turn, protocol),
+                "stop_sequence": null, "usage": anthropic_usage(turn.usage),
+            });
+            if let Some(results) = safeguard_results {
+                message["safeguard_results"] = results.clone();
+            }
+            message
+        }
         Protocol::OpenAiChat => {
             let text = turn.text();
             let mut message = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { Value::String(text) }});
@@ -207,22 +220,29 @@ fn split_half(text: &str) -> (String, String) {
     (chars[..mid].iter().collect(), chars[mid..].iter().collect())
 }
 
-/// The streaming answer as SSE frames, in order.
+/// The streaming answer as SSE frames, in order. `safeguard_results` (Anthropic only, see
+/// [`crate::safeguard`]) goes in the final `message_delta`'s `delta`.
 pub(crate) fn render_stream(
     protocol: Protocol,
     turn: &Turn,
     model: &str,
     ids: &Ids,
+    safeguard_results: Option<&Value>,
 ) -> Vec<String> {
     match protocol {
-        Protocol::AnthropicMessages => anthropic_stream(turn, model, ids),
+        Protocol::AnthropicMessages => anthropic_stream(turn, model, ids, safeguard_results),
         Protocol::OpenAiChat => openai_chat_stream(turn, model, ids),
         Protocol::OpenAiResponses => responses_stream(turn, model, ids),
         Protocol::Gemini => gemini_stream(turn, model),
     }
 }
 
-fn anthropic_stream(turn: &Turn, model: &str, ids: &Ids) -> Vec<String> {
+fn anthropic_stream(
+    turn: &Turn,
+    model: &str,
+    ids: &Ids,
+    safeguard_results: Option<&Value>,
+) -> Vec<String> {
     let mut frames = Vec::new();
     let mut start_usage = anthropic_usage(turn.usage);
     start_usage["output_tokens"] = json!(1);
@@ -276,10 +296,13 @@ fn anthropic_stream(turn: &Turn, model: &str, ids: &Ids) -> Vec<String> {
         ));
         index += 1;
     }
+    let mut delta = json!({"stop_reason": stop_reason(turn, Protocol::AnthropicMessages), "stop_sequence": null});
+    if let Some(results) = safeguard_results {
+        delta["safeguard_results"] = results.clone();
+    }
     frames.push(sse(
         Some("message_delta"),
-        &json!({"type": "message_delta",
-                "delta": {"stop_reason": stop_reason(turn, Protocol::AnthropicMessages), "stop_sequence": null},
+        &json!({"type": "message_delta", "delta": delta,
                 "usage": {"output_tokens": turn.usage.output_tokens}}),
     ));
     frames.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));

@@ -293,3 +293,83 @@ async fn tool_results_are_read_from_every_protocol() {
     assert_eq!(results[3].0, "t4");
     assert!(results[3].1.contains("ok-d"));
 }
+
+/// The server-side tool-call review Claude Code's auto mode waits for: answered in the final
+/// `message_delta` (stream) or at the top level (JSON), keyed by the turn's tool-use ids, and
+/// only when the request opts in with both the beta header and the `safeguards` field.
+#[tokio::test]
+async fn the_tool_call_review_is_answered_only_when_asked_for_both_ways() {
+    use refinery_testkit::SafeguardVerdict;
+    use refinery_testkit::safeguard::SAFEGUARD_BETA;
+
+    let server = FakeModelServer::start().await.unwrap();
+    let ask = |stream: bool, beta: &str, safeguards: bool| {
+        let mut body = json!({"model": "claude-x", "stream": stream, "max_tokens": 10,
+            "messages": [{"role": "user", "content": "go"}]});
+        if safeguards {
+            body["safeguards"] =
+                json!([{"type": "dangerous_tool_use", "classifier_context": {"v": 1}}]);
+        }
+        client()
+            .post(format!("{}/v1/messages?beta=true", server.url()))
+            .header("anthropic-beta", format!("claude-code-20250219,{beta}"))
+            .json(&body)
+            .send()
+    };
+    let last_delta = |body: &str| -> Value {
+        let events = sse_events(body);
+        let (_, data) = events
+            .iter()
+            .find(|(name, _)| name.as_deref() == Some("message_delta"))
+            .unwrap();
+        serde_json::from_str::<Value>(data).unwrap()["delta"].clone()
+    };
+    let call = || Reply::tool_call("Bash", json!({"command": "git init -q"}));
+
+    server.push(call());
+    let body = ask(true, SAFEGUARD_BETA, true)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        last_delta(&body)["safeguard_results"],
+        json!([{"type": "dangerous_tool_use", "status": {"type": "available",
+            "tool_uses": {"call_bash": {"type": "evaluated", "outcome": "not_flagged"}}}}])
+    );
+
+    server.set_safeguard_verdict(SafeguardVerdict::Flagged {
+        explanation: "leaves the project".to_owned(),
+    });
+    server.push(call());
+    let reply: Value = ask(false, SAFEGUARD_BETA, true)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply["safeguard_results"][0]["status"]["tool_uses"]["call_bash"],
+        json!({"type": "evaluated", "outcome": "flagged", "explanation": "leaves the project"})
+    );
+
+    // Not asked for both ways, or nothing to review: no results at all.
+    for (beta, safeguards, reply) in [
+        ("", true, call()),
+        (SAFEGUARD_BETA, false, call()),
+        (SAFEGUARD_BETA, true, Reply::text("no tools")),
+    ] {
+        server.push(reply);
+        let body = ask(true, beta, safeguards)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            last_delta(&body).get("safeguard_results").is_none(),
+            "{beta:?} {safeguards}: {body}"
+        );
+    }
+}

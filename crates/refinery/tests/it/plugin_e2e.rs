@@ -388,17 +388,19 @@ async fn the_checkout_installs_as_a_local_marketplace() {
     assert!(listing.contains("enabled"), "{listing}");
 }
 
-/// The same loop as an interactive session started by `refinery tmux launch`: round 1 ends in
-/// plan mode with the skill's continuation plan, the watcher chooses "Yes, clear context",
-/// and round 2 starts in a fresh context that holds only that plan: the model runs the skill
-/// with `--continue`, resumes the session, reads the handoff, and converges.
+/// The same loop as an interactive session started by `refinery tmux launch`, in Claude
+/// Code's own default permission mode ("auto"): round 1 ends in plan mode with the skill's
+/// continuation plan, the watcher chooses "Yes, clear context", and round 2 starts in a
+/// fresh context that holds only that plan: the model runs the skill with `--continue`,
+/// resumes the session, reads the handoff the plan names, and converges.
 ///
-/// Not passing yet: round 1, the plan dialog, the watcher's clear and the fresh context's
-/// `Skill(refinery:refine)` call all happen, but after the clear Claude Code 2.1.330 is in
-/// "auto" permission mode, whose server-side safety check the fake does not serve, and it
-/// stops at that notice. Run it with `--ignored` to see where it stands.
+/// In auto mode each tool call that is not a read or a working-folder edit waits for the
+/// API's server-side review (`safeguard_results`), which the fake serves as the real API
+/// does (`refinery_testkit::safeguard`). Interactive Claude Code 2.1.330 also runs every
+/// subagent in the background: the model ends its turn until each one reports, and subagents
+/// report through `SubagentHandback` when told to, which reaches the main conversation as a
+/// message from their agent id (`skill_model`).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "stops at Claude Code's auto-mode notice after the context clear (see doc comment)"]
 async fn refine_skill_crosses_a_cleared_context_under_tmux() {
     use crate::tmux_watch::{Server, has_tmux, skip_first_run_screens, wait_for};
 
@@ -436,9 +438,6 @@ async fn refine_skill_crosses_a_cleared_context_under_tmux() {
             "--",
             "--session-id",
             claude_session,
-            // The default "auto" mode asks a server-side classifier the fake does not serve.
-            "--permission-mode",
-            "default",
             "--plugin-dir",
             &plugin,
             &prompt,
@@ -459,7 +458,8 @@ async fn refine_skill_crosses_a_cleared_context_under_tmux() {
         assert!(
             std::time::Instant::now() < deadline
                 && violations.list().is_empty()
-                && !shown.contains("Do you want to proceed?"),
+                && !shown.contains("Do you want to proceed?")
+                && !shown.contains("Auto mode can't check actions"),
             "no final report within {RUN_TIMEOUT:?}; violations: {:#?}\nthe pane shows:\n{}",
             violations.list(),
             screen()
@@ -480,8 +480,40 @@ async fn refine_skill_crosses_a_cleared_context_under_tmux() {
         .collect();
     let cleared = bindings.iter().find(|b| b["source"] == "clear").unwrap();
     assert_eq!(cleared["inherited_from"], claude_session, "{bindings:#?}");
+    // The report as Claude Code recorded it (the pane may wrap it around a side panel).
+    let transcript = std::path::PathBuf::from(cleared["transcript_path"].as_str().unwrap());
+    let mut report = String::new();
+    wait_for(
+        "the final report in the cleared session's transcript",
+        || {
+            report = final_report(&transcript).unwrap_or_default();
+            !report.is_empty()
+        },
+    );
     let requests = harness.server.model_requests();
-    check_run_files(&harness, claude_session, &screen().replace('\n', ""));
+    check_run_files(&harness, claude_session, &report);
     check_subagents(&requests);
+    assert!(
+        requests.iter().any(|request| {
+            request.body["safeguards"][0]["classifier_context"]["permission_mode"] == "auto"
+        }),
+        "round 2 ran in auto mode, its tool calls reviewed by the (fake) API"
+    );
     server.tmux(&["kill-server"]);
+}
+
+/// The assistant's text that starts with the final report's words, from a transcript.
+fn final_report(transcript: &Path) -> Option<String> {
+    let text = fs_err::read_to_string(transcript).ok()?;
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|record| record["type"] == "assistant")
+        .flat_map(|record| {
+            record["message"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|block| block["text"].as_str().map(str::to_owned))
+        .find(|text| text.starts_with(skill_model::FINAL_REPORT))
 }

@@ -31,6 +31,8 @@ pub(crate) const REVISION: &str =
     "Midnight, the compiler\nrefuses my borrowed promise\nthe lifetime outlives\n";
 /// The first words of the plan that crosses the context boundary (the skill's own wording).
 const CONTINUE: &str = "Continue the Refinery loop. Run the Skill `refinery:refine` with arguments";
+/// How Claude Code answers an `Agent` call it runs in the background.
+const LAUNCHED_IN_BACKGROUND: &str = "Async agent launched successfully";
 /// The final report's first words.
 pub(crate) const FINAL_REPORT: &str = "Converged in round";
 
@@ -106,7 +108,8 @@ impl Request<'_> {
             .flatten()
     }
 
-    /// The text of the (last) result of the call `step` made.
+    /// The text of the (last) result of the call `step` made. A subagent that Claude Code
+    /// ran in the background reports in a later task notification, not in the tool result.
     fn result(&self, step: &str) -> Option<String> {
         let prefix = format!("toolu_{step}_");
         let id = self
@@ -115,9 +118,83 @@ impl Request<'_> {
             .filter(|id| id.starts_with(&prefix))
             .last()?
             .to_owned();
+        let result = self.tool_result(&id)?;
+        if result.contains(LAUNCHED_IN_BACKGROUND) {
+            return self.background_result(&id);
+        }
+        Some(result)
+    }
+
+    fn tool_result(&self, id: &str) -> Option<String> {
         self.messages("user")
-            .find(|block| block["type"] == "tool_result" && block["tool_use_id"] == id.as_str())
+            .find(|block| block["type"] == "tool_result" && block["tool_use_id"] == id)
             .map(|block| strings(&block["content"]).join("\n"))
+    }
+
+    /// What the background subagent of tool call `id` reported (interactive sessions run
+    /// subagents in the background): the `<result>` of the task notification that names the
+    /// call, or the report it handed back, which arrives as a message from its agent id.
+    fn background_result(&self, id: &str) -> Option<String> {
+        let tag = format!("<tool-use-id>{id}</tool-use-id>");
+        let notified = strings(self.body).into_iter().find_map(|text| {
+            let (_, after) = text.split_once(&tag)?;
+            let (_, result) = after.split_once("<result>")?;
+            Some(
+                result
+                    .split_once("</result>")
+                    .map_or(result, |(r, _)| r)
+                    .to_owned(),
+            )
+        });
+        let from = agent_message_tag(&self.tool_result(id)?)?;
+        notified.or_else(|| {
+            strings(self.body).into_iter().find_map(|text| {
+                let (_, after) = text.split_once(&from)?;
+                let report = after
+                    .split_once("</agent-message>")
+                    .map_or(after, |(r, _)| r);
+                let report = report
+                    .split_once("The report follows:")
+                    .map_or(report, |(_, r)| r);
+                Some(report.to_owned())
+            })
+        })
+    }
+
+    /// Whether a subagent the latest tool calls launched in the background has not reported
+    /// yet: Claude Code says it will notify, and that nothing is known until then.
+    fn awaits_background_agents(&self) -> bool {
+        let latest: Vec<String> = self.body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+            .filter(|message| message["role"] == "assistant")
+            .map(|message| {
+                message["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|block| block["type"] == "tool_use")
+                    .filter_map(|block| block["id"].as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .find(|ids| !ids.is_empty())
+            .unwrap_or_default();
+        latest.iter().any(|id| {
+            let Some(launch) = self
+                .tool_result(id)
+                .filter(|result| result.contains(LAUNCHED_IN_BACKGROUND))
+            else {
+                return false;
+            };
+            let handed_back =
+                agent_message_tag(&launch).is_some_and(|from| self.text.contains(&from));
+            !handed_back
+                && !self
+                    .text
+                    .contains(&format!("<tool-use-id>{id}</tool-use-id>"))
+        })
     }
 
     /// Whether the call `step` was answered with an error.
@@ -139,6 +216,14 @@ impl Request<'_> {
         let end = text.rfind('}').map_or(text.len(), |end| end + 1);
         serde_json::from_str(&text[start..end]).unwrap_or(Value::Null)
     }
+}
+
+/// The opening tag of the message a background agent's handed-back report arrives in,
+/// from the agent id its launch notice names (`agentId: …`).
+fn agent_message_tag(launch: &str) -> Option<String> {
+    let (_, rest) = launch.split_once("agentId: ")?;
+    let agent = rest.split_whitespace().next()?;
+    Some(format!("<agent-message from=\"{agent}\">"))
 }
 
 /// Every string value inside `value`, in document order.
@@ -218,7 +303,7 @@ fn answer(request: &Request, project: &Path) -> Action {
         ("# Role: execution trace analyzer", trace_analyzer),
     ];
     if let Some((_, role)) = roles.iter().find(|(marker, _)| system.contains(marker)) {
-        return role(request);
+        return hand_back(request, role(request));
     }
     // The main conversation offers tools; Claude Code's side requests (titles) do not.
     let has_tools = request.body["tools"]
@@ -231,6 +316,17 @@ fn answer(request: &Request, project: &Path) -> Action {
     }
     // Claude Code's side requests (titles, summaries): a plain answer.
     Action::Text("Refinery loop".to_owned())
+}
+
+/// A subagent's final report. Claude Code 2.1.330 tells a background subagent that only a
+/// `SubagentHandback` call reaches its caller; when the request says so, the report goes there.
+fn hand_back(request: &Request, action: Action) -> Action {
+    match action {
+        Action::Text(report) if request.text.contains("call SubagentHandback({message:") => {
+            call("handback", "SubagentHandback", json!({"message": report}))
+        }
+        other => other,
+    }
 }
 
 /// The criteria-writer: three tiered criteria with anti-patterns and `verify_by`, as a
@@ -451,6 +547,11 @@ impl Main<'_> {
 
     /// The next step after the last one this conversation took.
     fn next(&self) -> Result<Action, Action> {
+        if self.request.awaits_background_agents() {
+            return Ok(Action::Text(
+                "Waiting for the subagents to report.".to_owned(),
+            ));
+        }
         let steps = self.request.steps();
         let last = steps.last().map_or("start", String::as_str);
         let round = 1 + steps.iter().filter(|step| *step == "read_handoff").count();
