@@ -1,5 +1,5 @@
-//! Durable file primitives: atomic replace, JSON read that refuses corrupt files, append-only
-//! JSON lines, and an inter-process lock.
+//! Durable file primitives: atomic replace, a JSON read that refuses corrupt files, and an
+//! inter-process lock (the session journal's appends are in `crate::journal`).
 //!
 //! Every state write in Refinery goes through [`write_atomic`] so a crash leaves either the old
 //! or the new file, never a torn one; and every read goes through [`read_json`] so a file we
@@ -74,44 +74,6 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
             path: path.to_path_buf(),
             reason: err.to_string(),
         })
-}
-
-/// Appends one JSON value as a line. The caller holds the session lock, so lines never
-/// interleave; one `write_all` of a whole line keeps a crash from tearing earlier lines.
-pub(crate) fn append_json_line<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string(value).map_err(std::io::Error::other)?;
-    let mut line = refinery_secrets::process_scrubber()
-        .scrub_json_text(&text, JsonStyle::Compact)
-        .into_owned()
-        .into_bytes();
-    line.push(b'\n');
-    let mut file = fs_err::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    file.write_all(&line)?;
-    file.sync_data()?;
-    Ok(())
-}
-
-/// Reads every line of a JSON-lines file; a line that does not parse is an error naming the
-/// file and the line number.
-pub(crate) fn read_json_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let text = match fs_err::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err.into()),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            serde_json::from_str(line).map_err(|err| Error::CorruptFile {
-                path: path.to_path_buf(),
-                reason: format!("line {}: {err}", index + 1),
-            })
-        })
-        .collect()
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -253,7 +215,10 @@ mod tests {
         let value: serde_json::Value = read_json(&json).unwrap().unwrap();
         assert_eq!(value["task"], "use [REDACTED:github-pat] and [REDACTED]");
         let lines = dir.path().join("events.jsonl");
-        append_json_line(&lines, &serde_json::json!({"t": token})).unwrap();
+        let line = crate::journal::Journal::encode(&serde_json::json!({"t": token})).unwrap();
+        crate::journal::Journal::new(lines.clone())
+            .append(&line, &crate::journal::Mark::default())
+            .unwrap();
         assert!(!fs_err::read_to_string(&lines).unwrap().contains(&token));
         let plain = dir.path().join("notes.md");
         write_atomic(&plain, format!("key {loaded}\n").as_bytes()).unwrap();
@@ -287,20 +252,5 @@ mod tests {
         write_json(&path, &value).unwrap();
         let back: serde_json::Value = read_json(&path).unwrap().unwrap();
         assert_eq!(back, value);
-    }
-
-    #[test]
-    fn json_lines_report_the_bad_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        append_json_line(&path, &serde_json::json!({"n": 1})).unwrap();
-        fs_err::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"{oops\n")
-            .unwrap();
-        let err = read_json_lines::<serde_json::Value>(&path).unwrap_err();
-        assert!(err.to_string().contains("line 2"), "{err}");
     }
 }

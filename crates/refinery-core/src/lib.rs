@@ -36,6 +36,7 @@ pub mod claude_session;
 pub mod criteria;
 mod error;
 pub mod fsutil;
+mod journal;
 pub mod judgment;
 mod objects;
 pub mod plan;

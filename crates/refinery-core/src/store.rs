@@ -11,11 +11,25 @@
 //!     archive/reset_K/round_NNN/  rounds set aside by reset_evaluation
 //! ```
 //!
-//! Every mutating operation takes the session's lock, reads `state.json`, validates *before*
-//! writing anything, writes `state.json` atomically and then appends one line to
-//! `events.jsonl`. So concurrent callers in several processes never lose an update, and a
-//! rejected call leaves every file as it was. `state.json` stays small (no growing history):
-//! the full checklist history lives in the append-only journal.
+//! **The journal is the truth.** Every write operation takes the session's lock, reads the
+//! state, validates *before* writing anything, and then appends exactly one record to
+//! `events.jsonl`, made durable by one `fdatasync` before the call returns (see
+//! [`crate::journal`]: concurrent writers share syncs, a torn final record is set aside, damage
+//! before the end is an error naming the file and byte offset). What each operation does to
+//! the state is defined once, as the effect of its record, and is used both when the record is
+//! written and whenever the state is rebuilt, so a crash at any instant leaves nothing for the
+//! state and the journal to disagree about. A rejected call writes nothing.
+//!
+//! `state.json` (state and criteria), `criteria.json`, `round_NNN/plan.json` and
+//! `session.json` are caches derived from the journal, written atomically (temporary file and
+//! rename) but not synced: `state.json` carries the journal's length and a hash of its last
+//! record, and one that is missing, damaged or stale is rebuilt from the journal (by readers in
+//! memory, by the next writer on disk, with the other caches). Syncs beyond the journal's one:
+//! a new journal also syncs its session folder and `sessions/` (so `init_session` costs three);
+//! `reset_evaluation` syncs the folders it moved rounds between before its record; a
+//! submission's manifest and objects are synced by `new_answer` before its record. The
+//! current-session pointer is replaced atomically but not synced: after a power loss it may
+//! still name the session that was current before.
 //!
 //! Every writer first calls [`StateDir::prepare`], which creates the state folder and, only
 //! in a folder Refinery created (or one that holds nothing but Refinery's own files), writes
@@ -32,9 +46,8 @@ use crate::budget::{self, MeasuredSpend};
 use crate::checklist::{self, ChecklistOutcome, PLATEAU_WINDOW, RoundScores, Verdict};
 use crate::criteria::{Category, CriteriaSet};
 use crate::error::{Error, Result};
-use crate::fsutil::{
-    LockGuard, append_json_line, read_json, read_json_lines, write_atomic, write_json,
-};
+use crate::fsutil::{LockGuard, read_json, write_atomic, write_json};
+use crate::journal::{self, Appended, Journal, Mark, Scan};
 use crate::judgment::Gates;
 use crate::plan::{self, ImprovementPlan, PlanError};
 use crate::restore::{self, RestoreMode};
@@ -46,6 +59,9 @@ const POINTER_FILE: &str = "session_metadata.json";
 const SESSIONS_DIR: &str = "sessions";
 const OBJECTS_DIR: &str = "objects";
 const EVENTS_FILE: &str = "events.jsonl";
+const STATE_FILE: &str = "state.json";
+const CRITERIA_FILE: &str = "criteria.json";
+const PLAN_FILE: &str = "plan.json";
 const SCOPE_FILE: &str = "scope.json";
 const GITIGNORE_FILE: &str = ".gitignore";
 /// Names Refinery itself creates at the top of a state folder; a folder holding only these
@@ -236,8 +252,20 @@ impl StateDir {
             created_at: now,
             settings,
         };
-        write_json(&session.dir.join("session.json"), &info)?;
-        write_json(
+        let lock = session.lock()?;
+        let view = session.load_for_write()?;
+        // The record is the session's birth certificate: `session.json` is derived from it.
+        let record = json!({
+            "label": label,
+            "cutoff": settings.cutoff.get(),
+            "max_rounds": settings.max_rounds,
+            "session": info,
+        });
+        let (_, pending) = session.commit(view, now, "init_session", record)?;
+        journal::write_cache(&session.dir.join("session.json"), &info)?;
+        // The pointer is replaced atomically but not synced: after a power loss it may still
+        // name the session that was current before; this session's journal is durable.
+        journal::write_cache(
             &self.pointer_path(),
             &SessionPointer {
                 session_id: id.to_string(),
@@ -245,12 +273,7 @@ impl StateDir {
                 label: label.to_owned(),
             },
         )?;
-        let _session_lock = session.lock()?;
-        session.log(
-            now,
-            "init_session",
-            json!({"label": label, "cutoff": settings.cutoff.get(), "max_rounds": settings.max_rounds}),
-        )?;
+        session.finish(lock, pending)?;
         Ok(session)
     }
 
@@ -338,7 +361,7 @@ impl StateDir {
     }
 }
 
-/// The mutable part of a session, rewritten atomically on every operation.
+/// The mutable part of a session, derived from its journal (and cached in `state.json`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionState {
     /// Checklists recorded since the last reset; the next checklist is round `round + 1`.
@@ -368,11 +391,41 @@ pub struct SessionState {
 }
 
 impl SessionState {
+    /// A checklist closed the next round: it becomes the last result and joins the plateau
+    /// window; the plan it answered is spent.
+    fn close_scored_round(&mut self, outcome: ChecklistOutcome) {
+        self.rounds_used = self.rounds_counted() + 1;
+        self.round = outcome.round;
+        self.plan = None;
+        self.recent.push(RoundScores {
+            round: outcome.round,
+            scores: outcome
+                .items
+                .iter()
+                .map(|item| (item.id.clone(), item.score))
+                .collect(),
+        });
+        let excess = self.recent.len().saturating_sub(PLATEAU_WINDOW);
+        self.recent.drain(..excess);
+        self.last_result = Some(outcome);
+    }
+
     /// Rounds that count toward `max_rounds` (states written before `rounds_used` existed
     /// count their round number).
     pub fn rounds_counted(&self) -> u32 {
         self.rounds_used.max(self.round)
     }
+}
+
+/// What `state.json` caches: the state, the criteria, and where the journal ended when they
+/// were derived from it (a cache whose mark no longer matches the journal is rebuilt).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct View {
+    #[serde(flatten)]
+    state: SessionState,
+    #[serde(default)]
+    criteria: Option<CriteriaSet>,
+    journal: Mark,
 }
 
 /// Which submission a checklist scored.
@@ -490,20 +543,216 @@ impl Session {
         LockGuard::acquire(&self.dir.join(".lock"))
     }
 
-    fn log(&self, now: OffsetDateTime, op: &str, detail: Value) -> Result<()> {
-        let mut line = serde_json::Map::new();
-        line.insert("ts".to_owned(), Value::String(rfc3339(now)));
-        line.insert("op".to_owned(), Value::String(op.to_owned()));
-        if let Value::Object(detail) = detail {
-            line.extend(detail);
+    fn journal(&self) -> Journal {
+        Journal::new(self.dir.join(EVENTS_FILE))
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// The cache if it is intact and still describes the journal as it is now.
+    fn fresh_cache(&self, journal: &Journal) -> Result<Option<View>> {
+        let cached = match read_json::<View>(&self.state_path()) {
+            Ok(cached) => cached,
+            // A damaged cache (or one from a version without a journal mark) is rebuilt.
+            Err(Error::CorruptFile { .. }) => None,
+            Err(err) => return Err(err),
+        };
+        match cached {
+            Some(view) if journal.matches(&view.journal)? => Ok(Some(view)),
+            _ => Ok(None),
         }
-        append_json_line(&self.dir.join(EVENTS_FILE), &Value::Object(line))
+    }
+
+    /// The session as its journal describes it, for readers: the cache when it is fresh,
+    /// else derived from the journal in memory (a torn final record is left for the next
+    /// writer to set aside).
+    fn view(&self) -> Result<View> {
+        let journal = self.journal();
+        match self.fresh_cache(&journal)? {
+            Some(view) => Ok(view),
+            None => self.fold(&journal.scan()?),
+        }
+    }
+
+    /// [`Session::view`] for a writer holding the lock: a torn final record is set aside
+    /// and a stale cache (with the files derived from it) is rewritten.
+    fn load_for_write(&self) -> Result<View> {
+        let journal = self.journal();
+        if let Some(view) = self.fresh_cache(&journal)? {
+            return Ok(view);
+        }
+        let scan = journal.scan()?;
+        if let Some(torn) = scan.torn {
+            journal.set_aside(torn)?;
+        }
+        let view = self.fold(&scan)?;
+        // An empty journal has nothing to cache: a call refused on a new session writes
+        // nothing at all.
+        if !scan.entries.is_empty() {
+            self.write_derived(&view)?;
+        }
+        Ok(view)
+    }
+
+    /// Rebuilds the view from every record of a journal.
+    fn fold(&self, scan: &Scan) -> Result<View> {
+        let mut view = View::default();
+        for entry in &scan.entries {
+            self.apply(&mut view, &entry.value)
+                .map_err(|reason| Error::CorruptFile {
+                    path: self.journal().path().to_path_buf(),
+                    reason: format!("byte offset {}: {reason}", entry.offset),
+                })?;
+        }
+        view.journal = scan.mark.clone();
+        Ok(view)
+    }
+
+    /// What one record does to the view: the single definition of every operation's effect,
+    /// used both when the record is written and whenever the state is rebuilt, so the two
+    /// can never disagree.
+    fn apply(&self, view: &mut View, record: &Value) -> std::result::Result<(), String> {
+        fn field<T: serde::de::DeserializeOwned>(
+            record: &Value,
+            name: &str,
+        ) -> std::result::Result<T, String> {
+            serde_json::from_value(record.get(name).cloned().unwrap_or(Value::Null))
+                .map_err(|err| format!("`{name}`: {err}"))
+        }
+        let state = &mut view.state;
+        match record.get("op").and_then(Value::as_str).unwrap_or_default() {
+            "generate_eval_criteria" => {
+                state.criteria_revision = field::<Option<u32>>(record, "criteria_revision")?
+                    .unwrap_or(state.criteria_revision + 1);
+                state.last_result = None;
+                state.plan = None;
+                state.recent.clear();
+                view.criteria = match record.get("criteria") {
+                    Some(criteria) => Some(
+                        field(record, "criteria")
+                            .map_err(|err| format!("{err} (criteria {criteria})"))?,
+                    ),
+                    // Journals written before records carried the criteria: the file is
+                    // the only copy (it held the latest criteria).
+                    None => {
+                        read_json(&self.dir.join(CRITERIA_FILE)).map_err(|err| err.to_string())?
+                    }
+                };
+            }
+            "submit_checklist" => {
+                let outcome: ChecklistOutcome = serde_json::from_value(record.clone())
+                    .map_err(|err| format!("a checklist record: {err}"))?;
+                state.close_scored_round(outcome);
+            }
+            "unscored_round" => {
+                state.rounds_used = state.rounds_counted() + 1;
+                state.round = field(record, "round")?;
+                state.plan = None;
+            }
+            "propose_improvements" => {
+                state.plan = match record.get("plan") {
+                    Some(_) => Some(field(record, "plan")?),
+                    // Older journals: the plan lived only in the round's `plan.json`.
+                    None => {
+                        let after_round: u32 = field(record, "after_round")?;
+                        read_json(&self.round_dir(after_round).join(PLAN_FILE))
+                            .map_err(|err| err.to_string())?
+                    }
+                };
+            }
+            "reset_evaluation" => {
+                *state = SessionState {
+                    criteria_revision: state.criteria_revision,
+                    rounds_used: state.rounds_counted(),
+                    resets: state.resets + 1,
+                    ..SessionState::default()
+                };
+            }
+            "new_answer" => {
+                state.pending_answer = Some(AnswerRef {
+                    round: field(record, "round")?,
+                    revision: field(record, "revision")?,
+                });
+            }
+            // `init_session`, `vote` and operations this version does not know change no state.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Appends one record for `op` and applies it to `view`: the write every operation ends
+    /// with. The record is applied as stored (secrets masked), so the cache written here is
+    /// exactly what a rebuild from the journal gives. The caller holds the lock and then
+    /// calls [`Session::finish`].
+    fn commit(
+        &self,
+        mut view: View,
+        now: OffsetDateTime,
+        op: &str,
+        detail: Value,
+    ) -> Result<(View, Appended)> {
+        let mut record = serde_json::Map::new();
+        record.insert("ts".to_owned(), Value::String(rfc3339(now)));
+        record.insert("op".to_owned(), Value::String(op.to_owned()));
+        if let Value::Object(detail) = detail {
+            record.extend(detail);
+        }
+        let line = Journal::encode(&Value::Object(record))?;
+        let stored: Value = serde_json::from_slice(&line).map_err(std::io::Error::other)?;
+        // Applied before it is appended: a record this version could not replay is never
+        // written (it would make the session unreadable).
+        self.apply(&mut view, &stored)
+            .map_err(|reason| std::io::Error::other(format!("an {op} record: {reason}")))?;
+        let (mark, appended) = self.journal().append(&line, &view.journal)?;
+        view.journal = mark;
+        // Not synced, and a failure is no loss: a cache that does not match the journal is
+        // rebuilt by the next reader or writer.
+        let _ = journal::write_cache(&self.state_path(), &view);
+        Ok((view, appended))
+    }
+
+    /// Releases the lock, then waits until the record is durable (see [`crate::journal`]:
+    /// concurrent writers share one sync).
+    fn finish(&self, lock: LockGuard, appended: Appended) -> Result<()> {
+        drop(lock);
+        self.journal().make_durable(appended)?;
+        Ok(())
+    }
+
+    /// Rewrites the cache and the files derived from the journal (criteria, the current
+    /// plan, the session description), none of them synced.
+    fn write_derived(&self, view: &View) -> Result<()> {
+        journal::write_cache(&self.state_path(), view)?;
+        if let Some(criteria) = &view.criteria {
+            journal::write_cache(&self.dir.join(CRITERIA_FILE), criteria)?;
+        }
+        if let Some(plan) = &view.state.plan {
+            let round_dir = self.round_dir(plan.after_round);
+            if round_dir.is_dir() {
+                journal::write_cache(&round_dir.join(PLAN_FILE), plan)?;
+            }
+        }
+        Ok(())
     }
 
     /// The session's description; an implicit session (such as `default`) that was never
-    /// initialised reports default settings.
+    /// initialised reports default settings. `session.json` is a copy of the journal's
+    /// `init_session` record, which is read when the copy is missing or damaged.
     pub fn info(&self) -> Result<SessionInfo> {
-        let stored = read_json::<SessionInfo>(&self.dir.join("session.json"))?;
+        let stored = match read_json::<SessionInfo>(&self.dir.join("session.json")) {
+            Ok(Some(info)) => return Ok(info),
+            Ok(None) | Err(Error::CorruptFile { .. }) => self
+                .journal()
+                .scan()?
+                .entries
+                .into_iter()
+                .find(|entry| entry.value.get("op").and_then(Value::as_str) == Some("init_session"))
+                .and_then(|entry| entry.value.get("session").cloned())
+                .and_then(|info| serde_json::from_value::<SessionInfo>(info).ok()),
+            Err(err) => return Err(err),
+        };
         Ok(stored.unwrap_or_else(|| SessionInfo {
             id: self.id.clone(),
             label: String::new(),
@@ -512,22 +761,25 @@ impl Session {
         }))
     }
 
-    /// The stored criteria, if any.
+    /// The stored criteria, if any (from the journal; `criteria.json` is a copy for people
+    /// and tools that take a criteria file).
     pub fn criteria(&self) -> Result<Option<CriteriaSet>> {
-        read_json(&self.criteria_path())
+        Ok(self.view()?.criteria)
     }
 
     fn criteria_path(&self) -> PathBuf {
-        self.dir.join("criteria.json")
+        self.dir.join(CRITERIA_FILE)
     }
 
-    /// The current state (empty for a new session).
+    /// The current state (empty for a new session), as the journal describes it.
     pub fn state(&self) -> Result<SessionState> {
-        Ok(read_json(&self.dir.join("state.json"))?.unwrap_or_default())
+        Ok(self.view()?.state)
     }
 
-    fn write_state(&self, state: &SessionState) -> Result<()> {
-        write_json(&self.dir.join("state.json"), state)
+    /// The state rebuilt from the journal alone, ignoring `state.json`: what an audit or a
+    /// crash test compares the cache with.
+    pub fn state_from_journal(&self) -> Result<SessionState> {
+        Ok(self.fold(&self.journal().scan()?)?.state)
     }
 
     /// Makes sure an implicit session has its folder and `session.json`.
@@ -557,21 +809,21 @@ impl Session {
         now: OffsetDateTime,
     ) -> Result<CriteriaStored> {
         self.ensure_exists(now)?;
-        let _lock = self.lock()?;
-        let mut state = self.state()?;
+        let lock = self.lock()?;
+        let view = self.load_for_write()?;
         let path = self.criteria_path();
-        write_json(&path, criteria)?;
-        state.criteria_revision += 1;
-        state.last_result = None;
-        state.plan = None;
-        state.recent.clear();
-        self.write_state(&state)?;
         let ids = criteria.ids();
-        self.log(
+        let revision = view.state.criteria_revision + 1;
+        let (view, appended) = self.commit(
+            view,
             now,
             "generate_eval_criteria",
-            json!({"criteria_ids": ids, "criteria_revision": state.criteria_revision}),
+            json!({"criteria_ids": ids, "criteria_revision": revision, "criteria": criteria}),
         )?;
+        if let Some(stored) = &view.criteria {
+            journal::write_cache(&path, stored)?;
+        }
+        self.finish(lock, appended)?;
         Ok(CriteriaStored {
             criteria_count: criteria.len(),
             path,
@@ -610,13 +862,14 @@ impl Session {
         gates: &Gates,
         now: OffsetDateTime,
     ) -> Result<ChecklistRecord> {
-        let _lock = self.lock()?;
-        let criteria = self.criteria()?.ok_or_else(|| Error::NoCriteria {
+        let lock = self.lock()?;
+        let view = self.load_for_write()?;
+        let criteria = view.criteria.clone().ok_or_else(|| Error::NoCriteria {
             session: self.id.to_string(),
         })?;
         let parsed = checklist::parse_scores(&criteria, scores)?;
         let info = self.info()?;
-        let mut state = self.state()?;
+        let state = &view.state;
         let round = state.round + 1;
         self.check_round_cap(&info, &state)?;
         // Only an answer can be scored: a checklist with no `new_answer` for its round would
@@ -647,27 +900,12 @@ impl Session {
             report_path,
             outcome,
         };
-        state.rounds_used = state.rounds_counted() + 1;
-        state.round = round;
-        state.last_result = Some(record.outcome.clone());
-        state.plan = None;
-        state.recent.push(RoundScores {
-            round,
-            scores: record
-                .outcome
-                .items
-                .iter()
-                .map(|item| (item.id.clone(), item.score))
-                .collect(),
-        });
-        let excess = state.recent.len().saturating_sub(PLATEAU_WINDOW);
-        state.recent.drain(..excess);
-        self.write_state(&state)?;
         let mut event = serde_json::to_value(&record).map_err(std::io::Error::other)?;
         if let Value::Object(map) = &mut event {
             map.remove("timestamp");
         }
-        self.log(now, "submit_checklist", event)?;
+        let (_, appended) = self.commit(view, now, "submit_checklist", event)?;
+        self.finish(lock, appended)?;
         Ok(record)
     }
 
@@ -677,21 +915,22 @@ impl Session {
     /// result is kept, and plateau history is left alone so a missing evaluation can never
     /// look like a stall.
     pub fn record_unscored_round(&self, reason: &str, now: OffsetDateTime) -> Result<u32> {
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let info = self.info()?;
-        let mut state = self.state()?;
-        let round = state.round + 1;
-        self.check_round_cap(&info, &state)?;
-        let submission = state.pending_answer.filter(|answer| answer.round == round);
-        state.rounds_used = state.rounds_counted() + 1;
-        state.round = round;
-        state.plan = None;
-        self.write_state(&state)?;
-        self.log(
+        let view = self.load_for_write()?;
+        let round = view.state.round + 1;
+        self.check_round_cap(&info, &view.state)?;
+        let submission = view
+            .state
+            .pending_answer
+            .filter(|answer| answer.round == round);
+        let (_, appended) = self.commit(
+            view,
             now,
             "unscored_round",
             json!({"round": round, "submission": submission, "reason": reason}),
         )?;
+        self.finish(lock, appended)?;
         Ok(round)
     }
 
@@ -744,38 +983,42 @@ impl Session {
         vision: Option<String>,
         now: OffsetDateTime,
     ) -> Result<PlanAccepted> {
-        let _lock = self.lock()?;
-        let mut state = self.state()?;
-        let Some(last) = state.last_result.clone() else {
+        let lock = self.lock()?;
+        let view = self.load_for_write()?;
+        let Some(last) = view.state.last_result.clone() else {
             return Err(PlanError::NoChecklist.into());
         };
         if last.verdict == Verdict::Converge {
             return Err(PlanError::NotIterating.into());
         }
-        let criteria = self.criteria()?.ok_or_else(|| Error::NoCriteria {
+        let criteria = view.criteria.as_ref().ok_or_else(|| Error::NoCriteria {
             session: self.id.to_string(),
         })?;
         let plan = plan::validate_plan(
-            &criteria,
+            criteria,
             &last.failed_criteria,
             last.round,
             improvements,
             preserve,
             vision,
         )?;
-        let path = self.round_dir(last.round).join("plan.json");
-        write_json(&path, &plan)?;
-        state.plan = Some(plan.clone());
-        self.write_state(&state)?;
-        self.log(
+        let path = self.round_dir(last.round).join(PLAN_FILE);
+        let (view, appended) = self.commit(
+            view,
             now,
             "propose_improvements",
             json!({
                 "after_round": last.round,
                 "improvements_count": plan.entry_count(),
                 "non_incremental_count": plan.non_incremental_count(&last.failed_criteria),
+                "plan": plan,
             }),
         )?;
+        if let Some(stored) = &view.state.plan {
+            fs_err::create_dir_all(self.round_dir(last.round))?;
+            journal::write_cache(&path, stored)?;
+        }
+        self.finish(lock, appended)?;
         Ok(PlanAccepted {
             plan,
             path,
@@ -787,15 +1030,15 @@ impl Session {
     /// `archive/reset_K/` so the next round 1 never overwrites or merges into an old one.
     pub fn reset_evaluation(&self, now: OffsetDateTime) -> Result<ResetDone> {
         self.ensure_exists(now)?;
-        let _lock = self.lock()?;
-        let old = self.state()?;
+        let lock = self.lock()?;
+        let view = self.load_for_write()?;
         let mut rounds: Vec<String> = fs_err::read_dir(&self.dir)?
             .filter_map(std::result::Result::ok)
             .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
             .filter(|name| name.starts_with("round_"))
             .collect();
         rounds.sort();
-        let resets = old.resets + 1;
+        let resets = view.state.resets + 1;
         let archive_dir = if rounds.is_empty() {
             None
         } else {
@@ -804,16 +1047,19 @@ impl Session {
             for name in &rounds {
                 fs_err::rename(self.dir.join(name), dir.join(name))?;
             }
+            // The moves must be durable before the record that says they happened: a round
+            // folder that came back after a power loss would be taken for the new round 1.
+            journal::sync_folder(&dir)?;
+            journal::sync_folder(&self.dir)?;
             Some(dir)
         };
-        let state = SessionState {
-            criteria_revision: old.criteria_revision,
-            rounds_used: old.rounds_counted(),
-            resets,
-            ..SessionState::default()
-        };
-        self.write_state(&state)?;
-        self.log(now, "reset_evaluation", json!({"archived_rounds": rounds}))?;
+        let (_, appended) = self.commit(
+            view,
+            now,
+            "reset_evaluation",
+            json!({"archived_rounds": rounds}),
+        )?;
+        self.finish(lock, appended)?;
         Ok(ResetDone {
             archived_rounds: rounds,
             archive_dir,
@@ -857,12 +1103,12 @@ impl Session {
             None => self.freeze_scope(None, now)?,
         };
         let snapshot = scope.snapshot(&self.state_dir.objects(), paths)?;
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let info = self.info()?;
-        let mut state = self.state()?;
-        let round = state.round + 1;
-        self.check_round_cap(&info, &state)?;
-        let revision = match state.pending_answer {
+        let view = self.load_for_write()?;
+        let round = view.state.round + 1;
+        self.check_round_cap(&info, &view.state)?;
+        let revision = match view.state.pending_answer {
             Some(pending) if pending.round == round => pending.revision + 1,
             _ => 1,
         };
@@ -893,9 +1139,8 @@ impl Session {
             ignored: snapshot.ignored,
         };
         write_json(&manifest_path, &submission)?;
-        state.pending_answer = Some(AnswerRef { round, revision });
-        self.write_state(&state)?;
-        self.log(
+        let (_, appended) = self.commit(
+            view,
             now,
             "new_answer",
             json!({
@@ -907,6 +1152,7 @@ impl Session {
                 "new_bytes": submission.new_bytes,
             }),
         )?;
+        self.finish(lock, appended)?;
         Ok(submission)
     }
 
@@ -919,19 +1165,22 @@ impl Session {
             ));
         }
         self.ensure_exists(now)?;
-        let _lock = self.lock()?;
-        let state = self.state()?;
-        self.log(
+        let lock = self.lock()?;
+        let view = self.load_for_write()?;
+        let round = view.state.round;
+        let (_, appended) = self.commit(
+            view,
             now,
             "vote",
-            json!({"choice": choice, "reasoning": reasoning, "round": state.round}),
+            json!({"choice": choice, "reasoning": reasoning, "round": round}),
         )?;
-        Ok(state.round)
+        self.finish(lock, appended)?;
+        Ok(round)
     }
 
     /// Every checklist recorded in the journal, oldest first (across resets).
     pub fn history(&self) -> Result<Vec<ChecklistRecord>> {
-        let events: Vec<Value> = read_json_lines(&self.dir.join(EVENTS_FILE))?;
+        let events = self.events()?;
         events
             .into_iter()
             .filter(|event| event.get("op").and_then(Value::as_str) == Some("submit_checklist"))
@@ -950,9 +1199,16 @@ impl Session {
             .collect()
     }
 
-    /// Every journal line, oldest first.
+    /// Every journal record, oldest first. A torn final record (a crash mid-append) is left
+    /// out; damage before the end is an error naming the file and byte offset.
     pub fn events(&self) -> Result<Vec<Value>> {
-        read_json_lines(&self.dir.join(EVENTS_FILE))
+        Ok(self
+            .journal()
+            .scan()?
+            .entries
+            .into_iter()
+            .map(|entry| entry.value)
+            .collect())
     }
 
     /// The current submission of each round present on disk, by round.
@@ -1136,5 +1392,128 @@ mod tests {
                 .label,
             "first"
         );
+    }
+
+    /// A session with criteria, one scored round and its answer.
+    fn scored_session(dir: &Path) -> Session {
+        let workspace = dir.join("ws");
+        fs_err::create_dir_all(&workspace).unwrap();
+        fs_err::write(workspace.join("a.txt"), "one").unwrap();
+        let store = StateDir::new(workspace.join(".refinery"), &workspace);
+        let now = datetime!(2026-11-24 03:00 UTC);
+        let session = store
+            .init_session("t", SessionSettings::default(), now)
+            .unwrap();
+        let criteria =
+            CriteriaSet::from_json(&json!([{"id": "E1", "text": "a"}, {"id": "E2", "text": "b"}]))
+                .unwrap();
+        session.register_criteria(&criteria, now).unwrap();
+        session.new_answer("r1", &[".".to_owned()], now).unwrap();
+        session
+            .submit_checklist(&json!({"E1": 5, "E2": 9}), None, now)
+            .unwrap();
+        session
+    }
+
+    #[test]
+    fn a_torn_final_record_is_set_aside_and_the_history_before_it_stays_readable() {
+        let now = datetime!(2026-11-24 04:00 UTC);
+        for torn in [
+            &b"{\"ts\":\"2026-11-24T04:00:00Z\",\"op\":\"submit_chec"[..],
+            b"{\"op\": oops\n",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let session = scored_session(dir.path());
+            let journal = session.dir().join(EVENTS_FILE);
+            let intact = fs_err::read(&journal).unwrap();
+            let state = session.state().unwrap();
+            let mut file = fs_err::OpenOptions::new()
+                .append(true)
+                .open(&journal)
+                .unwrap();
+            std::io::Write::write_all(&mut file, torn).unwrap();
+            drop(file);
+            // Readers see the history before the torn record.
+            assert_eq!(session.history().unwrap().len(), 1);
+            assert_eq!(session.events().unwrap().len(), 4);
+            assert_eq!(session.state().unwrap(), state);
+            assert_eq!(session.state_from_journal().unwrap(), state);
+            // The next writer keeps the torn bytes aside and appends on a clean line.
+            assert_eq!(session.vote("A", "best", now).unwrap(), 1);
+            let aside = session
+                .dir()
+                .join(format!("{EVENTS_FILE}.torn-{}", intact.len()));
+            assert_eq!(fs_err::read(&aside).unwrap(), torn);
+            let now_bytes = fs_err::read(&journal).unwrap();
+            assert!(now_bytes.starts_with(&intact));
+            assert_eq!(session.events().unwrap().len(), 5);
+            assert_eq!(session.events().unwrap()[4]["op"], "vote");
+            assert_eq!(session.state().unwrap(), state);
+        }
+    }
+
+    #[test]
+    fn damage_before_the_end_of_the_journal_is_an_error_naming_the_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let session = scored_session(dir.path());
+        let journal = session.dir().join(EVENTS_FILE);
+        let text = fs_err::read_to_string(&journal).unwrap();
+        let second = text.find('\n').unwrap() + 1;
+        let damaged = format!("{}{{not a record\n{}", &text[..second], &text[second..]);
+        fs_err::write(&journal, &damaged).unwrap();
+        let expect = |err: Error| {
+            let message = err.to_string();
+            assert!(message.contains("events.jsonl"), "{message}");
+            assert!(
+                message.contains(&format!("byte offset {second}")),
+                "{message}"
+            );
+        };
+        expect(session.history().unwrap_err());
+        expect(session.events().unwrap_err());
+        expect(session.state().unwrap_err());
+        expect(
+            session
+                .vote("A", "x", datetime!(2026-11-24 04:00 UTC))
+                .unwrap_err(),
+        );
+        // Nothing was skipped, repaired or appended.
+        assert_eq!(fs_err::read_to_string(&journal).unwrap(), damaged);
+    }
+
+    #[test]
+    fn a_missing_stale_or_damaged_cache_is_rebuilt_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let session = scored_session(dir.path());
+        let state_file = session.dir().join(STATE_FILE);
+        let criteria_file = session.dir().join(CRITERIA_FILE);
+        let expected = session.state().unwrap();
+        assert_eq!(expected.round, 1);
+        assert_eq!(session.state_from_journal().unwrap(), expected);
+        let stale = fs_err::read(&state_file).unwrap();
+        let now = datetime!(2026-11-24 04:00 UTC);
+        session.new_answer("r2", &[".".to_owned()], now).unwrap();
+        let after = session.state().unwrap();
+        assert_eq!(after.pending_answer.unwrap().round, 2);
+        for cache in [
+            None,
+            Some(&b"{\"round\": 7, \"last_res"[..]),
+            Some(&stale[..]),
+        ] {
+            match cache {
+                None => fs_err::remove_file(&state_file).unwrap(),
+                Some(bytes) => fs_err::write(&state_file, bytes).unwrap(),
+            }
+            fs_err::remove_file(&criteria_file).ok();
+            assert_eq!(session.state().unwrap(), after);
+            assert_eq!(session.criteria().unwrap().unwrap().len(), 2);
+            // A writer rewrites the cache and the criteria file from the journal.
+            session.vote("A", "x", now).unwrap();
+            assert_eq!(
+                read_json::<View>(&state_file).unwrap().unwrap().state,
+                after
+            );
+            assert!(criteria_file.is_file());
+        }
     }
 }

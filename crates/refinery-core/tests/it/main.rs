@@ -8,6 +8,9 @@
 //! objects still restore, and a crash before a manifest only leaves orphans, which a sweep
 //! removes (never while a writer holds the store).
 //!
+//! `crash`: writers killed with SIGKILL at random instants leave every session readable, its
+//! state equal to its journal, and every manifest restorable byte-identical.
+//!
 //! Isolation: every test works in its own temporary folder; nothing reads the process
 //! environment or the developer's files.
 
@@ -17,6 +20,7 @@
     reason = "a test should fail loudly at the first surprise"
 )]
 
+mod crash;
 mod objects;
 mod restore;
 mod support;

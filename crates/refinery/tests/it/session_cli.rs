@@ -184,13 +184,18 @@ async fn a_damaged_session_does_not_hide_the_others() {
     let (project, id) = populated().await;
     let broken = project.state.join("sessions/20200101_000000_broken");
     fs_err::create_dir_all(&broken).unwrap();
-    fs_err::write(broken.join("state.json"), b"{oops").unwrap();
+    // Damage before the journal's end (not a torn last record) is an error naming the file.
+    fs_err::write(
+        broken.join("events.jsonl"),
+        b"{oops\n{\"op\": \"vote\", \"choice\": \"a\"}\n",
+    )
+    .unwrap();
     let (code, stdout, _) = run(&project, &["session", "list"]);
     assert_eq!(code, 0);
     assert!(stdout.contains(&id), "{stdout}");
     let broken_line = stdout.lines().find(|line| line.contains("broken")).unwrap();
     assert!(
-        broken_line.contains("error:") && broken_line.contains("state.json"),
+        broken_line.contains("error:") && broken_line.contains("events.jsonl"),
         "{broken_line}"
     );
     let (code, _, stderr) = run(&project, &["session", "show", "20200101_000000_broken"]);
