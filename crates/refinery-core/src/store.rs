@@ -788,15 +788,13 @@ impl Session {
         fs_err::create_dir_all(&self.dir)?;
         let path = self.dir.join("session.json");
         if !path.exists() {
-            write_json(
-                &path,
-                &SessionInfo {
-                    id: self.id.clone(),
-                    label: String::new(),
-                    created_at: now,
-                    settings: SessionSettings::default(),
-                },
-            )?;
+            // A session whose `init_session` record made it but whose copy did not (a crash
+            // between the two) keeps its label and settings from the record.
+            let mut info = self.info()?;
+            if info.created_at == OffsetDateTime::UNIX_EPOCH {
+                info.created_at = now;
+            }
+            write_json(&path, &info)?;
         }
         Ok(())
     }
@@ -1515,5 +1513,27 @@ mod tests {
             );
             assert!(criteria_file.is_file());
         }
+    }
+
+    #[test]
+    fn a_lost_session_file_is_recovered_from_the_init_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateDir::new(dir.path().join(".refinery"), dir.path());
+        let now = datetime!(2026-11-24 03:00 UTC);
+        let settings = SessionSettings {
+            max_rounds: Some(3),
+            ..SessionSettings::default()
+        };
+        let session = store.init_session("kept", settings, now).unwrap();
+        // A crash between the record and its copy.
+        fs_err::remove_file(session.dir().join("session.json")).unwrap();
+        assert_eq!(session.info().unwrap().settings.max_rounds, Some(3));
+        session.vote("A", "x", now).unwrap();
+        let info = session.info().unwrap();
+        assert_eq!(
+            (info.label.as_str(), info.settings.max_rounds),
+            ("kept", Some(3))
+        );
+        assert!(session.dir().join("session.json").is_file());
     }
 }
