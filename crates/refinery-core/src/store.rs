@@ -652,14 +652,13 @@ impl Session {
                 state.plan = None;
             }
             "propose_improvements" => {
-                state.plan = match record.get("plan") {
-                    Some(_) => Some(field(record, "plan")?),
+                state.plan = if record.get("plan").is_some() {
+                    Some(field(record, "plan")?)
+                } else {
                     // Older journals: the plan lived only in the round's `plan.json`.
-                    None => {
-                        let after_round: u32 = field(record, "after_round")?;
-                        read_json(&self.round_dir(after_round).join(PLAN_FILE))
-                            .map_err(|err| err.to_string())?
-                    }
+                    let after_round: u32 = field(record, "after_round")?;
+                    read_json(&self.round_dir(after_round).join(PLAN_FILE))
+                        .map_err(|err| err.to_string())?
                 };
             }
             "reset_evaluation" => {
@@ -869,7 +868,7 @@ impl Session {
         let info = self.info()?;
         let state = &view.state;
         let round = state.round + 1;
-        self.check_round_cap(&info, &state)?;
+        self.check_round_cap(&info, state)?;
         // Only an answer can be scored: a checklist with no `new_answer` for its round would
         // close a round nobody can restore or audit.
         let submission = state
