@@ -76,7 +76,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
         })
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     // Directory fsync makes the rename itself durable; not all platforms allow opening a
     // directory, so only Unix does it.
     #[cfg(unix)]

@@ -29,6 +29,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use crate::fsutil::sync_dir;
 
 /// The file next to the journal whose lock serialises syncs and whose bytes say how much of
 /// the journal the last sync covered.
@@ -363,22 +364,6 @@ pub(crate) fn write_cache<T: Serialize + ?Sized>(path: &Path, value: &T) -> Resu
 
 fn digest(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        fs_err::File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// Makes renames inside `dir` durable (used where an operation moves folders before its
-/// record is appended).
-pub(crate) fn sync_folder(dir: &Path) -> Result<()> {
-    sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -1046,8 +1046,8 @@ impl Session {
             }
             // The moves must be durable before the record that says they happened: a round
             // folder that came back after a power loss would be taken for the new round 1.
-            journal::sync_folder(&dir)?;
-            journal::sync_folder(&self.dir)?;
+            crate::fsutil::sync_dir(&dir)?;
+            crate::fsutil::sync_dir(&self.dir)?;
             Some(dir)
         };
         let (_, appended) = self.commit(
@@ -1325,22 +1325,8 @@ mod tests {
     #[test]
     fn an_unscored_round_advances_the_round_without_inventing_scores() {
         let dir = tempfile::tempdir().unwrap();
-        let workspace = dir.path().join("ws");
-        fs_err::create_dir_all(&workspace).unwrap();
-        fs_err::write(workspace.join("a.txt"), "one").unwrap();
-        let store = StateDir::new(workspace.join(".refinery"), &workspace);
+        let session = scored_session(dir.path());
         let now = datetime!(2026-11-24 03:00 UTC);
-        let session = store
-            .init_session("t", SessionSettings::default(), now)
-            .unwrap();
-        let criteria =
-            CriteriaSet::from_json(&json!([{"id": "E1", "text": "a"}, {"id": "E2", "text": "b"}]))
-                .unwrap();
-        session.register_criteria(&criteria, now).unwrap();
-        session.new_answer("r1", &[".".to_owned()], now).unwrap();
-        session
-            .submit_checklist(&json!({"E1": 5, "E2": 9}), None, now)
-            .unwrap();
         session.new_answer("r2", &[".".to_owned()], now).unwrap();
         assert_eq!(session.record_unscored_round("no JSON", now).unwrap(), 2);
         let state = session.state().unwrap();
