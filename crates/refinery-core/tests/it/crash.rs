@@ -328,6 +328,7 @@ fn check(dir: &Path, restore_to: &Path) {
 }
 
 /// Where the harness keeps its state folder.
+#[derive(Clone, Copy)]
 enum Disk {
     Ordinary,
     Memory,
