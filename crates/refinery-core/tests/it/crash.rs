@@ -379,7 +379,7 @@ fn a_writer_killed_at_random_instants_never_leaves_state_and_journal_apart() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    run_harness(100, 1, Disk::Ordinary, 0x5EED_0001);
+    run_harness(80, 1, Disk::Ordinary, 0x5EED_0001);
     run_harness(100, 1, Disk::Memory, 0x5EED_0002);
 }
 
@@ -388,6 +388,6 @@ fn concurrent_writers_killed_at_random_instants_never_leave_state_and_journal_ap
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    run_harness(40, 3, Disk::Ordinary, 0x5EED_0003);
+    run_harness(30, 3, Disk::Ordinary, 0x5EED_0003);
     run_harness(40, 3, Disk::Memory, 0x5EED_0004);
 }
