@@ -39,13 +39,20 @@ pub struct DoctorOptions {
     pub home_dir: Option<PathBuf>,
     /// The local model servers to probe, in order of preference ([`local::probes`]).
     pub local_servers: Vec<LocalProbe>,
-    /// Per probe: a `--version` run or a local server request.
+    /// Per agent CLI: its `--version` run.
     pub probe_timeout: Duration,
+    /// All local server probes together: a port that accepts and never answers must not
+    /// hold the report up.
+    pub local_probe_deadline: Duration,
 }
+
+/// How long `doctor` waits for the local model servers, all probed at once.
+pub const LOCAL_PROBE_DEADLINE: Duration = Duration::from_secs(2);
 
 impl DoctorOptions {
     /// The usual options: HOME from `env`, local servers from [`local::probes`] (with the
-    /// server `refinery local serve` recorded, if any), 20 s per probe.
+    /// server `refinery local serve` recorded, if any), 20 s per agent CLI and
+    /// [`LOCAL_PROBE_DEADLINE`] for the local servers.
     pub fn new(
         env: BTreeMap<String, String>,
         project_dir: PathBuf,
@@ -62,6 +69,7 @@ impl DoctorOptions {
             home_dir,
             local_servers,
             probe_timeout: Duration::from_secs(20),
+            local_probe_deadline: LOCAL_PROBE_DEADLINE,
         }
     }
 }
@@ -171,11 +179,13 @@ pub async fn run_doctor(options: &DoctorOptions) -> Result<DoctorReport> {
         Some(&options.project_dir),
         options.home_dir.as_deref(),
     )?;
-    let cli_probes = AgentCli::ALL.map(|cli| probe_cli(cli, options));
-    let agent_clis = futures::future::join_all(cli_probes).await;
-    let http = local::probe_client(options.probe_timeout)
+    let http = local::probe_client(options.local_probe_deadline)
         .map_err(|error| Error::Io(std::io::Error::other(error)))?;
-    let local_servers = local::probe_all(&http, &options.local_servers).await;
+    // The CLIs and the servers at once: the report waits for the slowest, not the sum.
+    let cli_probes = futures::future::join_all(AgentCli::ALL.map(|cli| probe_cli(cli, options)));
+    let server_probes =
+        local::probe_all(&http, &options.local_servers, options.local_probe_deadline);
+    let (agent_clis, local_servers) = futures::future::join(cli_probes, server_probes).await;
     Ok(assemble(&credentials, agent_clis, local_servers, options))
 }
 
@@ -332,7 +342,10 @@ fn backends(
             kind: BackendKind::LocalServer,
             usable: server.reachable && !server.models.is_empty(),
             reason: match (server.reachable, server.models.len()) {
-                (false, _) => format!("nothing answers at `{}`", server.url),
+                (false, _) => match &server.problem {
+                    Some(problem) => format!("nothing answers at `{}` ({problem})", server.url),
+                    None => format!("nothing answers at `{}`", server.url),
+                },
                 (true, 0) => format!("answers at `{}` but serves no model", server.url),
                 (true, count) => format!("answering at `{}` ({count} model(s))", server.url),
             },
@@ -495,6 +508,7 @@ mod tests {
             reachable: false,
             models: vec![],
             context_window: None,
+            problem: None,
         }];
         (clis, Credentials::default().key_report(), servers)
     }

@@ -74,6 +74,10 @@ pub struct LocalServerStatus {
     /// `max_model_len`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u32>,
+    /// Why it is not reachable, where we know: nothing listens, or it did not answer in
+    /// time (a port that accepts and then stays silent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl LocalServerStatus {
@@ -138,20 +142,19 @@ pub fn probe_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
 }
 
 /// Asks one address what it serves. Never fails: a server that does not answer is reported
-/// as unreachable.
+/// as unreachable, with the reason in `problem`.
 pub async fn probe(http: &reqwest::Client, target: &LocalProbe) -> LocalServerStatus {
     let base = server_root(&target.url);
-    let mut status = LocalServerStatus {
-        name: target.name.clone(),
-        url: base.clone(),
-        reachable: false,
-        models: Vec::new(),
-        context_window: None,
-    };
-    let Ok(response) = http.get(format!("{base}/v1/models")).send().await else {
-        return status;
+    let mut status = unanswered(target, None);
+    let response = match http.get(format!("{base}/v1/models")).send().await {
+        Ok(response) => response,
+        Err(error) => {
+            status.problem = Some(request_problem(&error));
+            return status;
+        }
     };
     if !response.status().is_success() {
+        status.problem = Some(format!("`GET /v1/models` answered {}", response.status()));
         return status;
     }
     status.reachable = true;
@@ -164,9 +167,49 @@ pub async fn probe(http: &reqwest::Client, target: &LocalProbe) -> LocalServerSt
     status
 }
 
-/// Probes every address at once.
-pub async fn probe_all(http: &reqwest::Client, targets: &[LocalProbe]) -> Vec<LocalServerStatus> {
-    futures::future::join_all(targets.iter().map(|target| probe(http, target))).await
+/// Probes every address at once; the whole call returns within `deadline` (plus scheduling),
+/// however the servers behave. A probe still waiting at the deadline is reported as timed out
+/// and is cancelled (dropping its request closes the connection).
+pub async fn probe_all(
+    http: &reqwest::Client,
+    targets: &[LocalProbe],
+    deadline: Duration,
+) -> Vec<LocalServerStatus> {
+    let bounded = targets.iter().map(|target| async move {
+        match tokio::time::timeout(deadline, probe(http, target)).await {
+            Ok(status) => status,
+            Err(_) => unanswered(
+                target,
+                Some(format!(
+                    "timed out: no answer within {} ms (something accepts connections there but does not reply)",
+                    deadline.as_millis()
+                )),
+            ),
+        }
+    });
+    futures::future::join_all(bounded).await
+}
+
+fn unanswered(target: &LocalProbe, problem: Option<String>) -> LocalServerStatus {
+    LocalServerStatus {
+        name: target.name.clone(),
+        url: server_root(&target.url),
+        reachable: false,
+        models: Vec::new(),
+        context_window: None,
+        problem,
+    }
+}
+
+/// A short reason for a failed probe request, without the URL (the report shows it already).
+fn request_problem(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out: no answer in time".to_string()
+    } else if error.is_connect() {
+        "nothing listens there (connection refused or unreachable)".to_string()
+    } else {
+        "the request failed".to_string()
+    }
 }
 
 /// The first server that answers and serves a model, in probe order.

@@ -194,7 +194,7 @@ fn probe_now(targets: &[LocalProbe]) -> anyhow::Result<Vec<LocalServerStatus>> {
         .enable_all()
         .build()?;
     let http = local::probe_client(LOCAL_PROBE_TIMEOUT)?;
-    Ok(runtime.block_on(local::probe_all(&http, targets)))
+    Ok(runtime.block_on(local::probe_all(&http, targets, LOCAL_PROBE_TIMEOUT)))
 }
 
 #[cfg(test)]
@@ -218,6 +218,7 @@ mod tests {
             reachable: true,
             models: vec!["qwen".to_owned()],
             context_window: None,
+            problem: None,
         };
         assert_eq!(only_model(&server).unwrap(), "qwen");
         server.models.push("smol".to_owned());

@@ -132,7 +132,10 @@ fn render(report: &DoctorReport) -> anyhow::Result<()> {
                     ))
             )
         } else {
-            format!("{} — not answering", server.url)
+            match &server.problem {
+                Some(problem) => format!("{} — not answering: {problem}", server.url),
+                None => format!("{} — not answering", server.url),
+            }
         };
         output::line(&format!(
             "  {}{:<14} {detail}",

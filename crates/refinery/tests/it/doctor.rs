@@ -199,3 +199,62 @@ fn an_installed_agent_cli_is_found_with_its_version() {
     );
     assert!(usable(&report).contains(&"claude-cli".to_string()));
 }
+
+/// A port that accepts connections and never answers must not hold `doctor` up: the local
+/// probes together give up after 2 s, and the report names the probe that timed out (and
+/// tells a refused port apart). Before the deadline, a silent port held the report for the
+/// 20 s CLI timeout.
+#[test]
+fn a_silent_local_server_times_out_quickly_and_is_named() {
+    let context = TestContext::new().unwrap();
+    let mut env = doctor_env(&context);
+    // Bound and listening, never accepted or read: the kernel completes the handshake from
+    // the backlog, so a client connects and then waits for a reply that never comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    env.insert("REFINERY_LLAMA_CPP_URL".to_string(), silent_url.clone());
+    // `doctor_env` points Ollama (and the rest) at a closed port: refused at once.
+    let state = context.state_dir();
+    let started = std::time::Instant::now();
+    let output = refinery(
+        &context,
+        &env,
+        &["doctor", "--json", "--state-dir", state.to_str().unwrap()],
+    );
+    let elapsed = started.elapsed();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // The limit is 2 s for the probes; the bound leaves room for a busy CI machine's process
+    // start-up, and is still far below the old 20 s wait.
+    assert!(
+        elapsed < std::time::Duration::from_secs(8),
+        "doctor took {elapsed:?} with a silent port"
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let servers = report["local_servers"].as_array().unwrap();
+    let llama = servers.iter().find(|s| s["name"] == "llama.cpp").unwrap();
+    assert_eq!(llama["reachable"], false);
+    assert_eq!(llama["url"], silent_url.as_str());
+    let problem = llama["problem"].as_str().unwrap_or_default();
+    assert!(problem.starts_with("timed out"), "{llama}");
+    let ollama = servers.iter().find(|s| s["name"] == "ollama").unwrap();
+    let refused = ollama["problem"].as_str().unwrap_or_default();
+    assert!(refused.contains("connection refused"), "{ollama}");
+    assert!(!refused.contains("timed out"), "{ollama}");
+
+    // The text report says which probe it was.
+    let output = refinery(
+        &context,
+        &env,
+        &["doctor", "--state-dir", state.to_str().unwrap()],
+    );
+    let stdout = text(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("llama.cpp"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(&silent_url) && line.contains("timed out"),
+        "{stdout}"
+    );
+    drop(silent);
+}

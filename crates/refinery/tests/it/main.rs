@@ -11,6 +11,7 @@
 mod action;
 mod ask;
 mod batch;
+mod bench_harness;
 mod budget;
 mod claude_code;
 mod concurrency;
