@@ -231,6 +231,10 @@ fn main() {
     // One warm-up run so the page cache holds the binary.
     run_once(&server);
     let samples: Vec<Sample> = (0..RUNS).map(|_| run_once(&server)).collect();
+    print_table(&samples);
+}
+
+fn print_table(samples: &[Sample]) {
     let ms = |duration: &Duration| duration.as_secs_f64() * 1000.0;
     let wall = median(samples.iter().map(|s| ms(&s.wall)).collect());
     let setup = median(samples.iter().map(|s| ms(&s.setup)).collect());
