@@ -306,14 +306,7 @@ struct SyncLock {
 
 impl SyncLock {
     fn acquire(path: &Path) -> Result<Self> {
-        let file = fs_err::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)?
-            .into_parts()
-            .0;
+        let file = crate::fsutil::LockGuard::open(path)?;
         file.lock_exclusive().map_err(|source| {
             Error::Io(std::io::Error::new(
                 source.kind(),

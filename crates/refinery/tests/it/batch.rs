@@ -45,6 +45,42 @@ async fn batch(
     (output, events)
 }
 
+/// `refinery batch FILE --jobs N --json` in the background: the child, its JSON lines as they
+/// come, and the thread reading them (it ends when the child's stdout closes).
+fn batch_in_background(
+    run: &Run,
+    file: &std::path::Path,
+    jobs: &str,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<Value>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .env_clear()
+        .envs(&run.env)
+        .current_dir(run.project())
+        .args(["batch", file.to_str().unwrap(), "--jobs", jobs, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<Value>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                let _ = lines_tx.send(value);
+            }
+        }
+    });
+    (child, lines_rx, reader)
+}
+
 fn final_states(events: &[Value]) -> BTreeMap<String, Value> {
     let summary = events
         .iter()
@@ -244,7 +280,6 @@ async fn a_bad_batch_file_is_refused_before_anything_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_stopped_by_ctrl_c_resumes_the_same_sessions() {
-    use std::io::BufRead as _;
     let server = FakeModelServer::start().await.unwrap();
     // Judges answer slowly so Ctrl-C surely lands while tasks are mid-round.
     Script::simple(content_by_round, score_by_content)
@@ -273,27 +308,7 @@ async fn a_batch_stopped_by_ctrl_c_resumes_the_same_sessions() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(text(&unknown.stderr).contains("--only nope"));
 
-    let mut child = std::process::Command::new(crate::support::BIN)
-        .env_clear()
-        .envs(&run.env)
-        .current_dir(run.project())
-        .args(["batch", file.to_str().unwrap(), "--jobs", "3", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<Value>();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                let _ = lines_tx.send(value);
-            }
-        }
-    });
+    let (mut child, lines_rx, reader) = batch_in_background(&run, &file, "3");
     // Wait (at most 60 s) until some task has started a round, then press Ctrl-C.
     let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     let mut first_events = Vec::new();
@@ -355,34 +370,13 @@ async fn a_batch_stopped_by_ctrl_c_resumes_the_same_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_killed_with_sigkill_resumes_without_redoing_finished_tasks() {
-    use std::io::BufRead as _;
     let server = FakeModelServer::start().await.unwrap();
     Script::simple(content_by_round, score_by_content)
         .install_with_judge_delay(&server, std::time::Duration::from_millis(300));
     let run = Run::new(&server);
     repository(&run);
     let file = batch_file(&run);
-    let mut child = std::process::Command::new(crate::support::BIN)
-        .env_clear()
-        .envs(&run.env)
-        .current_dir(run.project())
-        .args(["batch", file.to_str().unwrap(), "--jobs", "2", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<Value>();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                let _ = lines_tx.send(value);
-            }
-        }
-    });
+    let (mut child, lines_rx, reader) = batch_in_background(&run, &file, "2");
     // Wait (at most 2 minutes) until one task has converged, while others are mid-round.
     let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
     let finished = loop {
