@@ -34,6 +34,9 @@ pub fn git_listing(workspace: &Path) -> Option<GitListing> {
 
 /// [`git_listing`] with a time limit per git command.
 pub fn git_listing_within(workspace: &Path, limit: Duration) -> Option<GitListing> {
+    if !may_be_in_git(workspace) {
+        return None;
+    }
     let git_text = |args: &[&str]| git_text(workspace, args, limit);
     let git_paths = |args: &[&str]| git_paths(workspace, args, limit);
     let facts = git_text(&[
@@ -154,6 +157,25 @@ pub fn ensure_session_scope(
     session.freeze_scope(git_listing(workspace), now)
 }
 
+/// Whether git could find a repository for `workspace`: a `.git` entry in it or in a folder
+/// above it, or git's own variables naming one. Without any, git only answers "not a git
+/// repository", and asking costs a process (about a millisecond, at every session start).
+fn may_be_in_git(workspace: &Path) -> bool {
+    if ["GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+    {
+        return true;
+    }
+    // Git looks from the physical folder; when that cannot be had, let git decide.
+    let Ok(physical) = fs_err::canonicalize(workspace) else {
+        return true;
+    };
+    physical
+        .ancestors()
+        .any(|folder| fs_err::symlink_metadata(folder.join(".git")).is_ok())
+}
+
 /// Runs one git command; `None` when it fails or outlives `limit` (then it is killed).
 fn git(workspace: &Path, args: &[&str], limit: Duration) -> Option<Vec<u8>> {
     let child = Command::new("git")
@@ -200,4 +222,38 @@ fn git_paths(workspace: &Path, args: &[&str], limit: Duration) -> Option<Vec<Str
             .filter_map(|path| std::str::from_utf8(path).ok().map(str::to_owned))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_is_asked_only_where_a_repository_can_be_found() {
+        if ["GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some())
+        {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        fs_err::create_dir_all(&nested).unwrap();
+        // Outside any repository, git is not asked (and the listing is None as git would say).
+        // A stray `.git` above the temp folder makes git be asked, which is still correct.
+        let stray = dir
+            .path()
+            .ancestors()
+            .any(|folder| folder.join(".git").exists());
+        assert_eq!(may_be_in_git(&nested), stray);
+        assert!(git_listing(&nested).is_none());
+        // A `.git` folder above, or a `.git` file (a worktree or submodule), is enough.
+        fs_err::create_dir(dir.path().join("a/.git")).unwrap();
+        assert!(may_be_in_git(&nested));
+        fs_err::remove_dir(dir.path().join("a/.git")).unwrap();
+        fs_err::write(nested.join(".git"), "gitdir: /elsewhere\n").unwrap();
+        assert!(may_be_in_git(&nested));
+        // A folder that does not exist is left to git to judge.
+        assert!(may_be_in_git(&dir.path().join("missing")));
+    }
 }
