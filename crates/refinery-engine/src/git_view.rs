@@ -161,10 +161,7 @@ pub fn ensure_session_scope(
 /// above it, or git's own variables naming one. Without any, git only answers "not a git
 /// repository", and asking costs a process (about a millisecond, at every session start).
 fn may_be_in_git(workspace: &Path) -> bool {
-    if ["GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some())
-    {
+    if git_location_set() {
         return true;
     }
     // Git looks from the physical folder; when that cannot be had, let git decide.
@@ -174,6 +171,14 @@ fn may_be_in_git(workspace: &Path) -> bool {
     physical
         .ancestors()
         .any(|folder| fs_err::symlink_metadata(folder.join(".git")).is_ok())
+}
+
+/// Whether git's own variables name a repository or work tree (then git finds it wherever the
+/// workspace is).
+fn git_location_set() -> bool {
+    ["GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
 }
 
 /// Runs one git command; `None` when it fails or outlives `limit` (then it is killed).
@@ -230,10 +235,7 @@ mod tests {
 
     #[test]
     fn git_is_asked_only_where_a_repository_can_be_found() {
-        if ["GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR"]
-            .iter()
-            .any(|name| std::env::var_os(name).is_some())
-        {
+        if git_location_set() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

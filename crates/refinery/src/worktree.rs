@@ -148,51 +148,45 @@ pub(crate) fn create(repo: &Path, label: &str, now: OffsetDateTime) -> anyhow::R
 /// Other failures (a ref lock held for a moment by a concurrent git command) are tried again
 /// briefly before they count as errors.
 fn reserve_branch(top: &Path, branch: &str, base: &str) -> anyhow::Result<bool> {
-    let mut last = None;
-    for pause_ms in [0, 50, 200, 500] {
-        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+    retry_briefly(|| {
         if branch_exists(top, branch) {
             return Ok(false);
         }
         match git(top, &["branch", "--quiet", "--no-track", branch, base]) {
-            Ok(_) => return Ok(true),
-            Err(_) if branch_exists(top, branch) => return Ok(false),
-            Err(err) => last = Some(err),
+            Ok(_) => Ok(true),
+            Err(_) if branch_exists(top, branch) => Ok(false),
+            Err(err) => Err(err),
         }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("could not create branch {branch}")))
+    })
 }
 
 /// Checks `branch` (already created and owned by this run) out in a new worktree at `path`,
 /// trying again briefly when a concurrent git command holds a lock for a moment.
 fn add_worktree(top: &Path, path: &Path, branch: &str) -> anyhow::Result<()> {
-    let mut last = None;
-    for pause_ms in [0, 50, 200, 500] {
-        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
-        let added = git(
-            top,
-            &[
-                "worktree",
-                "add",
-                "--quiet",
-                &path.to_string_lossy(),
-                branch,
-            ],
-        );
-        match added {
-            Ok(_) => return Ok(()),
-            Err(err) => {
+    let path_text = path.to_string_lossy();
+    retry_briefly(|| {
+        git(top, &["worktree", "add", "--quiet", &path_text, branch])
+            .map(drop)
+            .inspect_err(|_| {
                 // A half-made worktree would make the next attempt fail on "already exists".
-                let _ = git(
-                    top,
-                    &["worktree", "remove", "--force", &path.to_string_lossy()],
-                );
+                let _ = git(top, &["worktree", "remove", "--force", &path_text]);
                 let _ = fs_err::remove_dir_all(path);
-                last = Some(err);
-            }
+            })
+    })
+}
+
+/// Runs `attempt`, and again after short pauses while it fails (a lock a concurrent git
+/// command holds for a moment); the last error when every attempt failed.
+fn retry_briefly<T>(mut attempt: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let mut result = attempt();
+    for pause_ms in [50, 200, 500] {
+        if result.is_ok() {
+            break;
         }
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+        result = attempt();
     }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("could not add a worktree at {}", path.display())))
+    result
 }
 
 fn branch_exists(repo: &Path, branch: &str) -> bool {
