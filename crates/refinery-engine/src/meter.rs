@@ -54,6 +54,8 @@ pub struct Meter {
     elapsed_before: Duration,
     state: Mutex<State>,
     pool: Option<Arc<dyn BudgetPool>>,
+    /// How long a call may wait for the pool ([`POOL_WAIT_LIMIT`]).
+    pool_wait: Duration,
 }
 
 /// An amount held back for a call in flight.
@@ -112,6 +114,7 @@ impl Meter {
                 reserved: 0.0,
             }),
             pool: None,
+            pool_wait: POOL_WAIT_LIMIT,
         }
     }
 
@@ -245,7 +248,7 @@ impl Meter {
     ) -> Result<T, Halt> {
         // A hold that is never released (a bug, or a call that outlives every timeout) must
         // not park this run for ever: after this long the refusal stands.
-        let give_up = Instant::now() + POOL_WAIT_LIMIT;
+        let give_up = Instant::now() + self.pool_wait;
         loop {
             let Some(pool) = &self.pool else {
                 return attempt(self);
@@ -494,6 +497,22 @@ mod tests {
         let rest = first.reserve_share_waiting(1.0).await.unwrap().unwrap();
         assert!((rest.usd() - 0.2).abs() < 1e-9);
         first.settle(Some(rest), None, Cost::Usd(0.0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hold_that_is_never_released_stops_the_wait_at_its_limit() {
+        let pool = Arc::new(SharedBudget::new(1.0, 0.0));
+        let mut first = Meter::new(limits(None), Spend::default(), Duration::ZERO);
+        let mut second = Meter::new(limits(None), Spend::default(), Duration::ZERO);
+        first.share(pool.clone());
+        second.share(pool.clone());
+        second.pool_wait = Duration::from_millis(300);
+        let _leaked = first.reserve(Some(0.8)).unwrap();
+        let waited =
+            tokio::time::timeout(Duration::from_secs(30), second.reserve_waiting(Some(0.5)))
+                .await
+                .expect("the wait ends at its limit");
+        assert_eq!(waited.unwrap_err(), Halt::CostBudget);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
