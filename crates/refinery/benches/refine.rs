@@ -13,6 +13,10 @@
 //! and orchestration per round (one `round_started` to the next). The state folder is under
 //! the temp folder (set TMPDIR to move it); its filesystem type is printed, since on tmpfs
 //! the syncs cost nothing. Results print as Markdown; paste them into docs/BENCHMARKS.md.
+//!
+//! To see where a round's time goes: `REFINERY_BENCH_EVENTS=1` prints every event of every
+//! run with its arrival time, and `REFINERY_BENCH_WRAP="strace -f -c"` (or `perf record …`,
+//! `/usr/bin/time -v`) runs each `refinery` under that command.
 
 #![allow(
     clippy::unwrap_used,
@@ -125,6 +129,24 @@ fn read_events(
     })
 }
 
+/// With `REFINERY_BENCH_EVENTS=1`: every event of every run with its arrival time and the
+/// gap since the one before, to see where a round's time goes.
+fn print_events(events: &[(Duration, Value)]) {
+    let mut last = Duration::ZERO;
+    for (at, event) in events {
+        let gap = at.saturating_sub(last);
+        last = *at;
+        let mut line = event.to_string();
+        line.truncate(120);
+        println!(
+            "{:8.1} ms (+{:6.1}) {line}",
+            at.as_secs_f64() * 1000.0,
+            gap.as_secs_f64() * 1000.0
+        );
+    }
+    println!();
+}
+
 fn round_starts(events: &[(Duration, Value)]) -> Vec<Duration> {
     events
         .iter()
@@ -139,7 +161,17 @@ fn run_once(server: &FakeModelServer) -> Sample {
     workspace(&root);
     let before = server.model_requests().len();
     let started = Instant::now();
-    let mut child = Command::new(BIN)
+    // A profiler or tracer around the process, for looking into a slow phase.
+    let mut command = match std::env::var("REFINERY_BENCH_WRAP") {
+        Ok(wrap) => {
+            let mut words = wrap.split_whitespace();
+            let mut command = Command::new(words.next().unwrap());
+            command.args(words).arg(BIN);
+            command
+        }
+        Err(_) => Command::new(BIN),
+    };
+    let mut child = command
         .args([
             "refine",
             "Improve the pages",
@@ -177,6 +209,9 @@ fn run_once(server: &FakeModelServer) -> Sample {
     };
     let wall = started.elapsed();
     let events = events.join().unwrap();
+    if std::env::var_os("REFINERY_BENCH_EVENTS").is_some() {
+        print_events(&events);
+    }
     assert_eq!(status.code(), Some(2), "a run must stop at max rounds");
     let summary = events
         .iter()
