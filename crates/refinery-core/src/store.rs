@@ -53,7 +53,7 @@ use crate::plan::{self, ImprovementPlan, PlanError};
 use crate::restore::{self, RestoreMode};
 use crate::scope::{GitListing, WorkspaceScope, resolve_partly};
 use crate::session::{SessionId, SessionInfo, SessionSettings};
-use crate::snapshot::{ManifestEntry, ObjectStore, Skipped};
+use crate::snapshot::{ManifestEntry, ObjectStore, Skipped, Snapshot};
 
 const POINTER_FILE: &str = "session_metadata.json";
 const SESSIONS_DIR: &str = "sessions";
@@ -1100,6 +1100,38 @@ impl Session {
             None => self.freeze_scope(None, now)?,
         };
         let snapshot = scope.snapshot(&self.state_dir.objects(), paths)?;
+        self.record_answer(answer, paths, snapshot, now)
+    }
+
+    /// Records `snapshot` as the next round's answer: a snapshot the caller already took of
+    /// `paths` through this session's scope ([`Session::scope`]), to look at it before
+    /// submitting it. What is recorded is then exactly what the caller looked at, and the
+    /// workspace is not walked twice. The snapshot's pin keeps its objects from a sweep
+    /// until the manifest names them. A session with a cost budget refuses, as
+    /// [`Session::new_answer_within`] does without a measured spend.
+    pub fn new_answer_from_snapshot(
+        &self,
+        answer: &str,
+        paths: &[String],
+        snapshot: Snapshot,
+        now: OffsetDateTime,
+    ) -> Result<Submission> {
+        self.ensure_exists(now)?;
+        if let Some(limit) = self.info()?.settings.cost_budget {
+            budget::check(&self.id, limit, None)?;
+        }
+        self.record_answer(answer, paths, snapshot, now)
+    }
+
+    /// Writes `snapshot`'s manifest as the next round (or a new revision of a pending one)
+    /// and records it in the journal.
+    fn record_answer(
+        &self,
+        answer: &str,
+        paths: &[String],
+        snapshot: Snapshot,
+        now: OffsetDateTime,
+    ) -> Result<Submission> {
         let lock = self.lock()?;
         let info = self.info()?;
         let view = self.load_for_write()?;

@@ -19,7 +19,8 @@ use refinery_core::fsutil::LockGuard;
 use refinery_core::judgment::{self, Gates, GuardCheck, RoundFacts, Spread};
 use refinery_core::rounds::{LoopLimits, StopReason};
 use refinery_core::{
-    CriteriaSet, ManifestEntry, Session, SessionId, SessionSettings, StateDir, WorkspaceScope,
+    CriteriaSet, ManifestEntry, Session, SessionId, SessionSettings, Snapshot, StateDir,
+    WorkspaceScope,
 };
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -356,7 +357,8 @@ impl Rounds<'_> {
         };
         let verified = verify::run(ctx, verify_input).await?;
         // A builder that only claims to have written files is reported as such.
-        let changed_nothing = before.changed_nothing(ctx.store, ctx.scope)?;
+        let after = before.after(ctx.store, ctx.scope)?;
+        let changed_nothing = after.changed_nothing;
         if changed_nothing {
             ctx.emit(&RefineEvent::BuilderChangedNothing { round });
         }
@@ -368,6 +370,7 @@ impl Rounds<'_> {
                 judge: &roles.evaluator,
                 builder,
                 verify: &record.verify,
+                current: &after.snapshot.entries,
             };
             Some(guard::run(ctx, guard_input).await?)
         } else {
@@ -384,12 +387,18 @@ impl Rounds<'_> {
         trail.push(built);
         trail.extend(verified.fix);
         file.verify = verified.results;
+        // A repair (and a revert after it) changed the files the guard and the build saw.
+        let mut submitted = Some(after.snapshot);
         if let Some(guarded) = guarded {
+            if guarded.repair.is_some() {
+                submitted = None;
+            }
             trail.extend(guarded.repair);
             file.verify = guarded.verify.unwrap_or(file.verify);
             file.regression = Some(guarded.report);
         }
-        self.submit_and_judge(file, &trail, criteria).await
+        self.submit_and_judge(file, &trail, submitted, criteria)
+            .await
     }
 
     /// Submits the round and has it judged; the round's file is saved, then recorded with the
@@ -398,6 +407,7 @@ impl Rounds<'_> {
         &self,
         mut file: RoundFile,
         trail: &BuilderTrail,
+        snapshot: Option<Snapshot>,
         criteria: &CriteriaSet,
     ) -> Result<RoundFile, EngineError> {
         let (ctx, roles, record) = (&self.ctx, self.roles, &self.run.record);
@@ -406,8 +416,9 @@ impl Rounds<'_> {
             round,
             summary: &file.builder_summary,
             builder_events: &trail.events,
+            snapshot,
         };
-        let submission = submit::run(ctx, &submit_input)?;
+        let submission = submit::run(ctx, submit_input)?;
         file.trace = trace::stats(&trail.events, trail.duration);
         let judges = roles.judges();
         let input = RoundInput {

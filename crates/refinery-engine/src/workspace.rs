@@ -201,20 +201,34 @@ impl AgentCopies {
 /// reported as "builder changed nothing". Two snapshots; unchanged files cost nothing.
 pub(crate) struct BeforeBuild(Vec<ManifestEntry>);
 
+/// The workspace as a builder's turn left it.
+pub(crate) struct AfterBuild {
+    /// Whether every in-scope file is still exactly as it was before the turn (content,
+    /// mode, and the set of paths).
+    pub changed_nothing: bool,
+    /// The in-scope part of the workspace now: what the guard compares and, unless a repair
+    /// changes the files again, what the round submits (so both see the same bytes and the
+    /// workspace is walked once).
+    pub snapshot: Snapshot,
+}
+
 impl BeforeBuild {
     /// The in-scope part of the workspace as it is now.
     pub(crate) fn take(store: &StateDir, scope: &WorkspaceScope) -> Result<Self, EngineError> {
         Ok(Self(snapshot(store, scope)?.entries))
     }
 
-    /// Whether every in-scope file is still exactly as it was (content, mode, and the set of
-    /// paths).
-    pub(crate) fn changed_nothing(
-        &self,
+    /// The workspace after the turn, compared with before it.
+    pub(crate) fn after(
+        self,
         store: &StateDir,
         scope: &WorkspaceScope,
-    ) -> Result<bool, EngineError> {
-        Ok(snapshot(store, scope)?.entries == self.0)
+    ) -> Result<AfterBuild, EngineError> {
+        let snapshot = snapshot(store, scope)?;
+        Ok(AfterBuild {
+            changed_nothing: snapshot.entries == self.0,
+            snapshot,
+        })
     }
 }
 

@@ -46,6 +46,8 @@ pub(crate) struct GuardInput<'a> {
     pub builder: &'a Backend,
     /// `--verify` commands, run again when a repair or revert changed the files.
     pub verify: &'a [String],
+    /// The workspace as the build left it (snapshotted through the run's scope).
+    pub current: &'a [ManifestEntry],
 }
 
 /// What the guard did.
@@ -78,7 +80,7 @@ enum Comparison {
 pub(crate) async fn run(ctx: &Context<'_>, input: GuardInput<'_>) -> Result<Guarded, EngineError> {
     ctx.phase(input.round, Phase::RegressionGuard);
     let previous = workspace::delivered(ctx.session, input.round - 1)?;
-    let guarded = match compare(ctx, &input, &previous).await? {
+    let guarded = match compare(ctx, &input, &previous, input.current).await? {
         Comparison::Unusable { problem } => Guarded {
             report: RegressionReport {
                 regressed: Vec::new(),
@@ -134,7 +136,8 @@ async fn repair(
     );
     let turn = build::turn(ctx, input.builder, input.round, prompt).await?;
     let mut checks = recheck(ctx, input).await?;
-    let again = compare(ctx, input, previous).await?;
+    let repaired = workspace::snapshot(ctx.store, ctx.scope)?;
+    let again = compare(ctx, input, previous, &repaired.entries).await?;
     let action = match &again {
         Comparison::Made { comparisons, .. } => regression_action(comparisons, true),
         // Nobody could say whether the repair worked: not "repaired", and not converged on.
@@ -191,19 +194,19 @@ async fn recheck(
     Ok(Some(verify::check(ctx, input.round, input.verify).await?))
 }
 
-/// Two blind comparisons of the workspace with `previous` (previous as A, then current as
-/// A), in parallel.
+/// Two blind comparisons of `current` (the workspace's snapshot) with `previous` (previous
+/// as A, then current as A), in parallel.
 async fn compare(
     ctx: &Context<'_>,
     input: &GuardInput<'_>,
     previous: &[ManifestEntry],
+    current: &[ManifestEntry],
 ) -> Result<Comparison, EngineError> {
-    let current = workspace::snapshot(ctx.store, ctx.scope)?;
     let objects = ctx.store.objects();
     let view = input.judge.view();
     let scrubber = &ctx.env.scrubber;
     let previous_text = pack::render_view(view, &objects, previous, scrubber);
-    let current_text = pack::render_view(view, &objects, &current.entries, scrubber);
+    let current_text = pack::render_view(view, &objects, current, scrubber);
     let dir = tempfile::Builder::new()
         .prefix("refinery-guard-")
         .tempdir()?;
@@ -212,8 +215,8 @@ async fn compare(
         dir.path().join("current_first"),
     );
     for (folder, a, b) in [
-        (&first_dir, previous, current.entries.as_slice()),
-        (&second_dir, current.entries.as_slice(), previous),
+        (&first_dir, previous, current),
+        (&second_dir, current, previous),
     ] {
         fs_err::create_dir_all(folder)?;
         if input.judge.reads_files() {

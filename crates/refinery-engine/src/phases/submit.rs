@@ -1,7 +1,7 @@
 //! The submit phase: the core snapshots the workspace as the round's answer (the bytes the
 //! judges will see), and the builder's event stream is kept next to it, scrubbed.
 
-use refinery_core::Submission;
+use refinery_core::{Snapshot, Submission};
 use refinery_llm::AgentEvent;
 use time::OffsetDateTime;
 
@@ -16,14 +16,23 @@ pub(crate) struct SubmitInput<'a> {
     pub summary: &'a str,
     /// Every builder turn's events, in order.
     pub builder_events: &'a [AgentEvent],
+    /// The workspace as the round left it, when it was already snapshotted (through the
+    /// run's scope) and nothing changed it since; `None` snapshots it now.
+    pub snapshot: Option<Snapshot>,
 }
 
 /// Snapshots the workspace through the core and writes `builder_events.jsonl`.
-pub(crate) fn run(ctx: &Context<'_>, input: &SubmitInput<'_>) -> Result<Submission, EngineError> {
+pub(crate) fn run(ctx: &Context<'_>, input: SubmitInput<'_>) -> Result<Submission, EngineError> {
     ctx.phase(input.round, Phase::Submit);
-    let submission =
-        ctx.session
-            .new_answer(input.summary, &[".".to_owned()], OffsetDateTime::now_utc())?;
+    let paths = [".".to_owned()];
+    let now = OffsetDateTime::now_utc();
+    let submission = match input.snapshot {
+        Some(snapshot) => {
+            ctx.session
+                .new_answer_from_snapshot(input.summary, &paths, snapshot, now)?
+        }
+        None => ctx.session.new_answer(input.summary, &paths, now)?,
+    };
     ctx.emit(&RefineEvent::Submitted {
         round: input.round,
         files: submission.files.len(),

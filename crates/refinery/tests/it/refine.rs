@@ -595,6 +595,21 @@ async fn the_regression_guard_repairs_once_then_reverts() {
     // The discarded version is kept in the session, and the human summary says so.
     let session_dir = Path::new(summary["session_dir"].as_str().unwrap());
     assert!(session_dir.join("round_002/discarded.json").exists());
+    // Round 2 submitted what the revert left, not what the build wrote before the guard.
+    let restored = run.project().join("restored-round-2");
+    let restore = run
+        .refinery(&[
+            "session",
+            "restore",
+            summary["session"].as_str().unwrap(),
+            "--round",
+            "2",
+            "--to",
+            restored.to_str().unwrap(),
+        ])
+        .await;
+    assert!(restore.status.success(), "{}", text(&restore.stderr));
+    assert_eq!(read(&restored.join("index.html")), "<h1>GOOD-1</h1>");
     let shown = run
         .refinery(&["session", "show", summary["session"].as_str().unwrap()])
         .await;
