@@ -207,19 +207,30 @@ async fn compare(
     let scrubber = &ctx.env.scrubber;
     let previous_text = pack::render_view(view, &objects, previous, scrubber);
     let current_text = pack::render_view(view, &objects, current, scrubber);
-    let dir = tempfile::Builder::new()
-        .prefix("refinery-guard-")
-        .tempdir()?;
-    let (first_dir, second_dir) = (
-        dir.path().join("previous_first"),
-        dir.path().join("current_first"),
-    );
-    for (folder, a, b) in [
-        (&first_dir, previous, current),
-        (&second_dir, current, previous),
-    ] {
-        fs_err::create_dir_all(folder)?;
-        if input.judge.reads_files() {
+    // An agent-CLI guard opens the two versions in a folder of its own; an API guard reads
+    // them in its brief, and nothing is created for it.
+    let dir = if input.judge.reads_files() {
+        Some(
+            tempfile::Builder::new()
+                .prefix("refinery-guard-")
+                .tempdir()?,
+        )
+    } else {
+        None
+    };
+    let (first_dir, second_dir) = match &dir {
+        Some(dir) => (
+            dir.path().join("previous_first"),
+            dir.path().join("current_first"),
+        ),
+        None => (std::env::temp_dir(), std::env::temp_dir()),
+    };
+    if dir.is_some() {
+        for (folder, a, b) in [
+            (&first_dir, previous, current),
+            (&second_dir, current, previous),
+        ] {
+            fs_err::create_dir_all(folder)?;
             refinery_core::snapshot::restore(&objects, a, &folder.join("A"))?;
             refinery_core::snapshot::restore(&objects, b, &folder.join("B"))?;
         }

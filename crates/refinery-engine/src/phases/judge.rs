@@ -147,20 +147,42 @@ impl Panel<'_> {
     }
 }
 
-/// A copy of `files` for judges that open files themselves (agent CLIs); empty when none
-/// does. Judges never work in the user's workspace.
+/// Where judges run. Judges never work in the user's workspace: one that opens files itself
+/// (an agent CLI) gets a private copy of the deliverable; when none does, nothing is copied
+/// or created, and the system's temporary folder stands in (an API judge reads the
+/// deliverable from its brief and never touches a folder).
+pub(crate) struct JudgeFolder {
+    path: PathBuf,
+    /// Removed when dropped.
+    _copy: Option<tempfile::TempDir>,
+}
+
+impl JudgeFolder {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A copy of `files` for judges that open files themselves; see [`JudgeFolder`].
 pub(crate) fn deliverable_copy(
     ctx: &Context<'_>,
     judges: &[&Backend],
     files: &[ManifestEntry],
-) -> Result<tempfile::TempDir, EngineError> {
+) -> Result<JudgeFolder, EngineError> {
+    if !judges.iter().any(|judge| judge.reads_files()) {
+        return Ok(JudgeFolder {
+            path: std::env::temp_dir(),
+            _copy: None,
+        });
+    }
     let folder = tempfile::Builder::new()
         .prefix("refinery-judge-")
         .tempdir()?;
-    if judges.iter().any(|judge| judge.reads_files()) {
-        refinery_core::snapshot::restore(&ctx.store.objects(), files, folder.path())?;
-    }
-    Ok(folder)
+    refinery_core::snapshot::restore(&ctx.store.objects(), files, folder.path())?;
+    Ok(JudgeFolder {
+        path: folder.path().to_path_buf(),
+        _copy: Some(folder),
+    })
 }
 
 /// What an evaluation panel judges. Nothing of earlier rounds is in it: judges score what is
