@@ -63,6 +63,8 @@ const STATE_FILE: &str = "state.json";
 const CRITERIA_FILE: &str = "criteria.json";
 const PLAN_FILE: &str = "plan.json";
 const SCOPE_FILE: &str = "scope.json";
+/// The journal operation that fixes a session's scope.
+const FREEZE_SCOPE: &str = "freeze_scope";
 const GITIGNORE_FILE: &str = ".gitignore";
 /// Names Refinery itself creates at the top of a state folder; a folder holding only these
 /// (and temporary files of an atomic write) is Refinery's own.
@@ -675,7 +677,8 @@ impl Session {
                     revision: field(record, "revision")?,
                 });
             }
-            // `init_session`, `vote` and operations this version does not know change no state.
+            // `init_session`, `freeze_scope` (read by `Session::scope`), `vote` and operations
+            // this version does not know change no state.
             _ => {}
         }
         Ok(())
@@ -1285,13 +1288,17 @@ impl Session {
     /// workspace's `.gitignore` files when `listing` is `None`. A scope is fixed once: when
     /// the session already has one, that one is returned unchanged, so a resumed run and
     /// every later tool call keep the scope of the start.
+    ///
+    /// The scope is a journal record (`freeze_scope`), made durable like every other write
+    /// by the journal's one sync; `scope.json` is an unsynced copy of it, rebuilt from the
+    /// journal when missing or damaged.
     pub fn freeze_scope(
         &self,
         listing: Option<GitListing>,
         now: OffsetDateTime,
     ) -> Result<WorkspaceScope> {
         self.ensure_exists(now)?;
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         if let Some(existing) = self.scope()? {
             return Ok(existing);
         }
@@ -1301,20 +1308,74 @@ impl Session {
             Some(listing) => WorkspaceScope::from_git(workspace, &state_dirs, listing)?,
             None => WorkspaceScope::from_walk(workspace, &state_dirs)?,
         };
-        write_atomic(&self.dir.join(SCOPE_FILE), &scope.to_json()?)?;
+        let frozen: Value =
+            serde_json::from_slice(&scope.to_json()?).map_err(std::io::Error::other)?;
+        let view = self.load_for_write()?;
+        let (_, appended) = self.commit(view, now, FREEZE_SCOPE, json!({ "scope": frozen }))?;
+        // The scope as the journal holds it (secrets masked, as in every record): what a
+        // rebuild gives, so the copy and the record cannot differ.
+        let scope = self.scope_from_journal()?.ok_or_else(|| {
+            std::io::Error::other("the scope just recorded is missing from the journal")
+        })?;
+        self.finish(lock, appended)?;
         Ok(scope)
     }
 
-    /// The scope fixed for this session, if one was.
+    /// The scope fixed for this session, if one was: `scope.json`, or the journal's record
+    /// when the copy is missing or damaged. A damaged copy with no record (a session from
+    /// before scopes were journaled) is an error, never "no scope": a new scope fixed now
+    /// could be wider than the one the run started with.
     pub fn scope(&self) -> Result<Option<WorkspaceScope>> {
         let path = self.dir.join(SCOPE_FILE);
-        let bytes = match fs_err::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let damaged = match fs_err::read(&path) {
+            Ok(bytes) => {
+                match WorkspaceScope::from_json(
+                    &bytes,
+                    &path,
+                    self.state_dir.workspace(),
+                    &self.state_dirs(),
+                ) {
+                    Ok(scope) => return Ok(Some(scope)),
+                    Err(err) => Some(err),
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => return Err(err.into()),
         };
-        let state_dirs = [self.state_dir.root().to_path_buf()];
-        WorkspaceScope::from_json(&bytes, &path, self.state_dir.workspace(), &state_dirs).map(Some)
+        match (self.scope_from_journal()?, damaged) {
+            (Some(scope), _) => Ok(Some(scope)),
+            (None, Some(err)) => Err(err),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn state_dirs(&self) -> [PathBuf; 1] {
+        [self.state_dir.root().to_path_buf()]
+    }
+
+    /// The scope of the journal's `freeze_scope` record, with `scope.json` rewritten from it.
+    fn scope_from_journal(&self) -> Result<Option<WorkspaceScope>> {
+        let Some(frozen) = self
+            .journal()
+            .scan()?
+            .entries
+            .into_iter()
+            .find(|entry| entry.value.get("op").and_then(Value::as_str) == Some(FREEZE_SCOPE))
+            .and_then(|entry| entry.value.get("scope").cloned())
+        else {
+            return Ok(None);
+        };
+        let path = self.dir.join(SCOPE_FILE);
+        let bytes = serde_json::to_vec_pretty(&frozen).map_err(std::io::Error::other)?;
+        let scope = WorkspaceScope::from_json(
+            &bytes,
+            self.journal().path(),
+            self.state_dir.workspace(),
+            &self.state_dirs(),
+        )?;
+        // Not synced, and a failure is no loss: the record is the truth.
+        let _ = journal::write_cache(&path, &frozen);
+        Ok(Some(scope))
     }
 }
 
@@ -1450,7 +1511,8 @@ mod tests {
             drop(file);
             // Readers see the history before the torn record.
             assert_eq!(session.history().unwrap().len(), 1);
-            assert_eq!(session.events().unwrap().len(), 4);
+            // init, freeze_scope, criteria, new_answer, submit_checklist.
+            assert_eq!(session.events().unwrap().len(), 5);
             assert_eq!(session.state().unwrap(), state);
             assert_eq!(session.state_from_journal().unwrap(), state);
             // The next writer keeps the torn bytes aside and appends on a clean line.
@@ -1461,8 +1523,8 @@ mod tests {
             assert_eq!(fs_err::read(&aside).unwrap(), torn);
             let now_bytes = fs_err::read(&journal).unwrap();
             assert!(now_bytes.starts_with(&intact));
-            assert_eq!(session.events().unwrap().len(), 5);
-            assert_eq!(session.events().unwrap()[4]["op"], "vote");
+            assert_eq!(session.events().unwrap().len(), 6);
+            assert_eq!(session.events().unwrap()[5]["op"], "vote");
             assert_eq!(session.state().unwrap(), state);
         }
     }

@@ -133,6 +133,64 @@ fn a_resumed_session_uses_the_scope_of_its_start() {
 }
 
 #[test]
+fn the_scope_is_kept_by_the_journal_when_its_copy_is_lost_or_damaged() {
+    let ws = Workspace::new();
+    user_project(&ws);
+    let store = StateDir::checked(&ws.state, &ws.root).unwrap();
+    let now = datetime!(2026-11-24 03:00 UTC);
+    let session = store
+        .init_session("scope", SessionSettings::default(), now)
+        .unwrap();
+    session.freeze_scope(None, now).unwrap();
+    builder_edits(&ws);
+    let copy = session.dir().join("scope.json");
+    for damage in [None, Some(&b"{ not json"[..])] {
+        match damage {
+            None => fs_err::remove_file(&copy).unwrap(),
+            Some(bytes) => fs_err::write(&copy, bytes).unwrap(),
+        }
+        // Neither a lost nor a damaged copy lets the edited `.gitignore` widen the scope:
+        // the journal's record is read, and the copy rewritten from it.
+        let scope = session.scope().unwrap().expect("the journal keeps the scope");
+        assert_eq!(
+            scope.check("private/notes.txt", false),
+            Err(OutOfScope::Ignored)
+        );
+        assert!(copy.exists());
+        let again = session.freeze_scope(None, now).unwrap();
+        assert_eq!(
+            again.check("private/notes.txt", false),
+            Err(OutOfScope::Ignored)
+        );
+    }
+    let submission = session
+        .new_answer("round 1", &[".".to_owned()], now)
+        .unwrap();
+    assert!(
+        submission.files.iter().all(|f| f.path != "private/notes.txt"),
+        "{:?}",
+        submission.files
+    );
+    assert_not_stored(&ws.state.join("objects"), NOTES);
+}
+
+#[test]
+fn a_damaged_scope_without_a_journal_record_is_an_error_not_a_new_scope() {
+    let ws = Workspace::new();
+    user_project(&ws);
+    let store = StateDir::checked(&ws.state, &ws.root).unwrap();
+    let now = datetime!(2026-11-24 03:00 UTC);
+    let session = store
+        .init_session("scope", SessionSettings::default(), now)
+        .unwrap();
+    // A session from before scopes were journaled: only the copy, and it is damaged.
+    fs_err::write(session.dir().join("scope.json"), b"{ not json").unwrap();
+    let err = session.scope().unwrap_err().to_string();
+    assert!(err.contains("scope.json"), "{err}");
+    assert!(session.new_answer("round 1", &[".".to_owned()], now).is_err());
+}
+
+#[test]
 fn secrets_git_internals_and_state_never_enter_even_when_named() {
     let ws = Workspace::new();
     ws.write(".env", b"API_TOKEN=named-env-secret\n");
