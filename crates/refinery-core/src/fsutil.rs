@@ -49,6 +49,24 @@ pub fn write_atomic_exact(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+/// Writes a record kept for people (a brief as sent, an event log, a copy of a file kept
+/// elsewhere) atomically and scrubbed like [`write_atomic`], but without syncing: nothing
+/// resumes from it, so a power loss may cost the record, never a run's consistency. State a
+/// run or a resume reads goes through [`write_atomic`].
+pub fn write_record(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    fs_err::create_dir_all(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|source| annotate(&source, "create a temporary file in", dir))?;
+    temp.write_all(&refinery_secrets::process_scrubber().scrub_bytes(bytes))
+        .map_err(|source| annotate(&source, "write", temp.path()))?;
+    temp.persist(path)
+        .map_err(|err| annotate(&err.error, "rename a temporary file onto", path))?;
+    Ok(())
+}
+
 /// Serializes `value` as pretty JSON, masks every secret in its strings, and writes it
 /// atomically.
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {

@@ -324,10 +324,13 @@ impl Rounds<'_> {
             });
             self.run.record.rounds.push(summary);
             self.run.record.in_progress = None;
-            self.run.save(self.ctx.meter)?;
             if let Some(status) = RunStatus::after(&next) {
+                self.run.save(self.ctx.meter)?;
                 return Ok(status);
             }
+            // Saved with the next round's start, one write for both: a crash in between
+            // leaves this round recorded by the core, and a resume concludes it again from
+            // its files (`recover`), as after a crash anywhere past `decide::record`.
         }
     }
 

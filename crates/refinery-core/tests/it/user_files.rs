@@ -151,7 +151,10 @@ fn the_scope_is_kept_by_the_journal_when_its_copy_is_lost_or_damaged() {
         }
         // Neither a lost nor a damaged copy lets the edited `.gitignore` widen the scope:
         // the journal's record is read, and the copy rewritten from it.
-        let scope = session.scope().unwrap().expect("the journal keeps the scope");
+        let scope = session
+            .scope()
+            .unwrap()
+            .expect("the journal keeps the scope");
         assert_eq!(
             scope.check("private/notes.txt", false),
             Err(OutOfScope::Ignored)
@@ -167,7 +170,10 @@ fn the_scope_is_kept_by_the_journal_when_its_copy_is_lost_or_damaged() {
         .new_answer("round 1", &[".".to_owned()], now)
         .unwrap();
     assert!(
-        submission.files.iter().all(|f| f.path != "private/notes.txt"),
+        submission
+            .files
+            .iter()
+            .all(|f| f.path != "private/notes.txt"),
         "{:?}",
         submission.files
     );
@@ -187,7 +193,11 @@ fn a_damaged_scope_without_a_journal_record_is_an_error_not_a_new_scope() {
     fs_err::write(session.dir().join("scope.json"), b"{ not json").unwrap();
     let err = session.scope().unwrap_err().to_string();
     assert!(err.contains("scope.json"), "{err}");
-    assert!(session.new_answer("round 1", &[".".to_owned()], now).is_err());
+    assert!(
+        session
+            .new_answer("round 1", &[".".to_owned()], now)
+            .is_err()
+    );
 }
 
 #[test]

@@ -66,9 +66,9 @@ pub(crate) async fn run(
     let round = input.brief.round;
     ctx.phase(round, Phase::Build);
     let prompt = briefs::builder(&input.brief);
-    // Through the store's writer, like every state file: atomic, and scrubbed by the
-    // process scrubber.
-    refinery_core::fsutil::write_atomic(
+    // A record for people (a resumed round writes its own): atomic and scrubbed by the
+    // process scrubber, not synced.
+    refinery_core::fsutil::write_record(
         &ctx.session.round_dir(round).join("builder_prompt.md"),
         prompt.as_bytes(),
     )?;

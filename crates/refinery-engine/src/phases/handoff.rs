@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use refinery_core::fsutil::write_atomic;
+use refinery_core::fsutil::{write_atomic, write_record};
 use refinery_core::rounds::NextStep;
 use refinery_core::{ChecklistOutcome, CriteriaSet, Verdict};
 use serde_json::{Value, json};
@@ -69,7 +69,8 @@ pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<(), E
     });
     let handoff = ctx.env.scrubber.scrub(&handoff);
     write_atomic(&ctx.session.dir().join(HANDOFF_FILE), handoff.as_bytes())?;
-    write_atomic(
+    // The round's copy is for people; the next round reads the session's, synced above.
+    write_record(
         &ctx.session.round_dir(input.round).join(HANDOFF_FILE),
         handoff.as_bytes(),
     )?;

@@ -45,7 +45,8 @@ pub(crate) fn run(ctx: &Context<'_>, input: SubmitInput<'_>) -> Result<Submissio
             text.push('\n');
         }
     }
-    refinery_core::fsutil::write_atomic(
+    // A record for people and reports (the trace analyzer reads the events in memory).
+    refinery_core::fsutil::write_record(
         &ctx.session
             .round_dir(input.round)
             .join("builder_events.jsonl"),
