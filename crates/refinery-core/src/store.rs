@@ -1270,13 +1270,18 @@ impl Session {
         Ok(rounds)
     }
 
+    /// Round `round`'s current submission, if it has one on disk (one manifest read, where
+    /// [`Session::submissions`] reads them all).
+    pub fn submission(&self, round: u32) -> Result<Option<Submission>> {
+        read_json::<Submission>(&self.round_dir(round).join("submission.json"))
+    }
+
     /// Writes round `round`'s submission into `dest`, byte-identical. The manifest is
     /// checked first and nothing is written through a link already in `dest` (see
     /// [`crate::restore`]); with [`RestoreMode::IntoEmpty`] a folder that holds files is
     /// refused.
     pub fn restore_round(&self, round: u32, dest: &Path, mode: RestoreMode) -> Result<Submission> {
-        let submission = read_json::<Submission>(&self.round_dir(round).join("submission.json"))?
-            .ok_or_else(|| Error::UnknownRound {
+        let submission = self.submission(round)?.ok_or_else(|| Error::UnknownRound {
             session: self.id.to_string(),
             round,
         })?;

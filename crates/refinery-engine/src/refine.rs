@@ -306,6 +306,7 @@ impl Rounds<'_> {
         if let Some(status) = self.decide_again()? {
             return Ok(status);
         }
+        self.undo_best_delivery()?;
         loop {
             let round = self.run.next_round();
             self.ctx.meter.check_time()?;
@@ -616,6 +617,20 @@ impl Rounds<'_> {
             workspace::restore(ctx.store, ctx.scope, ctx.session, &target, &backup)?;
         }
         self.run.save(ctx.meter)
+    }
+
+    /// A resumed run that goes on after it had delivered its best round starts again from
+    /// its latest round's files, which its handoff and its guard describe (see
+    /// [`workspace::resume_from_latest`]).
+    fn undo_best_delivery(&mut self) -> Result<(), EngineError> {
+        let Some(_best) = self.run.record.best_round.take() else {
+            return Ok(());
+        };
+        if let Some(latest) = self.run.record.rounds.last().map(|summary| summary.round) {
+            let ctx = &self.ctx;
+            workspace::resume_from_latest(ctx.store, ctx.scope, ctx.session, latest)?;
+        }
+        self.run.save(self.ctx.meter)
     }
 
     /// A resumed run decides again after its last round under the limits given now, so a run

@@ -27,6 +27,10 @@ use crate::record::BestRound;
 /// round's folder).
 const REPLACED_FILE: &str = "replaced.json";
 
+/// What the best round's files (and anything else in scope) were when a resumed run put its
+/// latest round's files back, in that round's folder.
+const BEFORE_RESUME_FILE: &str = "before_resume.json";
+
 /// The workspace before round 1, in the session folder.
 const BASELINE_FILE: &str = "baseline.json";
 
@@ -57,10 +61,9 @@ pub(crate) fn delivered(session: &Session, round: u32) -> Result<Vec<ManifestEnt
     if round == 0 {
         return baseline(session);
     }
-    let submissions = session.submissions()?;
-    submissions
-        .get(&round)
-        .map(|submission| submission.files.clone())
+    session
+        .submission(round)?
+        .map(|submission| submission.files)
         .ok_or_else(|| {
             EngineError::Setup(format!(
                 "round {round} of session `{}` has no submission on disk; the session folder was changed by hand",
@@ -269,4 +272,21 @@ pub(crate) fn deliver_best(
         }
         _ => Ok(None),
     }
+}
+
+/// A stopped run that had put its best round's files in place ([`deliver_best`]) and is now
+/// resumed goes on from where the loop was: the files `latest` (the last concluded round,
+/// which the handoff and the regression guard describe) delivered. What the workspace holds
+/// now is kept in `round_NNN/before_resume.json` first; at the end of the resumed run the
+/// best round of all is delivered again.
+pub(crate) fn resume_from_latest(
+    store: &StateDir,
+    scope: &WorkspaceScope,
+    session: &Session,
+    latest: u32,
+) -> Result<(), EngineError> {
+    let target = delivered(session, latest)?;
+    let backup = session.round_dir(latest).join(BEFORE_RESUME_FILE);
+    restore(store, scope, session, &target, &backup)?;
+    Ok(())
 }

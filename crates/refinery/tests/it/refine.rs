@@ -451,6 +451,65 @@ async fn a_run_that_peaks_in_round_two_delivers_round_two() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_a_run_that_delivered_its_best_round_goes_on_from_its_latest_round() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, peak_in_round_two).install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "3"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let first = summary(&events);
+    assert_eq!(first["best_round"], json!({"round": 2, "replaced": 3}));
+    let session = first["session"].as_str().unwrap().to_owned();
+    // Round 4's builder reads the page before anything else and writes nothing: what it
+    // finds is what the loop goes on from. Its handoff speaks of round 3 ("Worse again."),
+    // so the files must be round 3's, not the best round's put back when the run stopped.
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let record = Arc::clone(&seen);
+    server.route(move |request| {
+        let usage = |reply: Reply| reply.with_usage(2_000, 0, 500);
+        Some(match role(request) {
+            "builder" if request.tool_results().is_empty() => {
+                usage(Reply::tool_call("read_file", json!({"path": "index.html"})))
+            }
+            "builder" => {
+                let mut seen = record.lock().unwrap();
+                seen.extend(request.tool_results().into_iter().map(|(_, text)| text));
+                usage(Reply::text("Read index.html; left it as it was."))
+            }
+            "evaluator" => usage(Reply::text(peak_in_round_two(request))),
+            "guard" => usage(Reply::text(guard_tie())),
+            "trace" => usage(Reply::text(lessons())),
+            _ => Reply::status(400),
+        })
+    });
+    let output = run
+        .refinery(&[
+            "refine",
+            "--resume",
+            &session,
+            "--max-rounds",
+            "4",
+            "--json",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].contains("VERSION-3"), "{seen:?}");
+    let resumed = json_lines(&output.stdout);
+    let resumed = summary(&resumed);
+    assert_eq!(resumed["rounds"].as_array().unwrap().len(), 4);
+    // Round 2 is still the best of all four: it is put back again at the end.
+    assert_eq!(resumed["best_round"]["round"], 2);
+    assert_eq!(
+        read(&run.project().join("index.html")),
+        "<h1>VERSION-2</h1>"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cost_budget_stops_before_a_call_could_overspend() {
     let server = FakeModelServer::start().await.unwrap();
     // The judges' replies are held back so the parallel calls overlap even on a loaded
