@@ -197,12 +197,47 @@ impl StateDir {
     ) -> Result<Session> {
         let label = &crate::session::clean_label(label);
         let (_lock, sessions) = self.lock_sessions()?;
+        let id = Self::new_session_folder(&sessions, now, label)?;
+        self.write_new_session(&id, label, settings, None, now)
+    }
+
+    /// [`StateDir::init_session`] with the session's scope fixed at once (see
+    /// [`Session::freeze_scope`]) from git's lists, or from the workspace's `.gitignore` files
+    /// when `listing` is `None`: the scope goes into the session's first journal record, so
+    /// starting a scoped session costs one record and one sync.
+    pub fn init_session_scoped(
+        &self,
+        label: &str,
+        settings: SessionSettings,
+        listing: Option<GitListing>,
+        now: OffsetDateTime,
+    ) -> Result<Session> {
+        let scope = self.new_scope(listing)?;
+        let label = &crate::session::clean_label(label);
+        let (_lock, sessions) = self.lock_sessions()?;
+        let id = Self::new_session_folder(&sessions, now, label)?;
+        self.write_new_session(&id, label, settings, Some(&scope), now)
+    }
+
+    /// A scope for this store's workspace, from git's lists or from its ignore files.
+    fn new_scope(&self, listing: Option<GitListing>) -> Result<WorkspaceScope> {
+        let state_dirs = [self.root.clone()];
+        let workspace = self.workspace();
+        match listing {
+            Some(listing) => WorkspaceScope::from_git(workspace, &state_dirs, listing),
+            None => WorkspaceScope::from_walk(workspace, &state_dirs),
+        }
+    }
+
+    /// Creates a new session's folder under a fresh id (a counter is added when another
+    /// session of the same second and label exists). The caller holds the store's lock.
+    fn new_session_folder(sessions: &Path, now: OffsetDateTime, label: &str) -> Result<SessionId> {
         let base = SessionId::generate(now, label);
         let mut id = base.clone();
         let mut counter = 1;
         loop {
             match fs_err::create_dir(sessions.join(id.as_str())) {
-                Ok(()) => break,
+                Ok(()) => return Ok(id),
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
                     counter += 1;
                     id = base.with_counter(counter);
@@ -210,7 +245,6 @@ impl StateDir {
                 Err(err) => return Err(err.into()),
             }
         }
-        self.write_new_session(&id, label, settings, now)
     }
 
     /// Starts a new session under an id the caller chose (a worktree run names its branch
@@ -225,7 +259,7 @@ impl StateDir {
     ) -> Result<Session> {
         let (_lock, sessions) = self.lock_sessions()?;
         fs_err::create_dir(sessions.join(id.as_str()))?;
-        self.write_new_session(id, label, settings, now)
+        self.write_new_session(id, label, settings, None, now)
     }
 
     /// The store's lock (new sessions are created one at a time) and the sessions folder,
@@ -239,12 +273,14 @@ impl StateDir {
         Ok((lock, sessions))
     }
 
-    /// The first files of a session whose folder was just created.
+    /// The first files of a session whose folder was just created (with its scope, when
+    /// one is given: see [`StateDir::init_session_scoped`]).
     fn write_new_session(
         &self,
         id: &SessionId,
         label: &str,
         settings: SessionSettings,
+        scope: Option<&WorkspaceScope>,
         now: OffsetDateTime,
     ) -> Result<Session> {
         let session = self.session(id.clone());
@@ -257,13 +293,21 @@ impl StateDir {
         let lock = session.lock()?;
         let view = session.load_for_write()?;
         // The record is the session's birth certificate: `session.json` is derived from it.
-        let record = json!({
+        let mut record = json!({
             "label": label,
             "cutoff": settings.cutoff.get(),
             "max_rounds": settings.max_rounds,
             "session": info,
         });
+        if let Some(scope) = scope {
+            record["scope"] =
+                serde_json::from_slice(&scope.to_json()?).map_err(std::io::Error::other)?;
+        }
         let (_, pending) = session.commit(view, now, "init_session", record)?;
+        if scope.is_some() {
+            // Writes `scope.json` from the record as stored.
+            session.scope_from_journal()?;
+        }
         journal::write_cache(&session.dir.join("session.json"), &info)?;
         // The pointer is replaced atomically but not synced: after a power loss it may still
         // name the session that was current before; this session's journal is durable.
@@ -1307,12 +1351,7 @@ impl Session {
         if let Some(existing) = self.scope()? {
             return Ok(existing);
         }
-        let state_dirs = [self.state_dir.root().to_path_buf()];
-        let workspace = self.state_dir.workspace();
-        let scope = match listing {
-            Some(listing) => WorkspaceScope::from_git(workspace, &state_dirs, listing)?,
-            None => WorkspaceScope::from_walk(workspace, &state_dirs)?,
-        };
+        let scope = self.state_dir.new_scope(listing)?;
         let frozen: Value =
             serde_json::from_slice(&scope.to_json()?).map_err(std::io::Error::other)?;
         let view = self.load_for_write()?;
@@ -1365,7 +1404,11 @@ impl Session {
             .scan()?
             .entries
             .into_iter()
-            .find(|entry| entry.value.get("op").and_then(Value::as_str) == Some(FREEZE_SCOPE))
+            .find(|entry| {
+                let op = entry.value.get("op").and_then(Value::as_str);
+                (op == Some(FREEZE_SCOPE) || op == Some("init_session"))
+                    && entry.value.get("scope").is_some()
+            })
             .and_then(|entry| entry.value.get("scope").cloned())
         else {
             return Ok(None);

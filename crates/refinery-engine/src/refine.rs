@@ -147,7 +147,13 @@ impl Refiner {
         };
         let session = match session_id {
             Some(id) => store.init_session_with_id(&id, &config.label, settings, started)?,
-            None => store.init_session(&config.label, settings, started)?,
+            // The scope rides in the session's first record (one sync for both).
+            None => store.init_session_scoped(
+                &config.label,
+                settings,
+                git_view::git_listing(store.workspace()),
+                started,
+            )?,
         };
         let lock = take_lock(&session)?;
         // Before the builder can touch anything: what this run may snapshot and restore is

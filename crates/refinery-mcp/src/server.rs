@@ -221,7 +221,13 @@ impl RefineryServer {
                         max_rounds: params.max_rounds,
                         cost_budget,
                     };
-                    store.init_session(&params.label, settings, now)?
+                    // The scope is fixed in the session's first record: one sync for both.
+                    store.init_session_scoped(
+                        &params.label,
+                        settings,
+                        git_view::git_listing(store.workspace()),
+                        now,
+                    )?
                 }
             };
             if let Some(claude) = &config.claude_session {

@@ -138,12 +138,31 @@ fn the_scope_is_kept_by_the_journal_when_its_copy_is_lost_or_damaged() {
     user_project(&ws);
     let store = StateDir::checked(&ws.state, &ws.root).unwrap();
     let now = datetime!(2026-11-24 03:00 UTC);
-    let session = store
+    // Fixed later by its own record, and fixed in the session's first record.
+    let later = store
         .init_session("scope", SessionSettings::default(), now)
         .unwrap();
-    session.freeze_scope(None, now).unwrap();
+    later.freeze_scope(None, now).unwrap();
+    let at_start = store
+        .init_session_scoped("scoped", SessionSettings::default(), None, now)
+        .unwrap();
+    let journal = fs_err::read_to_string(at_start.dir().join("events.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
+    assert_eq!(first["op"], "init_session");
+    assert!(first["scope"].is_object(), "{first}");
     builder_edits(&ws);
+    for session in [later, at_start] {
+        lost_or_damaged_copies_keep_the_scope(&ws, &session, now);
+    }
+}
+
+fn lost_or_damaged_copies_keep_the_scope(
+    ws: &Workspace,
+    session: &refinery_core::Session,
+    now: time::OffsetDateTime,
+) {
     let copy = session.dir().join("scope.json");
+    assert!(copy.exists());
     for damage in [None, Some(&b"{ not json"[..])] {
         match damage {
             None => fs_err::remove_file(&copy).unwrap(),
@@ -167,7 +186,7 @@ fn the_scope_is_kept_by_the_journal_when_its_copy_is_lost_or_damaged() {
         );
     }
     let submission = session
-        .new_answer("round 1", &[".".to_owned()], now)
+        .new_answer(session.id().as_str(), &[".".to_owned()], now)
         .unwrap();
     assert!(
         submission

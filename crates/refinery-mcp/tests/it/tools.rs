@@ -425,7 +425,6 @@ async fn every_operation_is_journaled() {
         ops,
         vec![
             "init_session",
-            "freeze_scope",
             "generate_eval_criteria",
             "new_answer",
             "submit_checklist",

@@ -105,8 +105,8 @@ async fn a_whole_round_over_stdio() {
     let state = read_json(&session_dir.join("state.json"));
     assert_eq!(state["round"], 2);
     let events = fs_err::read_to_string(session_dir.join("events.jsonl")).unwrap();
-    // init_session and freeze_scope, then one record per write call.
-    assert_eq!(events.lines().count(), 9);
+    // init_session (with the scope), then one record per write call.
+    assert_eq!(events.lines().count(), 8);
 }
 
 #[tokio::test]

@@ -160,7 +160,6 @@ fn check_run_files(harness: &ClaudeHarness, claude_session: &str, report: &str) 
         journal_ops(&session),
         [
             "init_session",
-            "freeze_scope",
             "generate_eval_criteria",
             "new_answer",
             "submit_checklist",
