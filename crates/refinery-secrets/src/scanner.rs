@@ -7,6 +7,7 @@
 //! line around a hit of one of its keywords, once per line. Rules without a usable keyword run
 //! over the whole text, relying on the regex engine's own literal search.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -70,6 +71,8 @@ struct Rule {
     window: Window,
     /// Overlapping findings keep the more specific rule: provider rules beat the generic one.
     is_generic: bool,
+    /// The fewest bytes a match of `regex` can span.
+    shortest_match: usize,
 }
 
 impl Rule {
@@ -117,8 +120,23 @@ impl Rule {
             check,
             window,
             is_generic: id == GENERIC_ID,
+            shortest_match: shortest_match(pattern),
         })
     }
+}
+
+/// The fewest bytes `pattern` can match, as its parsed form says; 0 (search everything) should
+/// the parser disagree with the regex crate, and `usize::MAX` for a pattern that matches
+/// nothing.
+fn shortest_match(pattern: &str) -> usize {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map_or(0, |hir| {
+            hir.properties().minimum_len().unwrap_or(usize::MAX)
+        })
 }
 
 /// Public facts about a rule, for listings and SARIF rule descriptors.
@@ -252,6 +270,8 @@ impl ScannerBuilder {
                 continue;
             }
             if keywords_are_folded[rule_index] {
+                // A regex, not a case-insensitive Aho-Corasick automaton: the automaton was
+                // measured at half the regex's speed here (docs/BENCHMARKS.md).
                 let alternation = keywords
                     .iter()
                     .map(|keyword| regex::escape(keyword))
@@ -281,12 +301,18 @@ impl ScannerBuilder {
         let exact = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
             .build(&patterns)?;
+        let shortest_match = rules
+            .iter()
+            .map(|rule| rule.shortest_match)
+            .min()
+            .unwrap_or(usize::MAX);
         Ok(Scanner {
             rules,
             exact,
             exact_rules,
             folded,
             whole_rules,
+            shortest_match,
         })
     }
 }
@@ -309,6 +335,9 @@ pub struct Scanner {
     /// A case-insensitive keyword alternation and the one rule it triggers.
     folded: Vec<(Regex, usize)>,
     whole_rules: Vec<usize>,
+    /// The fewest bytes any rule's regex can match: shorter text (most strings of a manifest
+    /// or an event: keys, kinds, ids) cannot hold a finding and is not searched.
+    shortest_match: usize,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -327,7 +356,9 @@ impl std::fmt::Debug for Scanner {
 struct Search<'text> {
     text: &'text [u8],
     candidates: Vec<Candidate>,
-    locations: Vec<CaptureLocations>,
+    /// Per rule, made on its first regex call: most calls run few rules (short strings, few
+    /// keyword hits), and making all of them for every call cost more than the search.
+    locations: Vec<Option<CaptureLocations>>,
     /// Per rule, where its last window ended: a line is scanned once per rule.
     scanned_until: Vec<usize>,
 }
@@ -391,9 +422,24 @@ impl Scanner {
     /// able to switch it off.
     pub fn redact(&self, text: &str) -> (String, Vec<Finding>) {
         let findings = self.find(text.as_bytes(), AllowComments::Ignore);
+        (Self::mask(text, &findings), findings)
+    }
+
+    /// [`Scanner::redact`], borrowing `text` when nothing in it is a secret.
+    pub(crate) fn redact_cow<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let findings = self.find(text.as_bytes(), AllowComments::Ignore);
+        if findings.is_empty() {
+            Cow::Borrowed(text)
+        } else {
+            Cow::Owned(Self::mask(text, &findings))
+        }
+    }
+
+    /// `text` with each finding's span replaced by `[REDACTED:<rule-id>]`.
+    fn mask(text: &str, findings: &[Finding]) -> String {
         let mut output = String::with_capacity(text.len());
         let mut position = 0;
-        for finding in &findings {
+        for finding in findings {
             // Spans are byte ranges; widen them to char boundaries so slicing cannot panic.
             let mut start = finding.span.start.max(position);
             while !text.is_char_boundary(start) {
@@ -413,17 +459,18 @@ impl Scanner {
             position = end;
         }
         output.push_str(&text[position..]);
-        (output, findings)
+        output
     }
 
     fn find(&self, text: &[u8], allow: AllowComments) -> Vec<Finding> {
+        if text.len() < self.shortest_match {
+            return Vec::new();
+        }
         let mut search = Search {
             text,
             candidates: Vec::new(),
-            locations: self
-                .rules
-                .iter()
-                .map(|rule| rule.regex.capture_locations())
+            locations: std::iter::repeat_with(|| None)
+                .take(self.rules.len())
                 .collect(),
             scanned_until: vec![0; self.rules.len()],
         };
@@ -477,7 +524,8 @@ impl Scanner {
         search: &mut Search<'_>,
     ) {
         let rule = &self.rules[rule_index];
-        let locations = &mut search.locations[rule_index];
+        let locations =
+            search.locations[rule_index].get_or_insert_with(|| rule.regex.capture_locations());
         // Slicing the end (not the start) keeps the bytes before the window visible to `\b`.
         let haystack = &text[..window.end];
         let mut position = window.start;
@@ -512,7 +560,14 @@ impl Scanner {
                 .and_then(|index| locations.get(index))
                 .map_or(&b""[..], |(start, end)| &text[start..end])
         };
-        if rule.min_entropy > 0.0 && checks::shannon_entropy(value) < rule.min_entropy {
+        let entropy_ok =
+            || rule.min_entropy <= 0.0 || checks::shannon_entropy(value) >= rule.min_entropy;
+        // The bare-key check starts with a length test, far cheaper than the entropy gate:
+        // every hash in a manifest is a candidate run of its regex.
+        if rule.check == Check::BareAwsSecret {
+            return checks::is_bare_aws_secret(value) && entropy_ok();
+        }
+        if !entropy_ok() {
             return false;
         }
         match rule.check {
@@ -751,6 +806,31 @@ mod tests {
         let long = vec![b'a'; 5000];
         let window = line_window(&long, 2500, 2503);
         assert_eq!(window, 2500 - WINDOW_BEFORE..2503 + WINDOW_AFTER);
+    }
+
+    #[test]
+    fn text_shorter_than_every_rule_is_not_searched_and_no_shorter_match_is_lost() {
+        let shortest = Scanner::for_redaction().shortest_match;
+        // The generic rule's `key=` plus an eight-byte value is the shortest built-in shape.
+        assert!((8..=16).contains(&shortest), "{shortest}");
+        let value = ["Vq7k", "R2mL"].concat();
+        let text = format!("key={value}");
+        assert!(text.len() >= shortest);
+        assert_eq!(Scanner::for_redaction().redact(&text).1.len(), 1);
+        // A configured rule's own minimum counts, however short.
+        let tiny = RuleDefinition {
+            id: "tiny".to_owned(),
+            description: String::new(),
+            regex: "zq[0-9]{4}".to_owned(),
+            keywords: vec![],
+            min_entropy: 0.0,
+            visible_prefix: 0,
+        };
+        let scanner = ScannerBuilder::new().with_rule(tiny).build().unwrap();
+        assert_eq!(scanner.shortest_match, 6);
+        assert_eq!(scanner.scan(b"zq7305")[0].rule_id, "tiny");
+        assert_eq!(shortest_match("a|"), 0);
+        assert_eq!(shortest_match("[^\\x00-\\xff]"), usize::MAX);
     }
 
     #[test]

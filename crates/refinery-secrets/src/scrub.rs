@@ -12,7 +12,8 @@
 //! a stale or partial list. The list only grows: a value once known stays masked.
 
 use std::borrow::Cow;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -27,6 +28,14 @@ pub const PLACEHOLDER_PREFIX: &str = "[REDACTED";
 /// Values shorter than this are not masked: too common to be secrets (`true`, `1`, `none`),
 /// and replacing them everywhere would garble ordinary text.
 const MIN_SECRET_LEN: usize = 8;
+
+/// Texts at least this long that a scrubber found clean are remembered (see [`CleanTexts`]);
+/// shorter ones cost less to scan than to look up.
+const REMEMBER_CLEAN_FROM: usize = 4 * 1024;
+/// At most this many clean texts are remembered per scrubber…
+const REMEMBER_CLEAN_TEXTS: usize = 64;
+/// …holding at most this many bytes together.
+const REMEMBER_CLEAN_BYTES: usize = 4 * 1024 * 1024;
 
 /// Last name parts that say where a secret lives, not what it is.
 const WHERE_NOT_WHAT: &[&str] = &[
@@ -134,6 +143,53 @@ struct Known {
     /// Longest first; each value also in its JSON-escaped spelling when that differs.
     values: Vec<String>,
     finder: Option<AhoCorasick>,
+    /// Large texts these values and the rules found nothing in.
+    clean: Mutex<CleanTexts>,
+}
+
+/// The last few large texts a scrubber found clean, kept whole.
+///
+/// The same text is often scrubbed more than once on its way out: a brief when the engine
+/// hands it over and again at the API boundary, every earlier message of a tool-using
+/// conversation on each turn. Scrubbing is a pure function of the text and the scrubber's
+/// values (the rules are fixed), so a text equal byte for byte to one found clean is clean;
+/// comparing costs a memory compare, not a scan. Exact equality, not a hash: nothing can
+/// collide into a pass. A scrubber that learns new values is a new scrubber with an empty
+/// list ([`Scrubber::with_values`]), so no verdict outlives the values it was made with.
+#[derive(Default)]
+struct CleanTexts {
+    texts: VecDeque<Box<str>>,
+    bytes: usize,
+}
+
+impl CleanTexts {
+    /// Whether `text` was found clean; a hit becomes the most recent entry, so the texts
+    /// of a round (its briefs, the files of its packs) stay while older ones leave.
+    fn recall(&mut self, text: &str) -> bool {
+        let Some(index) = self.texts.iter().position(|known| **known == *text) else {
+            return false;
+        };
+        if let Some(hit) = self.texts.remove(index) {
+            self.texts.push_back(hit);
+        }
+        true
+    }
+
+    fn insert(&mut self, text: &str) {
+        if text.len() > REMEMBER_CLEAN_BYTES || self.recall(text) {
+            return;
+        }
+        while self.texts.len() >= REMEMBER_CLEAN_TEXTS
+            || self.bytes + text.len() > REMEMBER_CLEAN_BYTES
+        {
+            let Some(oldest) = self.texts.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len();
+        }
+        self.bytes += text.len();
+        self.texts.push_back(text.into());
+    }
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -205,6 +261,7 @@ impl Scrubber {
             inner: Arc::new(Known {
                 values: all,
                 finder,
+                clean: Mutex::default(),
             }),
         }
     }
@@ -221,13 +278,36 @@ impl Scrubber {
     }
 
     /// [`Scrubber::scrub`], borrowing `text` when nothing in it needed masking.
+    ///
+    /// A large text equal to one this scrubber recently found clean is not scanned again
+    /// (see `CleanTexts`): scrubbing the same brief at several boundaries costs one scan.
     pub fn scrub_cow<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let values_masked = self.mask_values(text);
-        let (masked, findings) = Scanner::for_redaction().redact(&values_masked);
-        if findings.is_empty() {
-            values_masked
-        } else {
-            Cow::Owned(masked)
+        if text.len() < REMEMBER_CLEAN_FROM {
+            return self.scan_and_mask(text);
+        }
+        if self.clean_texts().recall(text) {
+            return Cow::Borrowed(text);
+        }
+        let scrubbed = self.scan_and_mask(text);
+        if matches!(scrubbed, Cow::Borrowed(_)) {
+            self.clean_texts().insert(text);
+        }
+        scrubbed
+    }
+
+    fn clean_texts(&self) -> std::sync::MutexGuard<'_, CleanTexts> {
+        self.inner
+            .clean
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn scan_and_mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match self.mask_values(text) {
+            Cow::Borrowed(text) => Scanner::for_redaction().redact_cow(text),
+            Cow::Owned(masked) => {
+                Cow::Owned(Scanner::for_redaction().redact_cow(&masked).into_owned())
+            }
         }
     }
 
@@ -305,8 +385,16 @@ impl Scrubber {
             }
             index += 1;
             let literal = &json[start..index.min(json.len())];
-            let Ok(decoded) = serde_json::from_str::<String>(literal) else {
-                continue;
+            // A literal without escapes holds exactly its bytes between the quotes (most do:
+            // keys, paths, hashes), so it needs no decoding.
+            let decoded = match literal.as_bytes() {
+                [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
+                    Cow::Borrowed(&literal[1..literal.len() - 1])
+                }
+                _ => match serde_json::from_str::<String>(literal) {
+                    Ok(decoded) => Cow::Owned(decoded),
+                    Err(_) => continue,
+                },
             };
             if let Cow::Owned(clean) = self.scrub_cow(&decoded) {
                 let buffer = out.get_or_insert_with(|| String::with_capacity(json.len()));
@@ -352,11 +440,13 @@ static PROCESS: RwLock<Option<Scrubber>> = RwLock::new(None);
 /// The scrubber of this process: all values remembered so far, plus every pattern. Cheap;
 /// call it where text leaves, not once at start-up, so values loaded later are masked too.
 pub fn process_scrubber() -> Scrubber {
+    // One scrubber (and so one list of clean texts) until a value is remembered.
+    static NOTHING_REMEMBERED: LazyLock<Scrubber> = LazyLock::new(Scrubber::default);
     PROCESS
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .clone()
-        .unwrap_or_default()
+        .unwrap_or_else(|| NOTHING_REMEMBERED.clone())
 }
 
 /// Adds `values` to the process scrubber (skipping values too short or too common to mask).
@@ -453,6 +543,42 @@ mod tests {
             scrubber.scrub_cow("nothing here"),
             Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn a_text_found_clean_is_trusted_only_by_the_same_values_and_only_when_equal() {
+        let value = ["Vq7kR2", "mLw9xTn4"].concat();
+        let clean = "lorem ipsum dolor sit amet\n".repeat(400);
+        assert!(clean.len() >= REMEMBER_CLEAN_FROM);
+        let with_value = format!("{}{value}", &clean[value.len()..]);
+        assert_eq!(with_value.len(), clean.len());
+        let scrubber = Scrubber::new(["unrelated-credential-0001"]);
+        assert!(matches!(scrubber.scrub_cow(&clean), Cow::Borrowed(_)));
+        assert!(scrubber.inner.clean.lock().unwrap().recall(&clean));
+        // Remembered: borrowed again. A text of the same length is still scanned.
+        assert!(matches!(scrubber.scrub_cow(&clean), Cow::Borrowed(_)));
+        let learned = scrubber.with_values([value.as_str()]);
+        assert!(learned.scrub(&with_value).ends_with(PLACEHOLDER));
+        // A scrubber that learned a value the remembered text holds scans it again.
+        let text_with_value = format!("{clean}{value}");
+        assert!(matches!(
+            scrubber.scrub_cow(&text_with_value),
+            Cow::Borrowed(_)
+        ));
+        let learned = scrubber.with_values([value.as_str()]);
+        assert!(learned.scrub(&text_with_value).ends_with(PLACEHOLDER));
+        // A key the rules know, planted in a text of a remembered text's length, is masked.
+        let key = format!("AKIA{}", "IOSFODNN7EXAMPLF");
+        let planted = format!("{}aws = {key}\n", &clean[..clean.len() - key.len() - 7]);
+        assert_eq!(planted.len(), clean.len());
+        assert!(!scrubber.scrub(&planted).contains(&key));
+        // The list stays bounded.
+        for index in 0..REMEMBER_CLEAN_TEXTS + 5 {
+            scrubber.scrub_cow(&format!("{index}{clean}"));
+        }
+        let remembered = scrubber.inner.clean.lock().unwrap();
+        assert_eq!(remembered.texts.len(), REMEMBER_CLEAN_TEXTS);
+        assert!(remembered.bytes <= REMEMBER_CLEAN_BYTES);
     }
 
     #[test]
