@@ -138,7 +138,11 @@ impl ChatRequest {
                     },
                 })
                 .collect(),
-            ..self.clone()
+            // Field by field, not `..self.clone()`: that would copy every message first.
+            tools: self.tools.clone(),
+            response_schema: self.response_schema.clone(),
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
         }
     }
 }
