@@ -33,6 +33,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Writes `bytes` to `path` through a temporary sibling file, fsync and rename, unchanged: for
 /// user files only (never state, which goes through [`write_atomic`]).
 pub fn write_atomic_exact(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, bytes, Durability::Synced)
+}
+
+/// Whether a replacement survives a power loss, or only a crash of the process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// The bytes and the new name are synced before returning.
+    Synced,
+    /// Atomic (old or new, never half), not synced.
+    Unsynced,
+}
+
+/// Replaces `path` with `bytes` through a temporary sibling file and a rename.
+fn replace_file(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs_err::create_dir_all(dir)?;
     let mut temp = tempfile::Builder::new()
@@ -41,12 +55,17 @@ pub fn write_atomic_exact(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|source| annotate(&source, "create a temporary file in", dir))?;
     temp.write_all(bytes)
         .map_err(|source| annotate(&source, "write", temp.path()))?;
-    temp.as_file()
-        .sync_data()
-        .map_err(|source| annotate(&source, "sync", temp.path()))?;
+    if durability == Durability::Synced {
+        temp.as_file()
+            .sync_data()
+            .map_err(|source| annotate(&source, "sync", temp.path()))?;
+    }
     temp.persist(path)
         .map_err(|err| annotate(&err.error, "rename a temporary file onto", path))?;
-    sync_dir(dir)
+    match durability {
+        Durability::Synced => sync_dir(dir),
+        Durability::Unsynced => Ok(()),
+    }
 }
 
 /// Writes a record kept for people (a brief as sent, an event log, a copy of a file kept
@@ -54,17 +73,11 @@ pub fn write_atomic_exact(path: &Path, bytes: &[u8]) -> Result<()> {
 /// resumes from it, so a power loss may cost the record, never a run's consistency. State a
 /// run or a resume reads goes through [`write_atomic`].
 pub fn write_record(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    fs_err::create_dir_all(dir)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|source| annotate(&source, "create a temporary file in", dir))?;
-    temp.write_all(&refinery_secrets::process_scrubber().scrub_bytes(bytes))
-        .map_err(|source| annotate(&source, "write", temp.path()))?;
-    temp.persist(path)
-        .map_err(|err| annotate(&err.error, "rename a temporary file onto", path))?;
-    Ok(())
+    replace_file(
+        path,
+        &refinery_secrets::process_scrubber().scrub_bytes(bytes),
+        Durability::Unsynced,
+    )
 }
 
 /// Serializes `value` as pretty JSON, masks every secret in its strings, and writes it

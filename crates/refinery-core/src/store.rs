@@ -1138,10 +1138,7 @@ impl Session {
         spend: Option<&MeasuredSpend>,
         now: OffsetDateTime,
     ) -> Result<Submission> {
-        self.ensure_exists(now)?;
-        if let Some(limit) = self.info()?.settings.cost_budget {
-            budget::check(&self.id, limit, spend)?;
-        }
+        self.may_answer(spend, now)?;
         let scope = match self.scope()? {
             Some(scope) => scope,
             None => self.freeze_scope(None, now)?,
@@ -1163,11 +1160,17 @@ impl Session {
         snapshot: Snapshot,
         now: OffsetDateTime,
     ) -> Result<Submission> {
+        self.may_answer(None, now)?;
+        self.record_answer(answer, paths, snapshot, now)
+    }
+
+    /// Makes sure the session exists and refuses a new answer its cost budget does not allow.
+    fn may_answer(&self, spend: Option<&MeasuredSpend>, now: OffsetDateTime) -> Result<()> {
         self.ensure_exists(now)?;
         if let Some(limit) = self.info()?.settings.cost_budget {
-            budget::check(&self.id, limit, None)?;
+            budget::check(&self.id, limit, spend)?;
         }
-        self.record_answer(answer, paths, snapshot, now)
+        Ok(())
     }
 
     /// Writes `snapshot`'s manifest as the next round (or a new revision of a pending one)
