@@ -133,6 +133,19 @@ pub enum Error {
         objects_dir: PathBuf,
     },
 
+    /// A pack of small objects whose bytes are not what its writer made them: its trailer or
+    /// index does not check out, or an object in it does not match its hash. Never answered
+    /// with wrong bytes; restore the pack from a backup or delete the rounds that need it.
+    #[error("object pack `{}` is damaged at byte {offset}: {damage}", pack.display())]
+    DamagedPack {
+        /// The pack file.
+        pack: PathBuf,
+        /// Where in it the damage was found.
+        offset: u64,
+        /// What was wrong there.
+        damage: PackDamage,
+    },
+
     /// A vote that cannot be recorded.
     #[error("invalid vote: {0}")]
     InvalidVote(String),
@@ -214,6 +227,24 @@ pub enum Error {
     },
 }
 
+/// What [`Error::DamagedPack`] found wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackDamage {
+    /// The file is shorter than a pack can be, or its first or last bytes are not a pack's.
+    #[error("it is not a complete pack (too short, or its start or end marker is wrong)")]
+    NotAPack,
+    /// The index's checksum, or an offset in it, is wrong.
+    #[error("its index does not match its checksum or points outside the pack")]
+    Index,
+    /// An object's bytes do not hash to the name the index gives them.
+    #[error("object `{hash}` does not match its hash")]
+    Object {
+        /// The hash the index gives.
+        hash: String,
+    },
+}
+
 /// `Result` with the core's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -235,7 +266,7 @@ impl Error {
             Error::MaxRoundsReached { .. } => "max_rounds_reached",
             Error::BadPath { .. } => "bad_path",
             Error::UnknownRound { .. } => "unknown_round",
-            Error::DamagedObject { .. } => "damaged_object",
+            Error::DamagedObject { .. } | Error::DamagedPack { .. } => "damaged_object",
             Error::InvalidVote(_) => "invalid_vote",
             Error::InvalidSetting(_) => "invalid_setting",
             Error::BadManifest { .. } => "bad_manifest",

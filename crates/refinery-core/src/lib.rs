@@ -39,6 +39,7 @@ pub mod fsutil;
 mod journal;
 pub mod judgment;
 mod objects;
+mod packs;
 pub mod plan;
 pub mod restore;
 pub mod rounds;
@@ -57,7 +58,7 @@ pub use claude_session::{
     ClaudeBinding, ClaudeSessionId, ClaudeSessionStart, SessionSelector, StartSource,
 };
 pub use criteria::{Category, CriteriaSet, Criterion};
-pub use error::{Error, Result};
+pub use error::{Error, PackDamage, Result};
 pub use plan::{Impact, ImprovementPlan, PlanError};
 pub use restore::{RestoreMode, RestoreReport};
 pub use scope::{GitListing, OffLimits, OutOfScope, WorkspaceScope};

@@ -2,35 +2,51 @@
 //! durable cheaply.
 //!
 //! ```text
-//! objects/<64 hex>           one object: SHA-256 of its bytes (read-only, never changed)
-//! objects/<2 hex>/<62 hex>   the same, written by Refinery before 0.4 (still read, never written)
-//! objects/.incoming-*        an object being written (removed on error; swept after a crash)
-//! objects/.pin.lock          shared by every writer, exclusive for a sweep
-//! objects/.stat-cache/       the stat cache (see [`crate::statcache`]); only a cache
+//! objects/packs/<64 hex>.pack   small objects (up to 1 MiB), one pack per snapshot that added
+//!                               any (see [`crate::packs`] for the format)
+//! objects/<64 hex>              one larger object: SHA-256 of its bytes (never changed)
+//! objects/<2 hex>/<62 hex>      a loose object written by Refinery before 0.4 (still read)
+//! objects/.incoming-*           an object being written (removed on error; swept after a crash)
+//! objects/packs/.incoming-*     the same for a pack
+//! objects/.pin.lock             shared by every writer, exclusive for a sweep
+//! objects/.stat-cache/          the stat cache (see [`crate::statcache`]); only a cache
 //! ```
 //!
-//! One flat folder instead of git's 256-way fan-out: a first snapshot of a small tree used to
-//! create up to 256 folders, each needing its own directory sync; now every object lives in
-//! one folder that is synced once. ext4, XFS, btrfs and APFS index large folders, so a flat
-//! folder of many thousands of objects stays fast.
+//! **Packs, and one flat folder.** A first snapshot of a small tree used to create a file per
+//! object (and before that up to 256 fan-out folders); creating files is what cost, not
+//! writing bytes. Now a snapshot appends its new objects up to [`PACKED_MAX_BYTES`] to one
+//! pack, so it creates one file however many files the tree has; larger objects (read
+//! streaming, and worth deleting one by one) stay loose files in the flat `objects/` folder.
+//! Loose objects of every earlier layout are still read and deduplicated against.
 //!
-//! **Durability, in one batch.** A snapshot ([`ObjectStore::begin`]) writes each new object to
-//! a temporary file without syncing it. [`Batch::commit`] then makes all of them durable at
-//! once (on Linux one `syncfs` of the store's filesystem, elsewhere one `fdatasync` per new
-//! object), renames each into place, and syncs the objects folder once. Only after that does
-//! the caller write the manifest (a round's `submission.json`), which is the commit point. So
-//! a file at an object's final name always has durable bytes, and a crash before the manifest
-//! leaves at most unreferenced objects or temporary files, which [`ObjectStore::sweep`]
-//! removes later. An object that a snapshot found already present (written by another
-//! writer, perhaps not yet synced into its folder) makes the commit sync that folder too; an
-//! object known through the stat cache needs nothing, because the cache is only written after
-//! a commit made its objects durable.
+//! **Durability, in one batch.** A snapshot ([`ObjectStore::begin`]) writes its new objects
+//! (its pack, and a temporary file per large object) without syncing them. [`Batch::commit`]
+//! then makes all of them durable at once (one `fdatasync` per file when there are few, as
+//! there are with a pack; one `syncfs` of the store's filesystem on Linux when there are
+//! many), renames each into place, and syncs each folder it renamed into once. Only after that
+//! does the caller write the manifest (a round's `submission.json`), which is the commit
+//! point. So a file at an object's or pack's final name always has durable bytes, and a crash
+//! before the manifest leaves at most unreferenced objects, packs or temporary files, which
+//! [`ObjectStore::sweep`] removes later. An object that a snapshot found already present
+//! (written by another writer, perhaps not yet synced into its folder) makes the commit sync
+//! that folder too; an object known through the stat cache needs nothing, because the cache
+//! is only written after a commit made its objects durable.
+//!
+//! **Several processes.** Each batch writes its own pack, named by the SHA-256 of its index,
+//! so writers never share a file and need no lock beyond the pin below. Each process keeps
+//! the index of every pack it has seen ([`PackIndex`]); a writer rescans the packs folder when
+//! it starts a snapshot, and a reader rescans it when a hash is missing, so packs that other
+//! processes wrote since are found.
 //!
 //! **Sweeping safely.** A writer holds a shared lock on `.pin.lock` from the start of its
 //! snapshot until the [`ObjectPin`] it returns is dropped (the caller keeps the snapshot until
 //! its manifest is written). A sweep takes the same lock exclusively, and only if nobody holds
 //! it: so it never deletes an object that a writer has just written or found and is about to
-//! reference. As a second guard it also keeps objects younger than a grace period.
+//! reference. As a second guard it also keeps objects younger than a grace period. A pack
+//! none of whose objects is referenced is deleted whole; a pack only some of whose objects
+//! are referenced is rewritten: its live objects are copied (each checked against its hash)
+//! into a new pack, which is synced and renamed into place before the old one is deleted, so
+//! a crash at any point leaves every referenced object in at least one complete pack.
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
@@ -43,6 +59,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::fsutil::LockGuard;
+use crate::packs::{self, FinishedPack, OnMiss, PackIndex, PackWriter, Packed};
 use crate::scope::open_regular;
 use crate::snapshot::{MAX_FILE_BYTES, mode_of};
 use crate::statcache::{StatCache, StatKey};
@@ -51,19 +68,35 @@ use crate::walk::Unreadable;
 /// Files up to this size are read once into memory (hashed and written from the same
 /// buffer); larger ones are streamed twice (hashed, then copied only if the object is new).
 const SMALL_FILE_BYTES: u64 = 1024 * 1024;
+/// Objects up to this size go into the snapshot's pack; larger ones stay loose files. The
+/// same bound as [`SMALL_FILE_BYTES`]: those files are in memory already, so packing them
+/// costs one buffered write; a loose object costs a new file (measured in docs/BENCHMARKS.md,
+/// "Snapshots").
+pub(crate) const PACKED_MAX_BYTES: u64 = SMALL_FILE_BYTES;
 const INCOMING_PREFIX: &str = ".incoming-";
 const PIN_FILE: &str = ".pin.lock";
+/// Up to this many new files, a commit syncs each with `fdatasync`; beyond, one `syncfs`.
+const FEW_FILES: usize = 8;
 
 /// The shared content-addressed store.
 #[derive(Clone, Debug)]
 pub struct ObjectStore {
     dir: PathBuf,
+    packs: Arc<PackIndex>,
+}
+
+/// Where one object is.
+enum Location {
+    Loose(PathBuf),
+    Packed(Packed),
 }
 
 impl ObjectStore {
     /// A store rooted at `dir` (created on first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        let dir = dir.into();
+        let packs = PackIndex::shared(dir.join(packs::PACKS_DIR));
+        Self { dir, packs }
     }
 
     /// Where objects live.
@@ -81,28 +114,68 @@ impl ObjectStore {
         self.dir.join(&hash[..2]).join(&hash[2..])
     }
 
-    /// The file holding an object, in either layout.
-    fn find(&self, hash: &str) -> Option<PathBuf> {
-        if !is_hash(hash) {
-            return None;
+    /// Where an object is: its pack, its loose file in either layout, or nowhere.
+    fn locate(&self, hash: &str, on_miss: OnMiss) -> Result<Option<Location>> {
+        let Some(digest) = packs::digest_of(hash) else {
+            return Ok(None);
+        };
+        if let Some(packed) = self.packs.find(&digest, OnMiss::Answer)? {
+            return Ok(Some(Location::Packed(packed)));
         }
-        [self.object_path(hash), self.legacy_path(hash)]
+        let loose = [self.object_path(hash), self.legacy_path(hash)]
             .into_iter()
-            .find(|path| path.is_file())
+            .find(|path| path.is_file());
+        if let Some(path) = loose {
+            return Ok(Some(Location::Loose(path)));
+        }
+        if on_miss == OnMiss::Rescan {
+            return Ok(self.packs.find(&digest, on_miss)?.map(Location::Packed));
+        }
+        Ok(None)
     }
 
-    /// Whether an object with this hash is present (its bytes are checked when read).
-    pub(crate) fn has_object(&self, hash: &str) -> bool {
-        self.find(hash).is_some()
+    /// Whether an object with this hash is present (its bytes are checked when read). A miss
+    /// rescans the packs, so objects another process packed since are found.
+    pub(crate) fn has_object(&self, hash: &str) -> Result<bool> {
+        Ok(self.locate(hash, OnMiss::Rescan)?.is_some())
     }
 
-    /// Copies an object to `dest`, checking its hash on the way.
+    /// The error for an object found nowhere: the damage of a pack that could not be read
+    /// (the object may have been in it), or a missing object.
+    pub(crate) fn missing(&self, hash: &str) -> Error {
+        self.packs.damage().unwrap_or_else(|| Error::DamagedObject {
+            hash: hash.to_owned(),
+            objects_dir: self.dir.clone(),
+        })
+    }
+
+    /// Copies an object to `dest`, checking its hash on the way. A damaged pack is an error
+    /// naming it and the offset; bytes already copied to `dest` must then be discarded.
     pub(crate) fn copy_out(&self, hash: &str, dest: &mut impl Write) -> Result<u64> {
+        // Twice at most: a pack deleted under us (another process's sweep rewrote it) is
+        // looked up again after a rescan.
+        for attempt in 0..2 {
+            match self.locate(hash, OnMiss::Rescan)? {
+                None => break,
+                Some(Location::Loose(path)) => return self.copy_loose(&path, hash, dest),
+                Some(Location::Packed(packed)) => match packs::copy_packed(&packed, hash, dest) {
+                    Err(Error::Io(err))
+                        if err.kind() == std::io::ErrorKind::NotFound && attempt == 0 =>
+                    {
+                        self.packs.rescan()?;
+                    }
+                    other => return other,
+                },
+            }
+        }
+        Err(self.missing(hash))
+    }
+
+    fn copy_loose(&self, path: &Path, hash: &str, dest: &mut impl Write) -> Result<u64> {
         let damaged = || Error::DamagedObject {
             hash: hash.to_owned(),
             objects_dir: self.dir.clone(),
         };
-        let path = self.find(hash).ok_or_else(damaged)?;
         let mut source = fs_err::File::open(path).map_err(|_| damaged())?;
         let (actual, size) = copy_hashing(&mut source, dest)?;
         if !actual.eq_ignore_ascii_case(hash) {
@@ -124,19 +197,25 @@ impl ObjectStore {
         fs_err::create_dir_all(&self.dir)?;
         let pin = PinLock::acquire(&self.dir.join(PIN_FILE))?;
         let started = SystemTime::now();
+        // Under the pin no sweep can delete a pack, so what this scan finds stays true until
+        // the commit: the stat cache and the deduplication may trust it.
+        self.packs.rescan()?;
         Ok(Batch {
             store: self,
             pin: Arc::new(pin),
             cache: StatCache::load(&self.dir, root, started),
             staged: Vec::new(),
+            pack: None,
             staged_hashes: HashSet::new(),
             found_in: BTreeSet::new(),
         })
     }
 
     /// Deletes the objects that no file under `roots` mentions and that are older than
-    /// `grace`, every temporary file a crashed writer left, and the stat cache. Returns `None`,
-    /// deleting nothing, while any writer holds the store (see the module docs).
+    /// `grace`, every temporary file a crashed writer left, and the stat cache. A pack is
+    /// deleted when none of its objects is mentioned, and rewritten without its unmentioned
+    /// objects when some are (see the module docs). Returns `None`, deleting nothing, while
+    /// any writer holds the store.
     ///
     /// A root file "mentions" an object when its text holds the object's 64-digit hash
     /// anywhere: manifests of every kind (rounds, archived rounds, a run's baseline) keep
@@ -177,8 +256,146 @@ impl ObjectStore {
                 }
             }
         }
+        self.sweep_packs(&referenced, now, grace, &mut report)?;
         Ok(Some(report))
     }
+
+    /// The packs' part of a sweep (the exclusive pin is held).
+    fn sweep_packs(
+        &self,
+        referenced: &HashSet<String>,
+        now: SystemTime,
+        grace: Duration,
+        report: &mut SweepReport,
+    ) -> Result<()> {
+        let dir = self.packs.dir().to_path_buf();
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(INCOMING_PREFIX)
+            {
+                fs_err::remove_file(entry.path())?;
+                report.temporary_files += 1;
+            }
+        }
+        let mut keep = Vec::new();
+        let mut rewrite = Vec::new();
+        for name in packs::list(&dir)? {
+            let path = dir.join(&name);
+            let records = match packs::read_index(&path) {
+                Ok(records) => records,
+                // What a damaged pack holds is unknown: keep it, and say so.
+                Err(Error::DamagedPack { .. }) => {
+                    report.damaged_packs.push(path);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            let live = records
+                .iter()
+                .filter(|record| referenced.contains(&hex::encode(record.hash)))
+                .count();
+            let young = is_young(&fs_err::metadata(&path)?, now, grace);
+            if live == records.len() || young {
+                report.kept += records.len() as u64;
+                keep.extend(records.iter().map(|record| record.hash));
+            } else {
+                rewrite.push((path, records));
+            }
+        }
+        if !rewrite.is_empty() {
+            let kept: HashSet<packs::Digest32> = keep.into_iter().collect();
+            self.rewrite_packs(&dir, &rewrite, referenced, &kept, report)?;
+        }
+        // This process's view of the packs is stale now.
+        self.packs.rescan()
+    }
+
+    /// Copies the referenced objects of `rewrite` that are in no kept pack or loose file into
+    /// one new pack, makes it durable and visible, then deletes the packs of `rewrite`.
+    fn rewrite_packs(
+        &self,
+        dir: &Path,
+        rewrite: &[(PathBuf, Vec<packs::Record>)],
+        referenced: &HashSet<String>,
+        kept: &HashSet<packs::Digest32>,
+        report: &mut SweepReport,
+    ) -> Result<()> {
+        let mut writer = PackWriter::create(dir, &temp_builder())?;
+        let mut carried = HashSet::new();
+        for (path, records) in rewrite {
+            for record in records {
+                let hash = hex::encode(record.hash);
+                let elsewhere = kept.contains(&record.hash)
+                    || carried.contains(&record.hash)
+                    || self.object_path(&hash).is_file()
+                    || self.legacy_path(&hash).is_file();
+                if !referenced.contains(&hash) {
+                    report.removed += 1;
+                    report.removed_bytes += record.length;
+                } else if !elsewhere {
+                    let packed = Packed {
+                        pack: path.clone(),
+                        offset: record.offset,
+                        length: record.length,
+                    };
+                    let mut bytes = Vec::new();
+                    packs::copy_packed(&packed, &hash, &mut bytes)?;
+                    writer.add(record.hash, &bytes)?;
+                    carried.insert(record.hash);
+                    report.kept += 1;
+                }
+            }
+        }
+        if !writer.is_empty() {
+            let finished = writer.finish()?;
+            finished.file().sync_data()?;
+            finished.persist(dir)?;
+            sync_dir(dir)?;
+        }
+        for (path, _) in rewrite {
+            fs_err::remove_file(path)?;
+            report.packs_removed += 1;
+        }
+        sync_dir(dir)?;
+        if !carried.is_empty() {
+            report.packs_written += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads every pack under its final name and checks every object in it against its
+    /// hash; returns how many objects were checked. The first damage found is the error.
+    pub fn verify_packs(&self) -> Result<u64> {
+        let dir = self.packs.dir();
+        let mut checked = 0;
+        for name in packs::list(dir)? {
+            let path = dir.join(&name);
+            for record in packs::read_index(&path)? {
+                let packed = Packed {
+                    pack: path.clone(),
+                    offset: record.offset,
+                    length: record.length,
+                };
+                packs::copy_packed(&packed, &hex::encode(record.hash), &mut std::io::sink())?;
+                checked += 1;
+            }
+        }
+        Ok(checked)
+    }
+}
+
+fn is_young(metadata: &std::fs::Metadata, now: SystemTime, grace: Duration) -> bool {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|modified| now.duration_since(modified).ok())
+        .is_none_or(|age| age < grace)
 }
 
 fn sweep_one(
@@ -194,12 +411,7 @@ fn sweep_one(
         return Ok(());
     }
     let metadata = fs_err::metadata(path)?;
-    let young = metadata
-        .modified()
-        .ok()
-        .and_then(|modified| now.duration_since(modified).ok())
-        .is_none_or(|age| age < grace);
-    if young {
+    if is_young(&metadata, now, grace) {
         report.kept += 1;
         return Ok(());
     }
@@ -253,7 +465,7 @@ fn hex_runs(bytes: &[u8], found: &mut HashSet<String>) {
 /// What [`ObjectStore::sweep`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {
-    /// Objects deleted.
+    /// Objects deleted, loose or packed.
     pub removed: u64,
     /// Their bytes.
     pub removed_bytes: u64,
@@ -261,6 +473,12 @@ pub struct SweepReport {
     pub kept: u64,
     /// Temporary files of interrupted writes deleted.
     pub temporary_files: u64,
+    /// Packs deleted: wholly unreferenced, or rewritten without their unreferenced objects.
+    pub packs_removed: u64,
+    /// New packs written to hold the referenced objects of rewritten packs.
+    pub packs_written: u64,
+    /// Packs that could not be read (kept untouched: what they hold is unknown).
+    pub damaged_packs: Vec<PathBuf>,
 }
 
 /// Keeps the object store pinned against sweeps while held (see the module docs). Cloning
@@ -317,7 +535,10 @@ pub(crate) struct Batch<'a> {
     store: &'a ObjectStore,
     pin: Arc<PinLock>,
     cache: StatCache,
+    /// Large objects, each in its own temporary file.
     staged: Vec<(tempfile::TempPath, String)>,
+    /// Small objects, all in one pack (created with the first).
+    pack: Option<PackWriter>,
     staged_hashes: HashSet<String>,
     /// Folders holding objects this batch found already present, which another writer may
     /// not have synced yet.
@@ -342,7 +563,7 @@ impl Batch<'_> {
         if let Ok(metadata) = fs_err::symlink_metadata(path)
             && metadata.is_file()
             && let Some(hash) = self.cache.lookup(path, &metadata)
-            && self.store.has_object(&hash)
+            && self.store.locate(&hash, OnMiss::Answer)?.is_some()
         {
             return Ok(Ok(Put {
                 hash,
@@ -400,7 +621,7 @@ impl Batch<'_> {
             Ok(found) => found,
             Err(err) => return Ok(Err(Unreadable::Io(err.kind()))),
         };
-        if self.present(&hash) {
+        if self.present(&hash)? {
             return Ok(Ok((hash, size, 0)));
         }
         // Copy while hashing again: if the file changed since the first read, the object is
@@ -424,36 +645,61 @@ impl Batch<'_> {
 
     /// Stores bytes (a small file, a link's target); returns hash, size and bytes added.
     pub(crate) fn put_bytes(&mut self, bytes: &[u8]) -> Result<(String, u64, u64)> {
-        let hash = hex::encode(Sha256::digest(bytes));
-        if self.present(&hash) {
-            return Ok((hash, bytes.len() as u64, 0));
+        let digest: packs::Digest32 = Sha256::digest(bytes).into();
+        let hash = hex::encode(digest);
+        let size = bytes.len() as u64;
+        if self.present(&hash)? {
+            return Ok((hash, size, 0));
         }
-        self.stage(true, |sink| {
-            sink.write_all(bytes)?;
-            Ok((hash.clone(), bytes.len() as u64))
-        })
+        if size > PACKED_MAX_BYTES {
+            return self.stage(true, |sink| {
+                sink.write_all(bytes)?;
+                Ok((hash.clone(), size))
+            });
+        }
+        if self.pack.is_none() {
+            self.pack = Some(self.start_pack()?);
+        }
+        if let Some(pack) = &mut self.pack {
+            pack.add(digest, bytes)?;
+        }
+        self.staged_hashes.insert(hash.clone());
+        Ok((hash, size, size))
+    }
+
+    /// Creates this batch's pack (and the packs folder, whose creation the commit then makes
+    /// durable in the objects folder).
+    fn start_pack(&mut self) -> Result<PackWriter> {
+        let dir = self.store.packs.dir();
+        match fs_err::create_dir(dir) {
+            Ok(()) => {
+                self.found_in.insert(self.store.dir.clone());
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err.into()),
+        }
+        PackWriter::create(dir, &temp_builder())
     }
 
     /// Whether the object is already stored or staged; a stored one's folder is synced at
-    /// commit.
-    fn present(&mut self, hash: &str) -> bool {
+    /// commit. Answers from the packs seen when the batch began: an object packed by another
+    /// process since is stored again, which costs space, never correctness.
+    fn present(&mut self, hash: &str) -> Result<bool> {
         if self.staged_hashes.contains(hash) {
-            return true;
+            return Ok(true);
         }
-        match self.store.find(hash) {
-            Some(path) => {
-                if let Some(folder) = path.parent() {
-                    self.found_in.insert(folder.to_path_buf());
-                }
-                true
-            }
-            None => false,
-        }
+        let folder = match self.store.locate(hash, OnMiss::Answer)? {
+            None => return Ok(false),
+            Some(Location::Packed(packed)) => packed.pack.parent().map(Path::to_path_buf),
+            Some(Location::Loose(path)) => path.parent().map(Path::to_path_buf),
+        };
+        self.found_in.extend(folder);
+        Ok(true)
     }
 
-    /// Writes a new object to a temporary file in the store, unsynced and read-only from the
-    /// start. `checked`: the caller already knows the object is absent (its hash was known
-    /// before writing); otherwise the hash of what was written is looked up again.
+    /// Writes a new large object to a temporary file in the store, unsynced and read-only
+    /// from the start. `checked`: the caller already knows the object is absent (its hash
+    /// was known before writing); otherwise the hash of what was written is looked up again.
     fn stage(
         &mut self,
         checked: bool,
@@ -461,7 +707,7 @@ impl Batch<'_> {
     ) -> Result<(String, u64, u64)> {
         let mut temp = temp_builder().tempfile_in(&self.store.dir)?;
         let (hash, size) = fill(temp.as_file_mut())?;
-        if !checked && self.present(&hash) {
+        if !checked && self.present(&hash)? {
             return Ok((hash, size, 0));
         }
         self.staged_hashes.insert(hash.clone());
@@ -474,8 +720,23 @@ impl Batch<'_> {
     /// the manifest that references these objects.
     pub(crate) fn commit(mut self) -> Result<ObjectPin> {
         let dir = self.store.dir.clone();
+        let pack = self
+            .pack
+            .take()
+            .filter(|pack| !pack.is_empty())
+            .map(PackWriter::finish)
+            .transpose()?;
+        if !self.staged.is_empty() || pack.is_some() {
+            sync_data(&dir, &self.staged, pack.as_ref())?;
+        }
+        if let Some(pack) = pack {
+            let packs_dir = self.store.packs.dir().to_path_buf();
+            let records = pack.records.clone();
+            let name = pack.persist(&packs_dir)?;
+            self.store.packs.add(&name, records);
+            self.found_in.insert(packs_dir);
+        }
         if !self.staged.is_empty() {
-            sync_data(&dir, &self.staged)?;
             for (temp, hash) in std::mem::take(&mut self.staged) {
                 temp.persist(self.store.object_path(&hash))
                     .map_err(|err| err.error)?;
@@ -498,22 +759,27 @@ fn open(path: &Path) -> std::result::Result<std::fs::File, Unreadable> {
     }
 }
 
-/// Makes the bytes of every staged file durable: one `syncfs` of the store's filesystem on
-/// Linux (measured faster than a sync per file; see docs/BENCHMARKS.md), one `fdatasync`
-/// per file elsewhere.
-fn sync_data(dir: &Path, staged: &[(tempfile::TempPath, String)]) -> Result<()> {
+/// Makes the bytes of every new file durable: one `fdatasync` per file when there are few
+/// (a pack, perhaps a large object or two: this flushes nothing but our own writes), one
+/// `syncfs` of the store's filesystem on Linux when there are many (measured far faster than
+/// hundreds of `fdatasync`s; see docs/BENCHMARKS.md).
+fn sync_data(
+    dir: &Path,
+    staged: &[(tempfile::TempPath, String)],
+    pack: Option<&FinishedPack>,
+) -> Result<()> {
     #[cfg(target_os = "linux")]
-    {
-        let _ = staged;
+    if staged.len() + usize::from(pack.is_some()) > FEW_FILES {
         let folder = fs_err::File::open(dir)?;
         rustix::fs::syncfs(&folder).map_err(std::io::Error::from)?;
+        return Ok(());
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = dir;
-        for (temp, _) in staged {
-            fs_err::File::open(&**temp)?.sync_data()?;
-        }
+    let _ = dir;
+    if let Some(pack) = pack {
+        pack.file().sync_data()?;
+    }
+    for (temp, _) in staged {
+        fs_err::File::open(&**temp)?.sync_data()?;
     }
     Ok(())
 }
@@ -564,7 +830,10 @@ fn is_hash_prefix(name: &str) -> bool {
     name.bytes().all(|byte| byte.is_ascii_hexdigit())
 }
 
-fn copy_hashing(source: &mut impl Read, sink: &mut impl Write) -> std::io::Result<(String, u64)> {
+pub(crate) fn copy_hashing(
+    source: &mut impl Read,
+    sink: &mut impl Write,
+) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 128 * 1024];
     let mut total = 0u64;

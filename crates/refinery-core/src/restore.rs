@@ -66,11 +66,8 @@ pub fn check_manifest(store: &ObjectStore, entries: &[ManifestEntry]) -> Result<
         if !is_hash(&entry.hash) {
             return Err(bad("has no valid content hash"));
         }
-        if !store.has_object(&entry.hash) {
-            return Err(Error::DamagedObject {
-                hash: entry.hash.clone(),
-                objects_dir: store.dir().to_path_buf(),
-            });
+        if !store.has_object(&entry.hash)? {
+            return Err(store.missing(&entry.hash));
         }
         if kinds.insert(entry.path.as_str(), entry.kind).is_some() {
             return Err(bad("is listed twice"));

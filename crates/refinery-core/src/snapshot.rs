@@ -1,7 +1,8 @@
 //! Content-addressed snapshots of a workspace.
 //!
-//! Each file is stored once under `objects/<64 hex>` (SHA-256 of its bytes; see
-//! [`crate::objects`] for the layout and how writes are made durable), shared by every round
+//! Each file is stored once under its SHA-256, packed with the snapshot's other small files
+//! or alone when large (see [`crate::objects`] for the layout and how writes are made
+//! durable), shared by every round
 //! of every session, so an unchanged file adds no bytes. A round keeps a manifest of relative
 //! path → hash, size and mode, and can be restored to any directory. A file unchanged since it
 //! was last hashed is not even read (see [`crate::statcache`]).

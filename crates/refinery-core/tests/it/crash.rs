@@ -4,8 +4,11 @@
 //! performs every kind of write call on a state folder in a loop until it is killed. After
 //! each kill the parent opens every session through the public API and checks that the
 //! state agrees with the journal (by the store's own rebuild *and* by an independent count of
-//! the journal's records), and that every manifest's objects exist, hash correctly and restore
-//! byte-identical. Delays come from a seeded generator, so a failing seed can be replayed
+//! the journal's records), that every pack under its final name is complete and every object
+//! in it hashes right, and that every manifest's objects exist, hash correctly and restore
+//! byte-identical (small objects are packed, so kills land while packs are written; one call
+//! in the mix is a sweep with no grace, so they also land while packs are deleted or
+//! rewritten under concurrent writers). Delays come from a seeded generator, so a failing seed can be replayed
 //! (`REFINERY_CRASH_SEED`); where the kill lands within the writer still depends on the
 //! scheduler, which is the point.
 
@@ -108,6 +111,13 @@ fn one_write(
         12..=15 => {
             session.register_criteria(&criteria(2 + rng.below(2) as usize), now())?;
         }
+        // `refinery session gc` with no grace: deletes and rewrites packs while the other
+        // writers snapshot (it does nothing while one holds the store).
+        16..=18 => {
+            store
+                .objects()
+                .sweep(&[store.root().to_path_buf()], Duration::ZERO)?;
+        }
         _ => progress(&session, &state, dir, rng, counter)?,
     }
     Ok(())
@@ -141,6 +151,16 @@ fn progress(
     if !answered || rng.below(6) == 0 {
         let workspace = dir.join("ws");
         fs_err::write(workspace.join("answer.txt"), format!("answer {counter}\n"))?;
+        // Now and then many new small objects at once: a longer pack write for a kill to hit.
+        if rng.below(3) == 0 {
+            fs_err::create_dir_all(workspace.join("bulk"))?;
+            for file in 0..24 {
+                fs_err::write(
+                    workspace.join("bulk").join(format!("page_{file}.html")),
+                    format!("<p>{counter} {file}</p>\n").repeat(1 + file * 200),
+                )?;
+            }
+        }
         fs_err::write(
             workspace.join(format!("part_{}.txt", counter % 3)),
             counter.to_string().repeat(1 + (counter % 50) as usize),
@@ -177,8 +197,9 @@ fn spawn_writer(dir: &Path, seed: u64) -> Child {
         .unwrap()
 }
 
-/// Kills `writers` at one random instant, then checks everything on disk.
-fn kill_and_check(dir: &Path, rng: &mut Rng, writers: usize, restore_to: &Path) {
+/// Kills `writers` at one random instant, then checks everything on disk. Returns whether a
+/// kill landed while a pack was being written (its temporary file is left).
+fn kill_and_check(dir: &Path, rng: &mut Rng, writers: usize, restore_to: &Path) -> bool {
     let children: Vec<Child> = (0..writers)
         .map(|_| spawn_writer(dir, rng.next()))
         .collect();
@@ -193,7 +214,7 @@ fn kill_and_check(dir: &Path, rng: &mut Rng, writers: usize, restore_to: &Path) 
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    check(dir, restore_to);
+    check(dir, restore_to)
 }
 
 /// What the journal says the state must be, counted independently of the store's own fold.
@@ -294,10 +315,26 @@ fn check_against_journal(session: &Session, state: &SessionState) {
     );
 }
 
-/// Every session opens, its state agrees with its journal, and every manifest restores
+/// Every pack under its final name is complete and every object in it hashes right; every
+/// session opens, its state agrees with its journal, and every manifest restores
 /// byte-identical.
-fn check(dir: &Path, restore_to: &Path) {
+fn check(dir: &Path, restore_to: &Path) -> bool {
     let store = store(dir);
+    store.objects().verify_packs().unwrap();
+    let packs = store.objects().dir().join("packs");
+    // A pack's temporary file is what a kill during its write leaves; removed here (as a
+    // sweep would) so the next kill's count is its own.
+    let mut interrupted_pack = false;
+    for entry in fs_err::read_dir(&packs).into_iter().flatten().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".incoming-")
+        {
+            fs_err::remove_file(entry.path()).unwrap();
+            interrupted_pack = true;
+        }
+    }
     for session in store.list_sessions().unwrap() {
         let state = session.state().unwrap();
         assert_eq!(
@@ -325,6 +362,7 @@ fn check(dir: &Path, restore_to: &Path) {
             fs_err::remove_dir_all(&dest).unwrap();
         }
     }
+    interrupted_pack
 }
 
 /// Where the harness keeps its state folder.
@@ -334,7 +372,8 @@ enum Disk {
     Memory,
 }
 
-fn run_harness(rounds: usize, writers: usize, disk: Disk, seed: u64) {
+/// Runs `rounds` kills; returns how many landed while a pack was being written.
+fn run_harness(rounds: usize, writers: usize, disk: Disk, seed: u64) -> usize {
     // On the ordinary disk the syncs take real time, as they do for users, so kills land
     // inside them as often as they would in life. On a memory filesystem syncs are free and a
     // writer gets through ten times more calls before its kill: more kinds of call, more
@@ -353,9 +392,11 @@ fn run_harness(rounds: usize, writers: usize, disk: Disk, seed: u64) {
         .and_then(|seed| seed.parse().ok())
         .unwrap_or(seed);
     let mut rng = Rng(seed);
+    let mut in_pack_writes = 0;
     for _ in 0..rounds {
-        kill_and_check(&root, &mut rng, writers, &restore_to);
+        in_pack_writes += usize::from(kill_and_check(&root, &mut rng, writers, &restore_to));
     }
+
     // The writers got somewhere: sessions with scored rounds exist.
     let store = store(&root);
     let sessions = store.list_sessions().unwrap();
@@ -372,6 +413,8 @@ fn run_harness(rounds: usize, writers: usize, disk: Disk, seed: u64) {
         "no writer ever scored a round in {rounds} kills of {writers} writer(s) (seed {seed}): {} sessions, {records} records",
         sessions.len()
     );
+    eprintln!("kills that landed while a pack was written: {in_pack_writes} of {rounds}");
+    in_pack_writes
 }
 
 #[test]
@@ -379,8 +422,12 @@ fn a_writer_killed_at_random_instants_never_leaves_state_and_journal_apart() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    run_harness(80, 1, Disk::Ordinary, 0x5EED_0001);
-    run_harness(100, 1, Disk::Memory, 0x5EED_0002);
+    let in_pack_writes = run_harness(80, 1, Disk::Ordinary, 0x5EED_0001)
+        + run_harness(100, 1, Disk::Memory, 0x5EED_0002);
+    assert!(
+        in_pack_writes > 0,
+        "no kill landed while a pack was being written"
+    );
 }
 
 #[test]
@@ -388,6 +435,10 @@ fn concurrent_writers_killed_at_random_instants_never_leave_state_and_journal_ap
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    run_harness(30, 3, Disk::Ordinary, 0x5EED_0003);
-    run_harness(40, 3, Disk::Memory, 0x5EED_0004);
+    let in_pack_writes = run_harness(30, 3, Disk::Ordinary, 0x5EED_0003)
+        + run_harness(40, 3, Disk::Memory, 0x5EED_0004);
+    assert!(
+        in_pack_writes > 0,
+        "no kill landed while a pack was being written"
+    );
 }

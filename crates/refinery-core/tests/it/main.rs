@@ -22,6 +22,7 @@
 
 mod crash;
 mod objects;
+mod packs;
 mod restore;
 mod support;
 mod user_files;

@@ -88,8 +88,11 @@ fn a_cached_file_whose_object_is_gone_is_stored_again() {
     set_mtime(&path, SystemTime::now() - Duration::from_hours(1));
     let_times_settle();
     snapshot_all(&ws);
-    let object = ws.state.join("objects").join(hash_of(b"keep me"));
-    fs_err::remove_file(&object).unwrap();
+    // The object went with its pack (deleted by hand: a sweep would have kept it).
+    let packs = ws.state.join("objects").join("packs");
+    for pack in fs_err::read_dir(&packs).unwrap() {
+        fs_err::remove_file(pack.unwrap().path()).unwrap();
+    }
     let again = snapshot_all(&ws);
     assert_eq!(again.new_bytes, 7);
     let dest = ws.beside("restored");
@@ -131,12 +134,15 @@ fn a_crash_before_the_manifest_keeps_earlier_rounds_and_its_orphans_are_swept() 
         .unwrap();
     // The next round's snapshot is taken, then the process dies before its manifest: its
     // objects are in the store, named by nothing; an interrupted write left a temporary file.
+    let objects = ws.state.join("objects");
+    let packs = || fs_err::read_dir(objects.join("packs")).unwrap().count();
+    assert_eq!(packs(), 1);
     ws.write("index.html", b"<h1>round two, never submitted</h1>\n");
     drop(snapshot_all(&ws));
-    let objects = ws.state.join("objects");
     fs_err::write(objects.join(".incoming-deadbeef"), b"half an obj").unwrap();
-    let orphan = objects.join(hash_of(b"<h1>round two, never submitted</h1>\n"));
-    assert!(orphan.is_file());
+    let orphan = hash_of(b"<h1>round two, never submitted</h1>\n");
+    assert!(ws.objects().read_object(&orphan).is_ok());
+    assert_eq!(packs(), 2);
 
     let store = ObjectStore::new(&objects);
     let roots = [ws.state.clone()];
@@ -148,7 +154,8 @@ fn a_crash_before_the_manifest_keeps_earlier_rounds_and_its_orphans_are_swept() 
     assert_eq!((young.removed, young.temporary_files), (0, 1), "{young:?}");
     let report = store.sweep(&roots, Duration::ZERO).unwrap().unwrap();
     assert_eq!(report.removed, 1, "{report:?}");
-    assert!(!orphan.exists());
+    assert!(ws.objects().read_object(&orphan).is_err());
+    assert_eq!(packs(), 1);
     assert!(!objects.join(".incoming-deadbeef").exists());
 
     let dest = ws.beside("round1");

@@ -574,8 +574,8 @@ async fn deviation_19_snapshots_are_content_addressed_not_copied_to_deliverables
     assert!(!round_dir.join("deliverables").exists());
     let submission = read_json(&round_dir.join("submission.json"));
     let hash = submission["files"][0]["hash"].as_str().unwrap();
-    let object = h.state.join("objects").join(hash);
-    assert_eq!(fs_err::read_to_string(object).unwrap(), "alpha");
+    let objects = refinery_core::ObjectStore::new(h.state.join("objects"));
+    assert_eq!(objects.read_object(hash).unwrap(), b"alpha");
 }
 
 #[tokio::test]

@@ -53,9 +53,12 @@ enum SessionCommand {
         force: bool,
     },
     /// Delete stored objects that no session names (left by a snapshot interrupted before
-    /// its round was recorded). Does nothing while a run or MCP server is writing one.
+    /// its round was recorded). Small objects live in packs, one per snapshot: a pack none of
+    /// whose objects is named is deleted; a pack only some of whose objects are named is
+    /// rewritten with just those (the new pack is made durable before the old one is
+    /// deleted). Does nothing while a run or MCP server is writing a snapshot.
     Gc {
-        /// Keep unreferenced objects younger than this many minutes.
+        /// Keep unreferenced objects (and packs holding any) younger than this many minutes.
         #[arg(long, value_name = "MINUTES", default_value_t = 60)]
         keep_recent: u64,
     },
@@ -106,13 +109,25 @@ fn gc(store: &StateDir, keep_recent: u64) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::Negative);
     };
     output::line(&format!(
-        "removed {} unreferenced object(s) ({}) and {} temporary file(s); kept {} object(s)",
+        "removed {} unreferenced object(s) ({}) and {} temporary file(s); kept {} object(s); \
+         deleted {} pack(s), wrote {} to hold the named objects of packs only partly named",
         report.removed,
         human_bytes(report.removed_bytes),
         report.temporary_files,
-        report.kept
+        report.kept,
+        report.packs_removed,
+        report.packs_written
     ))?;
-    Ok(ExitStatus::Success)
+    if report.damaged_packs.is_empty() {
+        return Ok(ExitStatus::Success);
+    }
+    for pack in &report.damaged_packs {
+        output::line(&format!(
+            "kept `{}`: it is damaged and could not be read, so what it holds is unknown",
+            pack.display()
+        ))?;
+    }
+    Ok(ExitStatus::Negative)
 }
 
 struct Row {

@@ -315,9 +315,11 @@ async fn planted_credentials_leak_nowhere(builder: Builder) {
     // the backup a restore needs), the workspace outside the files the user wrote, HOME.
     let user_bytes = fs_err::read(&planting.user_file).unwrap();
     for file in files_under(&state) {
-        let bytes = fs_err::read(&file).unwrap();
-        if file.starts_with(state.join("objects")) && bytes == user_bytes {
-            continue;
+        let mut bytes = fs_err::read(&file).unwrap();
+        if file.starts_with(state.join("objects")) {
+            // A pack holds the user's file among other objects: everything else in it must
+            // be clean.
+            bytes = without(&bytes, &user_bytes);
         }
         assert_clean(
             &format!("state file {}", file.display()),
@@ -532,4 +534,22 @@ async fn an_api_builder_never_writes_a_mask_over_a_real_key() {
         refusal.contains("refused") && refusal.contains("replace the real value with the mask"),
         "{refusal}"
     );
+}
+
+/// `bytes` with every occurrence of `part` cut out.
+fn without(bytes: &[u8], part: &[u8]) -> Vec<u8> {
+    if part.is_empty() {
+        return bytes.to_vec();
+    }
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at..].starts_with(part) {
+            at += part.len();
+        } else {
+            kept.push(bytes[at]);
+            at += 1;
+        }
+    }
+    kept
 }
