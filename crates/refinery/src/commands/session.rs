@@ -58,7 +58,8 @@ enum SessionCommand {
     /// rewritten with just those (the new pack is made durable before the old one is
     /// deleted). Does nothing while a run or MCP server is writing a snapshot.
     Gc {
-        /// Keep unreferenced objects (and packs holding any) younger than this many minutes.
+        /// Keep unreferenced objects younger than this many minutes (a packed object is as old
+        /// as its pack, which a snapshot wrote).
         #[arg(long, value_name = "MINUTES", default_value_t = 60)]
         keep_recent: u64,
     },
