@@ -413,7 +413,6 @@ fn run_harness(rounds: usize, writers: usize, disk: Disk, seed: u64) -> usize {
         "no writer ever scored a round in {rounds} kills of {writers} writer(s) (seed {seed}): {} sessions, {records} records",
         sessions.len()
     );
-    eprintln!("kills that landed while a pack was written: {in_pack_writes} of {rounds}");
     in_pack_writes
 }
 
