@@ -337,3 +337,24 @@ fn a_sweep_deletes_unreferenced_packs_rewrites_partly_referenced_ones_and_keeps_
         .unwrap();
     assert_eq!((again.removed, again.packs_removed), (0, 0), "{again:?}");
 }
+
+#[test]
+fn a_sweep_keeps_and_reports_a_pack_it_cannot_read() {
+    let ws = Workspace::new();
+    let objects = ws.state.join("objects");
+    ws.write("a.txt", b"in a pack whose index will be damaged");
+    drop(snapshot(&ws, &["a.txt"]));
+    let pack = packs_in(&objects).pop().unwrap();
+    let mut bytes = fs_err::read(&pack).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    make_writable(&pack);
+    fs_err::write(&pack, &bytes).unwrap();
+    let report = ObjectStore::new(&objects)
+        .sweep(&[ws.beside("no-manifests")], Duration::ZERO)
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.damaged_packs, vec![pack.clone()], "{report:?}");
+    assert_eq!(report.packs_removed, 0);
+    assert!(pack.is_file());
+}
