@@ -629,9 +629,9 @@ impl Rounds<'_> {
     /// its latest round's files, which its handoff and its guard describe (see
     /// [`workspace::resume_from_latest`]).
     fn undo_best_delivery(&mut self) -> Result<(), EngineError> {
-        let Some(_best) = self.run.record.best_round.take() else {
+        if self.run.record.best_round.take().is_none() {
             return Ok(());
-        };
+        }
         if let Some(latest) = self.run.record.rounds.last().map(|summary| summary.round) {
             let ctx = &self.ctx;
             workspace::resume_from_latest(ctx.store, ctx.scope, ctx.session, latest)?;

@@ -257,6 +257,25 @@ pub(crate) fn requests_of(server: &FakeModelServer, wanted: &str) -> Vec<Recorde
         .collect()
 }
 
+/// `index.html` of the run's round `round`, restored with `refinery session restore` into
+/// `dest`.
+async fn restored_page(run: &Run, summary: &Value, round: u32, dest: &Path) -> String {
+    let round = round.to_string();
+    let restored = run
+        .refinery(&[
+            "session",
+            "restore",
+            summary["session"].as_str().unwrap(),
+            "--round",
+            &round,
+            "--to",
+            dest.to_str().unwrap(),
+        ])
+        .await;
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    read(&dest.join("index.html"))
+}
+
 pub(crate) fn read(path: &Path) -> String {
     fs_err::read_to_string(path).unwrap()
 }
@@ -435,19 +454,10 @@ async fn a_run_that_peaks_in_round_two_delivers_round_two() {
     let session_dir = Path::new(summary["session_dir"].as_str().unwrap());
     assert!(session_dir.join("round_003/replaced.json").exists());
     let out = run.context.home().join("round3");
-    let restored = run
-        .refinery(&[
-            "session",
-            "restore",
-            summary["session"].as_str().unwrap(),
-            "--round",
-            "3",
-            "--to",
-            out.to_str().unwrap(),
-        ])
-        .await;
-    assert!(restored.status.success(), "{}", text(&restored.stderr));
-    assert_eq!(read(&out.join("index.html")), "<h1>VERSION-3</h1>");
+    assert_eq!(
+        restored_page(&run, summary, 3, &out).await,
+        "<h1>VERSION-3</h1>"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -656,19 +666,10 @@ async fn the_regression_guard_repairs_once_then_reverts() {
     assert!(session_dir.join("round_002/discarded.json").exists());
     // Round 2 submitted what the revert left, not what the build wrote before the guard.
     let restored = run.project().join("restored-round-2");
-    let restore = run
-        .refinery(&[
-            "session",
-            "restore",
-            summary["session"].as_str().unwrap(),
-            "--round",
-            "2",
-            "--to",
-            restored.to_str().unwrap(),
-        ])
-        .await;
-    assert!(restore.status.success(), "{}", text(&restore.stderr));
-    assert_eq!(read(&restored.join("index.html")), "<h1>GOOD-1</h1>");
+    assert_eq!(
+        restored_page(&run, summary, 2, &restored).await,
+        "<h1>GOOD-1</h1>"
+    );
     let shown = run
         .refinery(&["session", "show", summary["session"].as_str().unwrap()])
         .await;
