@@ -8,7 +8,7 @@
 //! fresh call was given.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1895,6 +1895,21 @@ async fn min_rounds_holds_back_convergence_and_resume_can_raise_max_rounds() {
         .await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let session = summary(&events)["session"].as_str().unwrap().to_owned();
+    let session_dir = PathBuf::from(summary(&events)["session_dir"].as_str().unwrap());
+    // The session's scope rides in its first journal record.
+    let journal = fs_err::read_to_string(session_dir.join("events.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
+    assert_eq!(first["op"], "init_session");
+    assert!(first["scope"].is_object(), "{first}");
+    // The records kept for people (unsynced) are not what a resume reads.
+    for record in [
+        "round_001/builder_prompt.md",
+        "round_001/builder_events.jsonl",
+        "round_001/handoff.md",
+        "progress.jsonl",
+    ] {
+        fs_err::remove_file(session_dir.join(record)).unwrap();
+    }
     let output = run
         .refinery(&[
             "refine",
