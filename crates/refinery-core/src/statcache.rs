@@ -109,12 +109,15 @@ impl StatCache {
             .unwrap_or(0);
         let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
         let file = format!("{}.json", hex::encode(&digest[..8]));
-        let entries = fs_err::read(objects.join(CACHE_DIR).join(&file))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<CacheFile>(&bytes).ok())
-            .filter(|cache| cache.version == VERSION)
-            .map(|cache| cache.entries)
-            .unwrap_or_default();
+        let path = objects.join(CACHE_DIR).join(&file);
+        let entries = recall(&path).unwrap_or_else(|| {
+            fs_err::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<CacheFile>(&bytes).ok())
+                .filter(|cache| cache.version == VERSION)
+                .map(|cache| cache.entries)
+                .unwrap_or_default()
+        });
         Self {
             root: root.to_path_buf(),
             file,
@@ -169,12 +172,69 @@ impl StatCache {
             fs_err::create_dir_all(&dir)?;
             let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)?;
             serde_json::to_writer(std::io::BufWriter::new(temp.as_file_mut()), &cache)?;
-            temp.persist(dir.join(&self.file))
-                .map_err(|err| err.error)?;
+            let path = dir.join(&self.file);
+            temp.persist(&path).map_err(|err| err.error)?;
+            remember(&path, &self.entries);
             Ok(())
         };
         let _ = write();
     }
+}
+
+/// Which write of a cache file a remembered copy is: a file replaced since (by another
+/// process, or deleted by a sweep) is a new inode or has another size or time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    len: u64,
+    mtime: i64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Self> {
+        let key = StatKey::of(&fs_err::metadata(path).ok()?)?;
+        Some(Self {
+            ino: key.ino,
+            len: key.size,
+            mtime: key.mtime,
+        })
+    }
+}
+
+/// The cache files this process wrote last, with what they hold: a loop snapshots the same
+/// workspace two or three times a round, and parsing the cache back each time cost more than
+/// the walk it saves.
+static WRITTEN: std::sync::LazyLock<
+    std::sync::Mutex<BTreeMap<PathBuf, (Stamp, BTreeMap<String, Entry>)>>,
+> = std::sync::LazyLock::new(std::sync::Mutex::default);
+
+fn written() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, (Stamp, BTreeMap<String, Entry>)>>
+{
+    WRITTEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What this process last wrote to `path`, while the file is still that write. Were a stamp
+/// ever to match another writer's file (a reused inode, same size and time), the entries would
+/// still be true: each only says which hash a file with that exact metadata had.
+fn recall(path: &Path) -> Option<BTreeMap<String, Entry>> {
+    let stamp = Stamp::of(path)?;
+    let written = written();
+    let (kept, entries) = written.get(path)?;
+    (*kept == stamp).then(|| entries.clone())
+}
+
+fn remember(path: &Path, entries: &BTreeMap<String, Entry>) {
+    let Some(stamp) = Stamp::of(path) else {
+        return;
+    };
+    let mut written = written();
+    // One entry per snapshotted root: a handful per process.
+    if written.len() >= 16 {
+        written.clear();
+    }
+    written.insert(path.to_path_buf(), (stamp, entries.clone()));
 }
 
 #[cfg(all(test, unix))]
@@ -223,6 +283,14 @@ mod tests {
         fs_err::write(&file, b"two").unwrap();
         let changed = fs_err::metadata(&file).unwrap();
         assert_eq!(loaded.lookup(&file, &changed), None);
+        // A cache file replaced by someone else is read again, not recalled.
+        let path = dir.path().join(CACHE_DIR).join(&loaded.file);
+        let mut other: CacheFile = serde_json::from_slice(&fs_err::read(&path).unwrap()).unwrap();
+        other.entries.get_mut("a.txt").unwrap().hash = "h-other".to_owned();
+        std::thread::sleep(Duration::from_millis(20));
+        fs_err::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();
+        let reread = StatCache::load(dir.path(), &root, SystemTime::now());
+        assert_eq!(reread.lookup(&file, &metadata).as_deref(), Some("h-other"));
         // Recorded by a snapshot that started now: too recent to trust.
         let mut racy = StatCache::load(dir.path(), &root, SystemTime::now());
         racy.record(&file, StatKey::of(&changed).unwrap(), "h2");

@@ -150,9 +150,21 @@ pub fn repair(
 }
 
 /// The regression guard's brief for one blind comparison.
-pub fn regression_guard(criteria: &CriteriaSet, answer_a: &str, answer_b: &str) -> String {
+pub fn regression_guard(
+    criteria: &CriteriaSet,
+    shared: &str,
+    answer_a: &str,
+    answer_b: &str,
+) -> String {
+    let shared = if shared.trim().is_empty() {
+        String::new()
+    } else {
+        format!(
+            "## Files both answers hold, identical\n\nThese files are the same in Answer A and Answer B, so they are shown once, here. Each answer below lists all its files and shows the contents of those that differ from the other answer.\n{shared}\n"
+        )
+    };
     format!(
-        "## Criteria\n\n{}\n## Answer A\n\n{answer_a}\n\n## Answer B\n\n{answer_b}\n\n## What to return\n\nFor every criterion id, say which answer is better on it: `A`, `B` or `tie` (no real difference). Then give your reasoning, citing what you observed in each.\n",
+        "## Criteria\n\n{}\n{shared}## Answer A\n\n{answer_a}\n\n## Answer B\n\n{answer_b}\n\n## What to return\n\nFor every criterion id, say which answer is better on it: `A`, `B` or `tie` (no real difference). Then give your reasoning, citing what you observed in each.\n",
         criteria_block(criteria)
     )
 }

@@ -4,7 +4,9 @@
 //! Judges that are agent CLIs also get the files on disk; API models only see this. Both read
 //! the same snapshot, so what is judged is exactly what was submitted.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use refinery_core::snapshot::EntryKind;
 use refinery_core::{ManifestEntry, ObjectStore};
@@ -93,6 +95,155 @@ pub fn render_limited(
     render_files(store, entries, scrubber, total_limit, Lines::Plain)
 }
 
+/// Two versions of a deliverable rendered for a blind comparison.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PairView {
+    /// The contents of the files both versions hold unchanged, shown once; empty when they
+    /// share none, and with [`View::Listing`] (the judge opens the files itself).
+    pub shared: String,
+    /// The first version: all its files listed, then the contents of those the second
+    /// version lacks or holds otherwise.
+    pub first: String,
+    /// The second version, likewise.
+    pub second: String,
+}
+
+/// Renders two versions for a blind comparison. A round usually changes a few files of many:
+/// shown twice in full, the unchanged ones would double the brief and could push the changed
+/// ones past the size shown. Each version's changed files come first, within the usual
+/// total; the shared ones fill what is left of it, so neither version is shown with more
+/// text than [`render_view`] would show.
+pub fn render_pair(
+    view: View,
+    store: &ObjectStore,
+    first: &[ManifestEntry],
+    second: &[ManifestEntry],
+    scrubber: &Scrubber,
+) -> PairView {
+    if view == View::Listing {
+        return PairView {
+            shared: String::new(),
+            first: listing(first),
+            second: listing(second),
+        };
+    }
+    let same = |entry: &ManifestEntry, other: &ManifestEntry| {
+        entry.path == other.path && entry.kind == other.kind && entry.hash == other.hash
+    };
+    let in_other = |entry: &ManifestEntry, other: &[ManifestEntry]| {
+        other
+            .binary_search_by(|probe| probe.path.as_str().cmp(entry.path.as_str()))
+            .is_ok_and(|index| same(entry, &other[index]))
+    };
+    let sorted = |entries: &[ManifestEntry]| {
+        let mut entries = entries.to_vec();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        entries
+    };
+    let (first_sorted, second_sorted) = (sorted(first), sorted(second));
+    let only = |entries: &[ManifestEntry], other: &[ManifestEntry]| -> Vec<ManifestEntry> {
+        entries
+            .iter()
+            .filter(|entry| !in_other(entry, other))
+            .cloned()
+            .collect()
+    };
+    let first_only = only(first, &second_sorted);
+    let second_only = only(second, &first_sorted);
+    let shared: Vec<ManifestEntry> = first
+        .iter()
+        .filter(|entry| in_other(entry, &second_sorted))
+        .cloned()
+        .collect();
+    let mut first_text = listing(first);
+    let first_shown = render_contents(
+        &mut first_text,
+        store,
+        &first_only,
+        scrubber,
+        TOTAL_LIMIT,
+        Lines::Plain,
+    );
+    let mut second_text = listing(second);
+    let second_shown = render_contents(
+        &mut second_text,
+        store,
+        &second_only,
+        scrubber,
+        TOTAL_LIMIT,
+        Lines::Plain,
+    );
+    let mut shared_text = String::new();
+    render_contents(
+        &mut shared_text,
+        store,
+        &shared,
+        scrubber,
+        TOTAL_LIMIT.saturating_sub(first_shown.max(second_shown)),
+        Lines::Plain,
+    );
+    PairView {
+        shared: shared_text,
+        first: first_text,
+        second: second_text,
+    }
+}
+
+/// A text file's contents as shown: scrubbed, with its length before scrubbing (what counts
+/// against the size shown).
+#[derive(Clone)]
+struct ShownFile {
+    raw_len: usize,
+    text: Arc<str>,
+}
+
+/// Most bytes of scrubbed text [`TEXTS`] keeps before it starts over.
+const TEXT_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Objects already shown, scrubbed, by scrubber and content hash (`None`: not text). A round
+/// shows mostly the same files to its guard and its evaluator, and the next round shows them
+/// again: each would read the object back (checking its hash) and scan it for secrets every
+/// time. An object never changes under its hash and a scrubber's id names exactly what it
+/// masks, so an entry cannot go stale; the cache is only bounded, emptied when full.
+static TEXTS: LazyLock<Mutex<TextCache>> = LazyLock::new(Mutex::default);
+
+#[derive(Default)]
+struct TextCache {
+    bytes: usize,
+    files: HashMap<(u64, String), Option<ShownFile>>,
+}
+
+/// The object `hash` as shown to a model: `None` for a binary (a NUL byte, or not UTF-8).
+fn shown_text(
+    store: &ObjectStore,
+    hash: &str,
+    scrubber: &Scrubber,
+) -> Result<Option<ShownFile>, refinery_core::Error> {
+    let key = (scrubber.id(), hash.to_owned());
+    let cache = || TEXTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = cache().files.get(&key) {
+        return Ok(found.clone());
+    }
+    let bytes = store.read_object(hash)?;
+    let shown = if bytes.contains(&0) {
+        None
+    } else {
+        String::from_utf8(bytes).ok().map(|text| ShownFile {
+            raw_len: text.len(),
+            // Scrubbed whole, before any numbering: a secret spanning lines is still found.
+            text: scrubber.scrub_cow(&text).into(),
+        })
+    };
+    let mut cache = cache();
+    let size = shown.as_ref().map_or(0, |file| file.text.len()) + hash.len();
+    if cache.bytes + size > TEXT_CACHE_BYTES {
+        *cache = TextCache::default();
+    }
+    cache.bytes += size;
+    cache.files.insert(key, shown.clone());
+    Ok(shown)
+}
+
 fn render_files(
     store: &ObjectStore,
     entries: &[ManifestEntry],
@@ -104,6 +255,20 @@ fn render_files(
     if entries.is_empty() {
         return out;
     }
+    render_contents(&mut out, store, entries, scrubber, total_limit, lines);
+    out
+}
+
+/// Appends the contents of `entries` to `out`, up to `total_limit` bytes of text; returns
+/// how many were shown.
+fn render_contents(
+    out: &mut String,
+    store: &ObjectStore,
+    entries: &[ManifestEntry],
+    scrubber: &Scrubber,
+    total_limit: usize,
+    lines: Lines,
+) -> usize {
     let mut shown = 0usize;
     for entry in entries {
         if entry.kind == EntryKind::Symlink {
@@ -122,35 +287,31 @@ fn render_files(
             out.push_str("[not shown: the deliverable is over the size shown to judges]\n");
             continue;
         }
-        match store.read_object(&entry.hash) {
-            Ok(bytes) if !bytes.contains(&0) => match String::from_utf8(bytes) {
-                Ok(text) => {
-                    shown += text.len();
-                    // Scrubbed before numbering, so a secret spanning lines is still found.
-                    let text = scrubber.scrub(&text);
-                    match lines {
-                        Lines::Plain => {
-                            out.push_str(&text);
-                            if !text.ends_with('\n') {
-                                out.push('\n');
-                            }
+        match shown_text(store, &entry.hash, scrubber) {
+            Ok(Some(shown_file)) => {
+                shown += shown_file.raw_len;
+                let text = &*shown_file.text;
+                match lines {
+                    Lines::Plain => {
+                        out.push_str(text);
+                        if !text.ends_with('\n') {
+                            out.push('\n');
                         }
-                        Lines::Numbered => {
-                            for (number, line) in text.lines().enumerate() {
-                                let _ = writeln!(out, "{:>4}| {line}", number + 1);
-                            }
+                    }
+                    Lines::Numbered => {
+                        for (number, line) in text.lines().enumerate() {
+                            let _ = writeln!(out, "{:>4}| {line}", number + 1);
                         }
                     }
                 }
-                Err(_) => out.push_str("[binary file: not shown]\n"),
-            },
-            Ok(_) => out.push_str("[binary file: not shown]\n"),
+            }
+            Ok(None) => out.push_str("[binary file: not shown]\n"),
             Err(err) => {
                 let _ = writeln!(out, "[could not be read: {err}]");
             }
         }
     }
-    out
+    shown
 }
 
 #[cfg(test)]
@@ -185,5 +346,111 @@ mod tests {
             text.contains("===== b.bin =====\n[binary file: not shown]"),
             "{text}"
         );
+    }
+
+    /// Snapshots `files` (path, contents) as a version of a deliverable.
+    fn version(
+        store: &ObjectStore,
+        root: &std::path::Path,
+        files: &[(String, String)],
+    ) -> Vec<ManifestEntry> {
+        let _ = fs_err::remove_dir_all(root);
+        for (path, text) in files {
+            let path = root.join(path);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, text).unwrap();
+        }
+        refinery_core::snapshot::take_snapshot(store, root, &[], &[".".to_owned()])
+            .unwrap()
+            .entries
+    }
+
+    #[test]
+    fn a_pair_shows_shared_files_once_and_each_side_its_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::new(dir.path().join("objects"));
+        // Enough unchanged text to fill the size shown, sorted before the changed file: shown
+        // twice in full, it pushed the one change out of sight.
+        let filler = "unchanged line\n".repeat(1024);
+        let mut files: Vec<(String, String)> = (0..30)
+            .map(|index| {
+                (
+                    format!("a/page_{index:02}.html"),
+                    format!("{index}{filler}"),
+                )
+            })
+            .collect();
+        files.push(("z.html".to_owned(), "<h1>OLD HERO</h1>\n".to_owned()));
+        files.push(("gone.txt".to_owned(), "only in the old one\n".to_owned()));
+        let old = version(&store, &dir.path().join("old"), &files);
+        files.retain(|(path, _)| path != "gone.txt");
+        files
+            .iter_mut()
+            .find(|(path, _)| path == "z.html")
+            .unwrap()
+            .1 = "<h1>NEW HERO</h1>\n".to_owned();
+        files.push(("new.txt".to_owned(), "only in the new one\n".to_owned()));
+        let new = version(&store, &dir.path().join("new"), &files);
+
+        let pair = render_pair(View::Contents, &store, &old, &new, &Scrubber::default());
+        // Each side: all its files listed, its own changes shown in full.
+        assert!(pair.first.contains("- gone.txt"), "{}", pair.first);
+        assert!(pair.first.contains("<h1>OLD HERO</h1>"), "{}", pair.first);
+        assert!(pair.first.contains("only in the old one"), "{}", pair.first);
+        assert!(!pair.first.contains("NEW HERO") && !pair.first.contains("only in the new"));
+        assert!(pair.second.contains("<h1>NEW HERO</h1>"), "{}", pair.second);
+        assert!(
+            pair.second.contains("only in the new one"),
+            "{}",
+            pair.second
+        );
+        assert!(pair.second.contains("- a/page_00.html"), "{}", pair.second);
+        assert!(
+            !pair.second.contains("unchanged line"),
+            "shared text belongs to `shared`"
+        );
+        // The shared files once, within what is left of the size shown.
+        assert!(
+            pair.shared
+                .contains("===== a/page_00.html =====\n0unchanged line")
+        );
+        assert!(!pair.shared.contains("HERO"), "{}", pair.shared);
+        assert!(
+            pair.shared.len() <= TOTAL_LIMIT + 30 * 200,
+            "{}",
+            pair.shared.len()
+        );
+        assert!(
+            pair.shared
+                .contains("[not shown: the deliverable is over the size shown")
+        );
+        // Before, each version was rendered whole and the change sorted after the filler was
+        // cut off: the guard could not see what it was asked to compare.
+        let whole = render(&store, &new, &Scrubber::default());
+        assert!(!whole.contains("NEW HERO"), "the old way hid the change");
+
+        // An agent CLI opens the files itself: listings only, nothing shared.
+        let listed = render_pair(View::Listing, &store, &old, &new, &Scrubber::default());
+        assert_eq!(listed.shared, "");
+        assert_eq!(listed.first, listing(&old));
+        assert_eq!(listed.second, listing(&new));
+    }
+
+    #[test]
+    fn a_file_shown_before_is_masked_anew_by_a_scrubber_that_knows_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let value = ["pa55-", "w0rd-", "9Zq"].concat();
+        let files = [("config.txt".to_owned(), format!("db = {value}\n"))];
+        let store = ObjectStore::new(dir.path().join("objects"));
+        let entries = version(&store, &dir.path().join("ws"), &files);
+        let plain = Scrubber::default();
+        // Shown (and cached) by a scrubber that does not know the value…
+        assert!(render(&store, &entries, &plain).contains(&value));
+        assert!(render(&store, &entries, &plain.clone()).contains(&value));
+        // …then by one that does: the cached text must not be reused.
+        let knowing = plain.with_values([value.as_str()]);
+        let text = render(&store, &entries, &knowing);
+        assert!(!text.contains(&value), "{text}");
+        assert!(text.contains("db = [REDACTED]"), "{text}");
     }
 }

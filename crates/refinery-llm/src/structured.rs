@@ -6,6 +6,8 @@
 //! `options.schema_retries` more times, then the call fails with
 //! [`Error::InvalidStructuredOutput`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -46,10 +48,7 @@ pub async fn chat_structured(
     // The provider is sent the part of the schema it accepts, but the answer is checked
     // against all of it: a bound the provider could not enforce is then fed back like any
     // other mistake, instead of reaching the caller's parser and being refused there.
-    let validator =
-        jsonschema::validator_for(&schema.schema).map_err(|error| Error::InvalidSchema {
-            message: error.to_string(),
-        })?;
+    let validator = validator_for(&schema.schema)?;
     let wire = wire_schema(model.id().provider, &schema.schema);
     let mut conversation = request.clone();
     if let Some(sent) = conversation.response_schema.as_mut() {
@@ -114,6 +113,34 @@ pub async fn chat_structured(
     })
 }
 
+/// Most compiled schemas kept by [`validator_for`] before it starts over.
+const VALIDATORS_KEPT: usize = 64;
+
+/// The compiled validator for `schema`. Compiling one costs more than checking many answers,
+/// and a loop asks with the same few schemas every round, so validators are kept per schema
+/// (by its JSON text) for the life of the process.
+fn validator_for(schema: &Value) -> Result<Arc<jsonschema::Validator>> {
+    static VALIDATORS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =
+        LazyLock::new(Mutex::default);
+    let key = schema.to_string();
+    let kept = || VALIDATORS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(validator) = kept().get(&key) {
+        return Ok(Arc::clone(validator));
+    }
+    let validator =
+        Arc::new(
+            jsonschema::validator_for(schema).map_err(|error| Error::InvalidSchema {
+                message: error.to_string(),
+            })?,
+        );
+    let mut kept = kept();
+    if kept.len() >= VALIDATORS_KEPT {
+        kept.clear();
+    }
+    kept.insert(key, Arc::clone(&validator));
+    Ok(validator)
+}
+
 /// Parse an answer as JSON (tolerating a Markdown code fence around it) and validate it.
 fn check_answer(validator: &jsonschema::Validator, text: &str) -> Result<Value, String> {
     let body = strip_code_fence(text.trim());
@@ -149,6 +176,20 @@ fn strip_code_fence(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_validators_belong_to_their_own_schema() {
+        let number =
+            json!({"type": "object", "properties": {"n": {"type": "number"}}, "required": ["n"]});
+        let text =
+            json!({"type": "object", "properties": {"n": {"type": "string"}}, "required": ["n"]});
+        for _ in 0..2 {
+            assert!(validator_for(&number).unwrap().is_valid(&json!({"n": 1})));
+            assert!(!validator_for(&number).unwrap().is_valid(&json!({"n": "1"})));
+            assert!(validator_for(&text).unwrap().is_valid(&json!({"n": "1"})));
+            assert!(!validator_for(&text).unwrap().is_valid(&json!({"n": 1})));
+        }
+    }
     use serde_json::json;
 
     #[test]

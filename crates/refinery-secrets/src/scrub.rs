@@ -138,13 +138,32 @@ pub struct Scrubber {
     inner: Arc<Known>,
 }
 
-#[derive(Default)]
 struct Known {
+    /// Unique per set of values (see [`Scrubber::id`]).
+    id: u64,
     /// Longest first; each value also in its JSON-escaped spelling when that differs.
     values: Vec<String>,
     finder: Option<AhoCorasick>,
     /// Large texts these values and the rules found nothing in.
     clean: Mutex<CleanTexts>,
+}
+
+/// Where [`Scrubber::id`]s come from.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Default for Known {
+    fn default() -> Self {
+        Self {
+            id: next_id(),
+            values: Vec::new(),
+            finder: None,
+            clean: Mutex::default(),
+        }
+    }
 }
 
 /// The last few large texts a scrubber found clean, kept whole.
@@ -259,11 +278,19 @@ impl Scrubber {
             .ok();
         Self {
             inner: Arc::new(Known {
+                id: next_id(),
                 values: all,
                 finder,
                 clean: Mutex::default(),
             }),
         }
+    }
+
+    /// Identifies what this scrubber masks: clones share it, and a scrubber with other values
+    /// never has it (ids are not reused). A cache of scrubbed text keyed by it and by the
+    /// text's content address is never stale.
+    pub fn id(&self) -> u64 {
+        self.inner.id
     }
 
     /// How many values (spellings included) are masked on top of the patterns.

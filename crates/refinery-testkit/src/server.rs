@@ -93,6 +93,48 @@ impl RecordedRequest {
             .to_string()
     }
 
+    /// The system instructions, in every protocol's shape: Anthropic's `system` (text or
+    /// blocks), OpenAI's `system` / `developer` messages and Responses `instructions`, Gemini's
+    /// `systemInstruction`. Lets a router tell roles apart without reading the whole body.
+    pub fn system_text(&self) -> String {
+        let mut out = String::new();
+        let mut push = |value: &Value| match value {
+            Value::String(text) => out.push_str(text),
+            Value::Array(blocks) => {
+                for block in blocks {
+                    if let Some(text) = block.get("text").and_then(Value::as_str) {
+                        out.push_str(text);
+                    }
+                }
+            }
+            _ => {}
+        };
+        if let Some(system) = self.body.get("system") {
+            push(system);
+        }
+        if let Some(instructions) = self.body.get("instructions") {
+            push(instructions);
+        }
+        if let Some(parts) = self.body.pointer("/systemInstruction/parts") {
+            push(parts);
+        }
+        for message in self
+            .body
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let role = message.get("role").and_then(Value::as_str);
+            if matches!(role, Some("system" | "developer"))
+                && let Some(content) = message.get("content")
+            {
+                push(content);
+            }
+        }
+        out
+    }
+
     /// Names of the tools the request offers the model, in every protocol's shape.
     pub fn tool_names(&self) -> Vec<String> {
         let mut names = Vec::new();

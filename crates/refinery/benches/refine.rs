@@ -246,13 +246,19 @@ fn main() {
         .build()
         .unwrap();
     let server = runtime.block_on(FakeModelServer::start()).unwrap();
-    server.route(|request| {
-        let body = request.body_text();
-        Some(match role(&body) {
-            "builder" if request.tool_results().is_empty() => Reply::tool_call(
-                "write_file",
-                json!({"path": "src/page_000.html", "content": format!("<h1>{}</h1>", body.len())}),
-            ),
+    // Routed on the system prompt, where each role's prompt goes: re-serialising and
+    // searching a whole 0.5 MiB request body would make the fake slow, not the loop.
+    let builds = std::sync::atomic::AtomicUsize::new(0);
+    server.route(move |request| {
+        let system = request.system_text();
+        Some(match role(&system) {
+            "builder" if request.tool_results().is_empty() => {
+                let build = builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Reply::tool_call(
+                    "write_file",
+                    json!({"path": "src/page_000.html", "content": format!("<h1>{build}</h1>")}),
+                )
+            }
             "builder" => Reply::text("rewrote the first page"),
             "evaluator" => Reply::text(evaluation()),
             "guard" => Reply::text(

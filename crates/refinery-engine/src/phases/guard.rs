@@ -205,8 +205,8 @@ async fn compare(
     let objects = ctx.store.objects();
     let view = input.judge.view();
     let scrubber = &ctx.env.scrubber;
-    let previous_text = pack::render_view(view, &objects, previous, scrubber);
-    let current_text = pack::render_view(view, &objects, current, scrubber);
+    let pair = pack::render_pair(view, &objects, previous, current, scrubber);
+    let (previous_text, current_text) = (&pair.first, &pair.second);
     // An agent-CLI guard opens the two versions in a folder of its own; an API guard reads
     // them in its brief, and nothing is created for it.
     let dir = if input.judge.reads_files() {
@@ -235,24 +235,30 @@ async fn compare(
             refinery_core::snapshot::restore(&objects, b, &folder.join("B"))?;
         }
     }
-    // Agent-CLI judges open the files in ./A and ./B; API judges read them here.
-    let note = |text: &str, folder: &str| match view {
-        pack::View::Listing => format!("(files in `./{folder}/`)\n\n{text}"),
-        pack::View::Contents => text.to_owned(),
-    };
+    let criteria = input.criteria;
+    let (previous_a, current_b) = (
+        note(view, previous_text, "A"),
+        note(view, current_text, "B"),
+    );
+    let (current_a, previous_b) = (
+        note(view, current_text, "A"),
+        note(view, previous_text, "B"),
+    );
+    let briefs = [
+        briefs::regression_guard(criteria, &pair.shared, &previous_a, &current_b),
+        briefs::regression_guard(criteria, &pair.shared, &current_a, &previous_b),
+    ];
+    // Each brief is scanned for secrets when it is sent, one after the other on this task.
+    // Scanned here on two threads instead, each is found clean (or not) at once when sent.
+    std::thread::scope(|threads| {
+        let [first, second] = &briefs;
+        threads.spawn(|| drop(scrubber.scrub_cow(first)));
+        drop(scrubber.scrub_cow(second));
+    });
+    let [first_brief, second_brief] = briefs;
     let (previous_first, current_first) = tokio::join!(
-        blind(
-            ctx,
-            input,
-            [note(&previous_text, "A"), note(&current_text, "B")],
-            &first_dir
-        ),
-        blind(
-            ctx,
-            input,
-            [note(&current_text, "A"), note(&previous_text, "B")],
-            &second_dir
-        ),
+        blind(ctx, input, first_brief, &first_dir),
+        blind(ctx, input, second_brief, &second_dir),
     );
     Ok(match (previous_first?, current_first?) {
         (JudgeReply::Usable(first), JudgeReply::Usable(second)) => Comparison::Made {
@@ -276,11 +282,20 @@ async fn compare(
     })
 }
 
-/// One blind comparison of answer A with answer B.
+/// A version as the guard's brief shows it: agent-CLI judges open the files in `./A` and
+/// `./B`, API judges read them in the brief.
+fn note<'t>(view: pack::View, text: &'t str, folder: &str) -> std::borrow::Cow<'t, str> {
+    match view {
+        pack::View::Listing => format!("(files in `./{folder}/`)\n\n{text}").into(),
+        pack::View::Contents => text.into(),
+    }
+}
+
+/// One blind comparison of answer A with answer B, as `brief` puts them.
 async fn blind(
     ctx: &Context<'_>,
     input: &GuardInput<'_>,
-    [answer_a, answer_b]: [String; 2],
+    brief: String,
     workdir: &Path,
 ) -> Result<JudgeReply<GuardComparison>, EngineError> {
     let criteria = input.criteria;
@@ -293,7 +308,7 @@ async fn blind(
             workdir,
             budget_share: 0.5,
         },
-        briefs::regression_guard(criteria, &answer_a, &answer_b),
+        brief,
         |text| parse_regression_guard(criteria, text),
     )
     .await
