@@ -204,12 +204,13 @@ impl Stamp {
 /// The cache files this process wrote last, with what they hold: a loop snapshots the same
 /// workspace two or three times a round, and parsing the cache back each time cost more than
 /// the walk it saves.
-static WRITTEN: std::sync::LazyLock<
-    std::sync::Mutex<BTreeMap<PathBuf, (Stamp, BTreeMap<String, Entry>)>>,
-> = std::sync::LazyLock::new(std::sync::Mutex::default);
+static WRITTEN: std::sync::LazyLock<std::sync::Mutex<Written>> =
+    std::sync::LazyLock::new(std::sync::Mutex::default);
 
-fn written() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, (Stamp, BTreeMap<String, Entry>)>>
-{
+/// Per cache file: which write of it, and its entries.
+type Written = BTreeMap<PathBuf, (Stamp, BTreeMap<String, Entry>)>;
+
+fn written() -> std::sync::MutexGuard<'static, Written> {
     WRITTEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
