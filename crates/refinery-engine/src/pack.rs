@@ -155,24 +155,21 @@ pub fn render_pair(
         .filter(|entry| in_other(entry, &second_sorted))
         .cloned()
         .collect();
-    let mut first_text = listing(first);
-    let first_shown = render_contents(
-        &mut first_text,
-        store,
-        &first_only,
-        scrubber,
-        TOTAL_LIMIT,
-        Lines::Plain,
-    );
-    let mut second_text = listing(second);
-    let second_shown = render_contents(
-        &mut second_text,
-        store,
-        &second_only,
-        scrubber,
-        TOTAL_LIMIT,
-        Lines::Plain,
-    );
+    // Each version: all its files listed, then the contents of its changed ones.
+    let side = |entries: &[ManifestEntry], changed: &[ManifestEntry]| {
+        let mut text = listing(entries);
+        let shown = render_contents(
+            &mut text,
+            store,
+            changed,
+            scrubber,
+            TOTAL_LIMIT,
+            Lines::Plain,
+        );
+        (text, shown)
+    };
+    let (first_text, first_shown) = side(first, &first_only);
+    let (second_text, second_shown) = side(second, &second_only);
     let mut shared_text = String::new();
     render_contents(
         &mut shared_text,
