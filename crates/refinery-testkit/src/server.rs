@@ -93,6 +93,15 @@ impl RecordedRequest {
             .to_string()
     }
 
+    /// The conversation's messages (Anthropic and OpenAI chat shapes); none for other shapes.
+    fn messages(&self) -> impl Iterator<Item = &Value> {
+        self.body
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    }
+
     /// The system instructions, in every protocol's shape: Anthropic's `system` (text or
     /// blocks), OpenAI's `system` / `developer` messages and Responses `instructions`, Gemini's
     /// `systemInstruction`. Lets a router tell roles apart without reading the whole body.
@@ -118,13 +127,7 @@ impl RecordedRequest {
         if let Some(parts) = self.body.pointer("/systemInstruction/parts") {
             push(parts);
         }
-        for message in self
-            .body
-            .get("messages")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for message in self.messages() {
             let role = message.get("role").and_then(Value::as_str);
             if matches!(role, Some("system" | "developer"))
                 && let Some(content) = message.get("content")
@@ -171,13 +174,7 @@ impl RecordedRequest {
             Value::String(text) => text.clone(),
             other => other.to_string(),
         };
-        for message in self
-            .body
-            .get("messages")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for message in self.messages() {
             if message.get("role").and_then(Value::as_str) == Some("tool") {
                 let id = message
                     .get("tool_call_id")
