@@ -172,12 +172,14 @@ impl StatCache {
             fs_err::create_dir_all(&dir)?;
             let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)?;
             serde_json::to_writer(std::io::BufWriter::new(temp.as_file_mut()), &cache)?;
-            let path = dir.join(&self.file);
-            temp.persist(&path).map_err(|err| err.error)?;
-            remember(&path, &self.entries);
+            temp.persist(dir.join(&self.file))
+                .map_err(|err| err.error)?;
             Ok(())
         };
-        let _ = write();
+        if write().is_ok() {
+            // The copy just written, kept so the next load need not parse it back.
+            remember(&dir.join(&self.file), cache.entries);
+        }
     }
 }
 
@@ -226,7 +228,7 @@ fn recall(path: &Path) -> Option<BTreeMap<String, Entry>> {
     (*kept == stamp).then(|| entries.clone())
 }
 
-fn remember(path: &Path, entries: &BTreeMap<String, Entry>) {
+fn remember(path: &Path, entries: BTreeMap<String, Entry>) {
     let Some(stamp) = Stamp::of(path) else {
         return;
     };
@@ -235,7 +237,7 @@ fn remember(path: &Path, entries: &BTreeMap<String, Entry>) {
     if written.len() >= 16 {
         written.clear();
     }
-    written.insert(path.to_path_buf(), (stamp, entries.clone()));
+    written.insert(path.to_path_buf(), (stamp, entries));
 }
 
 #[cfg(all(test, unix))]

@@ -141,18 +141,13 @@ pub fn render_pair(
         entries
     };
     let (first_sorted, second_sorted) = (sorted(first), sorted(second));
-    let only = |entries: &[ManifestEntry], other: &[ManifestEntry]| -> Vec<ManifestEntry> {
-        entries
-            .iter()
-            .filter(|entry| !in_other(entry, other))
-            .cloned()
-            .collect()
-    };
-    let first_only = only(first, &second_sorted);
-    let second_only = only(second, &first_sorted);
-    let shared: Vec<ManifestEntry> = first
+    let (shared, first_only): (Vec<ManifestEntry>, Vec<ManifestEntry>) = first
         .iter()
-        .filter(|entry| in_other(entry, &second_sorted))
+        .cloned()
+        .partition(|entry| in_other(entry, &second_sorted));
+    let second_only: Vec<ManifestEntry> = second
+        .iter()
+        .filter(|entry| !in_other(entry, &first_sorted))
         .cloned()
         .collect();
     // Each version: all its files listed, then the contents of its changed ones.
