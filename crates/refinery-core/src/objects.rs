@@ -285,7 +285,7 @@ impl ObjectStore {
         }
         let mut keep = Vec::new();
         let mut rewrite = Vec::new();
-        for name in packs::list(&dir)? {
+        for (name, _) in packs::list(&dir)? {
             let path = dir.join(&name);
             let records = match packs::read_index(&path) {
                 Ok(records) => records,
@@ -343,6 +343,7 @@ impl ObjectStore {
                         pack: path.clone(),
                         offset: record.offset,
                         length: record.length,
+                        durable: false,
                     };
                     let mut bytes = Vec::new();
                     packs::copy_packed(&packed, &hash, &mut bytes)?;
@@ -374,13 +375,14 @@ impl ObjectStore {
     pub fn verify_packs(&self) -> Result<u64> {
         let dir = self.packs.dir();
         let mut checked = 0;
-        for name in packs::list(dir)? {
+        for (name, _) in packs::list(dir)? {
             let path = dir.join(&name);
             for record in packs::read_index(&path)? {
                 let packed = Packed {
                     pack: path.clone(),
                     offset: record.offset,
                     length: record.length,
+                    durable: false,
                 };
                 packs::copy_packed(&packed, &hex::encode(record.hash), &mut std::io::sink())?;
                 checked += 1;
@@ -690,6 +692,8 @@ impl Batch<'_> {
         }
         let folder = match self.store.locate(hash, OnMiss::Answer)? {
             None => return Ok(false),
+            // This process synced the folder since the pack was in it.
+            Some(Location::Packed(packed)) if packed.durable => None,
             Some(Location::Packed(packed)) => packed.pack.parent().map(Path::to_path_buf),
             Some(Location::Loose(path)) => path.parent().map(Path::to_path_buf),
         };
@@ -743,8 +747,17 @@ impl Batch<'_> {
             }
             self.found_in.insert(dir.clone());
         }
+        // Listed before the folder is synced: the sync makes their entries durable.
+        let packs_dir = self.store.packs.dir();
+        let listed = self
+            .found_in
+            .contains(packs_dir)
+            .then(|| self.store.packs.loaded());
         for folder in &self.found_in {
             sync_dir(folder)?;
+        }
+        if let Some(listed) = listed {
+            self.store.packs.mark_durable(listed);
         }
         self.cache.save(&dir);
         Ok(ObjectPin(Some(Arc::clone(&self.pin))))
@@ -784,7 +797,15 @@ fn sync_data(
     Ok(())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Folder syncs made on this thread, for the tests of which ones a commit needs.
+    static FOLDER_SYNCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(test)]
+    FOLDER_SYNCS.with(|count| count.set(count.get() + 1));
     // Directory fsync makes the renames into it durable; only Unix can open a folder.
     #[cfg(unix)]
     fs_err::File::open(dir)?.sync_all()?;
@@ -847,4 +868,76 @@ pub(crate) fn copy_hashing(
         total += read as u64;
     }
     Ok((hex::encode(hasher.finalize()), total))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn folder_syncs() -> usize {
+        FOLDER_SYNCS.with(std::cell::Cell::get)
+    }
+
+    /// The folder syncs one batch storing `bytes` makes at its commit.
+    fn syncs_to_store(store: &ObjectStore, root: &Path, bytes: &[u8]) -> usize {
+        let before = folder_syncs();
+        let mut batch = store.begin(root).unwrap();
+        batch.put_bytes(bytes).unwrap();
+        drop(batch.commit().unwrap());
+        folder_syncs() - before
+    }
+
+    /// Packs `bytes` the way another process would, up to the rename: nothing synced.
+    fn pack_elsewhere(store: &ObjectStore, bytes: &[u8]) -> PathBuf {
+        let dir = store.packs.dir().to_path_buf();
+        fs_err::create_dir_all(&dir).unwrap();
+        let mut writer = PackWriter::create(&dir, &temp_builder()).unwrap();
+        writer.add(Sha256::digest(bytes).into(), bytes).unwrap();
+        let name = writer.finish().unwrap().persist(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn objects_found_in_a_pack_whose_folder_this_process_synced_sync_nothing_more() {
+        let temp = tempfile::tempdir().unwrap();
+        let store = ObjectStore::new(temp.path().join("objects"));
+        assert!(syncs_to_store(&store, temp.path(), b"first version") > 0);
+        assert_eq!(syncs_to_store(&store, temp.path(), b"first version"), 0);
+    }
+
+    #[test]
+    fn objects_found_in_a_pack_another_writer_may_not_have_synced_sync_its_folder() {
+        let temp = tempfile::tempdir().unwrap();
+        let store = ObjectStore::new(temp.path().join("objects"));
+        // A pack of this process's first, so the folder exists and was synced once.
+        syncs_to_store(&store, temp.path(), b"ours");
+        pack_elsewhere(&store, b"theirs");
+        assert_eq!(syncs_to_store(&store, temp.path(), b"theirs"), 1);
+        assert_eq!(syncs_to_store(&store, temp.path(), b"theirs"), 0);
+    }
+
+    #[test]
+    fn a_pack_written_anew_under_a_known_name_is_not_taken_for_durable() {
+        let temp = tempfile::tempdir().unwrap();
+        let store = ObjectStore::new(temp.path().join("objects"));
+        syncs_to_store(&store, temp.path(), b"same bytes");
+        assert_eq!(syncs_to_store(&store, temp.path(), b"same bytes"), 0);
+        // Deleted and written again (another inode), the way a sweep and a second writer
+        // could leave it.
+        let pack = packs::list(store.packs.dir()).unwrap().pop().unwrap().0;
+        let path = store.packs.dir().join(pack);
+        let copy = temp.path().join("copy.pack");
+        fs_err::copy(&path, &copy).unwrap();
+        fs_err::remove_file(&path).unwrap();
+        fs_err::rename(&copy, &path).unwrap();
+        assert_eq!(syncs_to_store(&store, temp.path(), b"same bytes"), 1);
+        assert_eq!(
+            store
+                .read_object(&hex::encode(Sha256::digest(b"same bytes")))
+                .unwrap(),
+            b"same bytes"
+        );
+    }
 }

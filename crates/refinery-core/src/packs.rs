@@ -67,6 +67,9 @@ pub(crate) struct Packed {
     pub(crate) pack: PathBuf,
     pub(crate) offset: u64,
     pub(crate) length: u64,
+    /// The pack's folder entry is known durable: this process synced the folder after the
+    /// pack was in it (see [`PackIndex::mark_durable`]).
+    pub(crate) durable: bool,
 }
 
 /// The bytes of a hex hash, or `None` when it is not 64 hex digits.
@@ -189,6 +192,17 @@ impl FinishedPack {
     }
 }
 
+#[cfg(unix)]
+fn inode_at(path: &Path) -> u64 {
+    std::fs::symlink_metadata(path)
+        .map_or(0, |metadata| std::os::unix::fs::MetadataExt::ino(&metadata))
+}
+
+#[cfg(not(unix))]
+fn inode_at(_path: &Path) -> u64 {
+    0
+}
+
 fn damaged(pack: &Path, offset: u64, damage: PackDamage) -> Error {
     Error::DamagedPack {
         pack: pack.to_path_buf(),
@@ -285,8 +299,8 @@ pub(crate) fn copy_packed(packed: &Packed, hash: &str, sink: &mut impl Write) ->
     Ok(size)
 }
 
-/// Every finished pack in `dir` (none when the folder does not exist).
-pub(crate) fn list(dir: &Path) -> Result<Vec<String>> {
+/// Every finished pack in `dir` with its inode (none when the folder does not exist).
+pub(crate) fn list(dir: &Path) -> Result<Vec<(String, u64)>> {
     let entries = match fs_err::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -294,12 +308,24 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<String>> {
     };
     let mut names = Vec::new();
     for entry in entries {
-        let name = entry?.file_name().to_string_lossy().into_owned();
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
         if is_pack_name(&name) {
-            names.push(name);
+            names.push((name, inode_of(&entry)));
         }
     }
     Ok(names)
+}
+
+#[cfg(unix)]
+fn inode_of(entry: &fs_err::DirEntry) -> u64 {
+    std::os::unix::fs::DirEntryExt::ino(entry)
+}
+
+/// Without inodes no pack is ever taken for durable: every folder found is synced.
+#[cfg(not(unix))]
+fn inode_of(_entry: &fs_err::DirEntry) -> u64 {
+    0
 }
 
 /// What one process knows of a store's packs: the index of every pack it has read, shared by
@@ -318,6 +344,12 @@ struct Loaded {
     /// Packs whose index could not be read, with what was wrong.
     damaged: HashMap<Arc<str>, (u64, PackDamage)>,
     by_hash: HashMap<Digest32, (Arc<str>, u64, u64)>,
+    /// The inode each loaded pack had when it was listed (0: unknown).
+    inodes: HashMap<Arc<str>, u64>,
+    /// Packs (by name and inode) whose folder entry this process made durable: a snapshot
+    /// that finds its objects in one of them need not sync the folder again. A pack
+    /// deleted and written anew under the same name has another inode, so it is not.
+    durable: HashSet<(Arc<str>, u64)>,
 }
 
 impl Loaded {
@@ -330,6 +362,13 @@ impl Loaded {
             ));
         }
         self.packs.insert(name, records);
+    }
+
+    fn is_durable(&self, name: &Arc<str>) -> bool {
+        match self.inodes.get(name) {
+            Some(&inode) if inode != 0 => self.durable.contains(&(Arc::clone(name), inode)),
+            _ => false,
+        }
     }
 
     fn rebuild(&mut self) {
@@ -386,23 +425,50 @@ impl PackIndex {
 
     /// Reads the folder again: loads packs not seen yet, forgets packs that are gone.
     pub(crate) fn rescan(&self) -> Result<()> {
-        let names = list(&self.dir)?;
+        let listed = list(&self.dir)?;
         let mut state = self.state();
-        let present: HashSet<&str> = names.iter().map(String::as_str).collect();
+        let present: HashMap<&str, u64> = listed
+            .iter()
+            .map(|(name, inode)| (name.as_str(), *inode))
+            .collect();
+        // A name whose inode changed is another file now (deleted and written anew): it is
+        // loaded again like a new one.
+        let same = |name: &Arc<str>, inodes: &HashMap<Arc<str>, u64>| {
+            present.get(&**name).is_some_and(|inode| {
+                inodes
+                    .get(name)
+                    .is_none_or(|known| *known == 0 || known == inode)
+            })
+        };
         let before = state.packs.len() + state.damaged.len();
-        state.packs.retain(|name, _| present.contains(&**name));
-        state.damaged.retain(|name, _| present.contains(&**name));
+        let inodes = std::mem::take(&mut state.inodes);
+        state.packs.retain(|name, _| same(name, &inodes));
+        state
+            .damaged
+            .retain(|name, _| present.contains_key(&**name));
+        state.inodes = inodes;
         if state.packs.len() + state.damaged.len() != before {
             state.rebuild();
         }
-        for name in names {
+        let Loaded {
+            packs,
+            inodes,
+            durable,
+            ..
+        } = &mut *state;
+        inodes.retain(|name, _| packs.contains_key(name));
+        durable.retain(|(name, inode)| present.get(&**name) == Some(inode));
+        for (name, inode) in listed {
             if state.packs.contains_key(name.as_str()) || state.damaged.contains_key(name.as_str())
             {
                 continue;
             }
             let name: Arc<str> = name.into();
             match read_index(&self.dir.join(&*name)) {
-                Ok(records) => state.insert(name, records),
+                Ok(records) => {
+                    state.inodes.insert(Arc::clone(&name), inode);
+                    state.insert(name, records);
+                }
                 Err(Error::DamagedPack { offset, damage, .. }) => {
                     state.damaged.insert(name, (offset, damage));
                 }
@@ -434,15 +500,37 @@ impl PackIndex {
             pack: self.dir.join(&**name),
             offset: *offset,
             length: *length,
+            durable: state.is_durable(name),
         })
     }
 
     /// A pack this process just wrote and renamed into place.
     pub(crate) fn add(&self, name: &str, records: Vec<Record>) {
+        // Its inode, so a later sync of the folder can mark it durable.
+        let inode = inode_at(&self.dir.join(name));
         let mut state = self.state();
         if state.scanned && !state.packs.contains_key(name) {
-            state.insert(name.into(), records);
+            let name: Arc<str> = name.into();
+            state.inodes.insert(Arc::clone(&name), inode);
+            state.insert(name, records);
         }
+    }
+
+    /// The packs loaded now, by name and inode: what a sync of the folder begun after this
+    /// call makes durable (their renames into it are done).
+    pub(crate) fn loaded(&self) -> Vec<(Arc<str>, u64)> {
+        let state = self.state();
+        state
+            .inodes
+            .iter()
+            .filter(|(_, inode)| **inode != 0)
+            .map(|(name, inode)| (Arc::clone(name), *inode))
+            .collect()
+    }
+
+    /// Records that the folder was synced after `packs` were listed in it.
+    pub(crate) fn mark_durable(&self, packs: Vec<(Arc<str>, u64)>) {
+        self.state().durable.extend(packs);
     }
 
     /// The error for one damaged pack, if any is known: a hash found nowhere may have been
@@ -491,6 +579,7 @@ mod tests {
                 pack: path.clone(),
                 offset: record.offset,
                 length: record.length,
+                durable: false,
             };
             let mut out = Vec::new();
             copy_packed(&packed, &hash, &mut out).unwrap();

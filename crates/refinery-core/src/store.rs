@@ -499,6 +499,47 @@ pub struct ChecklistRecord {
     pub outcome: ChecklistOutcome,
 }
 
+/// Submissions parsed lately, with the exact bytes each was parsed from. A round's manifest
+/// is read several times (the guard's previous version, the round's checks, the report), and
+/// parsing a few hundred entries costs far more than reading the file: a file whose bytes
+/// equal those of an entry here is that entry. Exact bytes, not a stat: nothing can be stale.
+static SUBMISSIONS: std::sync::Mutex<Vec<(PathBuf, Vec<u8>, Submission)>> =
+    std::sync::Mutex::new(Vec::new());
+/// Manifests kept in [`SUBMISSIONS`]: a round's and its predecessor's, with room to spare.
+const KEPT_SUBMISSIONS: usize = 4;
+
+/// [`read_json`] for a `submission.json`, through [`SUBMISSIONS`].
+fn read_submission(path: &Path) -> Result<Option<Submission>> {
+    let bytes = match fs_err::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let kept = || {
+        SUBMISSIONS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some((_, _, submission)) = kept()
+        .iter()
+        .find(|(kept_path, kept_bytes, _)| kept_path == path && *kept_bytes == bytes)
+    {
+        return Ok(Some(submission.clone()));
+    }
+    let submission: Submission =
+        serde_json::from_slice(&bytes).map_err(|err| Error::CorruptFile {
+            path: path.to_path_buf(),
+            reason: err.to_string(),
+        })?;
+    let mut kept = kept();
+    kept.retain(|(kept_path, _, _)| kept_path != path);
+    if kept.len() >= KEPT_SUBMISSIONS {
+        kept.remove(0);
+    }
+    kept.push((path.to_path_buf(), bytes, submission.clone()));
+    Ok(Some(submission))
+}
+
 /// The manifest of one round's submission.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submission {
@@ -1320,7 +1361,7 @@ impl Session {
     /// Round `round`'s current submission, if it has one on disk (one manifest read, where
     /// [`Session::submissions`] reads them all).
     pub fn submission(&self, round: u32) -> Result<Option<Submission>> {
-        read_json::<Submission>(&self.round_dir(round).join("submission.json"))
+        read_submission(&self.round_dir(round).join("submission.json"))
     }
 
     /// Writes round `round`'s submission into `dest`, byte-identical. The manifest is
@@ -1494,6 +1535,50 @@ mod tests {
         assert!(events.iter().any(|event| event["op"] == "unscored_round"
             && event["reason"] == "no JSON"
             && event["submission"]["round"] == 2));
+    }
+
+    #[test]
+    fn a_submission_changed_on_disk_is_read_anew_even_at_the_same_size_and_time() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let session = scored_session(dir.path());
+        let path = session.round_dir(1).join("submission.json");
+        let first = session.submission(1).unwrap().unwrap();
+        assert_eq!(session.submission(1).unwrap().unwrap(), first);
+        // The same length, written in place, with the file's times set back: only the bytes
+        // tell the two apart.
+        let metadata = fs_err::metadata(&path).unwrap();
+        let text = fs_err::read_to_string(&path).unwrap();
+        let summary = format!(
+            "\"answer_summary\": {}",
+            serde_json::to_string(&first.answer_summary).unwrap()
+        );
+        assert!(text.contains(&summary), "{text}");
+        let changed = "X".repeat(first.answer_summary.len());
+        let edited = text.replace(&summary, &format!("\"answer_summary\": \"{changed}\""));
+        assert_eq!(edited.len(), text.len());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all(edited.as_bytes())
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(metadata.modified().unwrap())
+            .unwrap();
+        assert_eq!(
+            session.submission(1).unwrap().unwrap().answer_summary,
+            changed
+        );
+        // And a damaged one is an error, whatever was read before.
+        fs_err::write(&path, &edited[..edited.len() / 2]).unwrap();
+        assert!(matches!(
+            session.submission(1),
+            Err(Error::CorruptFile { .. })
+        ));
     }
 
     #[test]

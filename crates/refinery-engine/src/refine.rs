@@ -44,7 +44,7 @@ use crate::record::{
     CriteriaSource, GuardAction, PanelVerdict, RoundFile, RoundSummary, RoundVerdict, RunFile,
     RunRecord, RunStatus, RunSummary, load_run,
 };
-use crate::{git_view, trace, workspace};
+use crate::{git_view, outputs, trace, workspace};
 
 const RUN_LOCK: &str = ".run.lock";
 
@@ -308,6 +308,12 @@ struct Rounds<'a> {
 impl Rounds<'_> {
     async fn drive(&mut self) -> Result<RunStatus, EngineError> {
         let criteria = self.criteria().await?;
+        // Every round's judges, guard and trace analyzer answer against these schemas.
+        refinery_llm::prepare_validators(vec![
+            outputs::evaluator_schema(&criteria),
+            outputs::guard_schema(&criteria),
+            outputs::trace_lessons_schema(),
+        ]);
         self.recover(&criteria)?;
         if let Some(status) = self.decide_again()? {
             return Ok(status);

@@ -47,4 +47,4 @@ pub use provider::{ApiChatModel, ChatModelConfig, open_chat_model};
 pub use retry::{RetryPolicy, retry_after_from_headers};
 pub use schema_dialect::wire_schema;
 pub use secret::ApiKey;
-pub use structured::{StructuredResponse, chat_structured};
+pub use structured::{StructuredResponse, chat_structured, prepare_validators};

@@ -7,7 +7,7 @@
 //! [`Error::InvalidStructuredOutput`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -116,29 +116,47 @@ pub async fn chat_structured(
 /// Most compiled schemas kept by [`validator_for`] before it starts over.
 const VALIDATORS_KEPT: usize = 64;
 
+/// A validator being compiled or compiled (or the schema's problem), shared by every caller
+/// that asks for the same schema: the second waits for the first instead of compiling again.
+type Compiled = Arc<OnceLock<std::result::Result<Arc<jsonschema::Validator>, String>>>;
+
 /// The compiled validator for `schema`. Compiling one costs more than checking many answers,
 /// and a loop asks with the same few schemas every round, so validators are kept per schema
 /// (by its JSON text) for the life of the process.
 fn validator_for(schema: &Value) -> Result<Arc<jsonschema::Validator>> {
-    static VALIDATORS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =
-        LazyLock::new(Mutex::default);
+    static VALIDATORS: LazyLock<Mutex<HashMap<String, Compiled>>> = LazyLock::new(Mutex::default);
     let key = schema.to_string();
-    let kept = || VALIDATORS.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(validator) = kept().get(&key) {
-        return Ok(Arc::clone(validator));
-    }
-    let validator =
-        Arc::new(
-            jsonschema::validator_for(schema).map_err(|error| Error::InvalidSchema {
-                message: error.to_string(),
-            })?,
-        );
-    let mut kept = kept();
-    if kept.len() >= VALIDATORS_KEPT {
-        kept.clear();
-    }
-    kept.insert(key, Arc::clone(&validator));
-    Ok(validator)
+    let cell = {
+        let mut kept = VALIDATORS.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() >= VALIDATORS_KEPT && !kept.contains_key(&key) {
+            kept.clear();
+        }
+        Arc::clone(kept.entry(key).or_default())
+    };
+    cell.get_or_init(|| {
+        jsonschema::validator_for(schema)
+            .map(Arc::new)
+            .map_err(|error| error.to_string())
+    })
+    .clone()
+    .map_err(|message| Error::InvalidSchema { message })
+}
+
+/// Compiles the validators of `schemas` on a thread of its own, so that the first answer
+/// checked against each finds it ready instead of waiting for a compile (a few milliseconds
+/// per schema). A caller that needs one before it is done waits for it; nothing is
+/// compiled twice.
+pub fn prepare_validators(schemas: Vec<Value>) {
+    let spawned = std::thread::Builder::new()
+        .name("schema-compile".to_owned())
+        .spawn(move || {
+            for schema in &schemas {
+                // A schema's problem is reported to the call that uses it.
+                let _ = validator_for(schema);
+            }
+        });
+    // Without a thread the validators are compiled when first needed, as they would be.
+    drop(spawned);
 }
 
 /// Parse an answer as JSON (tolerating a Markdown code fence around it) and validate it.
@@ -191,6 +209,26 @@ mod tests {
         }
     }
     use serde_json::json;
+
+    #[test]
+    fn a_schema_prepared_ahead_or_asked_for_at_once_is_compiled_once() {
+        let schema = json!({"type": "object", "properties": {"prepared": {"type": "boolean"}}});
+        prepare_validators(vec![schema.clone()]);
+        let [first, second] = std::thread::scope(|threads| {
+            let one = threads.spawn(|| validator_for(&schema).unwrap());
+            let two = threads.spawn(|| validator_for(&schema).unwrap());
+            [one.join().unwrap(), two.join().unwrap()]
+        });
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(!first.is_valid(&json!({"prepared": "yes"})));
+        // A schema that cannot compile is the call's error, prepared or not.
+        let broken = json!({"type": 12});
+        prepare_validators(vec![broken.clone()]);
+        assert!(matches!(
+            validator_for(&broken),
+            Err(Error::InvalidSchema { .. })
+        ));
+    }
 
     #[test]
     fn answers_are_parsed_and_validated() {

@@ -261,7 +261,9 @@ struct State {
     queue: VecDeque<Reply>,
     router: Option<Router>,
     fallback: Reply,
-    requests: Vec<RecordedRequest>,
+    /// Shared with the handler that answers each one: a large body is parsed once and never
+    /// copied while a reply waits on it.
+    requests: Vec<Arc<RecordedRequest>>,
     sequence: u64,
     /// `GET /props` answers llama.cpp's way with this context, when set.
     context_window: Option<u32>,
@@ -416,7 +418,11 @@ impl FakeModelServer {
 
     /// Every request received so far, side endpoints included.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.state).requests.clone()
+        lock(&self.state)
+            .requests
+            .iter()
+            .map(|request| RecordedRequest::clone(request))
+            .collect()
     }
 
     /// Only the model-turn requests.
@@ -425,8 +431,17 @@ impl FakeModelServer {
             .requests
             .iter()
             .filter(|request| request.protocol.is_some())
-            .cloned()
+            .map(|request| RecordedRequest::clone(request))
             .collect()
+    }
+
+    /// How many model-turn requests arrived, without copying them.
+    pub fn model_request_count(&self) -> usize {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter(|request| request.protocol.is_some())
+            .count()
     }
 
     /// Wait until at least `count` model-turn requests arrived, or `timeout` passed;
@@ -522,14 +537,14 @@ async fn handle(
     } else {
         None
     };
-    let recorded = RecordedRequest {
+    let recorded = Arc::new(RecordedRequest {
         method,
         path,
         headers,
         body,
         protocol,
         credentials,
-    };
+    });
 
     let media_reply = crate::media::intercept(&mut lock_media(&media), &recorded, &body_bytes);
     if let Some(reply) = media_reply {
@@ -539,7 +554,7 @@ async fn handle(
 
     let (reply, sequence, verdict) = {
         let mut state = lock(&state);
-        state.requests.push(recorded.clone());
+        state.requests.push(Arc::clone(&recorded));
         state.sequence += 1;
         let sequence = state.sequence;
         let verdict = safeguard::requested(&recorded).then(|| state.safeguard_verdict.clone());

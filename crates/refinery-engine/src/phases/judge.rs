@@ -549,9 +549,11 @@ pub(crate) async fn round(
         workdir: folder.path(),
         budget_share: 0.6,
     };
-    let (evaluated, lessons) = tokio::join!(
-        evaluate(ctx, &panel, &input.evaluation),
+    // The trace analyzer's small brief goes out first: the judges' large ones take a while to
+    // render, scan and encode, and its model can be answering meanwhile.
+    let (lessons, evaluated) = tokio::join!(
         lessons(ctx, &input, folder.path()),
+        evaluate(ctx, &panel, &input.evaluation),
     );
     ctx.emit_spend();
     let panel = evaluated?;

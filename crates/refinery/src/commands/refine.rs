@@ -439,9 +439,11 @@ pub(crate) fn ensure_git(workspace: &Path, yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The runtime of a run (or a batch of runs). One thread: the engine awaits its models and
+/// processes on this thread anyway (a batch's runs are futures of one task), and with
+/// worker threads every HTTP exchange hopped between threads, each hop a wake-up.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
@@ -449,22 +451,37 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Cancels `token` on the first Ctrl-C (the engine then stops its processes and saves); a
 /// second Ctrl-C exits at once, keeping the state of the last save. Listening for SIGINT
 /// replaces its default action, so without the second case a stuck shutdown could not be
-/// interrupted at all.
+/// interrupted at all. The listener has a thread of its own: the run's one thread may be
+/// busy between awaits (a snapshot, a scan) when the second Ctrl-C comes.
 pub(crate) fn cancel_on_ctrl_c(token: &CancellationToken) {
     let token = token.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            token.cancel();
-            output::note("stopping: saving the state (Ctrl-C again to quit at once)");
+    let listen = move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                #[allow(
-                    clippy::exit,
-                    reason = "the user asked twice to stop; the state is as of the last atomic save"
-                )]
-                std::process::exit(130);
+                token.cancel();
+                output::note("stopping: saving the state (Ctrl-C again to quit at once)");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    #[allow(
+                        clippy::exit,
+                        reason = "the user asked twice to stop; the state is as of the last atomic save"
+                    )]
+                    std::process::exit(130);
+                }
             }
-        }
-    });
+        });
+    };
+    // Without the thread Ctrl-C keeps its default action: the process ends at once.
+    drop(
+        std::thread::Builder::new()
+            .name("ctrl-c".to_owned())
+            .spawn(listen),
+    );
 }
 
 fn relative_to(workspace: &Path, path: &Path) -> Option<String> {
