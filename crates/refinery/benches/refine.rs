@@ -16,7 +16,8 @@
 //!
 //! To see where a round's time goes: `REFINERY_BENCH_EVENTS=1` prints every event of every
 //! run with its arrival time, and `REFINERY_BENCH_WRAP="strace -f -c"` (or `perf record …`,
-//! `/usr/bin/time -v`) runs each `refinery` under that command.
+//! `/usr/bin/time -v`) runs each `refinery` under that command. To compare two builds,
+//! `REFINERY_BENCH_BASELINE=<another refinery binary>` runs it in turn with this one.
 
 #![allow(
     clippy::unwrap_used,
@@ -157,7 +158,7 @@ fn round_starts(events: &[(Duration, Value)]) -> Vec<Duration> {
         .collect()
 }
 
-fn run_once(server: &FakeModelServer) -> Sample {
+fn run_once(server: &FakeModelServer, bin: &str) -> Sample {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("project");
     workspace(&root);
@@ -168,10 +169,10 @@ fn run_once(server: &FakeModelServer) -> Sample {
         Ok(wrap) => {
             let mut words = wrap.split_whitespace();
             let mut command = Command::new(words.next().unwrap());
-            command.args(words).arg(BIN);
+            command.args(words).arg(bin);
             command
         }
-        Err(_) => Command::new(BIN),
+        Err(_) => Command::new(bin),
     };
     let mut child = command
         .args([
@@ -274,13 +275,33 @@ fn main() {
     });
     // One warm-up run so the page cache holds the binary. The folders of every run are kept
     // until all are done: on a filesystem without a journal, ext4 steps over each inode freed
-    // in the last seconds when it allocates one, so deleting a run's ~2,000 files right
-    // before the next run would slow every file that run creates (measured in
-    // docs/BENCHMARKS.md), a cost of this harness, not of the loop.
-    let warm_up = run_once(&server);
-    let samples: Vec<Sample> = (0..RUNS).map(|_| run_once(&server)).collect();
-    print_table(&samples);
-    drop((warm_up, samples));
+    // in the last minutes when it allocates one, so deleting a run's ~500 files right before
+    // the next run would slow every file that run creates (measured in docs/BENCHMARKS.md),
+    // a cost of this harness, not of the loop.
+    //
+    // `REFINERY_BENCH_BASELINE=<path to another refinery>` runs that binary too, alternating
+    // run by run, so both see the same machine and filesystem state.
+    let baseline = std::env::var("REFINERY_BENCH_BASELINE").ok();
+    let mut kept = vec![run_once(&server, BIN)];
+    if let Some(other) = &baseline {
+        kept.push(run_once(&server, other));
+    }
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..RUNS {
+        ours.push(run_once(&server, BIN));
+        if let Some(other) = &baseline {
+            theirs.push(run_once(&server, other));
+        }
+    }
+    print_table(&ours);
+    if let Some(other) = &baseline {
+        println!();
+        println!("Baseline `{other}`, alternating with the runs above:");
+        println!();
+        print_table(&theirs);
+    }
+    drop((kept, ours, theirs));
 }
 
 fn print_table(samples: &[Sample]) {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use refinery_core::fsutil::{write_atomic, write_record};
+use refinery_core::fsutil::{write_atomic_before_commit, write_record};
 use refinery_core::rounds::NextStep;
 use refinery_core::{ChecklistOutcome, CriteriaSet, Verdict};
 use serde_json::{Value, json};
@@ -43,7 +43,7 @@ pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<(), E
         && !learnings.contains(&format!("### Round {}\n", input.round))
     {
         learnings = append_learnings(&learnings, input.round, lessons);
-        write_atomic(&learnings_path, learnings.as_bytes())?;
+        write_atomic_before_commit(&learnings_path, learnings.as_bytes())?;
     }
     let change_approach_for = match input.next {
         NextStep::Continue {
@@ -68,8 +68,10 @@ pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<(), E
         trajectory: input.trajectory,
     });
     let handoff = ctx.env.scrubber.scrub(&handoff);
-    write_atomic(&ctx.session.dir().join(HANDOFF_FILE), handoff.as_bytes())?;
-    // The round's copy is for people; the next round reads the session's, synced above.
+    write_atomic_before_commit(&ctx.session.dir().join(HANDOFF_FILE), handoff.as_bytes())?;
+    // The round's copy is for people; the next round reads the session's, made durable with
+    // `run.json` in the same folder, which the sequencer saves next whatever happens (a crash
+    // before that concludes the round again on resume).
     write_record(
         &ctx.session.round_dir(input.round).join(HANDOFF_FILE),
         handoff.as_bytes(),
