@@ -141,8 +141,14 @@ impl StatCache {
         (entry.key == key && key.settled_before(entry.hashed_in)).then(|| entry.hash.clone())
     }
 
-    /// Records the hash of `path`'s content as it was when `key` was taken.
+    /// Records the hash of `path`'s content as it was when `key` was taken. A file changed
+    /// too recently to trust (see the module docs) is not recorded: its entry could never be
+    /// a hit, and writing it would only rewrite the cache file at every snapshot of a file
+    /// being worked on.
     pub(crate) fn record(&mut self, path: &Path, key: StatKey, hash: &str) {
+        if !key.settled_before(self.started) {
+            return;
+        }
         let Some(relative) = self.relative(path) else {
             return;
         };
@@ -294,9 +300,14 @@ mod tests {
         fs_err::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();
         let reread = StatCache::load(dir.path(), &root, SystemTime::now());
         assert_eq!(reread.lookup(&file, &metadata).as_deref(), Some("h-other"));
-        // Recorded by a snapshot that started now: too recent to trust.
+        // Recorded by a snapshot that started now: too recent to trust, so not recorded at
+        // all, and nothing is written for it.
         let mut racy = StatCache::load(dir.path(), &root, SystemTime::now());
         racy.record(&file, StatKey::of(&changed).unwrap(), "h2");
         assert_eq!(racy.lookup(&file, &changed), None);
+        assert!(!racy.changed, "a racy entry does not rewrite the cache");
+        let cache_file = fs_err::read(&path).unwrap();
+        racy.save(dir.path());
+        assert_eq!(fs_err::read(&path).unwrap(), cache_file);
     }
 }

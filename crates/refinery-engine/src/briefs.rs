@@ -156,17 +156,29 @@ pub fn regression_guard(
     answer_a: &str,
     answer_b: &str,
 ) -> String {
-    let shared = if shared.trim().is_empty() {
-        String::new()
-    } else {
-        format!(
-            "## Files both answers hold, identical\n\nThese files are the same in Answer A and Answer B, so they are shown once, here. Each answer below lists all its files and shows the contents of those that differ from the other answer.\n{shared}\n"
-        )
-    };
-    format!(
-        "## Criteria\n\n{}\n{shared}## Answer A\n\n{answer_a}\n\n## Answer B\n\n{answer_b}\n\n## What to return\n\nFor every criterion id, say which answer is better on it: `A`, `B` or `tie` (no real difference). Then give your reasoning, citing what you observed in each.\n",
-        criteria_block(criteria)
-    )
+    // Pushed into one buffer of the final size: `format!` would grow it by doubling, copying
+    // the quarter megabyte of files several times over.
+    let criteria = criteria_block(criteria);
+    let mut out = String::with_capacity(
+        criteria.len() + shared.len() + answer_a.len() + answer_b.len() + 1024,
+    );
+    out.push_str("## Criteria\n\n");
+    out.push_str(&criteria);
+    out.push('\n');
+    if !shared.trim().is_empty() {
+        out.push_str("## Files both answers hold, identical\n\nThese files are the same in Answer A and Answer B, so they are shown once, here. Each answer below lists all its files and shows the contents of those that differ from the other answer.\n");
+        out.push_str(shared);
+        out.push('\n');
+    }
+    for (name, answer) in [("A", answer_a), ("B", answer_b)] {
+        out.push_str("## Answer ");
+        out.push_str(name);
+        out.push_str("\n\n");
+        out.push_str(answer);
+        out.push_str("\n\n");
+    }
+    out.push_str("## What to return\n\nFor every criterion id, say which answer is better on it: `A`, `B` or `tie` (no real difference). Then give your reasoning, citing what you observed in each.\n");
+    out
 }
 
 /// What the round evaluator is told: the task, the criteria, the deliverable and the checks'
@@ -187,7 +199,10 @@ pub struct EvaluatorBrief<'a> {
 
 /// The round evaluator's brief.
 pub fn evaluator(brief: &EvaluatorBrief<'_>) -> String {
-    let mut out = format!(
+    // Sized once for the deliverable's text (see `regression_guard`).
+    let mut out = String::with_capacity(brief.deliverable.len() + 4096);
+    let _ = write!(
+        out,
         "## Task\n\n{}\n\n## Criteria\n\n{}\n## Deliverable\n\n{}\n\n{}\n",
         brief.task.trim(),
         criteria_block(brief.criteria),
@@ -309,4 +324,41 @@ pub fn answer_judge(
         letters.join(", ")
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    /// The guard's brief as it was written with `format!`, before it was built in one buffer.
+    fn guard_as_formatted(criteria: &CriteriaSet, shared: &str, a: &str, b: &str) -> String {
+        let shared = if shared.trim().is_empty() {
+            String::new()
+        } else {
+            format!(
+                "## Files both answers hold, identical\n\nThese files are the same in Answer A and Answer B, so they are shown once, here. Each answer below lists all its files and shows the contents of those that differ from the other answer.\n{shared}\n"
+            )
+        };
+        format!(
+            "## Criteria\n\n{}\n{shared}## Answer A\n\n{a}\n\n## Answer B\n\n{b}\n\n## What to return\n\nFor every criterion id, say which answer is better on it: `A`, `B` or `tie` (no real difference). Then give your reasoning, citing what you observed in each.\n",
+            criteria_block(criteria)
+        )
+    }
+
+    #[test]
+    fn the_guard_brief_reads_as_before_with_and_without_shared_files() {
+        let criteria = CriteriaSet::from_json(&serde_json::json!([
+            {"id": "E1", "text": "Clear hero"},
+            {"id": "E2", "text": "No broken markup"}
+        ]))
+        .unwrap();
+        for shared in ["", "  \n", "\n===== a.html =====\n<p>same</p>\n"] {
+            assert_eq!(
+                regression_guard(&criteria, shared, "Files:\n- a.html", "Files:\n- b.html"),
+                guard_as_formatted(&criteria, shared, "Files:\n- a.html", "Files:\n- b.html")
+            );
+        }
+    }
 }
