@@ -128,6 +128,13 @@ thread_local! {
     static FOLDER_SYNCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
+/// How many folder syncs this thread has made, for tests of which writes make one.
+#[cfg(test)]
+pub(crate) fn folder_syncs() -> usize {
+    FOLDER_SYNCS.with(std::cell::Cell::get)
+}
+
+/// Makes the renames into `dir` durable (every state folder and the object store).
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(test)]
     FOLDER_SYNCS.with(|count| count.set(count.get() + 1));
@@ -215,10 +222,6 @@ impl Drop for LockGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn folder_syncs() -> usize {
-        FOLDER_SYNCS.with(std::cell::Cell::get)
-    }
 
     #[test]
     fn a_write_before_a_commit_point_leaves_the_folder_sync_to_it() {

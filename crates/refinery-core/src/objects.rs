@@ -58,7 +58,7 @@ use fs4::fs_std::FileExt;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::fsutil::LockGuard;
+use crate::fsutil::{LockGuard, sync_dir};
 use crate::packs::{self, FinishedPack, OnMiss, PackIndex, PackWriter, Packed};
 use crate::scope::open_regular;
 use crate::snapshot::{MAX_FILE_BYTES, mode_of};
@@ -797,23 +797,6 @@ fn sync_data(
     Ok(())
 }
 
-#[cfg(test)]
-thread_local! {
-    /// Folder syncs made on this thread, for the tests of which ones a commit needs.
-    static FOLDER_SYNCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(test)]
-    FOLDER_SYNCS.with(|count| count.set(count.get() + 1));
-    // Directory fsync makes the renames into it durable; only Unix can open a folder.
-    #[cfg(unix)]
-    fs_err::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
 /// Temporary object files, created read-only (objects never change; the open descriptor can
 /// still write the bytes), saving a `chmod` per object.
 fn temp_builder() -> tempfile::Builder<'static, 'static> {
@@ -876,9 +859,7 @@ mod tests {
 
     use super::*;
 
-    fn folder_syncs() -> usize {
-        FOLDER_SYNCS.with(std::cell::Cell::get)
-    }
+    use crate::fsutil::folder_syncs;
 
     /// The folder syncs one batch storing `bytes` makes at its commit.
     fn syncs_to_store(store: &ObjectStore, root: &Path, bytes: &[u8]) -> usize {

@@ -13,7 +13,8 @@
 //! the file's modification and change times are both strictly older than that start, less a
 //! margin: 50 ms (the kernel stamps files with a coarse clock that may lag the clock we read
 //! by a tick), or 2 s when both times have no sub-second part (a filesystem that keeps whole
-//! or even seconds, such as FAT). Anything newer is hashed again, and its entry renewed.
+//! or even seconds, such as FAT). Anything newer is hashed again and not recorded (such an
+//! entry could never be trusted); a snapshot that finds it settled records it.
 //! Setting a file's modification time back does not hide a change: the change time cannot be
 //! set back.
 
