@@ -207,6 +207,16 @@ pub(crate) fn origin(state_dir: &Path) -> anyhow::Result<Option<Origin>> {
     Ok(read_json(&state_dir.join(ORIGIN_FILE))?)
 }
 
+/// The branch's last commit when the branch has moved past the commit it started from (a
+/// run of it committed), else `None`.
+pub(crate) fn last_own_commit(checkout: &Path) -> anyhow::Result<Option<String>> {
+    let Some(origin) = origin(&state_dir(checkout))? else {
+        return Ok(None);
+    };
+    let head = git(checkout, &["rev-parse", "HEAD"])?;
+    Ok((head != origin.base).then_some(head))
+}
+
 /// Commits everything in `worktree` (its state folder ignores itself) with `message`. The
 /// commit's id, or `None` when the delivered files equal the branch's last commit.
 pub(crate) fn commit_all(worktree: &Path, message: &str) -> anyhow::Result<Option<String>> {

@@ -718,7 +718,12 @@ fn record_end(
     // Only a finished task's round is committed: one that will be resumed commits when it ends.
     let commit = if status.finished() && !summary.rounds.is_empty() {
         let checkout = worktree::checkout_root(store.workspace())?;
-        worktree::commit_all(&checkout, &commit_message(summary))?
+        match worktree::commit_all(&checkout, &commit_message(summary))? {
+            Some(commit) => Some(commit),
+            // Nothing new to commit: a batch killed between this task's commit and its record
+            // below already made it, and the resumed run ended at once.
+            None => worktree::last_own_commit(&checkout)?,
+        }
     } else {
         None
     };

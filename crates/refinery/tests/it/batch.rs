@@ -448,3 +448,44 @@ async fn a_batch_killed_with_sigkill_resumes_without_redoing_finished_tasks() {
     let branches = git(&run, &run.project(), &["branch", "--list", "refinery/*"]);
     assert_eq!(branches.lines().count(), 5, "{branches}");
 }
+
+/// A batch killed after a task committed its round and before the batch recorded that commit:
+/// run again, the task's run ends at once with nothing new to commit, and the commit its
+/// branch already has is the one recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_committed_just_before_a_kill_keeps_its_commit() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content).install(&server);
+    let run = Run::new(&server);
+    repository(&run);
+    let file = batch_file(&run);
+    let args = ["batch", file.to_str().unwrap(), "--jobs", "2", "--json"];
+    let first = run.refinery(&args).await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let committed = final_states(&json_lines(&first.stdout))["page-1"]["commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The batch's state as that kill leaves it: the task still running, no commit recorded.
+    let ledger_path = run.project().join(".refinery/batches/tasks.json");
+    let mut ledger: Value = serde_json::from_slice(&fs_err::read(&ledger_path).unwrap()).unwrap();
+    let task = &mut ledger["tasks"]["page-1"];
+    task["status"] = Value::from("running");
+    task.as_object_mut().unwrap().remove("commit");
+    fs_err::write(&ledger_path, serde_json::to_vec(&ledger).unwrap()).unwrap();
+
+    let again = run.refinery(&args).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let state = &final_states(&json_lines(&again.stdout))["page-1"];
+    assert_eq!(state["status"], "converged", "{state:?}");
+    assert_eq!(
+        state["commit"].as_str(),
+        Some(committed.as_str()),
+        "{state:?}"
+    );
+    let branch = state["branch"].as_str().unwrap();
+    assert_eq!(
+        git(&run, &run.project(), &["rev-parse", "--verify", branch]),
+        committed
+    );
+}
