@@ -109,17 +109,26 @@ pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
 /// Reads a JSON file; `Ok(None)` when it does not exist, an error naming the file when it
 /// cannot be parsed.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    let bytes = match fs_err::read(path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err.into()),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|err| Error::CorruptFile {
-            path: path.to_path_buf(),
-            reason: err.to_string(),
-        })
+    read_if_exists(path)?
+        .map(|bytes| parse_json(path, &bytes))
+        .transpose()
+}
+
+/// A file's bytes; `Ok(None)` when it does not exist.
+pub(crate) fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs_err::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `bytes`, read from `path`, parsed as JSON; an error naming the file when they cannot be.
+pub(crate) fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|err| Error::CorruptFile {
+        path: path.to_path_buf(),
+        reason: err.to_string(),
+    })
 }
 
 #[cfg(test)]

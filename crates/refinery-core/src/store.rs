@@ -46,7 +46,7 @@ use crate::budget::{self, MeasuredSpend};
 use crate::checklist::{self, ChecklistOutcome, PLATEAU_WINDOW, RoundScores, Verdict};
 use crate::criteria::{Category, CriteriaSet};
 use crate::error::{Error, Result};
-use crate::fsutil::{LockGuard, read_json, write_atomic, write_json};
+use crate::fsutil::{self, LockGuard, read_json, write_atomic, write_json};
 use crate::journal::{self, Appended, Journal, Mark, Scan};
 use crate::judgment::Gates;
 use crate::plan::{self, ImprovementPlan, PlanError};
@@ -510,10 +510,8 @@ const KEPT_SUBMISSIONS: usize = 4;
 
 /// [`read_json`] for a `submission.json`, through [`SUBMISSIONS`].
 fn read_submission(path: &Path) -> Result<Option<Submission>> {
-    let bytes = match fs_err::read(path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err.into()),
+    let Some(bytes) = fsutil::read_if_exists(path)? else {
+        return Ok(None);
     };
     let kept = || {
         SUBMISSIONS
@@ -526,11 +524,7 @@ fn read_submission(path: &Path) -> Result<Option<Submission>> {
     {
         return Ok(Some(submission.clone()));
     }
-    let submission: Submission =
-        serde_json::from_slice(&bytes).map_err(|err| Error::CorruptFile {
-            path: path.to_path_buf(),
-            reason: err.to_string(),
-        })?;
+    let submission: Submission = fsutil::parse_json(path, &bytes)?;
     let mut kept = kept();
     kept.retain(|(kept_path, _, _)| kept_path != path);
     if kept.len() >= KEPT_SUBMISSIONS {
