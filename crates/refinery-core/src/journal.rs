@@ -113,11 +113,13 @@ impl Journal {
             if !line.iter().all(u8::is_ascii_whitespace) {
                 match serde_json::from_slice::<Value>(line) {
                     Ok(value) if value.is_object() => {
+                        // The tail's digest is taken once, after the loop: only the last
+                        // record's counts, and hashing every line would hash the journal.
                         scan.mark = Mark {
                             bytes: next as u64,
                             records: scan.mark.records + 1,
                             last: start as u64,
-                            tail: digest(line),
+                            tail: String::new(),
                         };
                         scan.entries.push(Entry {
                             offset: start as u64,
@@ -140,6 +142,13 @@ impl Journal {
             // A blank line is harmless and skipped; we never write one, so a journal that
             // ends in one just never matches a cache and is read in full.
             start = next;
+        }
+        if scan.mark.records > 0 {
+            let last = usize::try_from(scan.mark.last).unwrap_or(usize::MAX);
+            let end = usize::try_from(scan.mark.bytes).unwrap_or(usize::MAX);
+            if let Some(line) = bytes.get(last..end.saturating_sub(1)) {
+                scan.mark.tail = digest(line);
+            }
         }
         Ok(scan)
     }
@@ -352,6 +361,28 @@ pub(crate) fn write_cache<T: Serialize + ?Sized>(path: &Path, value: &T) -> Resu
     let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     temp.write_all(text.as_bytes())?;
     temp.persist(path).map_err(|err| err.error)?;
+    Ok(())
+}
+
+/// Rewrites a session's `state.json` in place (truncated and written, no temporary file and
+/// no rename), without syncing. Only for a cache that carries its journal mark, written by
+/// the lock holder: a reader that catches it half written gets text that does not parse
+/// (a prefix of a JSON object never does, nor old bytes with new ones after them), and one
+/// whose mark no longer matches the journal ignores it; either way the view is derived from
+/// the journal. A replacement by rename would allocate a new inode and free the old one at
+/// every write, which on a filesystem without a journal slows every later file creation.
+pub(crate) fn write_state_cache<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    let mut text = refinery_secrets::process_scrubber()
+        .scrub_json_text(&text, JsonStyle::Pretty)
+        .into_owned();
+    text.push('\n');
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
     Ok(())
 }
 

@@ -790,7 +790,7 @@ impl Session {
         view.journal = mark;
         // Not synced, and a failure is no loss: a cache that does not match the journal is
         // rebuilt by the next reader or writer.
-        let _ = journal::write_cache(&self.state_path(), &view);
+        let _ = journal::write_state_cache(&self.state_path(), &view);
         Ok((view, appended))
     }
 
@@ -805,7 +805,7 @@ impl Session {
     /// Rewrites the cache and the files derived from the journal (criteria, the current
     /// plan, the session description), none of them synced.
     fn write_derived(&self, view: &View) -> Result<()> {
-        journal::write_cache(&self.state_path(), view)?;
+        journal::write_state_cache(&self.state_path(), view)?;
         if let Some(criteria) = &view.criteria {
             journal::write_cache(&self.dir.join(CRITERIA_FILE), criteria)?;
         }
@@ -1722,6 +1722,37 @@ mod tests {
             );
             assert!(criteria_file.is_file());
         }
+    }
+
+    #[test]
+    fn a_state_file_caught_half_rewritten_in_place_is_never_read_as_state() {
+        // The cache is rewritten in place (truncated, then written): a reader may find any
+        // prefix of the new text, the empty file included.
+        let dir = tempfile::tempdir().unwrap();
+        let session = scored_session(dir.path());
+        let state_file = session.dir().join(STATE_FILE);
+        let now = datetime!(2026-11-24 04:00 UTC);
+        session.new_answer("r2", &[".".to_owned()], now).unwrap();
+        let expected = session.state().unwrap();
+        let whole = fs_err::read(&state_file).unwrap();
+        let inode = std::os::unix::fs::MetadataExt::ino(&fs_err::metadata(&state_file).unwrap());
+        let step = (whole.len() / 97).max(1);
+        for cut in (0..whole.len() - 1).step_by(step).chain([whole.len() - 2]) {
+            fs_err::write(&state_file, &whole[..cut]).unwrap();
+            assert_eq!(
+                session.state().unwrap(),
+                expected,
+                "a prefix of {cut} bytes"
+            );
+        }
+        // A writer rewrites it whole, in the same file.
+        session.vote("A", "x", now).unwrap();
+        let rewritten = read_json::<View>(&state_file).unwrap().unwrap();
+        assert_eq!(rewritten.state.round, expected.round);
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&fs_err::metadata(&state_file).unwrap()),
+            inode
+        );
     }
 
     #[test]

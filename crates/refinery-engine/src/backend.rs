@@ -2,6 +2,7 @@
 //! per call). Either way nothing survives from one call to the next except files — the fresh
 //! context the loop is built on.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -332,7 +333,11 @@ impl Backend {
         cancel: &CancellationToken,
         on_event: &mut (dyn FnMut(&AgentEvent) + Send),
     ) -> Result<CallReply, EngineError> {
-        spec.prompt = spec.scrubber.scrub(&spec.prompt);
+        // Replaced only when something was masked: a brief is a quarter megabyte, and a clean
+        // one (nearly all are) need not be copied to stay as it is.
+        if let Cow::Owned(masked) = spec.scrubber.scrub_cow(&spec.prompt) {
+            spec.prompt = masked;
+        }
         match &self.kind {
             Kind::Agent(setup) => self.call_agent(setup, spec, meter, cancel, on_event).await,
             Kind::Api {
@@ -463,20 +468,20 @@ impl Backend {
     async fn ask_model(
         &self,
         api: &ApiCall<'_>,
-        spec: CallSpec<'_>,
+        mut spec: CallSpec<'_>,
         meter: &Meter,
         cancel: &CancellationToken,
     ) -> Result<CallReply, EngineError> {
         let ApiCall { model, prices, .. } = *api;
         let started = Instant::now();
         let options = Self::options(meter, &spec, cancel);
-        let mut request =
-            ChatRequest::new(spec.prompt.clone()).with_system(spec.role.prompt().to_owned());
+        let input_chars = spec.prompt.len() + spec.role.prompt().len();
+        let mut request = ChatRequest::new(std::mem::take(&mut spec.prompt))
+            .with_system(spec.role.prompt().to_owned());
         let schema_chars = spec
             .schema
             .as_ref()
             .map_or(0, |schema| schema.to_string().len());
-        let input_chars = spec.prompt.len() + spec.role.prompt().len();
         let max_tokens = api.max_tokens(spec.max_tokens, input_chars + schema_chars);
         request.max_tokens = Some(max_tokens);
         let Some(schema) = spec.schema.clone() else {

@@ -99,52 +99,6 @@ impl ChatRequest {
         });
         self
     }
-
-    /// This request with every text a model would read passed through `scrubber`: the system
-    /// prompt, messages, tool results and the arguments of earlier tool calls. Tool
-    /// definitions and the response schema are Refinery's own text and stay as they are.
-    #[must_use]
-    pub fn scrubbed(&self, scrubber: &refinery_secrets::Scrubber) -> Self {
-        let scrub_call = |call: &ToolCall| {
-            let mut arguments = call.arguments.clone();
-            scrubber.scrub_json(&mut arguments);
-            ToolCall {
-                id: call.id.clone(),
-                name: call.name.clone(),
-                arguments,
-            }
-        };
-        Self {
-            system: self.system.as_deref().map(|system| scrubber.scrub(system)),
-            messages: self
-                .messages
-                .iter()
-                .map(|message| match message {
-                    Message::User { text } => Message::User {
-                        text: scrubber.scrub(text),
-                    },
-                    Message::Assistant { text, tool_calls } => Message::Assistant {
-                        text: scrubber.scrub(text),
-                        tool_calls: tool_calls.iter().map(scrub_call).collect(),
-                    },
-                    Message::ToolResult {
-                        call_id,
-                        name,
-                        content,
-                    } => Message::ToolResult {
-                        call_id: call_id.clone(),
-                        name: name.clone(),
-                        content: scrubber.scrub(content),
-                    },
-                })
-                .collect(),
-            // Field by field, not `..self.clone()`: that would copy every message first.
-            tools: self.tools.clone(),
-            response_schema: self.response_schema.clone(),
-            max_tokens: self.max_tokens,
-            temperature: self.temperature,
-        }
-    }
 }
 
 /// Why the model stopped.
@@ -227,8 +181,10 @@ pub type StreamSink<'a> = &'a mut (dyn FnMut(StreamEvent) + Send);
 /// - Usage and cost: the response carries the usage of the successful attempt and its cost
 ///   from the price table ([`Cost::Unknown`] when the model is not listed).
 /// - Secrets: no error or log line contains the key, and nothing secret leaves in a request:
-///   [`ApiChatModel`](crate::ApiChatModel) sends every request through the process scrubber
-///   ([`ChatRequest::scrubbed`]) at this boundary, whoever built it.
+///   [`ApiChatModel`](crate::ApiChatModel) passes every text a model would read (the system
+///   prompt, messages, tool results, earlier tool calls' arguments) through the process
+///   scrubber at this boundary, whoever built the request; tool definitions and the response
+///   schema are Refinery's own text.
 pub trait ChatModel: Send + Sync {
     fn id(&self) -> &ModelId;
 

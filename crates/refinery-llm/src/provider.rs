@@ -15,6 +15,7 @@ use genai::adapter::AdapterKind;
 use genai::chat::{self as genai_chat, ChatStreamEvent, ContentPart, JsonSpec, MessageContent};
 use genai::resolver::{AuthData, Endpoint};
 use genai::{ModelIden, ServiceTarget};
+use refinery_secrets::Scrubber;
 use serde_json::Value;
 
 use crate::chat::{
@@ -176,8 +177,7 @@ impl ApiChatModel {
     ) -> Result<ChatResponse> {
         let started = Instant::now();
         // The boundary: whoever built the request, nothing secret is sent.
-        let request = &request.scrubbed(&refinery_secrets::process_scrubber());
-        let genai_request = to_genai_request(request);
+        let genai_request = to_genai_request(request, &refinery_secrets::process_scrubber());
         let chat_options = to_genai_options(request);
         let mut attempt = 0;
         loop {
@@ -557,25 +557,32 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-fn to_genai_request(request: &ChatRequest) -> genai_chat::ChatRequest {
+/// The request in genai's types, every text a model reads scrubbed on the way: the system
+/// prompt, messages, tool results and earlier tool calls' arguments (tool definitions and the
+/// schema are our own text). One copy of each text, the one genai needs to own: a clean brief
+/// is not copied once more to be scrubbed.
+fn to_genai_request(request: &ChatRequest, scrubber: &Scrubber) -> genai_chat::ChatRequest {
+    let scrub = |text: &str| scrubber.scrub_cow(text).into_owned();
     let messages = request
         .messages
         .iter()
         .map(|message| match message {
-            Message::User { text } => genai_chat::ChatMessage::user(text.clone()),
+            Message::User { text } => genai_chat::ChatMessage::user(scrub(text)),
             Message::Assistant { text, tool_calls } => {
                 if tool_calls.is_empty() {
-                    return genai_chat::ChatMessage::assistant(text.clone());
+                    return genai_chat::ChatMessage::assistant(scrub(text));
                 }
                 let mut parts = Vec::new();
                 if !text.is_empty() {
-                    parts.push(ContentPart::Text(text.clone()));
+                    parts.push(ContentPart::Text(scrub(text)));
                 }
                 parts.extend(tool_calls.iter().map(|call| {
+                    let mut arguments = call.arguments.clone();
+                    scrubber.scrub_json(&mut arguments);
                     ContentPart::ToolCall(genai_chat::ToolCall {
                         call_id: call.id.clone(),
                         fn_name: call.name.clone(),
-                        fn_arguments: call.arguments.clone(),
+                        fn_arguments: arguments,
                         thought_signatures: None,
                     })
                 }));
@@ -586,13 +593,13 @@ fn to_genai_request(request: &ChatRequest) -> genai_chat::ChatRequest {
                 name,
                 content,
             } => genai_chat::ChatMessage::from(
-                genai_chat::ToolResponse::new(call_id, content).with_fn_name(name),
+                genai_chat::ToolResponse::new(call_id, scrub(content)).with_fn_name(name),
             ),
         })
         .collect();
     let mut genai_request = genai_chat::ChatRequest::new(messages);
     if let Some(system) = &request.system {
-        genai_request = genai_request.with_system(system.clone());
+        genai_request = genai_request.with_system(scrub(system));
     }
     if !request.tools.is_empty() {
         genai_request = genai_request.with_tools(request.tools.iter().map(|tool| {

@@ -36,6 +36,12 @@ const REMEMBER_CLEAN_FROM: usize = 4 * 1024;
 const REMEMBER_CLEAN_TEXTS: usize = 64;
 /// …holding at most this many bytes together.
 const REMEMBER_CLEAN_BYTES: usize = 4 * 1024 * 1024;
+/// Shorter texts found clean are remembered from this length on, in a hash set (see
+/// [`CleanTexts`]): the strings of a state file or manifest (paths, hashes, labels) come back
+/// every time it is written, and a lookup costs less than a scan from here.
+const REMEMBER_SHORT_FROM: usize = 16;
+/// At most this many bytes of short clean texts are remembered; past it the set starts over.
+const REMEMBER_SHORT_BYTES: usize = 1024 * 1024;
 
 /// Last name parts that say where a secret lives, not what it is.
 const WHERE_NOT_WHAT: &[&str] = &[
@@ -166,7 +172,7 @@ impl Default for Known {
     }
 }
 
-/// The last few large texts a scrubber found clean, kept whole.
+/// The last few large texts a scrubber found clean, kept whole, and the short ones in a set.
 ///
 /// The same text is often scrubbed more than once on its way out: a brief when the engine
 /// hands it over and again at the API boundary, every earlier message of a tool-using
@@ -175,10 +181,16 @@ impl Default for Known {
 /// comparing costs a memory compare, not a scan. Exact equality, not a hash: nothing can
 /// collide into a pass. A scrubber that learns new values is a new scrubber with an empty
 /// list ([`Scrubber::with_values`]), so no verdict outlives the values it was made with.
+///
+/// Short texts (the strings of JSON state files: a manifest's 300 paths and hashes, the same
+/// at every write) go in a hash set instead, where a lookup is one hash and, on a hit, one
+/// compare of the whole text; the hash only picks the bucket, so equality still decides.
 #[derive(Default)]
 struct CleanTexts {
     texts: VecDeque<Box<str>>,
     bytes: usize,
+    short: std::collections::HashSet<Box<str>>,
+    short_bytes: usize,
 }
 
 impl CleanTexts {
@@ -192,6 +204,20 @@ impl CleanTexts {
             self.texts.push_back(hit);
         }
         true
+    }
+
+    fn recall_short(&self, text: &str) -> bool {
+        self.short.contains(text)
+    }
+
+    fn insert_short(&mut self, text: &str) {
+        if self.short_bytes + text.len() > REMEMBER_SHORT_BYTES {
+            self.short.clear();
+            self.short_bytes = 0;
+        }
+        if self.short.insert(text.into()) {
+            self.short_bytes += text.len();
+        }
     }
 
     fn insert(&mut self, text: &str) {
@@ -309,8 +335,18 @@ impl Scrubber {
     /// A large text equal to one this scrubber recently found clean is not scanned again
     /// (see `CleanTexts`): scrubbing the same brief at several boundaries costs one scan.
     pub fn scrub_cow<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        if text.len() < REMEMBER_CLEAN_FROM {
+        if text.len() < REMEMBER_SHORT_FROM {
             return self.scan_and_mask(text);
+        }
+        if text.len() < REMEMBER_CLEAN_FROM {
+            if self.clean_texts().recall_short(text) {
+                return Cow::Borrowed(text);
+            }
+            let scrubbed = self.scan_and_mask(text);
+            if matches!(scrubbed, Cow::Borrowed(_)) {
+                self.clean_texts().insert_short(text);
+            }
+            return scrubbed;
         }
         if self.clean_texts().recall(text) {
             return Cow::Borrowed(text);
@@ -606,6 +642,34 @@ mod tests {
         let remembered = scrubber.inner.clean.lock().unwrap();
         assert_eq!(remembered.texts.len(), REMEMBER_CLEAN_TEXTS);
         assert!(remembered.bytes <= REMEMBER_CLEAN_BYTES);
+    }
+
+    #[test]
+    fn a_short_text_found_clean_is_remembered_only_by_its_scrubber_and_the_set_is_bounded() {
+        let path = "src/pages/page_000.html";
+        assert!((REMEMBER_SHORT_FROM..REMEMBER_CLEAN_FROM).contains(&path.len()));
+        let scrubber = Scrubber::new(["unrelated-credential-0001"]);
+        assert!(matches!(scrubber.scrub_cow(path), Cow::Borrowed(_)));
+        assert!(scrubber.inner.clean.lock().unwrap().recall_short(path));
+        assert!(matches!(scrubber.scrub_cow(path), Cow::Borrowed(_)));
+        // A value learned later: the new scrubber has no memory of the text being clean.
+        let learned = scrubber.with_values(["page_000"]);
+        assert_eq!(learned.scrub(path), format!("src/pages/{PLACEHOLDER}.html"));
+        // A short text holding a secret is masked every time and never remembered.
+        let key = format!("ghp_{}", "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8");
+        let line = format!("token {key}");
+        assert!(line.len() < REMEMBER_CLEAN_FROM);
+        for _ in 0..2 {
+            assert!(!scrubber.scrub(&line).contains(&key));
+        }
+        assert!(!scrubber.inner.clean.lock().unwrap().recall_short(&line));
+        // Bounded: past the byte cap the set starts over.
+        for index in 0..REMEMBER_SHORT_BYTES / 32 + 10 {
+            scrubber.scrub_cow(&format!("plain text number {index:>12}"));
+        }
+        let remembered = scrubber.inner.clean.lock().unwrap();
+        assert!(remembered.short_bytes <= REMEMBER_SHORT_BYTES);
+        assert!(!remembered.short.is_empty());
     }
 
     #[test]
