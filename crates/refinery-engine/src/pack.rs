@@ -113,6 +113,14 @@ pub struct PairView {
     pub second: String,
 }
 
+/// `entries` sorted by path, as references: a manifest is a few hundred entries of two
+/// strings each, and the pair is compared, not kept.
+fn sorted_by_path(entries: &[ManifestEntry]) -> Vec<&ManifestEntry> {
+    let mut entries: Vec<&ManifestEntry> = entries.iter().collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries
+}
+
 /// Renders two versions for a blind comparison. A round usually changes a few files of many:
 /// shown twice in full, the unchanged ones would double the brief and could push the changed
 /// ones past the size shown. Each version's changed files come first, within the usual
@@ -135,28 +143,21 @@ pub fn render_pair(
     let same = |entry: &ManifestEntry, other: &ManifestEntry| {
         entry.path == other.path && entry.kind == other.kind && entry.hash == other.hash
     };
-    let in_other = |entry: &ManifestEntry, other: &[ManifestEntry]| {
+    let in_other = |entry: &ManifestEntry, other: &[&ManifestEntry]| {
         other
             .binary_search_by(|probe| probe.path.as_str().cmp(entry.path.as_str()))
-            .is_ok_and(|index| same(entry, &other[index]))
+            .is_ok_and(|index| same(entry, other[index]))
     };
-    let sorted = |entries: &[ManifestEntry]| {
-        let mut entries = entries.to_vec();
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
-        entries
-    };
-    let (first_sorted, second_sorted) = (sorted(first), sorted(second));
-    let (shared, first_only): (Vec<ManifestEntry>, Vec<ManifestEntry>) = first
+    let (first_sorted, second_sorted) = (sorted_by_path(first), sorted_by_path(second));
+    let (shared, first_only): (Vec<&ManifestEntry>, Vec<&ManifestEntry>) = first
         .iter()
-        .cloned()
         .partition(|entry| in_other(entry, &second_sorted));
-    let second_only: Vec<ManifestEntry> = second
+    let second_only: Vec<&ManifestEntry> = second
         .iter()
         .filter(|entry| !in_other(entry, &first_sorted))
-        .cloned()
         .collect();
     // Each version: all its files listed, then the contents of its changed ones.
-    let side = |entries: &[ManifestEntry], changed: &[ManifestEntry]| {
+    let side = |entries: &[ManifestEntry], changed: &[&ManifestEntry]| {
         let mut text = listing(entries);
         let shown = render_contents(
             &mut text,
@@ -258,10 +259,10 @@ fn render_files(
 
 /// Appends the contents of `entries` to `out`, up to `total_limit` bytes of text; returns
 /// how many were shown.
-fn render_contents(
+fn render_contents<E: std::borrow::Borrow<ManifestEntry>>(
     out: &mut String,
     store: &ObjectStore,
-    entries: &[ManifestEntry],
+    entries: &[E],
     scrubber: &Scrubber,
     total_limit: usize,
     lines: Lines,
@@ -270,12 +271,13 @@ fn render_contents(
     // the text shown, a line number per line, a header per file.
     let expected = entries
         .iter()
-        .map(|entry| usize::try_from(entry.size).map_or(0, |size| size.min(FILE_LIMIT)))
+        .map(|entry| usize::try_from(entry.borrow().size).map_or(0, |size| size.min(FILE_LIMIT)))
         .sum::<usize>()
         .min(total_limit.saturating_add(FILE_LIMIT));
     out.reserve(expected + expected / 4 + entries.len() * 64);
     let mut shown = 0usize;
     for entry in entries {
+        let entry = entry.borrow();
         if entry.kind == EntryKind::Symlink {
             continue;
         }

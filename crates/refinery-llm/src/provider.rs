@@ -177,7 +177,12 @@ impl ApiChatModel {
     ) -> Result<ChatResponse> {
         let started = Instant::now();
         // The boundary: whoever built the request, nothing secret is sent.
-        let genai_request = to_genai_request(request, &refinery_secrets::process_scrubber());
+        // Built once and handed to the first attempt; a retry builds it again (its texts are
+        // then found clean from memory), so the usual single attempt copies each text once.
+        let mut prepared = Some(to_genai_request(
+            request,
+            &refinery_secrets::process_scrubber(),
+        ));
         let chat_options = to_genai_options(request);
         let mut attempt = 0;
         loop {
@@ -185,14 +190,17 @@ impl ApiChatModel {
             let remaining = options
                 .deadline
                 .map(|deadline| deadline.saturating_sub(started.elapsed()));
+            let genai_request = prepared.take().unwrap_or_else(|| {
+                to_genai_request(request, &refinery_secrets::process_scrubber())
+            });
             let attempt_future = async {
                 match sink.as_mut() {
                     Some(sink) => {
-                        self.stream_attempt(&genai_request, &chat_options, options, &mut **sink)
+                        self.stream_attempt(genai_request, &chat_options, options, &mut **sink)
                             .await
                     }
                     None => {
-                        self.plain_attempt(&genai_request, &chat_options, options)
+                        self.plain_attempt(genai_request, &chat_options, options)
                             .await
                     }
                 }
@@ -263,13 +271,13 @@ impl ApiChatModel {
 
     async fn plain_attempt(
         &self,
-        request: &genai_chat::ChatRequest,
+        request: genai_chat::ChatRequest,
         chat_options: &genai_chat::ChatOptions,
         options: &CallOptions,
     ) -> Result<ChatResponse, AttemptFailure> {
-        let future =
-            self.client
-                .exec_chat(self.target.clone(), request.clone(), Some(chat_options));
+        let future = self
+            .client
+            .exec_chat(self.target.clone(), request, Some(chat_options));
         let response = tokio::time::timeout(options.request_timeout, future)
             .await
             .map_err(|_| AttemptFailure::from(self.timeout(options)))?
@@ -293,14 +301,14 @@ impl ApiChatModel {
 
     async fn stream_attempt(
         &self,
-        request: &genai_chat::ChatRequest,
+        request: genai_chat::ChatRequest,
         chat_options: &genai_chat::ChatOptions,
         options: &CallOptions,
         sink: &mut (dyn FnMut(StreamEvent) + Send),
     ) -> Result<ChatResponse, AttemptFailure> {
         let response = self
             .client
-            .exec_chat_stream(self.target.clone(), request.clone(), Some(chat_options))
+            .exec_chat_stream(self.target.clone(), request, Some(chat_options))
             .await
             .map_err(|error| self.classify(&error, Transport::BeforeAnswer))?;
         let mut stream = response.stream;
