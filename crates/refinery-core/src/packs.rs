@@ -72,12 +72,38 @@ pub(crate) struct Packed {
     pub(crate) durable: bool,
 }
 
-/// The bytes of a hex hash, or `None` when it is not 64 hex digits.
+/// The bytes of a hex hash, or `None` when it is not 64 hex digits. Every file of every walk
+/// is looked up by its hash, so this is a table lookup per digit with one check at the end,
+/// not a branch per digit.
 pub(crate) fn digest_of(hash: &str) -> Option<Digest32> {
+    let digits: &[u8; 64] = hash.as_bytes().try_into().ok()?;
     let mut digest = [0u8; 32];
-    hex::decode_to_slice(hash, &mut digest).ok()?;
-    Some(digest)
+    let mut seen = 0u8;
+    for (byte, pair) in digest.iter_mut().zip(digits.chunks_exact(2)) {
+        let (high, low) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+        seen |= high | low;
+        *byte = (high << 4) | (low & 0x0f);
+    }
+    // A digit that is not hex reads as 0xff, whose high bits survive the OR.
+    (seen & 0xf0 == 0).then_some(digest)
 }
+
+/// Each byte's value as a hex digit (either case), 0xff for a byte that is not one.
+static NIBBLE: [u8; 256] = {
+    let mut table = [0xff_u8; 256];
+    let mut index = 0;
+    while index < 10 {
+        table[b'0' as usize + index] = index as u8;
+        index += 1;
+    }
+    let mut index = 0;
+    while index < 6 {
+        table[b'a' as usize + index] = 10 + index as u8;
+        table[b'A' as usize + index] = 10 + index as u8;
+        index += 1;
+    }
+    table
+};
 
 /// Whether a file name in the packs folder is a finished pack.
 fn is_pack_name(name: &str) -> bool {
@@ -552,6 +578,25 @@ impl PackIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_is_64_hex_digits_of_either_case_and_nothing_else() {
+        let hash = "00ff10Aa".repeat(8);
+        let mut expected = [0u8; 32];
+        hex::decode_to_slice(&hash, &mut expected).unwrap();
+        assert_eq!(digest_of(&hash), Some(expected));
+        assert_eq!(digest_of(&hash.to_lowercase()), Some(expected));
+        for bad in [
+            hash[..62].to_owned(),
+            format!("{hash}00"),
+            format!("{}g", &hash[..63]),
+            format!("x{}", &hash[1..]),
+            format!("{}é", &hash[..62]),
+            String::new(),
+        ] {
+            assert_eq!(digest_of(&bad), None, "{bad}");
+        }
+    }
 
     fn pack_of(dir: &Path, objects: &[&[u8]]) -> PathBuf {
         let mut writer = PackWriter::create(dir, &tempfile::Builder::new()).unwrap();

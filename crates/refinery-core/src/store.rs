@@ -7,7 +7,7 @@
 //! <state>/objects/                 content-addressed blobs shared by all snapshots (crate::objects)
 //! <state>/sessions/<id>/
 //!     session.json  criteria.json  state.json  events.jsonl  scope.json  .lock
-//!     round_NNN/submission.json  round_NNN/plan.json  round_NNN/.scratch/verification/
+//!     round_NNN/submission.json  round_NNN/plan.json  round_NNN/.scratch/verification/ (MCP)
 //!     archive/reset_K/round_NNN/  rounds set aside by reset_evaluation
 //! ```
 //!
@@ -1179,7 +1179,7 @@ impl Session {
             None => self.freeze_scope(None, now)?,
         };
         let snapshot = scope.snapshot(&self.state_dir.objects(), paths)?;
-        self.record_answer(answer, paths, snapshot, now)
+        self.record_answer(answer, paths, snapshot, ScratchFolder::Made, now)
     }
 
     /// Records `snapshot` as the next round's answer: a snapshot the caller already took of
@@ -1187,7 +1187,9 @@ impl Session {
     /// submitting it. What is recorded is then exactly what the caller looked at, and the
     /// workspace is not walked twice. The snapshot's pin keeps its objects from a sweep
     /// until the manifest names them. A session with a cost budget refuses, as
-    /// [`Session::new_answer_within`] does without a measured spend.
+    /// [`Session::new_answer_within`] does without a measured spend. The round folder gets
+    /// no `.scratch/verification/` folder: that is where an agent calling the MCP tool keeps
+    /// its notes, and the caller of this one keeps none there.
     pub fn new_answer_from_snapshot(
         &self,
         answer: &str,
@@ -1196,7 +1198,7 @@ impl Session {
         now: OffsetDateTime,
     ) -> Result<Submission> {
         self.may_answer(None, now)?;
-        self.record_answer(answer, paths, snapshot, now)
+        self.record_answer(answer, paths, snapshot, ScratchFolder::Skipped, now)
     }
 
     /// Makes sure the session exists and refuses a new answer its cost budget does not allow.
@@ -1215,6 +1217,7 @@ impl Session {
         answer: &str,
         paths: &[String],
         snapshot: Snapshot,
+        scratch: ScratchFolder,
         now: OffsetDateTime,
     ) -> Result<Submission> {
         let lock = self.lock()?;
@@ -1227,7 +1230,10 @@ impl Session {
             _ => 1,
         };
         let round_dir = self.round_dir(round);
-        fs_err::create_dir_all(round_dir.join(".scratch").join("verification"))?;
+        fs_err::create_dir_all(match scratch {
+            ScratchFolder::Made => round_dir.join(".scratch").join("verification"),
+            ScratchFolder::Skipped => round_dir.clone(),
+        })?;
         let manifest_path = round_dir.join("submission.json");
         if revision > 1 && manifest_path.exists() {
             fs_err::rename(
@@ -1495,6 +1501,16 @@ pub fn rfc3339(now: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// Whether a submission's round folder gets the empty `.scratch/verification/` folder that
+/// MassGen's `new_answer` makes for an agent's verification notes. Only callers that have such
+/// an agent ask for it: on ext4 without a journal every new folder costs an inode allocation,
+/// which steps over each recently freed inode, and a round already creates a dozen files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ScratchFolder {
+    Made,
+    Skipped,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1619,6 +1635,27 @@ mod tests {
             .submit_checklist(&json!({"E1": 5, "E2": 9}), None, now)
             .unwrap();
         session
+    }
+
+    #[test]
+    fn only_a_tool_submission_gets_a_scratch_folder_for_verification_notes() {
+        let dir = tempfile::tempdir().unwrap();
+        let session = scored_session(dir.path());
+        let now = datetime!(2026-11-24 03:00 UTC);
+        // The MCP tool's way (round 1 above): the folder MassGen's agents write notes in.
+        assert!(session.round_dir(1).join(".scratch/verification").is_dir());
+        let scope = session.scope().unwrap().unwrap();
+        let snapshot = scope
+            .snapshot(&session.state_dir.objects(), &[".".to_owned()])
+            .unwrap();
+        let paths = [".".to_owned()];
+        let submission = session
+            .new_answer_from_snapshot("r2", &paths, snapshot, now)
+            .unwrap();
+        assert_eq!(submission.round, 2);
+        let round_dir = session.round_dir(2);
+        assert!(round_dir.join("submission.json").is_file());
+        assert!(!round_dir.join(".scratch").exists());
     }
 
     #[test]

@@ -178,26 +178,48 @@ impl Default for Known {
 /// hands it over and again at the API boundary, every earlier message of a tool-using
 /// conversation on each turn. Scrubbing is a pure function of the text and the scrubber's
 /// values (the rules are fixed), so a text equal byte for byte to one found clean is clean;
-/// comparing costs a memory compare, not a scan. Exact equality, not a hash: nothing can
-/// collide into a pass. A scrubber that learns new values is a new scrubber with an empty
-/// list ([`Scrubber::with_values`]), so no verdict outlives the values it was made with.
+/// comparing costs a memory compare, not a scan. Exact equality decides, not a hash: nothing
+/// can collide into a pass. Each remembered text also keeps a fast hash of itself, which only
+/// rules candidates out: briefs of one run are often the same length and share their first
+/// quarter-megabyte (the unchanged files), so comparing a new one with each remembered one
+/// would run deep into every text before finding the difference. A scrubber that learns new
+/// values is a new scrubber with an empty list ([`Scrubber::with_values`]), so no verdict
+/// outlives the values it was made with.
 ///
 /// Short texts (the strings of JSON state files: a manifest's 300 paths and hashes, the same
 /// at every write) go in a hash set instead, where a lookup is one hash and, on a hit, one
 /// compare of the whole text; the hash only picks the bucket, so equality still decides.
 #[derive(Default)]
 struct CleanTexts {
-    texts: VecDeque<Box<str>>,
+    texts: VecDeque<CleanText>,
     bytes: usize,
     short: std::collections::HashSet<Box<str>>,
     short_bytes: usize,
 }
 
+/// A large text found clean, with its [`fingerprint`].
+struct CleanText {
+    fingerprint: u64,
+    text: Box<str>,
+}
+
+/// A fast hash of `text`: equal texts have equal fingerprints, so a different fingerprint
+/// rules a remembered text out without reading it. Fixed-seeded: it filters, never decides.
+fn fingerprint(text: &str) -> u64 {
+    use std::hash::BuildHasher as _;
+    foldhash::quality::FixedState::with_seed(0x7265_6669_6e65_7279).hash_one(text)
+}
+
 impl CleanTexts {
-    /// Whether `text` was found clean; a hit becomes the most recent entry, so the texts
-    /// of a round (its briefs, the files of its packs) stay while older ones leave.
-    fn recall(&mut self, text: &str) -> bool {
-        let Some(index) = self.texts.iter().position(|known| **known == *text) else {
+    /// Whether `text` (whose [`fingerprint`] is `print`) was found clean; a hit becomes the
+    /// most recent entry, so the texts of a round (its briefs, the files of its packs) stay
+    /// while older ones leave.
+    fn recall(&mut self, text: &str, print: u64) -> bool {
+        let Some(index) = self
+            .texts
+            .iter()
+            .position(|known| known.fingerprint == print && *known.text == *text)
+        else {
             return false;
         };
         if let Some(hit) = self.texts.remove(index) {
@@ -220,8 +242,8 @@ impl CleanTexts {
         }
     }
 
-    fn insert(&mut self, text: &str) {
-        if text.len() > REMEMBER_CLEAN_BYTES || self.recall(text) {
+    fn insert(&mut self, text: &str, print: u64) {
+        if text.len() > REMEMBER_CLEAN_BYTES || self.recall(text, print) {
             return;
         }
         while self.texts.len() >= REMEMBER_CLEAN_TEXTS
@@ -230,10 +252,13 @@ impl CleanTexts {
             let Some(oldest) = self.texts.pop_front() else {
                 break;
             };
-            self.bytes -= oldest.len();
+            self.bytes -= oldest.text.len();
         }
         self.bytes += text.len();
-        self.texts.push_back(text.into());
+        self.texts.push_back(CleanText {
+            fingerprint: print,
+            text: text.into(),
+        });
     }
 }
 
@@ -348,12 +373,14 @@ impl Scrubber {
             }
             return scrubbed;
         }
-        if self.clean_texts().recall(text) {
+        // Hashed before the lock: threads scrubbing different briefs hash side by side.
+        let print = fingerprint(text);
+        if self.clean_texts().recall(text, print) {
             return Cow::Borrowed(text);
         }
         let scrubbed = self.scan_and_mask(text);
         if matches!(scrubbed, Cow::Borrowed(_)) {
-            self.clean_texts().insert(text);
+            self.clean_texts().insert(text, print);
         }
         scrubbed
     }
@@ -617,7 +644,14 @@ mod tests {
         assert_eq!(with_value.len(), clean.len());
         let scrubber = Scrubber::new(["unrelated-credential-0001"]);
         assert!(matches!(scrubber.scrub_cow(&clean), Cow::Borrowed(_)));
-        assert!(scrubber.inner.clean.lock().unwrap().recall(&clean));
+        assert!(
+            scrubber
+                .inner
+                .clean
+                .lock()
+                .unwrap()
+                .recall(&clean, fingerprint(&clean))
+        );
         // Remembered: borrowed again. A text of the same length is still scanned.
         assert!(matches!(scrubber.scrub_cow(&clean), Cow::Borrowed(_)));
         let learned = scrubber.with_values([value.as_str()]);
