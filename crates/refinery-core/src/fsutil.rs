@@ -98,12 +98,18 @@ pub fn write_record(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Serializes `value` as pretty JSON, masks every secret in its strings, and writes it
 /// atomically.
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    write_atomic_exact(path, scrubbed_json(value)?.as_bytes())
+}
+
+/// `value` as pretty JSON with every secret in its strings masked and a final newline: the
+/// text of every JSON state file, whichever way it is then written.
+pub(crate) fn scrubbed_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     let mut text = refinery_secrets::process_scrubber()
         .scrub_json_text(&text, JsonStyle::Pretty)
         .into_owned();
     text.push('\n');
-    write_atomic_exact(path, text.as_bytes())
+    Ok(text)
 }
 
 /// Reads a JSON file; `Ok(None)` when it does not exist, an error naming the file when it

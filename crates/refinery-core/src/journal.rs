@@ -352,11 +352,7 @@ impl Drop for SyncLock {
 /// always be rebuilt from the journal, so a power loss may only cost a rebuild. Secrets are
 /// masked as in every state file.
 pub(crate) fn write_cache<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
-    let mut text = refinery_secrets::process_scrubber()
-        .scrub_json_text(&text, JsonStyle::Pretty)
-        .into_owned();
-    text.push('\n');
+    let text = crate::fsutil::scrubbed_json(value)?;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     temp.write_all(text.as_bytes())?;
@@ -372,11 +368,7 @@ pub(crate) fn write_cache<T: Serialize + ?Sized>(path: &Path, value: &T) -> Resu
 /// the journal. A replacement by rename would allocate a new inode and free the old one at
 /// every write, which on a filesystem without a journal slows every later file creation.
 pub(crate) fn write_state_cache<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
-    let mut text = refinery_secrets::process_scrubber()
-        .scrub_json_text(&text, JsonStyle::Pretty)
-        .into_owned();
-    text.push('\n');
+    let text = crate::fsutil::scrubbed_json(value)?;
     let mut file = fs_err::OpenOptions::new()
         .write(true)
         .create(true)
