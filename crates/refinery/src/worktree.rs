@@ -48,11 +48,17 @@ impl NewWorktree {
     /// The folder in this worktree that corresponds to `user_workspace` in the user's
     /// checkout (the same path relative to the repository's top).
     pub(crate) fn workspace_for(&self, user_workspace: &Path) -> anyhow::Result<PathBuf> {
-        let top = fs_err::canonicalize(checkout_root(user_workspace)?)?;
-        let workspace = fs_err::canonicalize(user_workspace)?;
-        let relative = workspace.strip_prefix(&top).unwrap_or(Path::new(""));
-        Ok(self.path.join(relative))
+        workspace_in(&self.path, user_workspace)
     }
+}
+
+/// The folder in the worktree at `worktree` that corresponds to `user_workspace` in the user's
+/// checkout (the same path relative to the repository's top).
+pub(crate) fn workspace_in(worktree: &Path, user_workspace: &Path) -> anyhow::Result<PathBuf> {
+    let top = fs_err::canonicalize(checkout_root(user_workspace)?)?;
+    let workspace = fs_err::canonicalize(user_workspace)?;
+    let relative = workspace.strip_prefix(&top).unwrap_or(Path::new(""));
+    Ok(worktree.join(relative))
 }
 
 /// The top of the checkout that holds `dir`.
@@ -84,9 +90,30 @@ pub(crate) fn state_dir(worktree: &Path) -> PathBuf {
     worktree.join(".refinery")
 }
 
+/// A worktree run's branch (already created) and folder (not yet), as [`create_noting`] shows
+/// them to its caller before anything is checked out.
+pub(crate) struct Reserved<'a> {
+    pub id: &'a SessionId,
+    pub branch: &'a str,
+    pub path: &'a Path,
+}
+
 /// Starts a worktree run from `repo`'s `HEAD`. Refuses uncommitted changes (the run would not
 /// see them, and carrying them over silently would surprise): commit or stash them first.
 pub(crate) fn create(repo: &Path, label: &str, now: OffsetDateTime) -> anyhow::Result<NewWorktree> {
+    create_noting(repo, label, now, |_| Ok(()))
+}
+
+/// [`create`], telling `noted` the branch and folder as soon as the branch is made, before
+/// the worktree is added: a caller that saves them there can find (and give back) a start that
+/// a kill cut short at any later point ([`discard_unstarted`]). A failing `noted` gives the
+/// branch back and is the error.
+pub(crate) fn create_noting(
+    repo: &Path,
+    label: &str,
+    now: OffsetDateTime,
+    mut noted: impl FnMut(&Reserved<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<NewWorktree> {
     let top = git(repo, &["rev-parse", "--show-toplevel"]).with_context(|| {
         format!(
             "{} is not inside a git repository; --worktree needs one with at least one commit",
@@ -126,7 +153,14 @@ pub(crate) fn create(repo: &Path, label: &str, now: OffsetDateTime) -> anyhow::R
             // Another run holds this id (its branch or its folder): try the next one.
             continue;
         }
-        if let Err(err) = add_worktree(Path::new(&top), &path, &branch) {
+        let reserved = Reserved {
+            id: &id,
+            branch: &branch,
+            path: &path,
+        };
+        if let Err(err) =
+            noted(&reserved).and_then(|()| add_worktree(Path::new(&top), &path, &branch))
+        {
             // The branch is ours and nothing is checked out on it yet: give it back, so a
             // failed start never leaves an orphan branch behind.
             let _ = git(Path::new(&top), &["branch", "--quiet", "-D", &branch]);
@@ -141,6 +175,25 @@ pub(crate) fn create(repo: &Path, label: &str, now: OffsetDateTime) -> anyhow::R
         return Ok(NewWorktree { id, path, origin });
     }
     bail!("could not find a free session id for the worktree after {ID_ATTEMPTS} tries")
+}
+
+/// Gives back a start that a kill cut short after [`create_noting`] told its caller of it: the
+/// worktree at `path` if git added it and it holds nothing (a plain `git worktree remove`, which
+/// refuses a worktree with changes), then `branch` if nothing is checked out on it any more
+/// and it has no commit `HEAD` lacks. Whatever does not qualify is left as it is.
+pub(crate) fn discard_unstarted(repo: &Path, path: &Path, branch: &str) -> anyhow::Result<()> {
+    let top = PathBuf::from(git(repo, &["rev-parse", "--show-toplevel"])?);
+    if path.exists() {
+        let _ = git(&top, &["worktree", "remove", &path.to_string_lossy()]);
+    }
+    let _ = git(&top, &["worktree", "prune"]);
+    if !path.exists()
+        && branch_exists(&top, branch)
+        && git(&top, &["rev-list", "--count", &format!("HEAD..{branch}")])? == "0"
+    {
+        git(&top, &["branch", "--quiet", "-D", branch])?;
+    }
+    Ok(())
 }
 
 /// Creates `branch` at `base` unless it exists. Git's ref lock makes this the one atomic step

@@ -670,15 +670,23 @@ fn task_worktree(
         }
         return Ok((checkout.clone(), workspace.clone(), id));
     }
-    let created = worktree::create(&shared.user_workspace, &task.id, now)?;
-    let workspace = created.workspace_for(&shared.user_workspace)?;
-    // Saved before the run starts, so a crash from here on finds this worktree again.
-    shared.ledger.update(&task.id, |entry| {
-        entry.session = Some(created.id.to_string());
-        entry.branch = Some(created.origin.branch.clone());
-        entry.worktree = Some(created.path.clone());
-        entry.workspace = Some(workspace.clone());
+    // A start cut short between its branch and its worktree's origin: given back first, so
+    // the task keeps one branch.
+    if let (Some(checkout), Some(branch)) = (&before.worktree, &before.branch) {
+        worktree::discard_unstarted(&shared.user_workspace, checkout, branch)?;
+    }
+    // Saved as soon as the branch exists, before the worktree is added and the run starts, so a
+    // crash from then on finds this start again.
+    let created = worktree::create_noting(&shared.user_workspace, &task.id, now, |reserved| {
+        let workspace = worktree::workspace_in(reserved.path, &shared.user_workspace)?;
+        shared.ledger.update(&task.id, |entry| {
+            entry.session = Some(reserved.id.to_string());
+            entry.branch = Some(reserved.branch.to_owned());
+            entry.worktree = Some(reserved.path.to_owned());
+            entry.workspace = Some(workspace);
+        })
     })?;
+    let workspace = created.workspace_for(&shared.user_workspace)?;
     Ok((created.path, workspace, created.id))
 }
 

@@ -489,3 +489,71 @@ async fn a_task_committed_just_before_a_kill_keeps_its_commit() {
         committed
     );
 }
+
+/// A batch killed after making a task's branch and before its worktree was ready (the ledger
+/// names both, the worktree has no origin yet, no run was recorded): run again, that start is
+/// given back and the task runs on one new branch, so no branch is left without a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_cut_short_before_its_worktree_was_ready_leaves_no_orphan_branch() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, score_by_content).install(&server);
+    let run = Run::new(&server);
+    repository(&run);
+    let file = batch_file(&run);
+    let project = run.project();
+    let common = git(
+        &run,
+        &project,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    );
+    let id = "20261203_000000_page-1";
+    let branch = format!("refinery/{id}");
+    let worktree = std::path::Path::new(&common)
+        .join("refinery/worktrees")
+        .join(id);
+    git(&run, &project, &["branch", "--quiet", &branch, "HEAD"]);
+    git(
+        &run,
+        &project,
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            worktree.to_str().unwrap(),
+            &branch,
+        ],
+    );
+    let ledger = serde_json::json!({
+        "file": file,
+        "tasks": {"page-1": {
+            "status": "running",
+            "session": id,
+            "branch": branch,
+            "worktree": worktree,
+            "workspace": worktree,
+        }},
+    });
+    let ledger_path = project.join(".refinery/batches/tasks.json");
+    fs_err::create_dir_all(ledger_path.parent().unwrap()).unwrap();
+    // As Refinery leaves its state folder: ignored by git, so the checkout stays clean.
+    fs_err::write(project.join(".refinery/.gitignore"), "*\n").unwrap();
+    fs_err::write(&ledger_path, ledger.to_string()).unwrap();
+
+    let output = run
+        .refinery(&["batch", file.to_str().unwrap(), "--jobs", "2", "--json"])
+        .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        text(&output.stderr),
+        text(&output.stdout)
+    );
+    let states = final_states(&json_lines(&output.stdout));
+    assert_eq!(states["page-1"]["status"], "converged", "{states:?}");
+    assert_ne!(states["page-1"]["branch"], branch.as_str());
+    assert!(!worktree.exists(), "the cut-short worktree is given back");
+    let branches = git(&run, &project, &["branch", "--list", "refinery/*"]);
+    assert_eq!(branches.lines().count(), 5, "{branches}");
+    assert!(!branches.contains(&branch), "{branches}");
+}
