@@ -90,8 +90,8 @@ pub(crate) fn state_dir(worktree: &Path) -> PathBuf {
     worktree.join(".refinery")
 }
 
-/// A worktree run's branch (already created) and folder (not yet), as [`create_noting`] shows
-/// them to its caller before anything is checked out.
+/// A worktree run's branch and folder, as [`create_noting`] shows them to its caller before
+/// either exists.
 pub(crate) struct Reserved<'a> {
     pub id: &'a SessionId,
     pub branch: &'a str,
@@ -104,10 +104,10 @@ pub(crate) fn create(repo: &Path, label: &str, now: OffsetDateTime) -> anyhow::R
     create_noting(repo, label, now, |_| Ok(()))
 }
 
-/// [`create`], telling `noted` the branch and folder as soon as the branch is made, before
-/// the worktree is added: a caller that saves them there can find (and give back) a start that
-/// a kill cut short at any later point ([`discard_unstarted`]). A failing `noted` gives the
-/// branch back and is the error.
+/// [`create`], telling `noted` the branch and folder it is about to make, before making
+/// either: a caller that saves them there can find (and give back) a start that a kill cut
+/// short at any later point ([`discard_unstarted`]). A failing `noted` is the error, with
+/// nothing made.
 pub(crate) fn create_noting(
     repo: &Path,
     label: &str,
@@ -149,18 +149,22 @@ pub(crate) fn create_noting(
         };
         let branch = format!("{BRANCH_PREFIX}{id}");
         let path = parent.join(id.as_str());
-        if path.exists() || !reserve_branch(Path::new(&top), &branch, &base)? {
+        if path.exists() || branch_exists(Path::new(&top), &branch) {
             // Another run holds this id (its branch or its folder): try the next one.
             continue;
         }
-        let reserved = Reserved {
+        // Noted before the branch exists, so no kill from here on can leave a branch its
+        // caller has no record of.
+        noted(&Reserved {
             id: &id,
             branch: &branch,
             path: &path,
-        };
-        if let Err(err) =
-            noted(&reserved).and_then(|()| add_worktree(Path::new(&top), &path, &branch))
-        {
+        })?;
+        if !reserve_branch(Path::new(&top), &branch, &base)? {
+            // Taken meanwhile by another run: the next attempt's note replaces this one.
+            continue;
+        }
+        if let Err(err) = add_worktree(Path::new(&top), &path, &branch) {
             // The branch is ours and nothing is checked out on it yet: give it back, so a
             // failed start never leaves an orphan branch behind.
             let _ = git(Path::new(&top), &["branch", "--quiet", "-D", &branch]);
@@ -177,23 +181,47 @@ pub(crate) fn create_noting(
     bail!("could not find a free session id for the worktree after {ID_ATTEMPTS} tries")
 }
 
-/// Gives back a start that a kill cut short after [`create_noting`] told its caller of it: the
-/// worktree at `path` if git added it and it holds nothing (a plain `git worktree remove`, which
-/// refuses a worktree with changes), then `branch` if nothing is checked out on it any more
-/// and it has no commit `HEAD` lacks. Whatever does not qualify is left as it is.
+/// Gives back a start that a kill cut short after [`create_noting`] told its caller of it
+/// (any of it may not exist yet): the worktree at `path` if it holds nothing (a plain `git worktree remove`, which refuses a
+/// worktree with changes) or if git was still adding it (locked "initializing": git's own
+/// half-made checkout, which only a double `--force` removes), then `branch` if nothing is
+/// checked out on it any more (git refuses otherwise) and it has no commit `HEAD` lacks.
+/// Whatever does not qualify is left as it is.
 pub(crate) fn discard_unstarted(repo: &Path, path: &Path, branch: &str) -> anyhow::Result<()> {
-    let top = PathBuf::from(git(repo, &["rev-parse", "--show-toplevel"])?);
+    let top = checkout_root(repo)?;
+    let path_text = path.to_string_lossy();
     if path.exists() {
-        let _ = git(&top, &["worktree", "remove", &path.to_string_lossy()]);
+        let mut args = vec!["worktree", "remove"];
+        if still_being_added(&top, path)? {
+            args.extend(["--force", "--force"]);
+        }
+        args.push(&path_text);
+        let _ = git(&top, &args);
     }
     let _ = git(&top, &["worktree", "prune"]);
-    if !path.exists()
-        && branch_exists(&top, branch)
+    if branch_exists(&top, branch)
         && git(&top, &["rev-list", "--count", &format!("HEAD..{branch}")])? == "0"
     {
-        git(&top, &["branch", "--quiet", "-D", branch])?;
+        let _ = git(&top, &["branch", "--quiet", "-D", branch]);
     }
     Ok(())
+}
+
+/// Whether the worktree at `path` is one `git worktree add` had not finished: git locks it
+/// as "initializing" until its checkout is done.
+fn still_being_added(top: &Path, path: &Path) -> anyhow::Result<bool> {
+    let listing = git(top, &["worktree", "list", "--porcelain"])?;
+    let wanted = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(listing.split("\n\n").any(|block| {
+        let mut lines = block.lines();
+        let named = lines
+            .next()
+            .and_then(|line| line.strip_prefix("worktree "))
+            .is_some_and(|listed| {
+                fs_err::canonicalize(listed).unwrap_or_else(|_| PathBuf::from(listed)) == wanted
+            });
+        named && lines.any(|line| line == "locked initializing")
+    }))
 }
 
 /// Creates `branch` at `base` unless it exists. Git's ref lock makes this the one atomic step
@@ -359,4 +387,96 @@ pub(crate) fn remove(repo: &Path, run: &RunWorktree) -> anyhow::Result<()> {
     )?;
     git(repo, &["branch", "--quiet", "-D", &run.branch])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("repo");
+        fs_err::create_dir_all(&top).unwrap();
+        fs_err::write(top.join("a.txt"), "a").unwrap();
+        for args in [
+            &["init", "--quiet"][..],
+            &["add", "a.txt"],
+            &[
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@example.invalid",
+                "commit",
+                "--quiet",
+                "-m",
+                "one",
+            ],
+        ] {
+            git(&top, args).unwrap();
+        }
+        (dir, top)
+    }
+
+    #[test]
+    fn a_start_cut_short_is_given_back_but_nothing_of_value_is() {
+        let (dir, top) = repo();
+        // Cut short after the branch and the worktree were made: both go.
+        let path = dir.path().join("wt-empty");
+        git(&top, &["branch", "--quiet", "refinery/empty", "HEAD"]).unwrap();
+        add_worktree(&top, &path, "refinery/empty").unwrap();
+        discard_unstarted(&top, &path, "refinery/empty").unwrap();
+        assert!(!path.exists());
+        assert!(!branch_exists(&top, "refinery/empty"));
+
+        // One git was still adding when the kill came (locked "initializing") goes too.
+        let path = dir.path().join("wt-half");
+        git(&top, &["branch", "--quiet", "refinery/half", "HEAD"]).unwrap();
+        add_worktree(&top, &path, "refinery/half").unwrap();
+        fs_err::write(path.join("partial.txt"), "half a checkout").unwrap();
+        git(
+            &top,
+            &[
+                "worktree",
+                "lock",
+                "--reason",
+                "initializing",
+                &path.to_string_lossy(),
+            ],
+        )
+        .unwrap();
+        discard_unstarted(&top, &path, "refinery/half").unwrap();
+        assert!(!path.exists());
+        assert!(!branch_exists(&top, "refinery/half"));
+
+        // A worktree holding a file of its own stays, and so does its branch.
+        let path = dir.path().join("wt-work");
+        git(&top, &["branch", "--quiet", "refinery/work", "HEAD"]).unwrap();
+        add_worktree(&top, &path, "refinery/work").unwrap();
+        fs_err::write(path.join("new.txt"), "work").unwrap();
+        discard_unstarted(&top, &path, "refinery/work").unwrap();
+        assert!(path.join("new.txt").is_file());
+        assert!(branch_exists(&top, "refinery/work"));
+
+        // A branch with a commit HEAD lacks stays, even with no worktree.
+        let tree = git(&top, &["rev-parse", "HEAD^{tree}"]).unwrap();
+        let commit = git(
+            &top,
+            &[
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@example.invalid",
+                "commit-tree",
+                &tree,
+                "-p",
+                "HEAD",
+                "-m",
+                "own",
+            ],
+        )
+        .unwrap();
+        git(&top, &["branch", "--quiet", "refinery/own", &commit]).unwrap();
+        discard_unstarted(&top, &dir.path().join("wt-none"), "refinery/own").unwrap();
+        assert!(branch_exists(&top, "refinery/own"));
+    }
 }

@@ -675,18 +675,17 @@ fn task_worktree(
     if let (Some(checkout), Some(branch)) = (&before.worktree, &before.branch) {
         worktree::discard_unstarted(&shared.user_workspace, checkout, branch)?;
     }
-    // Saved as soon as the branch exists, before the worktree is added and the run starts, so a
-    // crash from then on finds this start again.
+    // Saved before the branch is made, so a crash from then on finds this start again.
+    let mut workspace = PathBuf::new();
     let created = worktree::create_noting(&shared.user_workspace, &task.id, now, |reserved| {
-        let workspace = worktree::workspace_in(reserved.path, &shared.user_workspace)?;
+        workspace = worktree::workspace_in(reserved.path, &shared.user_workspace)?;
         shared.ledger.update(&task.id, |entry| {
             entry.session = Some(reserved.id.to_string());
             entry.branch = Some(reserved.branch.to_owned());
             entry.worktree = Some(reserved.path.to_owned());
-            entry.workspace = Some(workspace);
+            entry.workspace = Some(workspace.clone());
         })
     })?;
-    let workspace = created.workspace_for(&shared.user_workspace)?;
     Ok((created.path, workspace, created.id))
 }
 
