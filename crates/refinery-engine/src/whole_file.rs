@@ -16,8 +16,9 @@
 //! read, for servers that ignore the schema and for tool-calling builders that fall back.
 //!
 //! It is pure text → [`FileEdit`]s ([`parse`]); [`apply`] then runs every edit through the
-//! same [`Workspace`] tools an API builder gets, so the confinement rules (no absolute paths,
-//! no `..`, no links out, never the state folder or `.git`) are exactly the file tools'.
+//! same [`Workspace`] tools an API builder gets, so the confinement rules (no absolute path
+//! outside the workspace, no `..`, no links out, never the state folder or `.git`) are exactly
+//! the file tools'.
 
 use refinery_llm::ToolCall;
 use serde_json::{Value, json};

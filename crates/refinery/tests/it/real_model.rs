@@ -153,6 +153,9 @@ fn a_real_refine_on_a_local_model_keeps_refinerys_promises() {
     let rounds = run["rounds"].as_array().unwrap();
     assert!(!rounds.is_empty() && rounds.len() <= 2, "{run}");
     let mut whole_file_writes = 0;
+    // What the builder said and what its writes answered, for a failure's message: the model
+    // samples, so a run that goes wrong cannot be replayed.
+    let mut builder_log = String::new();
     for round in rounds {
         let number = round["round"].as_u64().unwrap();
         let dir = session.join(format!("round_{number:03}"));
@@ -207,9 +210,24 @@ fn a_real_refine_on_a_local_model_keeps_refinerys_promises() {
             );
         }
         let events = fs_err::read_to_string(dir.join("builder_events.jsonl")).unwrap();
-        whole_file_writes += events
+        let events: Vec<Value> = events
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .collect();
+        for event in &events {
+            let said = match event["type"].as_str() {
+                Some("text") => &event["text"],
+                Some("tool_result") => &event["output"],
+                _ => continue,
+            };
+            builder_log.push_str(&format!(
+                "round {number} {}: {}\n",
+                event["type"],
+                said.as_str().unwrap_or_default()
+            ));
+        }
+        whole_file_writes += events
+            .iter()
             .filter(|event| {
                 event["type"] == "tool_result"
                     && event["id"]
@@ -222,7 +240,7 @@ fn a_real_refine_on_a_local_model_keeps_refinerys_promises() {
     // The builder produced a file through the whole-file format.
     assert!(
         whole_file_writes > 0,
-        "no file was written through the whole-file format"
+        "no file was written through the whole-file format; the builder's replies and results:\n{builder_log}"
     );
     assert!(context.project().join("hello.py").is_file() || whole_file_writes > 0);
 }
