@@ -560,9 +560,18 @@ impl Batch<'_> {
     /// Stores a regular file's bytes, or takes its hash from the stat cache when the file is
     /// unchanged since it was hashed. The inner error is the file's problem (not a regular
     /// file, too large, unreadable), for the caller to report and skip; the outer one is the
-    /// store's (a full disk), which stops the snapshot.
-    pub(crate) fn put_file(&mut self, path: &Path) -> Result<std::result::Result<Put, Unreadable>> {
-        if let Ok(metadata) = fs_err::symlink_metadata(path)
+    /// store's (a full disk), which stops the snapshot. `stat` is the file's own metadata
+    /// (links not followed) when the caller has it, from its folder's listing.
+    pub(crate) fn put_file(
+        &mut self,
+        path: &Path,
+        stat: Option<std::fs::Metadata>,
+    ) -> Result<std::result::Result<Put, Unreadable>> {
+        let stat = match stat {
+            Some(stat) => Ok(stat),
+            None => fs_err::symlink_metadata(path),
+        };
+        if let Ok(metadata) = stat
             && metadata.is_file()
             && let Some(hash) = self.cache.lookup(path, &metadata)
             && self.store.locate(&hash, OnMiss::Answer)?.is_some()

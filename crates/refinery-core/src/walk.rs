@@ -6,7 +6,7 @@
 //! opened for reading, an unreadable file or folder is skipped, and each is reported with a
 //! reason in [`Snapshot::skipped`].
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use crate::error::Result;
 use crate::objects::Batch;
@@ -141,7 +141,7 @@ impl Walker<'_, '_> {
                     == EntryDecision::EnterForTracked;
             self.walk(&real, &relative, inside_ignored)
         } else if kind.is_file() {
-            self.add_file(&real, relative)
+            self.add_file(&real, relative, Some(metadata))
         } else {
             self.skip(relative, NOT_REGULAR);
             Ok(())
@@ -161,7 +161,9 @@ impl Walker<'_, '_> {
                 return Ok(());
             }
         };
-        let mut children: Vec<(String, std::fs::FileType, PathBuf)> = Vec::new();
+        // The entries are kept: a file's metadata is read through its folder's open handle
+        // (`fstatat` on the folder), not by resolving its whole path again.
+        let mut children: Vec<(String, std::fs::FileType, fs_err::DirEntry)> = Vec::new();
         for entry in entries {
             let entry = match entry {
                 Ok(entry) => entry,
@@ -170,16 +172,15 @@ impl Walker<'_, '_> {
                     continue;
                 }
             };
-            let path = entry.path();
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 self.skip(
-                    path.display().to_string(),
+                    entry.path().display().to_string(),
                     "has a name that is not valid UTF-8",
                 );
                 continue;
             };
             match entry.file_type() {
-                Ok(kind) => children.push((name, kind, path)),
+                Ok(kind) => children.push((name, kind, entry)),
                 Err(err) => self.skip(
                     join_relative(folder, &name),
                     format!("could not be read: {}", err.kind()),
@@ -187,7 +188,8 @@ impl Walker<'_, '_> {
             }
         }
         children.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, kind, path) in children {
+        for (name, kind, entry) in children {
+            let path = entry.path();
             let child = join_relative(folder, &name);
             match self
                 .scope
@@ -204,7 +206,10 @@ impl Walker<'_, '_> {
                 EntryDecision::EnterForTracked => self.walk(&path, &child, true)?,
                 EntryDecision::In if kind.is_dir() => self.walk(&path, &child, inside_ignored)?,
                 EntryDecision::In if kind.is_symlink() => self.add_link(&path, child)?,
-                EntryDecision::In if kind.is_file() => self.add_file(&path, child)?,
+                EntryDecision::In if kind.is_file() => {
+                    let stat = entry.metadata().ok();
+                    self.add_file(&path, child, stat)?;
+                }
                 EntryDecision::In => self.skip(child, NOT_REGULAR),
             }
         }
@@ -221,8 +226,13 @@ impl Walker<'_, '_> {
         }
     }
 
-    fn add_file(&mut self, path: &Path, relative: String) -> Result<()> {
-        match self.batch.put_file(path)? {
+    fn add_file(
+        &mut self,
+        path: &Path,
+        relative: String,
+        stat: Option<std::fs::Metadata>,
+    ) -> Result<()> {
+        match self.batch.put_file(path, stat)? {
             Ok(put) => {
                 self.snapshot.new_bytes += put.added;
                 self.snapshot.entries.push(ManifestEntry {

@@ -19,8 +19,8 @@ use refinery_core::fsutil::LockGuard;
 use refinery_core::judgment::{self, Gates, GuardCheck, RoundFacts, Spread};
 use refinery_core::rounds::{LoopLimits, StopReason};
 use refinery_core::{
-    CriteriaSet, ManifestEntry, Session, SessionId, SessionSettings, Snapshot, StateDir,
-    WorkspaceScope,
+    ChecklistOutcome, CriteriaSet, ManifestEntry, Session, SessionId, SessionSettings, Snapshot,
+    StateDir, WorkspaceScope,
 };
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -298,6 +298,22 @@ impl Refiner {
     }
 }
 
+/// A round as the core recorded it: its file, the files it submitted, and the core's outcome
+/// (`None`: unscored).
+struct Judged {
+    file: RoundFile,
+    submitted: Vec<ManifestEntry>,
+    outcome: Option<ChecklistOutcome>,
+}
+
+/// The previous round as this process ran it, for the checks that look back one round.
+#[derive(Clone, Copy)]
+struct Known<'a> {
+    round: u32,
+    files: &'a [ManifestEntry],
+    outcome: Option<&'a ChecklistOutcome>,
+}
+
 /// The loop over rounds, with what every phase needs.
 struct Rounds<'a> {
     ctx: Context<'a>,
@@ -319,6 +335,7 @@ impl Rounds<'_> {
             return Ok(status);
         }
         self.undo_best_delivery()?;
+        let mut previous: Option<Judged> = None;
         loop {
             let round = self.run.next_round();
             self.ctx.meter.check_time()?;
@@ -328,8 +345,10 @@ impl Rounds<'_> {
                 round,
                 max_rounds: self.run.record.limits.max_rounds,
             });
-            let file = self.round(round, &criteria).await?;
-            let summary = self.conclude(round, &criteria, &file)?;
+            // The previous round as this process made it (its submission and outcome), so
+            // neither is read back from disk: see `BeforeBuild`.
+            let judged = self.round(round, &criteria, previous.take()).await?;
+            let summary = self.conclude(round, &criteria, &judged.file, judged.outcome.as_ref())?;
             let next = summary.next.clone();
             self.ctx.emit(&RefineEvent::Decision {
                 round,
@@ -337,6 +356,7 @@ impl Rounds<'_> {
             });
             self.run.record.rounds.push(summary);
             self.run.record.in_progress = None;
+            previous = Some(judged);
             if let Some(status) = RunStatus::after(&next) {
                 self.run.save(self.ctx.meter)?;
                 return Ok(status);
@@ -348,7 +368,13 @@ impl Rounds<'_> {
     }
 
     /// One round up to the moment the core records it: build, verify, guard, submit, judge.
-    async fn round(&self, round: u32, criteria: &CriteriaSet) -> Result<RoundFile, EngineError> {
+    /// `previous` is the previous round as this process ran it, when it did.
+    async fn round(
+        &self,
+        round: u32,
+        criteria: &CriteriaSet,
+        previous: Option<Judged>,
+    ) -> Result<Judged, EngineError> {
         let (ctx, roles, record) = (&self.ctx, self.roles, &self.run.record);
         fs_err::create_dir_all(ctx.session.round_dir(round))?;
         let handoff = handoff::latest(ctx, round);
@@ -363,7 +389,13 @@ impl Rounds<'_> {
             state_dir: &state_dir,
         };
         let builder = &roles.builder;
-        let before = workspace::BeforeBuild::take(ctx.store, ctx.scope)?;
+        let (before, previous_outcome) = match previous {
+            Some(previous) => (
+                workspace::BeforeBuild::known(previous.submitted),
+                Some(previous.outcome),
+            ),
+            None => (workspace::BeforeBuild::take(ctx.store, ctx.scope)?, None),
+        };
         let built = build::run(ctx, BuildInput { builder, brief }).await?;
         let verify_input = VerifyInput {
             round,
@@ -387,6 +419,7 @@ impl Rounds<'_> {
                 builder,
                 verify: &record.verify,
                 current: &after.snapshot.entries,
+                previous: before.previous_submission(),
             };
             Some(guard::run(ctx, guard_input).await?)
         } else {
@@ -413,19 +446,28 @@ impl Rounds<'_> {
             file.verify = guarded.verify.unwrap_or(file.verify);
             file.regression = Some(guarded.report);
         }
-        self.submit_and_judge(file, &trail, submitted, criteria)
+        let previous = before
+            .previous_submission()
+            .zip(previous_outcome.as_ref())
+            .map(|(files, outcome)| Known {
+                round: round - 1,
+                files,
+                outcome: outcome.as_ref(),
+            });
+        self.submit_and_judge(file, &trail, submitted, criteria, previous)
             .await
     }
 
     /// Submits the round and has it judged; the round's file is saved, then recorded with the
-    /// checks made in code.
+    /// checks made in code. The submitted files and the core's outcome come back with it.
     async fn submit_and_judge(
         &self,
         mut file: RoundFile,
         trail: &BuilderTrail,
         snapshot: Option<Snapshot>,
         criteria: &CriteriaSet,
-    ) -> Result<RoundFile, EngineError> {
+        previous: Option<Known<'_>>,
+    ) -> Result<Judged, EngineError> {
         let (ctx, roles, record) = (&self.ctx, self.roles, &self.run.record);
         let round = file.round;
         let submit_input = SubmitInput {
@@ -468,7 +510,7 @@ impl Rounds<'_> {
                 file.refused = combined.refused;
                 Gates {
                     refused: file.refused.clone(),
-                    blocks: judgment::blocks(&self.facts(&file, &submission.files)?),
+                    blocks: judgment::blocks(&self.facts(&file, &submission.files, previous)?),
                 }
             }
             None => Gates::default(),
@@ -480,22 +522,41 @@ impl Rounds<'_> {
             gates: &gates,
             spread: &file.spread,
         };
-        decide::record(ctx, round, &judgment)?;
-        Ok(file)
+        let outcome = decide::record(ctx, round, &judgment)?;
+        Ok(Judged {
+            file,
+            submitted: submission.files,
+            outcome,
+        })
     }
 
     /// What the round's scores do not show: failed checks, an empty deliverable, one the round
     /// left as the previous round delivered although that round's evaluation asked for
     /// changes, and an unchecked guard. The core's [`judgment::blocks`] decides what they mean.
-    fn facts(&self, file: &RoundFile, files: &[ManifestEntry]) -> Result<RoundFacts, EngineError> {
+    /// `known` is the previous round as this process ran it, when it did.
+    fn facts(
+        &self,
+        file: &RoundFile,
+        files: &[ManifestEntry],
+        known: Option<Known<'_>>,
+    ) -> Result<RoundFacts, EngineError> {
         let ctx = &self.ctx;
         let failed_checks = file.verify.iter().filter(|result| !result.passed);
         let unchanged_since_failing_round = match self.run.record.rounds.last() {
             Some(previous) if previous.verdict != RoundVerdict::Unscored => {
-                let asked_for_changes = decide::recorded_outcome(ctx, previous.round)?
-                    .is_some_and(|outcome| !outcome.failed_criteria.is_empty());
+                let known = known.filter(|known| known.round == previous.round);
+                let asks = |outcome: &ChecklistOutcome| !outcome.failed_criteria.is_empty();
+                let asked_for_changes = match known {
+                    Some(known) => known.outcome.is_some_and(asks),
+                    None => decide::recorded_outcome(ctx, previous.round)?
+                        .as_ref()
+                        .is_some_and(asks),
+                };
                 let unchanged = asked_for_changes
-                    && workspace::delivered(ctx.session, previous.round)? == files;
+                    && match known {
+                        Some(known) => known.files == files,
+                        None => workspace::delivered(ctx.session, previous.round)? == files,
+                    };
                 unchanged.then_some(previous.round)
             }
             _ => None,
@@ -514,24 +575,24 @@ impl Rounds<'_> {
     }
 
     /// Everything after the core recorded a round: the decision and the handoff. Depends only
-    /// on the round's file and the core, so recovery after a crash computes the same result.
+    /// on the round's file and the core, so recovery after a crash computes the same result:
+    /// `outcome` is what the core recorded, handed over by the round that recorded it or read
+    /// back from the core.
     fn conclude(
         &mut self,
         round: u32,
         criteria: &CriteriaSet,
         file: &RoundFile,
+        outcome: Option<&ChecklistOutcome>,
     ) -> Result<RoundSummary, EngineError> {
         let ctx = &self.ctx;
-        let outcome = match file.evaluation {
-            Some(_) => decide::recorded_outcome(ctx, round)?,
-            None => None,
-        };
+        let outcome = outcome.filter(|_| file.evaluation.is_some());
         let record = &mut self.run.record;
         let decision = decide::next(
             ctx.meter,
             &DecideInput {
                 round,
-                outcome: outcome.as_ref(),
+                outcome,
                 limits: &record.limits,
                 forced_change_round: record.forced_change_round,
             },
@@ -556,30 +617,27 @@ impl Rounds<'_> {
                 round,
                 task: &record.task,
                 criteria,
-                outcome: outcome.as_ref(),
+                outcome,
                 evaluation: file.evaluation.as_ref(),
                 next: &decision.next,
                 lessons: file.lessons.as_ref(),
                 trajectory: &trajectory,
             },
         )?;
-        let scores = outcome.as_ref().map(decide::scores).unwrap_or_default();
+        let scores = outcome.map(decide::scores).unwrap_or_default();
         let within_disagreement = disagreement(&record.rounds, &scores, &file.spread);
         Ok(RoundSummary {
             round,
-            verdict: outcome
-                .as_ref()
-                .map_or(RoundVerdict::Unscored, |outcome| outcome.verdict.into()),
+            verdict: outcome.map_or(RoundVerdict::Unscored, |outcome| outcome.verdict.into()),
             unscored_reason: file.unscored_reason.clone(),
             verify_passed: (!file.verify.is_empty())
                 .then(|| file.verify.iter().all(|result| result.passed)),
             regression: file.regression.clone(),
             builder_changed_nothing: file.builder_changed_nothing,
             blocked_by: outcome
-                .as_ref()
                 .map(|outcome| outcome.blocked_by.clone())
                 .unwrap_or_default(),
-            refused: outcome.as_ref().map(decide::refused).unwrap_or_default(),
+            refused: outcome.map(decide::refused).unwrap_or_default(),
             quorum: file.quorum.filter(|quorum| quorum.asked > 1),
             spread: file.spread.clone(),
             within_disagreement,
@@ -615,7 +673,11 @@ impl Rounds<'_> {
         while self.run.next_round() <= core_round {
             let round = self.run.next_round();
             let file = RoundFile::load(ctx.session, round)?;
-            let summary = self.conclude(round, criteria, &file)?;
+            let outcome = match file.evaluation {
+                Some(_) => decide::recorded_outcome(&ctx, round)?,
+                None => None,
+            };
+            let summary = self.conclude(round, criteria, &file, outcome.as_ref())?;
             self.run.record.rounds.push(summary);
         }
         if let Some(cut) = self.run.record.in_progress.take()

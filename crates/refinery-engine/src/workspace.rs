@@ -202,7 +202,17 @@ impl AgentCopies {
 /// The workspace's files before a builder's turn, to tell afterwards whether the turn (its fix
 /// attempt included) wrote or deleted anything: a builder that only *claims* its work is
 /// reported as "builder changed nothing". Two snapshots; unchanged files cost nothing.
-pub(crate) struct BeforeBuild(Vec<ManifestEntry>);
+///
+/// From a run's second round on, "before" is what the previous round submitted
+/// ([`BeforeBuild::known`]): nothing of Refinery's writes to the workspace between a submission
+/// and the next build (judges, the guard and the trace analyzer work in copies), so a walk
+/// there would find the same files. A person editing the workspace in that gap has their edit
+/// counted as the builder's.
+pub(crate) struct BeforeBuild {
+    entries: Vec<ManifestEntry>,
+    /// Whether `entries` are the previous round's submission (not a walk).
+    submitted: bool,
+}
 
 /// The workspace as a builder's turn left it.
 pub(crate) struct AfterBuild {
@@ -218,18 +228,36 @@ pub(crate) struct AfterBuild {
 impl BeforeBuild {
     /// The in-scope part of the workspace as it is now.
     pub(crate) fn take(store: &StateDir, scope: &WorkspaceScope) -> Result<Self, EngineError> {
-        Ok(Self(snapshot(store, scope)?.entries))
+        Ok(Self {
+            entries: snapshot(store, scope)?.entries,
+            submitted: false,
+        })
+    }
+
+    /// The workspace as this process last snapshotted it, with nothing of ours writing to
+    /// it since.
+    pub(crate) fn known(entries: Vec<ManifestEntry>) -> Self {
+        Self {
+            entries,
+            submitted: true,
+        }
+    }
+
+    /// The previous round's submitted files, when that is what "before" is (saves reading its
+    /// manifest again).
+    pub(crate) fn previous_submission(&self) -> Option<&[ManifestEntry]> {
+        self.submitted.then_some(self.entries.as_slice())
     }
 
     /// The workspace after the turn, compared with before it.
     pub(crate) fn after(
-        self,
+        &self,
         store: &StateDir,
         scope: &WorkspaceScope,
     ) -> Result<AfterBuild, EngineError> {
         let snapshot = snapshot(store, scope)?;
         Ok(AfterBuild {
-            changed_nothing: snapshot.entries == self.0,
+            changed_nothing: snapshot.entries == self.entries,
             snapshot,
         })
     }

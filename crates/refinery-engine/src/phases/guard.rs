@@ -48,6 +48,9 @@ pub(crate) struct GuardInput<'a> {
     pub verify: &'a [String],
     /// The workspace as the build left it (snapshotted through the run's scope).
     pub current: &'a [ManifestEntry],
+    /// What the previous round delivered, when the caller has it; read from its manifest
+    /// otherwise.
+    pub previous: Option<&'a [ManifestEntry]>,
 }
 
 /// What the guard did.
@@ -79,8 +82,14 @@ enum Comparison {
 /// Compares the round with the previous one and accepts, repairs or reverts it.
 pub(crate) async fn run(ctx: &Context<'_>, input: GuardInput<'_>) -> Result<Guarded, EngineError> {
     ctx.phase(input.round, Phase::RegressionGuard);
-    let previous = workspace::delivered(ctx.session, input.round - 1)?;
-    let guarded = match compare(ctx, &input, &previous, input.current).await? {
+    let read;
+    let previous = if let Some(previous) = input.previous {
+        previous
+    } else {
+        read = workspace::delivered(ctx.session, input.round - 1)?;
+        &read
+    };
+    let guarded = match compare(ctx, &input, previous, input.current).await? {
         Comparison::Unusable { problem } => Guarded {
             report: RegressionReport {
                 regressed: Vec::new(),
@@ -106,7 +115,7 @@ pub(crate) async fn run(ctx: &Context<'_>, input: GuardInput<'_>) -> Result<Guar
                 verify: None,
             },
             RegressionAction::Repair { criteria } | RegressionAction::Revert { criteria } => {
-                repair(ctx, &input, &previous, criteria, reasoning).await?
+                repair(ctx, &input, previous, criteria, reasoning).await?
             }
         },
     };

@@ -371,3 +371,53 @@ async fn a_repair_the_guard_cannot_check_again_is_unchecked_never_repaired() {
     assert_eq!(second["regression"]["action"], "unchecked", "{second}");
     assert_ne!(second["verdict"], "converged", "{second}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deliverable_left_as_a_failing_round_had_it_cannot_converge() {
+    let server = FakeModelServer::start().await.unwrap();
+    // Round 1's builder writes the page and the judge asks for changes; round 2's builder only
+    // says it made them, and the judge (fooled) passes everything. The files are the ones a
+    // failing round delivered, so the passing scores must not converge the run.
+    let evaluations = std::sync::atomic::AtomicUsize::new(0);
+    server.route(move |request| {
+        Some(match role(request) {
+            "builder" if crate::refine::builder_round(request) == 1 => {
+                if request.tool_results().is_empty() {
+                    Reply::tool_call(
+                        "write_file",
+                        json!({"path": "index.html", "content": "<h1>Welcome</h1>"}),
+                    )
+                } else {
+                    Reply::text("Wrote index.html")
+                }
+            }
+            "builder" => Reply::text("Rewrote the hero around the measured outcome."),
+            "trace" => Reply::text(lessons()),
+            "evaluator" => {
+                let seen = evaluations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Reply::text(if seen == 0 {
+                    evaluation([3, 4, 4], "The hero says nothing about the outcome.")
+                } else {
+                    passing()
+                })
+            }
+            _ => Reply::text(guard_tie()),
+        })
+    });
+    let run = Run::new(&server);
+    let (output, events) = refine(&run, &["--max-rounds", "2"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let summary = summary(&events);
+    let rounds = summary["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{summary}");
+    let second = &rounds[1];
+    assert_eq!(second["builder_changed_nothing"], true, "{second}");
+    assert_ne!(second["verdict"], "converged", "{second}");
+    assert!(
+        second["blocked_by"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"block": "unchanged", "since_round": 1})),
+        "{second}"
+    );
+}
