@@ -389,12 +389,14 @@ impl Rounds<'_> {
             state_dir: &state_dir,
         };
         let builder = &roles.builder;
-        let (before, previous_outcome) = match previous {
-            Some(previous) => (
-                workspace::BeforeBuild::known(previous.submitted),
-                Some(previous.outcome),
-            ),
-            None => (workspace::BeforeBuild::take(ctx.store, ctx.scope)?, None),
+        let known = previous.as_ref().map(|previous| Known {
+            round: round - 1,
+            files: &previous.submitted,
+            outcome: previous.outcome.as_ref(),
+        });
+        let before = match known {
+            Some(known) => workspace::BeforeBuild::known(known.files),
+            None => workspace::BeforeBuild::take(ctx.store, ctx.scope)?,
         };
         let built = build::run(ctx, BuildInput { builder, brief }).await?;
         let verify_input = VerifyInput {
@@ -419,7 +421,7 @@ impl Rounds<'_> {
                 builder,
                 verify: &record.verify,
                 current: &after.snapshot.entries,
-                previous: before.previous_submission(),
+                previous: known.map(|known| known.files),
             };
             Some(guard::run(ctx, guard_input).await?)
         } else {
@@ -446,15 +448,7 @@ impl Rounds<'_> {
             file.verify = guarded.verify.unwrap_or(file.verify);
             file.regression = Some(guarded.report);
         }
-        let previous = before
-            .previous_submission()
-            .zip(previous_outcome.as_ref())
-            .map(|(files, outcome)| Known {
-                round: round - 1,
-                files,
-                outcome: outcome.as_ref(),
-            });
-        self.submit_and_judge(file, &trail, submitted, criteria, previous)
+        self.submit_and_judge(file, &trail, submitted, criteria, known)
             .await
     }
 

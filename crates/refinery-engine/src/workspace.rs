@@ -208,11 +208,7 @@ impl AgentCopies {
 /// and the next build (judges, the guard and the trace analyzer work in copies), so a walk
 /// there would find the same files. A person editing the workspace in that gap has their edit
 /// counted as the builder's.
-pub(crate) struct BeforeBuild {
-    entries: Vec<ManifestEntry>,
-    /// Whether `entries` are the previous round's submission (not a walk).
-    submitted: bool,
-}
+pub(crate) struct BeforeBuild<'a>(std::borrow::Cow<'a, [ManifestEntry]>);
 
 /// The workspace as a builder's turn left it.
 pub(crate) struct AfterBuild {
@@ -225,28 +221,16 @@ pub(crate) struct AfterBuild {
     pub snapshot: Snapshot,
 }
 
-impl BeforeBuild {
+impl<'a> BeforeBuild<'a> {
     /// The in-scope part of the workspace as it is now.
     pub(crate) fn take(store: &StateDir, scope: &WorkspaceScope) -> Result<Self, EngineError> {
-        Ok(Self {
-            entries: snapshot(store, scope)?.entries,
-            submitted: false,
-        })
+        Ok(Self(snapshot(store, scope)?.entries.into()))
     }
 
     /// The workspace as this process last snapshotted it, with nothing of ours writing to
     /// it since.
-    pub(crate) fn known(entries: Vec<ManifestEntry>) -> Self {
-        Self {
-            entries,
-            submitted: true,
-        }
-    }
-
-    /// The previous round's submitted files, when that is what "before" is (saves reading its
-    /// manifest again).
-    pub(crate) fn previous_submission(&self) -> Option<&[ManifestEntry]> {
-        self.submitted.then_some(self.entries.as_slice())
+    pub(crate) fn known(entries: &'a [ManifestEntry]) -> Self {
+        Self(entries.into())
     }
 
     /// The workspace after the turn, compared with before it.
@@ -257,7 +241,7 @@ impl BeforeBuild {
     ) -> Result<AfterBuild, EngineError> {
         let snapshot = snapshot(store, scope)?;
         Ok(AfterBuild {
-            changed_nothing: snapshot.entries == self.entries,
+            changed_nothing: *snapshot.entries == *self.0,
             snapshot,
         })
     }

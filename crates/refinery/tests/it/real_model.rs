@@ -8,6 +8,7 @@
 //! complete on disk. Without the variable it skips, saying why (and fails under `CI=true`).
 //! `REFINERY_REAL_MODEL_TRANSCRIPT=FILE` keeps the run's progress lines and summary.
 
+use std::fmt::Write as _;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -220,11 +221,12 @@ fn a_real_refine_on_a_local_model_keeps_refinerys_promises() {
                 Some("tool_result") => &event["output"],
                 _ => continue,
             };
-            builder_log.push_str(&format!(
-                "round {number} {}: {}\n",
+            let _ = writeln!(
+                builder_log,
+                "round {number} {}: {}",
                 event["type"],
                 said.as_str().unwrap_or_default()
-            ));
+            );
         }
         whole_file_writes += events
             .iter()
