@@ -501,7 +501,7 @@ impl Backend {
         let estimate = Self::estimate(prices, model, input_chars + schema_text.len(), max_tokens)
             .map(|one| one * attempts);
         let reservation = meter.reserve_waiting(estimate).await?;
-        match chat_structured(model, &request, &options, None).await {
+        match chat_structured(model, request, &options, None).await {
             Ok(structured) => {
                 meter.settle(Some(reservation), Some(structured.usage), structured.cost);
                 Ok(CallReply {

@@ -32,10 +32,12 @@ pub struct StructuredResponse {
     pub schema_attempts: u32,
 }
 
-/// Ask for `request.response_schema` and validate the answer, retrying with feedback.
+/// Ask for `request.response_schema` and validate the answer, retrying with feedback. The
+/// request is taken, not borrowed: it becomes the conversation the retries extend, and a
+/// judge's brief is a quarter megabyte not worth copying.
 pub async fn chat_structured(
     model: &dyn ChatModel,
-    request: &ChatRequest,
+    request: ChatRequest,
     options: &CallOptions,
     mut sink: Option<StreamSink<'_>>,
 ) -> Result<StructuredResponse> {
@@ -50,7 +52,7 @@ pub async fn chat_structured(
     // other mistake, instead of reaching the caller's parser and being refused there.
     let validator = validator_for(&schema.schema)?;
     let wire = wire_schema(model.id().provider, &schema.schema);
-    let mut conversation = request.clone();
+    let mut conversation = request;
     if let Some(sent) = conversation.response_schema.as_mut() {
         sent.schema = wire;
     }

@@ -202,7 +202,7 @@ async fn structured_output_valid_and_invalid_then_valid() {
         let model = model(&server, case.name);
         let request = ChatRequest::new("Grade this").with_schema("verdict", verdict_schema());
 
-        let first = chat_structured(&model, &request, &fast_options(), None)
+        let first = chat_structured(&model, request.clone(), &fast_options(), None)
             .await
             .unwrap();
         assert_eq!(
@@ -215,7 +215,7 @@ async fn structured_output_valid_and_invalid_then_valid() {
 
         let mut events = Vec::new();
         let mut sink = |event: StreamEvent| events.push(event);
-        let second = chat_structured(&model, &request, &fast_options(), Some(&mut sink))
+        let second = chat_structured(&model, request.clone(), &fast_options(), Some(&mut sink))
             .await
             .unwrap();
         assert_eq!(
@@ -272,7 +272,7 @@ async fn structured_output_gives_up_with_a_clear_error() {
     server.set_fallback(Reply::text("I think it is good."));
     let model = model(&server, "anthropic/claude-sonnet-4-5");
     let request = ChatRequest::new("Grade this").with_schema("verdict", verdict_schema());
-    let error = chat_structured(&model, &request, &fast_options(), None)
+    let error = chat_structured(&model, request.clone(), &fast_options(), None)
         .await
         .unwrap_err();
     let text = error.to_string();
@@ -284,7 +284,7 @@ async fn structured_output_gives_up_with_a_clear_error() {
     assert_eq!(server.model_requests().len(), 3);
 
     let bad_schema = ChatRequest::new("x").with_schema("bad", json!({"type": "no-such-type"}));
-    let error = chat_structured(&model, &bad_schema, &fast_options(), None)
+    let error = chat_structured(&model, bad_schema, &fast_options(), None)
         .await
         .unwrap_err();
     assert!(

@@ -99,7 +99,7 @@ pub(crate) fn run_main(global: &GlobalArgs, args: &AskArgs) -> anyhow::Result<Ex
             if args.stream { Some(&mut sink) } else { None };
         let (text_or_value, response, usage, cost, attempts) = if request.response_schema.is_some()
         {
-            let structured = chat_structured(&model, &request, &options, sink_ref).await?;
+            let structured = chat_structured(&model, request, &options, sink_ref).await?;
             let pretty = serde_json::to_string_pretty(&structured.value)?;
             (
                 Answer::Json(structured.value, pretty),
