@@ -421,3 +421,48 @@ async fn a_deliverable_left_as_a_failing_round_had_it_cannot_converge() {
         "{second}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_between_rounds_counts_as_the_next_builders() {
+    // From round 2 on, "builder changed nothing" compares the workspace after the build with
+    // what the previous round submitted (USAGE.md says so): a file a person adds while round 1
+    // is being judged is counted as round 2's change, even when round 2's builder only talks.
+    let server = FakeModelServer::start().await.unwrap();
+    let run = Run::new(&server);
+    let project = run.project();
+    server.route(move |request| {
+        Some(match role(request) {
+            "builder" if crate::refine::builder_round(request) == 1 => {
+                if request.tool_results().is_empty() {
+                    Reply::tool_call(
+                        "write_file",
+                        json!({"path": "index.html", "content": "<h1>Welcome</h1>"}),
+                    )
+                } else {
+                    Reply::text("Wrote index.html")
+                }
+            }
+            "builder" => Reply::text("Rewrote the hero."),
+            "trace" => Reply::text(lessons()),
+            "evaluator" => {
+                let notes = project.join("notes.txt");
+                if !notes.exists() {
+                    fs_err::write(&notes, "a person's note\n").unwrap();
+                }
+                Reply::text(evaluation([3, 4, 4], "The hero says nothing."))
+            }
+            _ => Reply::text(guard_tie()),
+        })
+    });
+    let (output, events) = refine(&run, &["--max-rounds", "2"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let rounds = summary(&events)["rounds"].as_array().unwrap().clone();
+    assert_eq!(rounds.len(), 2);
+    assert_ne!(rounds[1]["builder_changed_nothing"], true, "{}", rounds[1]);
+    assert!(
+        !events
+            .iter()
+            .any(|event| event["event"] == "builder_changed_nothing"),
+        "round 2 was reported as changing nothing"
+    );
+}
