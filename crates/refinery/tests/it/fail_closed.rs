@@ -372,6 +372,20 @@ async fn a_repair_the_guard_cannot_check_again_is_unchecked_never_repaired() {
     assert_ne!(second["verdict"], "converged", "{second}");
 }
 
+/// A builder that writes the page in round 1 and, from round 2 on, only says it changed it.
+fn writes_in_round_one_then_only_talks(request: &RecordedRequest) -> Reply {
+    if crate::refine::builder_round(request) != 1 {
+        Reply::text("Rewrote the hero around the measured outcome.")
+    } else if request.tool_results().is_empty() {
+        Reply::tool_call(
+            "write_file",
+            json!({"path": "index.html", "content": "<h1>Welcome</h1>"}),
+        )
+    } else {
+        Reply::text("Wrote index.html")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deliverable_left_as_a_failing_round_had_it_cannot_converge() {
     let server = FakeModelServer::start().await.unwrap();
@@ -381,17 +395,7 @@ async fn a_deliverable_left_as_a_failing_round_had_it_cannot_converge() {
     let evaluations = std::sync::atomic::AtomicUsize::new(0);
     server.route(move |request| {
         Some(match role(request) {
-            "builder" if crate::refine::builder_round(request) == 1 => {
-                if request.tool_results().is_empty() {
-                    Reply::tool_call(
-                        "write_file",
-                        json!({"path": "index.html", "content": "<h1>Welcome</h1>"}),
-                    )
-                } else {
-                    Reply::text("Wrote index.html")
-                }
-            }
-            "builder" => Reply::text("Rewrote the hero around the measured outcome."),
+            "builder" => writes_in_round_one_then_only_talks(request),
             "trace" => Reply::text(lessons()),
             "evaluator" => {
                 let seen = evaluations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -432,17 +436,7 @@ async fn an_edit_made_between_rounds_counts_as_the_next_builders() {
     let project = run.project();
     server.route(move |request| {
         Some(match role(request) {
-            "builder" if crate::refine::builder_round(request) == 1 => {
-                if request.tool_results().is_empty() {
-                    Reply::tool_call(
-                        "write_file",
-                        json!({"path": "index.html", "content": "<h1>Welcome</h1>"}),
-                    )
-                } else {
-                    Reply::text("Wrote index.html")
-                }
-            }
-            "builder" => Reply::text("Rewrote the hero."),
+            "builder" => writes_in_round_one_then_only_talks(request),
             "trace" => Reply::text(lessons()),
             "evaluator" => {
                 let notes = project.join("notes.txt");
