@@ -201,12 +201,13 @@ impl AgentCopies {
 
 /// The workspace's files before a builder's turn, to tell afterwards whether the turn (its fix
 /// attempt included) wrote or deleted anything: a builder that only *claims* its work is
-/// reported as "builder changed nothing". Two snapshots; unchanged files cost nothing.
+/// reported as "builder changed nothing": a snapshot after the turn is compared with this
+/// (unchanged files cost nothing to snapshot).
 ///
-/// From a run's second round on, "before" is what the previous round submitted
-/// ([`BeforeBuild::known`]): nothing of Refinery's writes to the workspace between a submission
-/// and the next build (judges, the guard and the trace analyzer work in copies), so a walk
-/// there would find the same files. A person editing the workspace in that gap has their edit
+/// In a run's first round (and the first after a resume) "before" is a walk; from then on it
+/// is what the previous round submitted ([`BeforeBuild::known`]): nothing of Refinery's writes
+/// to the workspace between a submission and the next build (judges, the guard and the trace
+/// analyzer work in copies), so a walk there would find the same files. A person editing the workspace in that gap has their edit
 /// counted as the builder's.
 pub(crate) struct BeforeBuild<'a>(std::borrow::Cow<'a, [ManifestEntry]>);
 
