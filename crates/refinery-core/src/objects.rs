@@ -134,6 +134,17 @@ impl ObjectStore {
         Ok(None)
     }
 
+    /// Whether an object with this hash is stored, in a pack or loose, with no rescan on a
+    /// miss (what [`ObjectStore::locate`] answers, without building a path for a packed one).
+    fn contains(&self, hash: &str) -> Result<bool> {
+        if let Some(digest) = packs::digest_of(hash)
+            && self.packs.contains(&digest)?
+        {
+            return Ok(true);
+        }
+        Ok(self.locate(hash, OnMiss::Answer)?.is_some())
+    }
+
     /// Whether an object with this hash is present (its bytes are checked when read). A miss
     /// rescans the packs, so objects another process packed since are found.
     pub(crate) fn has_object(&self, hash: &str) -> Result<bool> {
@@ -574,7 +585,7 @@ impl Batch<'_> {
         if let Ok(metadata) = stat
             && metadata.is_file()
             && let Some(hash) = self.cache.lookup(path, &metadata)
-            && self.store.locate(&hash, OnMiss::Answer)?.is_some()
+            && self.store.contains(&hash)?
         {
             return Ok(Ok(Put {
                 hash,

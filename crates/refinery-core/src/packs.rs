@@ -519,6 +519,15 @@ impl PackIndex {
         Ok(self.lookup(hash))
     }
 
+    /// Whether a loaded pack holds `hash`, without building its path: a walk asks this for
+    /// every file its stat cache vouches for.
+    pub(crate) fn contains(&self, hash: &Digest32) -> Result<bool> {
+        if !self.state().scanned {
+            self.rescan()?;
+        }
+        Ok(self.state().by_hash.contains_key(hash))
+    }
+
     fn lookup(&self, hash: &Digest32) -> Option<Packed> {
         let state = self.state();
         let (name, offset, length) = state.by_hash.get(hash)?;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 
 use refinery_core::snapshot::EntryKind;
 use refinery_core::{ManifestEntry, ObjectStore};
@@ -193,9 +193,24 @@ pub fn render_pair(
 struct ShownFile {
     raw_len: usize,
     text: Arc<str>,
+    /// `text` with line numbers, made the first time a judge's brief shows it: every round's
+    /// evaluation shows mostly the same files, and numbering thousands of lines again each
+    /// time cost more than the rest of the rendering. Shared by the cache's clones.
+    numbered: Arc<OnceLock<Box<str>>>,
 }
 
-/// Most bytes of scrubbed text [`TEXTS`] keeps before it starts over.
+impl ShownFile {
+    fn numbered(&self) -> &str {
+        self.numbered.get_or_init(|| {
+            let mut out = String::with_capacity(self.text.len() + self.text.len() / 4);
+            push_numbered(&mut out, &self.text);
+            out.into_boxed_str()
+        })
+    }
+}
+
+/// Most bytes of scrubbed text [`TEXTS`] keeps before it starts over (the numbered copies
+/// of the files judges were shown come on top: about as much again at most).
 const TEXT_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Objects already shown, scrubbed, by scrubber and content hash (`None`: not text). A round
@@ -230,6 +245,7 @@ fn shown_text(
             raw_len: text.len(),
             // Scrubbed whole, before any numbering: a secret spanning lines is still found.
             text: scrubber.scrub_cow(&text).into(),
+            numbered: Arc::default(),
         })
     };
     let mut cache = cache();
@@ -305,7 +321,7 @@ fn render_contents<E: std::borrow::Borrow<ManifestEntry>>(
                             out.push('\n');
                         }
                     }
-                    Lines::Numbered => push_numbered(out, text),
+                    Lines::Numbered => out.push_str(shown_file.numbered()),
                 }
             }
             Ok(None) => out.push_str("[binary file: not shown]\n"),

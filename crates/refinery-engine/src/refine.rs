@@ -464,6 +464,21 @@ impl Rounds<'_> {
     ) -> Result<Judged, EngineError> {
         let (ctx, roles, record) = (&self.ctx, self.roles, &self.run.record);
         let round = file.round;
+        let judges = roles.judges();
+        // The judges' briefs for a submission known already are rendered and scanned on
+        // another thread while the submission's writes wait on the disk (see `judge::warm`).
+        let warming = snapshot.as_ref().map(|snapshot| {
+            judge::warm(
+                ctx,
+                &judges,
+                judge::Foreseen {
+                    task: record.task.clone(),
+                    criteria: criteria.clone(),
+                    files: snapshot.entries.clone(),
+                    verify: file.verify.clone(),
+                },
+            )
+        });
         let submit_input = SubmitInput {
             round,
             summary: &file.builder_summary,
@@ -472,7 +487,6 @@ impl Rounds<'_> {
         };
         let submission = submit::run(ctx, submit_input)?;
         file.trace = trace::stats(&trail.events, trail.duration);
-        let judges = roles.judges();
         let input = RoundInput {
             round,
             judges: &judges,
@@ -485,6 +499,7 @@ impl Rounds<'_> {
             },
             trace: &file.trace,
             builder_events: &trail.events,
+            warming,
         };
         let judged = judge::round(ctx, input).await?;
         file.unscored_reason = judged.panel.unscored_reason();

@@ -372,7 +372,7 @@ fn print_table(samples: &[Sample]) {
         "| set-up: spawn → `round_started` of round 1 (criteria, baseline snapshot) | {setup:.0} ms | ≤ 100 ms |"
     );
     println!(
-        "| orchestration per round: `round_started` k → k + 1 ({round_count} rounds) | {per_round:.0} ms | ≤ 20 ms |"
+        "| orchestration per round: `round_started` k → k + 1 ({round_count} rounds) | {per_round:.1} ms | ≤ 20 ms |"
     );
     println!("| last round → exit (round, summary, report) | {last_round:.0} ms | |");
     println!("| model calls per run | {calls} | |");

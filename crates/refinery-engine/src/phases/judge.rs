@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::pack::Scrubber;
 use refinery_core::checklist::Score;
 use refinery_core::judgment::{self, JudgeScore, Quorum, Spread};
 use refinery_core::{CriteriaSet, ManifestEntry, ObjectStore};
@@ -356,15 +357,12 @@ pub(crate) async fn evaluate(
 ) -> Result<PanelEvaluation, EngineError> {
     let objects = ctx.store.objects();
     let brief = |_: usize, judge: &Backend| {
-        let deliverable =
-            pack::render_view_numbered(judge.view(), &objects, input.files, &ctx.env.scrubber);
-        briefs::evaluator(&EvaluatorBrief {
-            task: input.task,
-            criteria: input.criteria,
-            deliverable: &deliverable,
-            files_note: judge.files_note(),
-            verify: input.verify,
-        })
+        evaluator_brief(
+            &objects,
+            &ctx.env.scrubber,
+            (judge.view(), judge.files_note()),
+            input,
+        )
     };
     let criteria = input.criteria;
     let cited = CitedFiles::new(&objects, input.files);
@@ -378,6 +376,71 @@ pub(crate) async fn evaluate(
         )
         .await?;
     Ok(PanelEvaluation::from_verdicts(verdicts))
+}
+
+/// A judge's brief: the task, the criteria, the deliverable as `view` shows it (with
+/// `files_note`) and the `--verify` results.
+fn evaluator_brief(
+    objects: &ObjectStore,
+    scrubber: &Scrubber,
+    (view, files_note): (pack::View, &str),
+    input: &EvaluationInput<'_>,
+) -> String {
+    let deliverable = pack::render_view_numbered(view, objects, input.files, scrubber);
+    briefs::evaluator(&EvaluatorBrief {
+        task: input.task,
+        criteria: input.criteria,
+        deliverable: &deliverable,
+        files_note,
+        verify: input.verify,
+    })
+}
+
+/// What [`warm`] renders ahead: the evaluation as it will be asked if the round submits
+/// `files` with these `verify` results.
+pub(crate) struct Foreseen {
+    pub task: String,
+    pub criteria: CriteriaSet,
+    pub files: Vec<ManifestEntry>,
+    pub verify: Vec<VerifyResult>,
+}
+
+/// Renders each judge's brief for a submission the round is about to make and scans it for
+/// secrets, on a blocking thread, while the submission's writes wait on the disk on this one.
+/// (Started before the guard instead, it took CPU the guard's own work needed: slower on a
+/// two-core machine, measured.)
+///
+/// Only the scrubber's memory of clean texts keeps the work: when the evaluation sends a
+/// brief equal byte for byte to one scanned here, the scan at the boundary is a lookup
+/// (`Scrubber::scrub_cow`), and a brief that differs (the guard repaired the round, a check
+/// ran again) is scanned as always. Nothing here can let a text through unscanned.
+pub(crate) fn warm(
+    ctx: &Context<'_>,
+    judges: &[&Backend],
+    foreseen: Foreseen,
+) -> tokio::task::JoinHandle<()> {
+    let objects = ctx.store.objects();
+    let scrubber = ctx.env.scrubber.clone();
+    let views: Vec<(pack::View, &'static str)> = judges
+        .iter()
+        .map(|judge| (judge.view(), judge.files_note()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let input = EvaluationInput {
+            task: &foreseen.task,
+            criteria: &foreseen.criteria,
+            files: &foreseen.files,
+            verify: &foreseen.verify,
+        };
+        let mut seen = Vec::new();
+        for view in views {
+            if seen.contains(&view) {
+                continue;
+            }
+            drop(scrubber.scrub_cow(&evaluator_brief(&objects, &scrubber, view, &input)));
+            seen.push(view);
+        }
+    })
 }
 
 /// Combines evaluations that `asked` judges made blind of the same deliverable (the usable
@@ -523,6 +586,9 @@ pub(crate) struct RoundInput<'a> {
     pub trace: &'a TraceStats,
     /// The builder's events, condensed for the analyzer.
     pub builder_events: &'a [AgentEvent],
+    /// The judges' briefs being rendered ahead ([`warm`]), when the submission was known
+    /// before it was made.
+    pub warming: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A refine round's judgment: the panel's evaluation and the trace analyzer's lessons.
@@ -539,7 +605,7 @@ pub(crate) struct RoundJudged {
 /// trace (40%), in parallel.
 pub(crate) async fn round(
     ctx: &Context<'_>,
-    input: RoundInput<'_>,
+    mut input: RoundInput<'_>,
 ) -> Result<RoundJudged, EngineError> {
     let round = input.round;
     ctx.phase(round, Phase::Evaluate);
@@ -551,10 +617,17 @@ pub(crate) async fn round(
     };
     // The trace analyzer's small brief goes out first: the judges' large ones take a while to
     // render, scan and encode, and its model can be answering meanwhile.
-    let (lessons, evaluated) = tokio::join!(
-        lessons(ctx, &input, folder.path()),
-        evaluate(ctx, &panel, &input.evaluation),
-    );
+    let warming = input.warming.take();
+    let (lessons, evaluated) = tokio::join!(lessons(ctx, &input, folder.path()), async {
+        // Waited for, so the evaluation finds its briefs scanned rather than scanning them a
+        // second time alongside; a panic there only loses the head start.
+        if let Some(warming) = warming
+            && let Err(error) = warming.await
+        {
+            tracing::debug!(%error, "rendering the judges' briefs ahead failed");
+        }
+        evaluate(ctx, &panel, &input.evaluation).await
+    });
     ctx.emit_spend();
     let panel = evaluated?;
     let (lessons, dropped_lessons) = match lessons? {
