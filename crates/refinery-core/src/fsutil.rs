@@ -36,26 +36,11 @@ pub fn write_atomic_exact(path: &Path, bytes: &[u8]) -> Result<()> {
     replace_file(path, bytes, Durability::Synced)
 }
 
-/// Like [`write_atomic`], but the folder is not synced: the new bytes are durable, the new
-/// name only once the caller's next [`write_atomic`] in the same folder has synced it. For
-/// state written just before a commit point in that folder (a run's handoff and learnings
-/// before its `run.json`): a power loss before the commit point may keep the old file, and
-/// whatever resumes from the commit point writes it again.
-pub fn write_atomic_before_commit(path: &Path, bytes: &[u8]) -> Result<()> {
-    replace_file(
-        path,
-        &refinery_secrets::process_scrubber().scrub_bytes(bytes),
-        Durability::DataOnly,
-    )
-}
-
 /// Whether a replacement survives a power loss, or only a crash of the process.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Durability {
     /// The bytes and the new name are synced before returning.
     Synced,
-    /// The bytes are synced, the name is not (a later sync of the folder covers it).
-    DataOnly,
     /// Atomic (old or new, never half), not synced.
     Unsynced,
 }
@@ -79,7 +64,7 @@ fn replace_file(path: &Path, bytes: &[u8], durability: Durability) -> Result<()>
         .map_err(|err| annotate(&err.error, "rename a temporary file onto", path))?;
     match durability {
         Durability::Synced => sync_dir(dir),
-        Durability::DataOnly | Durability::Unsynced => Ok(()),
+        Durability::Unsynced => Ok(()),
     }
 }
 
@@ -237,29 +222,6 @@ impl Drop for LockGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_write_before_a_commit_point_leaves_the_folder_sync_to_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let (handoff, run) = (dir.path().join("handoff.md"), dir.path().join("run.json"));
-        let before = folder_syncs();
-        write_atomic_before_commit(&handoff, b"for the next round").unwrap();
-        assert_eq!(folder_syncs(), before, "no folder sync of its own");
-        write_atomic(&run, b"{}").unwrap();
-        assert_eq!(
-            folder_syncs(),
-            before + 1,
-            "the commit point syncs the folder"
-        );
-        assert_eq!(fs_err::read(&handoff).unwrap(), b"for the next round");
-        // Secrets are masked like every state write.
-        let token = format!("ghp_{}", "Zq7Rk2Lw9Tn4Vb8Xc3Hy6Md1Pf5Sg0JaKu2E");
-        write_atomic_before_commit(&handoff, format!("use {token}").as_bytes()).unwrap();
-        assert_eq!(
-            fs_err::read_to_string(&handoff).unwrap(),
-            "use [REDACTED:github-pat]"
-        );
-    }
 
     #[test]
     fn corrupt_json_is_an_error_naming_the_file() {

@@ -233,6 +233,15 @@ pub struct RunRecord {
     /// workspace was put back to that round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_round: Option<BestRound>,
+    /// The latest `handoff.md`, what the next round's builder reads. Kept here so that one
+    /// durable write of this file concludes a round: the Markdown files are atomic but
+    /// unsynced copies, for people. `None` before the first handoff and in runs saved by
+    /// earlier versions (their resume reads the files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<String>,
+    /// The lessons so far, as `learnings.md` holds them (kept here for the same reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learnings: Option<String>,
     /// When the run started.
     pub created_at: String,
     /// When this file was last written.

@@ -377,7 +377,7 @@ impl Rounds<'_> {
     ) -> Result<Judged, EngineError> {
         let (ctx, roles, record) = (&self.ctx, self.roles, &self.run.record);
         fs_err::create_dir_all(ctx.session.round_dir(round))?;
-        let handoff = handoff::latest(ctx, round);
+        let handoff = handoff::latest(ctx, round, record);
         let state_dir = state_dir_note(ctx.store);
         let brief = BuilderBrief {
             task: &record.task,
@@ -620,7 +620,7 @@ impl Rounds<'_> {
                 (id, scores)
             })
             .collect();
-        handoff::write(
+        let written = handoff::write(
             ctx,
             &HandoffWrite {
                 round,
@@ -631,8 +631,12 @@ impl Rounds<'_> {
                 next: &decision.next,
                 lessons: file.lessons.as_ref(),
                 trajectory: &trajectory,
+                learnings: record.learnings.as_deref(),
             },
         )?;
+        // Made durable by the `run.json` write that follows every conclusion.
+        record.handoff = Some(written.handoff);
+        record.learnings = Some(written.learnings);
         let scores = outcome.map(decide::scores).unwrap_or_default();
         let within_disagreement = disagreement(&record.rounds, &scores, &file.spread);
         Ok(RoundSummary {
@@ -818,6 +822,8 @@ fn new_record(
         elapsed_ms: 0,
         forced_change_round: None,
         best_round: None,
+        handoff: None,
+        learnings: None,
         created_at: refinery_core::rfc3339(started),
         updated_at: refinery_core::rfc3339(started),
     }

@@ -5,10 +5,15 @@
 //!
 //! It depends only on what the round left on disk and in the core, so recovery after a crash
 //! writes the same files again.
+//!
+//! The texts go back to the sequencer, which keeps them in `run.json`: the one durable write
+//! that concludes a round. The Markdown files are written atomically but not synced (a sync
+//! of a new file costs about a millisecond on an ordinary disk, and these were two of a
+//! round's fourteen); nothing resumes from them unless `run.json` predates the texts in it.
 
 use std::collections::BTreeMap;
 
-use refinery_core::fsutil::{write_atomic_before_commit, write_record};
+use refinery_core::fsutil::write_record;
 use refinery_core::rounds::NextStep;
 use refinery_core::{ChecklistOutcome, CriteriaSet, Verdict};
 use serde_json::{Value, json};
@@ -17,6 +22,7 @@ use crate::error::EngineError;
 use crate::handoff::{HandoffInput, append_learnings, render_handoff};
 use crate::outputs::{Evaluation, TraceLessons};
 use crate::phases::Context;
+use crate::record::RunRecord;
 
 const HANDOFF_FILE: &str = "handoff.md";
 const LEARNINGS_FILE: &str = "learnings.md";
@@ -33,17 +39,29 @@ pub(crate) struct HandoffWrite<'a> {
     pub lessons: Option<&'a TraceLessons>,
     /// Earlier rounds' scores per criterion, oldest first (for the builder, never a judge).
     pub trajectory: &'a BTreeMap<String, Vec<Option<u8>>>,
+    /// The lessons so far as `run.json` keeps them; `None` reads `learnings.md` (a run saved
+    /// by an earlier version, or none yet).
+    pub learnings: Option<&'a str>,
+}
+
+/// What a handoff wrote, for `run.json`.
+pub(crate) struct Written {
+    pub handoff: String,
+    pub learnings: String,
 }
 
 /// Appends the round's lessons (once per round) and writes the handoff.
-pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<(), EngineError> {
+pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<Written, EngineError> {
     let learnings_path = ctx.session.dir().join(LEARNINGS_FILE);
-    let mut learnings = fs_err::read_to_string(&learnings_path).unwrap_or_default();
+    let mut learnings = match input.learnings {
+        Some(kept) => kept.to_owned(),
+        None => fs_err::read_to_string(&learnings_path).unwrap_or_default(),
+    };
     if let Some(lessons) = input.lessons
         && !learnings.contains(&format!("### Round {}\n", input.round))
     {
         learnings = append_learnings(&learnings, input.round, lessons);
-        write_atomic_before_commit(&learnings_path, learnings.as_bytes())?;
+        write_record(&learnings_path, learnings.as_bytes())?;
     }
     let change_approach_for = match input.next {
         NextStep::Continue {
@@ -68,23 +86,27 @@ pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<(), E
         trajectory: input.trajectory,
     });
     let handoff = ctx.env.scrubber.scrub(&handoff);
-    write_atomic_before_commit(&ctx.session.dir().join(HANDOFF_FILE), handoff.as_bytes())?;
-    // The round's copy is for people; the next round reads the session's, made durable with
-    // `run.json` in the same folder, which the sequencer saves next whatever happens (a crash
-    // before that concludes the round again on resume).
+    // Both copies are for people: the next round reads the text from `run.json`, which the
+    // sequencer saves next whatever happens (a crash before that concludes the round again
+    // on resume).
+    write_record(&ctx.session.dir().join(HANDOFF_FILE), handoff.as_bytes())?;
     write_record(
         &ctx.session.round_dir(input.round).join(HANDOFF_FILE),
         handoff.as_bytes(),
     )?;
-    Ok(())
+    Ok(Written { handoff, learnings })
 }
 
-/// The latest handoff, for the builder of `round` (none before round 2).
-pub(crate) fn latest(ctx: &Context<'_>, round: u32) -> Option<String> {
+/// The latest handoff, for the builder of `round` (none before round 2): `run.json`'s, or
+/// the session's `handoff.md` for a run saved before `run.json` kept it.
+pub(crate) fn latest(ctx: &Context<'_>, round: u32, record: &RunRecord) -> Option<String> {
     if round < 2 {
         return None;
     }
-    fs_err::read_to_string(ctx.session.dir().join(HANDOFF_FILE)).ok()
+    record
+        .handoff
+        .clone()
+        .or_else(|| fs_err::read_to_string(ctx.session.dir().join(HANDOFF_FILE)).ok())
 }
 
 /// A stand-in outcome for the handoff of an unscored round: every criterion below the bar,

@@ -1901,12 +1901,15 @@ async fn min_rounds_holds_back_convergence_and_resume_can_raise_max_rounds() {
     let first: Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
     assert_eq!(first["op"], "init_session");
     assert!(first["scope"].is_object(), "{first}");
-    // The records kept for people (unsynced) are not what a resume reads.
+    // The records kept for people (unsynced) are not what a resume reads: the handoff and the
+    // lessons so far come from `run.json`, written durably once per round.
     for record in [
         "round_001/builder_prompt.md",
         "round_001/builder_events.jsonl",
         "round_001/handoff.md",
         "progress.jsonl",
+        "handoff.md",
+        "learnings.md",
     ] {
         fs_err::remove_file(session_dir.join(record)).unwrap();
     }
@@ -1931,6 +1934,19 @@ async fn min_rounds_holds_back_convergence_and_resume_can_raise_max_rounds() {
         .map(builder_round)
         .collect();
     assert_eq!(builds, [1, 2]);
+    let round_two = requests_of(&server, "builder")
+        .into_iter()
+        .find(|request| request.tool_results().is_empty() && builder_round(request) == 2)
+        .unwrap();
+    assert!(
+        round_two.body_text().contains("Handoff after round 1"),
+        "round 2's builder got round 1's handoff"
+    );
+    let learnings = fs_err::read_to_string(session_dir.join("learnings.md")).unwrap();
+    assert!(
+        learnings.contains("### Round 1\n") && learnings.contains("### Round 2\n"),
+        "{learnings}"
+    );
     // Resuming a finished run again does nothing and says how it ended.
     let output = run.refinery(&["refine", "--resume", &session]).await;
     assert_eq!(output.status.code(), Some(2));
