@@ -86,6 +86,12 @@ pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     write_atomic_exact(path, scrubbed_json(value)?.as_bytes())
 }
 
+/// [`write_json`] without its syncs (atomic only): JSON kept for people next to a durable
+/// source of the same record (see [`crate::latest`]).
+pub fn write_json_record<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    replace_file(path, scrubbed_json(value)?.as_bytes(), Durability::Unsynced)
+}
+
 /// `value` as pretty JSON with every secret in its strings masked and a final newline: the
 /// text of every JSON state file, whichever way it is then written.
 pub(crate) fn scrubbed_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {

@@ -38,6 +38,7 @@ mod error;
 pub mod fsutil;
 mod journal;
 pub mod judgment;
+pub mod latest;
 mod objects;
 mod packs;
 pub mod plan;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use refinery_core::fsutil::{read_json, write_json};
 use refinery_core::judgment::{Block, Quorum, Spread};
+use refinery_core::latest;
 use refinery_core::rounds::{LoopLimits, NextStep, StopReason};
 use refinery_core::{Session, StateDir, Verdict};
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,8 @@ use crate::verify::VerifyResult;
 
 /// `run.json`, in the session folder.
 pub(crate) const RUN_FILE: &str = "run.json";
+/// Its durable log (see [`refinery_core::latest`]).
+pub(crate) const RUN_LOG: &str = "run.jsonl";
 /// `round.json`, in each round's folder.
 pub(crate) const ROUND_FILE: &str = "round.json";
 
@@ -322,12 +325,12 @@ pub(crate) struct PanelVerdict {
 pub fn run_started(store: &StateDir, session_id: &str) -> bool {
     store
         .existing_session(session_id)
-        .is_ok_and(|session| session.dir().join(RUN_FILE).is_file())
+        .is_ok_and(|session| latest::exists(session.dir(), RUN_LOG, RUN_FILE))
 }
 
 pub fn load_run(store: &StateDir, session_id: &str) -> Result<(Session, RunRecord), EngineError> {
     let session = store.existing_session(session_id)?;
-    let record = read_json::<RunRecord>(&session.dir().join(RUN_FILE))?.ok_or_else(|| {
+    let record = latest::load::<RunRecord>(session.dir(), RUN_LOG, RUN_FILE)?.ok_or_else(|| {
         EngineError::Setup(format!(
             "session `{session_id}` was not started by `refinery refine` (it has no run.json); start a new run instead"
         ))
@@ -338,8 +341,10 @@ pub fn load_run(store: &StateDir, session_id: &str) -> Result<(Session, RunRecor
 /// A driver's record file (`run.json` of `refine`, `consensus.json` of `run`): the totals
 /// every save stamps on it.
 pub(crate) trait Journal: Serialize {
-    /// Its file name in the session folder.
+    /// Its file name in the session folder (a copy for people and reports).
     const FILE: &'static str;
+    /// The log that keeps it durably ([`refinery_core::latest`]).
+    const LOG: &'static str;
     /// Sets the totals a save writes.
     fn stamp(&mut self, spend: Spend, elapsed_ms: u64, updated_at: String);
 }
@@ -348,25 +353,25 @@ pub(crate) trait Journal: Serialize {
 #[derive(Debug)]
 pub(crate) struct JournalFile<T> {
     pub record: T,
-    path: PathBuf,
+    dir: PathBuf,
 }
 
 impl<T: Journal> JournalFile<T> {
     pub(crate) fn new(session: &Session, record: T) -> Self {
         Self {
             record,
-            path: session.dir().join(T::FILE),
+            dir: session.dir().to_path_buf(),
         }
     }
 
-    /// Writes the record with the meter's totals.
+    /// Saves the record with the meter's totals: durable when this returns.
     pub(crate) fn save(&mut self, meter: &Meter) -> Result<(), EngineError> {
         self.record.stamp(
             meter.spend(),
             millis(meter.elapsed()),
             refinery_core::rfc3339(OffsetDateTime::now_utc()),
         );
-        write_json(&self.path, &self.record)?;
+        latest::save(&self.dir, T::LOG, T::FILE, &self.record)?;
         Ok(())
     }
 }
@@ -376,6 +381,7 @@ pub(crate) type RunFile = JournalFile<RunRecord>;
 
 impl Journal for RunRecord {
     const FILE: &'static str = RUN_FILE;
+    const LOG: &'static str = RUN_LOG;
 
     fn stamp(&mut self, spend: Spend, elapsed_ms: u64, updated_at: String) {
         self.spend = spend;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use refinery_core::fsutil::{read_json, write_json};
+use refinery_core::latest;
 use refinery_core::rounds::{LoopLimits, StopReason};
 use refinery_core::votes::{Agent, AnswerId, NoConsensus, RunStep, Seen, Standing, Tally, Winner};
 use refinery_core::{ManifestEntry, Session, StateDir};
@@ -29,6 +30,8 @@ use crate::record::{CriteriaSource, Journal, JournalFile, millis};
 
 /// `consensus.json`, in the session folder.
 pub(crate) const CONSENSUS_FILE: &str = "consensus.json";
+/// Its durable log (see [`refinery_core::latest`]).
+pub(crate) const CONSENSUS_LOG: &str = "consensus.jsonl";
 /// `judgments.json`, in each round's folder.
 pub(crate) const JUDGMENTS_FILE: &str = "judgments.json";
 
@@ -314,7 +317,7 @@ pub fn load_consensus(
 ) -> Result<(Session, ConsensusRecord), EngineError> {
     let session = store.existing_session(session_id)?;
     let record =
-        read_json::<ConsensusRecord>(&session.dir().join(CONSENSUS_FILE))?.ok_or_else(|| {
+        latest::load::<ConsensusRecord>(session.dir(), CONSENSUS_LOG, CONSENSUS_FILE)?.ok_or_else(|| {
             EngineError::Setup(format!(
                 "session `{session_id}` was not started by `refinery run` (it has no {CONSENSUS_FILE}); start a new run instead"
             ))
@@ -327,6 +330,7 @@ pub(crate) type RecordFile = JournalFile<ConsensusRecord>;
 
 impl Journal for ConsensusRecord {
     const FILE: &'static str = CONSENSUS_FILE;
+    const LOG: &'static str = CONSENSUS_LOG;
 
     fn stamp(&mut self, spend: Spend, elapsed_ms: u64, updated_at: String) {
         self.spend = spend;

@@ -417,11 +417,13 @@ async fn a_batch_killed_with_sigkill_resumes_without_redoing_finished_tasks() {
         .find(|(_, task)| task["status"] != "converged" && task["session"].is_string())
         .expect("a task that was started and not finished");
     let cut_worktree = cut["worktree"].as_str().unwrap().to_owned();
-    let run_file = std::path::Path::new(&cut_worktree)
+    // A start cut short before its first save of the run's record.
+    let session_dir = std::path::Path::new(&cut_worktree)
         .join(".refinery/sessions")
-        .join(cut["session"].as_str().unwrap())
-        .join("run.json");
-    fs_err::remove_file(run_file).unwrap();
+        .join(cut["session"].as_str().unwrap());
+    for record in ["run.json", "run.jsonl"] {
+        fs_err::remove_file(session_dir.join(record)).unwrap();
+    }
 
     // Run again: the finished task is skipped, every other one ends converged, and each task
     // has exactly one branch (no orphan from a start the kill cut short).

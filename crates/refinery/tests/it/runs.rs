@@ -319,11 +319,13 @@ async fn a_running_run_cannot_be_discarded() {
     assert!(worktree.exists());
     drop(held);
     assert_eq!(shown_status(&run, &session).await, "converged");
-    // A record left at "running" with nobody holding the lock is a killed run.
-    let record_path = lock.with_file_name("run.json");
-    let mut record: Value = serde_json::from_slice(&fs_err::read(&record_path).unwrap()).unwrap();
+    // A record left at "running" with nobody holding the lock is a killed run. The record's
+    // durable log is what is read; its last line is the latest save.
+    let log_path = lock.with_file_name("run.jsonl");
+    let log = fs_err::read_to_string(&log_path).unwrap();
+    let mut record: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     record["status"] = serde_json::json!({"status": "running"});
-    fs_err::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+    fs_err::write(&log_path, format!("{log}{record}\n")).unwrap();
     assert_eq!(shown_status(&run, &session).await, "killed");
 }
 
