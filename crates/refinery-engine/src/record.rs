@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use refinery_core::fsutil::{read_json, write_json};
+use refinery_core::fsutil::{read_json, write_json_record};
 use refinery_core::judgment::{Block, Quorum, Spread};
 use refinery_core::latest;
 use refinery_core::rounds::{LoopLimits, NextStep, StopReason};
@@ -245,6 +245,11 @@ pub struct RunRecord {
     /// The lessons so far, as `learnings.md` holds them (kept here for the same reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learnings: Option<String>,
+    /// The latest round's `round.json`, saved here (durably) before the core records that
+    /// round, so the file itself is an unsynced copy: a resume that finds the core a round
+    /// ahead of `rounds` concludes that round from this. Cleared once the round is concluded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) judged: Option<RoundFile>,
     /// When the run started.
     pub created_at: String,
     /// When this file was last written.
@@ -262,7 +267,7 @@ pub struct BestRound {
 }
 
 /// What `round_NNN/round.json` keeps about one round.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RoundFile {
     pub round: u32,
     pub builder_summary: String,
@@ -301,15 +306,16 @@ impl RoundFile {
         Ok(read_json(&session.round_dir(round).join(ROUND_FILE))?.unwrap_or_default())
     }
 
-    /// Writes the round's file (before the core records the round, so recovery finds it).
-    pub(crate) fn save(&self, session: &Session) -> Result<(), EngineError> {
-        write_json(&session.round_dir(self.round).join(ROUND_FILE), self)?;
+    /// Writes the round's file for people and reports, unsynced: what a resume needs of it
+    /// is saved in the run's record first ([`RunRecord::judged`]).
+    pub(crate) fn save_copy(&self, session: &Session) -> Result<(), EngineError> {
+        write_json_record(&session.round_dir(self.round).join(ROUND_FILE), self)?;
         Ok(())
     }
 }
 
 /// One judge's verdict on a round.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PanelVerdict {
     pub evaluator: String,
     pub reply: Option<Evaluation>,

@@ -370,7 +370,7 @@ impl Rounds<'_> {
     /// One round up to the moment the core records it: build, verify, guard, submit, judge.
     /// `previous` is the previous round as this process ran it, when it did.
     async fn round(
-        &self,
+        &mut self,
         round: u32,
         criteria: &CriteriaSet,
         previous: Option<Judged>,
@@ -455,7 +455,7 @@ impl Rounds<'_> {
     /// Submits the round and has it judged; the round's file is saved, then recorded with the
     /// checks made in code. The submitted files and the core's outcome come back with it.
     async fn submit_and_judge(
-        &self,
+        &mut self,
         mut file: RoundFile,
         trail: &BuilderTrail,
         snapshot: Option<Snapshot>,
@@ -524,7 +524,11 @@ impl Rounds<'_> {
             }
             None => Gates::default(),
         };
-        file.save(ctx.session)?;
+        // The round's file is made durable in the run's record, one append, before the core
+        // records the round (recovery concludes a round the core has from it).
+        self.run.record.judged = Some(file.clone());
+        self.run.save(ctx.meter)?;
+        file.save_copy(ctx.session)?;
         let judgment = Judgment {
             evaluation: file.evaluation.as_ref(),
             unscored_reason: file.unscored_reason.as_deref().unwrap_or_default(),
@@ -607,6 +611,8 @@ impl Rounds<'_> {
             },
         );
         record.forced_change_round = decision.forced_change_round;
+        // Concluded: the summary and the handoff below take over from the round's file.
+        record.judged = None;
         let spend = ctx.meter.spend();
         let trajectory: BTreeMap<String, Vec<Option<u8>>> = criteria
             .ids()
@@ -685,7 +691,12 @@ impl Rounds<'_> {
         let core_round = ctx.session.state()?.round;
         while self.run.next_round() <= core_round {
             let round = self.run.next_round();
-            let file = RoundFile::load(ctx.session, round)?;
+            let saved = &mut self.run.record.judged;
+            let file = match saved.take_if(|file| file.round == round) {
+                Some(file) => file,
+                // Saved by a version that kept it only in `round.json`.
+                None => RoundFile::load(ctx.session, round)?,
+            };
             let outcome = match file.evaluation {
                 Some(_) => decide::recorded_outcome(&ctx, round)?,
                 None => None,
@@ -824,6 +835,7 @@ fn new_record(
         best_round: None,
         handoff: None,
         learnings: None,
+        judged: None,
         created_at: refinery_core::rfc3339(started),
         updated_at: refinery_core::rfc3339(started),
     }

@@ -1867,6 +1867,59 @@ async fn criteria_files_in_json_or_text_and_their_mistakes() {
     assert_eq!(server.model_requests().len(), before);
 }
 
+/// A power loss right after the core recorded a round, before the run concluded it: the run's
+/// record is as the save before the core's record left it (the round's file inside), and the
+/// unsynced `round.json` and `run.json` copies are gone. The resume concludes the round from
+/// the record, with its scores, not as an unscored round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_the_core_recorded_is_concluded_from_the_runs_record_after_a_power_loss() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, |_| evaluation([5, 6, 4], "Weak.")).install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "1"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let finished = summary(&events)["rounds"][0].clone();
+    assert_eq!(finished["verdict"], "iterate");
+    let session = summary(&events)["session"].as_str().unwrap().to_owned();
+    let session_dir = PathBuf::from(summary(&events)["session_dir"].as_str().unwrap());
+
+    let log_path = session_dir.join("run.jsonl");
+    let log = read(&log_path);
+    let end = log
+        .split_inclusive('\n')
+        .scan(0, |offset, line| {
+            *offset += line.len();
+            Some((*offset, line))
+        })
+        .find(|(_, line)| line.contains("\"judged\""))
+        .map(|(offset, _)| offset)
+        .expect("the round's file was saved in the run's record");
+    fs_err::write(&log_path, &log[..end]).unwrap();
+    for copy in ["run.json", "round_001/round.json"] {
+        fs_err::remove_file(session_dir.join(copy)).unwrap();
+    }
+
+    let output = run
+        .refinery(&["refine", "--resume", &session, "--json"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let resumed = summary(&json_lines(&output.stdout)).clone();
+    let rounds = resumed["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 1, "round 1 is concluded, not run again");
+    assert_eq!(rounds[0]["verdict"], "iterate");
+    assert_eq!(rounds[0]["scores"], finished["scores"]);
+    assert_eq!(resumed["status"]["reason"], "max_rounds");
+    assert_eq!(
+        requests_of(&server, "builder")
+            .iter()
+            .filter(|request| request.tool_results().is_empty())
+            .count(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_rounds_holds_back_convergence_and_resume_can_raise_max_rounds() {
     let server = FakeModelServer::start().await.unwrap();
