@@ -33,13 +33,20 @@ pub const COMPACT_FROM: u64 = 1024 * 1024;
 /// its name are synced when the save creates it), then `dir/copy` written as pretty JSON,
 /// atomically and unsynced. Secrets are masked in both, as in every state write.
 pub fn save<T: Serialize + ?Sized>(dir: &Path, log: &str, copy: &str, value: &T) -> Result<()> {
+    save_durably(dir, log, value)?;
+    fsutil::write_json_record(&dir.join(copy), value)
+}
+
+/// [`save`] without writing the copy: for a save only a resume needs, which people need not
+/// see before the next full one (the copy is a new file each time, which on an ordinary disk
+/// costs as much as the append and its sync together, measured).
+pub fn save_durably<T: Serialize + ?Sized>(dir: &Path, log: &str, value: &T) -> Result<()> {
     let line = serde_json::to_string(value).map_err(std::io::Error::other)?;
     let mut line = refinery_secrets::process_scrubber()
         .scrub_json_text(&line, JsonStyle::Compact)
         .into_owned();
     line.push('\n');
-    append(&dir.join(log), line.as_bytes())?;
-    fsutil::write_json_record(&dir.join(copy), value)
+    append(&dir.join(log), line.as_bytes())
 }
 
 /// The latest record: the log's last complete line, or `dir/copy` for a record saved before

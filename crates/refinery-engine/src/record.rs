@@ -380,6 +380,18 @@ impl<T: Journal> JournalFile<T> {
         latest::save(&self.dir, T::LOG, T::FILE, &self.record)?;
         Ok(())
     }
+
+    /// [`JournalFile::save`] for a resume only: the copy for people is left as the last full
+    /// save wrote it ([`latest::save_durably`]).
+    pub(crate) fn save_for_resume(&mut self, meter: &Meter) -> Result<(), EngineError> {
+        self.record.stamp(
+            meter.spend(),
+            millis(meter.elapsed()),
+            refinery_core::rfc3339(OffsetDateTime::now_utc()),
+        );
+        latest::save_durably(&self.dir, T::LOG, &self.record)?;
+        Ok(())
+    }
 }
 
 /// `run.json` of a `refine` in progress.

@@ -5,12 +5,14 @@
 //! judge → decide → handoff. The sequencer owns only the order and `run.json`; what each phase
 //! does is in its module.
 //!
-//! Everything a later round or a resumed run needs is on disk in the session folder:
-//! `run.json` (settings, totals, per-round summaries), `round_NNN/round.json` (what each phase
-//! produced), `handoff.md`, `learnings.md`, and the core's own state and snapshots. The order
-//! of writes makes a crash at any point resumable: a round counts as done once the core has
-//! recorded it ([`decide::record`]), and what comes after is computed again from the round's
-//! files.
+//! Everything a later round or a resumed run needs is on disk in the session folder: the
+//! run's record (`run.jsonl`, see [`refinery_core::latest`]: settings, totals, per-round
+//! summaries, the latest handoff and lessons, and the round being judged's file) and the
+//! core's own journal and snapshots; `run.json`, `round_NNN/round.json`, `handoff.md` and
+//! `learnings.md` are unsynced copies of them for people. The order of writes makes a crash
+//! at any point resumable: a round counts as done once the core has recorded it
+//! ([`decide::record`]), its file having been saved in the record just before, and what comes
+//! after is computed again from that file.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -527,7 +529,7 @@ impl Rounds<'_> {
         // The round's file is made durable in the run's record, one append, before the core
         // records the round (recovery concludes a round the core has from it).
         self.run.record.judged = Some(file.clone());
-        self.run.save(ctx.meter)?;
+        self.run.save_for_resume(ctx.meter)?;
         file.save_copy(ctx.session)?;
         let judgment = Judgment {
             evaluation: file.evaluation.as_ref(),

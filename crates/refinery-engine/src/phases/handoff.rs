@@ -89,11 +89,18 @@ pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<Writt
     // Both copies are for people: the next round reads the text from `run.json`, which the
     // sequencer saves next whatever happens (a crash before that concludes the round again
     // on resume).
-    write_record(&ctx.session.dir().join(HANDOFF_FILE), handoff.as_bytes())?;
-    write_record(
-        &ctx.session.round_dir(input.round).join(HANDOFF_FILE),
-        handoff.as_bytes(),
-    )?;
+    let session_copy = ctx.session.dir().join(HANDOFF_FILE);
+    write_record(&session_copy, handoff.as_bytes())?;
+    // The round's copy is a second name for the file just written rather than a new file (a
+    // new file costs about half a millisecond on an ordinary disk, measured): the next
+    // round's handoff puts a new file under the session's name, and this name keeps these
+    // bytes. Written out where links are not possible.
+    let round_copy = ctx.session.round_dir(input.round).join(HANDOFF_FILE);
+    // A conclusion written again after a crash replaces the copy it wrote before.
+    let _ = fs_err::remove_file(&round_copy);
+    if fs_err::hard_link(&session_copy, &round_copy).is_err() {
+        write_record(&round_copy, handoff.as_bytes())?;
+    }
     Ok(Written { handoff, learnings })
 }
 
