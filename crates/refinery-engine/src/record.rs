@@ -372,11 +372,7 @@ impl<T: Journal> JournalFile<T> {
 
     /// Saves the record with the meter's totals: durable when this returns.
     pub(crate) fn save(&mut self, meter: &Meter) -> Result<(), EngineError> {
-        self.record.stamp(
-            meter.spend(),
-            millis(meter.elapsed()),
-            refinery_core::rfc3339(OffsetDateTime::now_utc()),
-        );
+        self.stamp(meter);
         latest::save(&self.dir, T::LOG, T::FILE, &self.record)?;
         Ok(())
     }
@@ -384,13 +380,17 @@ impl<T: Journal> JournalFile<T> {
     /// [`JournalFile::save`] for a resume only: the copy for people is left as the last full
     /// save wrote it ([`latest::save_durably`]).
     pub(crate) fn save_for_resume(&mut self, meter: &Meter) -> Result<(), EngineError> {
+        self.stamp(meter);
+        latest::save_durably(&self.dir, T::LOG, &self.record)?;
+        Ok(())
+    }
+
+    fn stamp(&mut self, meter: &Meter) {
         self.record.stamp(
             meter.spend(),
             millis(meter.elapsed()),
             refinery_core::rfc3339(OffsetDateTime::now_utc()),
         );
-        latest::save_durably(&self.dir, T::LOG, &self.record)?;
-        Ok(())
     }
 }
 

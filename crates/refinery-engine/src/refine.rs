@@ -2,8 +2,8 @@
 //! core says converge or stop.
 //!
 //! A round is a row of phase calls ([`crate::phases`]): build → verify → guard → submit →
-//! judge → decide → handoff. The sequencer owns only the order and `run.json`; what each phase
-//! does is in its module.
+//! judge → decide → handoff. The sequencer owns only the order and the run's record; what
+//! each phase does is in its module.
 //!
 //! Everything a later round or a resumed run needs is on disk in the session folder: the
 //! run's record (`run.jsonl`, see [`refinery_core::latest`]: settings, totals, per-round

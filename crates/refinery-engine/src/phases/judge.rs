@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::pack::Scrubber;
 use refinery_core::checklist::Score;
 use refinery_core::judgment::{self, JudgeScore, Quorum, Spread};
 use refinery_core::{CriteriaSet, ManifestEntry, ObjectStore};
@@ -36,7 +35,7 @@ use crate::outputs::{
     Citation, Evaluation, Finding, SpecItem, TraceLessons, evaluator_schema, parse_evaluator,
     parse_trace_lessons, trace_lessons_schema,
 };
-use crate::pack;
+use crate::pack::{self, Scrubber};
 use crate::phases::Context;
 use crate::phases::ask::{Ask, JudgeReply, ask};
 use crate::record::PanelVerdict;
