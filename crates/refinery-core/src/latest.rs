@@ -72,9 +72,13 @@ pub fn load<T: DeserializeOwned>(dir: &Path, log: &str, copy: &str) -> Result<Op
         })
 }
 
-/// Whether a record was ever saved in `dir` (under either name).
+/// Whether a save ever finished in `dir`: the log holds a complete line, or the file of a
+/// record saved before there were logs exists. (A log holding only a save cut short does not
+/// count: [`load`] finds nothing in it either.)
 pub fn exists(dir: &Path, log: &str, copy: &str) -> bool {
-    dir.join(log).is_file() || dir.join(copy).is_file()
+    let logged =
+        fs_err::read(dir.join(log)).is_ok_and(|bytes| last_complete_line(&bytes).is_some());
+    logged || dir.join(copy).is_file()
 }
 
 /// The last line ending in a newline, with its offset.
@@ -184,6 +188,9 @@ mod tests {
             .rposition(|&byte| byte == b'\n')
             .unwrap()
             + 1;
+        // A first save cut short is no save at all.
+        fs_err::write(&log, &whole[..second - 1]).unwrap();
+        assert!(!exists(dir.path(), LOG, "none.json"));
         for cut in second..whole.len() {
             fs_err::write(&log, &whole[..cut]).unwrap();
             assert_eq!(
