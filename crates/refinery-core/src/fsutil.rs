@@ -86,10 +86,20 @@ pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     write_atomic_exact(path, scrubbed_json(value)?.as_bytes())
 }
 
-/// [`write_json`] without its syncs (atomic only): JSON kept for people next to a durable
-/// source of the same record (see [`crate::latest`]).
+/// [`write_json`] without its syncs (atomic only): a cache the journal rebuilds, or JSON kept
+/// for people next to a durable source of the same record (see [`crate::latest`]). A power
+/// loss may cost the file, never a run's consistency.
 pub fn write_json_record<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     replace_file(path, scrubbed_json(value)?.as_bytes(), Durability::Unsynced)
+}
+
+/// `value` as one line of compact JSON with every secret in its strings masked, no newline:
+/// a journal record or a log line of [`crate::latest`].
+pub(crate) fn scrubbed_json_line<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    let text = serde_json::to_string(value).map_err(std::io::Error::other)?;
+    Ok(refinery_secrets::process_scrubber()
+        .scrub_json_text(&text, JsonStyle::Compact)
+        .into_owned())
 }
 
 /// `value` as pretty JSON with every secret in its strings masked and a final newline: the

@@ -23,7 +23,6 @@ use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt as _;
-use refinery_secrets::JsonStyle;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -210,11 +209,7 @@ impl Journal {
     /// One record as its journal line (secrets masked, no newline): what is appended and
     /// what the state is derived from, byte for byte.
     pub(crate) fn encode(record: &Value) -> Result<Vec<u8>> {
-        let text = serde_json::to_string(record).map_err(std::io::Error::other)?;
-        Ok(refinery_secrets::process_scrubber()
-            .scrub_json_text(&text, JsonStyle::Compact)
-            .into_owned()
-            .into_bytes())
+        Ok(crate::fsutil::scrubbed_json_line(record)?.into_bytes())
     }
 
     /// Appends one encoded record and returns the journal's new mark, plus what
@@ -346,18 +341,6 @@ impl Drop for SyncLock {
         // Closing the descriptor releases the lock anyway; unlocking only makes it prompt.
         let _ = fs4::fs_std::FileExt::unlock(&self.file);
     }
-}
-
-/// Writes a cache file atomically (temporary file and rename) without syncing: a cache can
-/// always be rebuilt from the journal, so a power loss may only cost a rebuild. Secrets are
-/// masked as in every state file.
-pub(crate) fn write_cache<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let text = crate::fsutil::scrubbed_json(value)?;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    temp.write_all(text.as_bytes())?;
-    temp.persist(path).map_err(|err| err.error)?;
-    Ok(())
 }
 
 /// Rewrites a session's `state.json` in place (truncated and written, no temporary file and

@@ -19,7 +19,6 @@
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::Path;
 
-use refinery_secrets::JsonStyle;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -41,10 +40,7 @@ pub fn save<T: Serialize + ?Sized>(dir: &Path, log: &str, copy: &str, value: &T)
 /// see before the next full one (the copy is a new file each time, which on an ordinary disk
 /// costs as much as the append and its sync together, measured).
 pub fn save_durably<T: Serialize + ?Sized>(dir: &Path, log: &str, value: &T) -> Result<()> {
-    let line = serde_json::to_string(value).map_err(std::io::Error::other)?;
-    let mut line = refinery_secrets::process_scrubber()
-        .scrub_json_text(&line, JsonStyle::Compact)
-        .into_owned();
+    let mut line = fsutil::scrubbed_json_line(value)?;
     line.push('\n');
     append(&dir.join(log), line.as_bytes())
 }

@@ -308,10 +308,10 @@ impl StateDir {
             // Writes `scope.json` from the record as stored.
             session.scope_from_journal()?;
         }
-        journal::write_cache(&session.dir.join("session.json"), &info)?;
+        crate::fsutil::write_json_record(&session.dir.join("session.json"), &info)?;
         // The pointer is replaced atomically but not synced: after a power loss it may still
         // name the session that was current before; this session's journal is durable.
-        journal::write_cache(
+        crate::fsutil::write_json_record(
             &self.pointer_path(),
             &SessionPointer {
                 session_id: id.to_string(),
@@ -807,12 +807,12 @@ impl Session {
     fn write_derived(&self, view: &View) -> Result<()> {
         journal::write_state_cache(&self.state_path(), view)?;
         if let Some(criteria) = &view.criteria {
-            journal::write_cache(&self.dir.join(CRITERIA_FILE), criteria)?;
+            crate::fsutil::write_json_record(&self.dir.join(CRITERIA_FILE), criteria)?;
         }
         if let Some(plan) = &view.state.plan {
             let round_dir = self.round_dir(plan.after_round);
             if round_dir.is_dir() {
-                journal::write_cache(&round_dir.join(PLAN_FILE), plan)?;
+                crate::fsutil::write_json_record(&round_dir.join(PLAN_FILE), plan)?;
             }
         }
         Ok(())
@@ -900,7 +900,7 @@ impl Session {
             json!({"criteria_ids": ids, "criteria_revision": revision, "criteria": criteria}),
         )?;
         if let Some(stored) = &view.criteria {
-            journal::write_cache(&path, stored)?;
+            crate::fsutil::write_json_record(&path, stored)?;
         }
         self.finish(lock, appended)?;
         Ok(CriteriaStored {
@@ -1095,7 +1095,7 @@ impl Session {
         )?;
         if let Some(stored) = &view.state.plan {
             fs_err::create_dir_all(self.round_dir(last.round))?;
-            journal::write_cache(&path, stored)?;
+            crate::fsutil::write_json_record(&path, stored)?;
         }
         self.finish(lock, appended)?;
         Ok(PlanAccepted {
@@ -1466,7 +1466,7 @@ impl Session {
             &self.state_dirs(),
         )?;
         // Not synced, and a failure is no loss: the record is the truth.
-        let _ = journal::write_cache(&path, &frozen);
+        let _ = crate::fsutil::write_json_record(&path, &frozen);
         Ok(Some(scope))
     }
 }
