@@ -140,20 +140,27 @@ pub(crate) fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Resu
 
 #[cfg(test)]
 thread_local! {
-    /// Folder syncs made on this thread, for the tests of which writes make one.
-    static FOLDER_SYNCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Folders synced on this thread, in order, for the tests of which writes sync which.
+    static FOLDER_SYNCS: std::cell::RefCell<Vec<std::path::PathBuf>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// How many folder syncs this thread has made, for tests of which writes make one.
 #[cfg(test)]
 pub(crate) fn folder_syncs() -> usize {
-    FOLDER_SYNCS.with(std::cell::Cell::get)
+    FOLDER_SYNCS.with(|synced| synced.borrow().len())
+}
+
+/// The folders this thread has synced, in order.
+#[cfg(test)]
+pub(crate) fn synced_folders() -> Vec<std::path::PathBuf> {
+    FOLDER_SYNCS.with(|synced| synced.borrow().clone())
 }
 
 /// Makes the renames into `dir` durable (every state folder and the object store).
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(test)]
-    FOLDER_SYNCS.with(|count| count.set(count.get() + 1));
+    FOLDER_SYNCS.with(|synced| synced.borrow_mut().push(dir.to_path_buf()));
     // Directory fsync makes the rename itself durable; not all platforms allow opening a
     // directory, so only Unix does it.
     #[cfg(unix)]

@@ -1234,6 +1234,12 @@ impl Session {
             ScratchFolder::Made => round_dir.join(".scratch").join("verification"),
             ScratchFolder::Skipped => round_dir.clone(),
         })?;
+        if revision == 1 {
+            // The round's folder (made now, or earlier by a driver writing its records there)
+            // is a name in the session's folder: durable before the record that says the round
+            // has an answer, or a power loss could keep the record and lose the manifest.
+            crate::fsutil::sync_dir(&self.dir)?;
+        }
         let manifest_path = round_dir.join("submission.json");
         if revision > 1 && manifest_path.exists() {
             fs_err::rename(
@@ -1545,6 +1551,30 @@ mod tests {
         assert!(events.iter().any(|event| event["op"] == "unscored_round"
             && event["reason"] == "no JSON"
             && event["submission"]["round"] == 2));
+    }
+
+    #[test]
+    fn a_rounds_first_answer_makes_the_rounds_folder_durable_before_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let session = scored_session(dir.path());
+        let now = datetime!(2026-11-24 03:00 UTC);
+        let before = crate::fsutil::synced_folders().len();
+        session.new_answer("r2", &[".".to_owned()], now).unwrap();
+        let synced = crate::fsutil::synced_folders().split_off(before);
+        assert!(
+            synced.iter().any(|folder| folder == session.dir()),
+            "the session folder, which names round_002, was not synced: {synced:?}"
+        );
+        // A second revision of the same round finds the folder durable already.
+        let before = crate::fsutil::synced_folders().len();
+        session
+            .new_answer("r2 again", &[".".to_owned()], now)
+            .unwrap();
+        let synced = crate::fsutil::synced_folders().split_off(before);
+        assert!(
+            !synced.iter().any(|folder| folder == session.dir()),
+            "{synced:?}"
+        );
     }
 
     #[test]
