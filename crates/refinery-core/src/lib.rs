@@ -33,6 +33,7 @@ pub mod budget;
 pub mod budget_split;
 pub mod checklist;
 pub mod claude_session;
+pub mod copies;
 pub mod criteria;
 mod error;
 pub mod fsutil;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use refinery_core::copies::Copies;
 use refinery_core::judgment::Gates;
 use refinery_core::rounds::LoopLimits;
 use refinery_core::{CriteriaSet, Session, SessionSettings, StateDir, Submission, WorkspaceScope};
@@ -96,9 +97,11 @@ pub async fn evaluate_once(
         .clone()
         .unwrap_or_else(|| default_task(&config.paths));
     let events = shared_sink(on_event);
+    let copies = Copies::new();
     let ctx = Context {
         store: &store,
         session: &session,
+        copies: &copies,
         scope: &scope,
         meter: &meter,
         env: &env,
@@ -148,7 +151,9 @@ pub async fn evaluate_once(
         combined: evaluated.combined,
         unscored_reason,
     };
-    report(&ctx, scored)
+    let report = report(&ctx, scored)?;
+    copies.flush()?;
+    Ok(report)
 }
 
 /// The meter of one evaluation: one round, the budget if any (refused up front when a judge's

@@ -10,7 +10,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use refinery_core::fsutil::{read_json, write_json_record};
+use refinery_core::copies::Copies;
+use refinery_core::fsutil::read_json;
 use refinery_core::judgment::{Block, Quorum, Spread};
 use refinery_core::latest;
 use refinery_core::rounds::{LoopLimits, NextStep, StopReason};
@@ -306,11 +307,10 @@ impl RoundFile {
         Ok(read_json(&session.round_dir(round).join(ROUND_FILE))?.unwrap_or_default())
     }
 
-    /// Writes the round's file for people and reports, unsynced: what a resume needs of it
-    /// is saved in the run's record first ([`RunRecord::judged`]).
-    pub(crate) fn save_copy(&self, session: &Session) -> Result<(), EngineError> {
-        write_json_record(&session.round_dir(self.round).join(ROUND_FILE), self)?;
-        Ok(())
+    /// Hands the round's file for people and reports to the run's writer of copies: what a
+    /// resume needs of it is saved in the run's record first ([`RunRecord::judged`]).
+    pub(crate) fn save_copy(&self, session: &Session, copies: &Copies) {
+        copies.write_json(session.round_dir(self.round).join(ROUND_FILE), self.clone());
     }
 }
 
@@ -360,26 +360,33 @@ pub(crate) trait Journal: Serialize {
 pub(crate) struct JournalFile<T> {
     pub record: T,
     dir: PathBuf,
+    /// Writes the copy for people (`run.json`, `consensus.json`) off the run's thread.
+    copies: Copies,
 }
 
-impl<T: Journal> JournalFile<T> {
-    pub(crate) fn new(session: &Session, record: T) -> Self {
+impl<T: Journal + Clone + Send + 'static> JournalFile<T> {
+    pub(crate) fn new(session: &Session, record: T, copies: &Copies) -> Self {
         Self {
             record,
             dir: session.dir().to_path_buf(),
+            copies: copies.clone(),
         }
     }
 
-    /// Saves the record with the meter's totals: durable when this returns.
+    /// Saves the record with the meter's totals: durable in the log when this returns, its
+    /// copy for people handed to the run's writer of copies. A copy that failed since the
+    /// last save fails this one (a disk that fails still fails the run).
     pub(crate) fn save(&mut self, meter: &Meter) -> Result<(), EngineError> {
-        self.stamp(meter);
-        latest::save(&self.dir, T::LOG, T::FILE, &self.record)?;
+        self.save_for_resume(meter)?;
+        self.copies
+            .write_json(self.dir.join(T::FILE), self.record.clone());
         Ok(())
     }
 
     /// [`JournalFile::save`] for a resume only: the copy for people is left as the last full
     /// save wrote it ([`latest::save_durably`]).
     pub(crate) fn save_for_resume(&mut self, meter: &Meter) -> Result<(), EngineError> {
+        self.copies.check()?;
         self.stamp(meter);
         latest::save_durably(&self.dir, T::LOG, &self.record)?;
         Ok(())

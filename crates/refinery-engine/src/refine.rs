@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use refinery_core::copies::Copies;
 use refinery_core::fsutil::LockGuard;
 use refinery_core::judgment::{self, Gates, GuardCheck, RoundFacts, Spread};
 use refinery_core::rounds::{LoopLimits, StopReason};
@@ -97,6 +98,9 @@ pub struct Refiner {
     roles: Roles,
     env: Environment,
     meter: Meter,
+    /// Writes the run's copies for people off the run's thread; before `_lock`, so a dropped
+    /// run waits for them before the session is free.
+    copies: Copies,
     run: RunFile,
     resumed: bool,
     _lock: LockGuard,
@@ -171,7 +175,8 @@ impl Refiner {
         };
         let record = new_record(config, &roles, &env.scrubber, criteria_source, started);
         let meter = Meter::new(record.limits, Spend::default(), Duration::ZERO);
-        let mut run = RunFile::new(&session, record);
+        let copies = Copies::new();
+        let mut run = RunFile::new(&session, record, &copies);
         run.save(&meter)?;
         Ok(Self {
             store,
@@ -180,6 +185,7 @@ impl Refiner {
             roles,
             env,
             meter,
+            copies,
             run,
             resumed: false,
             _lock: lock,
@@ -210,8 +216,10 @@ impl Refiner {
             record.spend,
             Duration::from_millis(record.elapsed_ms),
         );
+        let copies = Copies::new();
         Ok(Self {
-            run: RunFile::new(&session, record),
+            run: RunFile::new(&session, record, &copies),
+            copies,
             store,
             session,
             scope,
@@ -260,6 +268,7 @@ impl Refiner {
             let ctx = Context {
                 store: &self.store,
                 session: &self.session,
+                copies: &self.copies,
                 scope: &self.scope,
                 meter: &self.meter,
                 env: &self.env,
@@ -283,6 +292,7 @@ impl Refiner {
                 };
                 // The original error matters more than a failure to record it.
                 let _ = self.run.save(&self.meter);
+                let _ = self.copies.flush();
                 return Err(error);
             }
         };
@@ -295,6 +305,8 @@ impl Refiner {
         };
         self.run.record.status = status.clone();
         self.run.save(&self.meter)?;
+        // Reports read the copies: all of them are on disk before the run says it finished.
+        self.copies.flush()?;
         on_event(&RefineEvent::Finished { status });
         self.summary()
     }
@@ -350,7 +362,7 @@ impl Rounds<'_> {
             // The previous round as this process made it (its submission and outcome), so
             // neither is read back from disk: see `BeforeBuild`.
             let judged = self.round(round, &criteria, previous.take()).await?;
-            let summary = self.conclude(round, &criteria, &judged.file, judged.outcome.as_ref())?;
+            let summary = self.conclude(round, &criteria, &judged.file, judged.outcome.as_ref());
             let next = summary.next.clone();
             self.ctx.emit(&RefineEvent::Decision {
                 round,
@@ -378,7 +390,9 @@ impl Rounds<'_> {
         previous: Option<Judged>,
     ) -> Result<Judged, EngineError> {
         let (ctx, roles, record) = (&self.ctx, self.roles, &self.run.record);
-        fs_err::create_dir_all(ctx.session.round_dir(round))?;
+        // The round's folder is made by its first writer (a copy, or the core's snapshot,
+        // which makes it durable): a new folder costs about half a millisecond on an ordinary
+        // disk, better spent off this thread.
         let handoff = handoff::latest(ctx, round, record);
         let state_dir = state_dir_note(ctx.store);
         let brief = BuilderBrief {
@@ -530,7 +544,7 @@ impl Rounds<'_> {
         // records the round (recovery concludes a round the core has from it).
         self.run.record.judged = Some(file.clone());
         self.run.save_for_resume(ctx.meter)?;
-        file.save_copy(ctx.session)?;
+        file.save_copy(ctx.session, ctx.copies);
         let judgment = Judgment {
             evaluation: file.evaluation.as_ref(),
             unscored_reason: file.unscored_reason.as_deref().unwrap_or_default(),
@@ -599,7 +613,7 @@ impl Rounds<'_> {
         criteria: &CriteriaSet,
         file: &RoundFile,
         outcome: Option<&ChecklistOutcome>,
-    ) -> Result<RoundSummary, EngineError> {
+    ) -> RoundSummary {
         let ctx = &self.ctx;
         let outcome = outcome.filter(|_| file.evaluation.is_some());
         let record = &mut self.run.record;
@@ -641,13 +655,13 @@ impl Rounds<'_> {
                 trajectory: &trajectory,
                 learnings: record.learnings.as_deref(),
             },
-        )?;
+        );
         // Made durable by the `run.json` write that follows every conclusion.
         record.handoff = Some(written.handoff);
         record.learnings = Some(written.learnings);
         let scores = outcome.map(decide::scores).unwrap_or_default();
         let within_disagreement = disagreement(&record.rounds, &scores, &file.spread);
-        Ok(RoundSummary {
+        RoundSummary {
             round,
             verdict: outcome.map_or(RoundVerdict::Unscored, |outcome| outcome.verdict.into()),
             unscored_reason: file.unscored_reason.clone(),
@@ -666,7 +680,7 @@ impl Rounds<'_> {
             trace: file.trace.clone(),
             next: decision.next,
             spend,
-        })
+        }
     }
 
     /// The criteria: the session's, or the criteria writer's (saved in the session).
@@ -703,7 +717,7 @@ impl Rounds<'_> {
                 Some(_) => decide::recorded_outcome(&ctx, round)?,
                 None => None,
             };
-            let summary = self.conclude(round, criteria, &file, outcome.as_ref())?;
+            let summary = self.conclude(round, criteria, &file, outcome.as_ref());
             self.run.record.rounds.push(summary);
         }
         if let Some(cut) = self.run.record.in_progress.take()

@@ -66,12 +66,12 @@ pub(crate) async fn run(
     let round = input.brief.round;
     ctx.phase(round, Phase::Build);
     let prompt = briefs::builder(&input.brief);
-    // A record for people (a resumed round writes its own): atomic and scrubbed by the
-    // process scrubber, not synced.
-    refinery_core::fsutil::write_record(
-        &ctx.session.round_dir(round).join("builder_prompt.md"),
+    // A record for people (a resumed round writes its own), written off this thread while
+    // the builder works: atomic and scrubbed by the process scrubber, not synced.
+    ctx.copies.write(
+        ctx.session.round_dir(round).join("builder_prompt.md"),
         prompt.as_bytes(),
-    )?;
+    );
     turn(ctx, input.builder, round, prompt).await
 }
 

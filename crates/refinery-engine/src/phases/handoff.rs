@@ -7,9 +7,9 @@
 //! writes the same files again.
 //!
 //! The texts go back to the sequencer, which keeps them in `run.json`: the one durable write
-//! that concludes a round. The Markdown files are written atomically but not synced (a sync
-//! of a new file costs about a millisecond on an ordinary disk, and these were two of a
-//! round's fourteen); nothing resumes from them unless `run.json` predates the texts in it.
+//! that concludes a round. The Markdown files are copies for people, handed to the run's
+//! writer of copies ([`refinery_core::copies`]): atomic, not synced, written off the run's
+//! thread; nothing resumes from them unless `run.json` predates the texts in it.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +18,6 @@ use refinery_core::rounds::NextStep;
 use refinery_core::{ChecklistOutcome, CriteriaSet, Verdict};
 use serde_json::{Value, json};
 
-use crate::error::EngineError;
 use crate::handoff::{HandoffInput, append_learnings, render_handoff};
 use crate::outputs::{Evaluation, TraceLessons};
 use crate::phases::Context;
@@ -50,8 +49,9 @@ pub(crate) struct Written {
     pub learnings: String,
 }
 
-/// Appends the round's lessons (once per round) and writes the handoff.
-pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<Written, EngineError> {
+/// Appends the round's lessons (once per round) and hands the handoff to the run's writer of
+/// copies (a copy that fails fails the run's next save).
+pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Written {
     let learnings_path = ctx.session.dir().join(LEARNINGS_FILE);
     let mut learnings = match input.learnings {
         Some(kept) => kept.to_owned(),
@@ -61,7 +61,7 @@ pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<Writt
         && !learnings.contains(&format!("### Round {}\n", input.round))
     {
         learnings = append_learnings(&learnings, input.round, lessons);
-        write_record(&learnings_path, learnings.as_bytes())?;
+        ctx.copies.write(learnings_path, learnings.as_bytes());
     }
     let change_approach_for = match input.next {
         NextStep::Continue {
@@ -90,18 +90,23 @@ pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Result<Writt
     // sequencer saves next whatever happens (a crash before that concludes the round again
     // on resume).
     let session_copy = ctx.session.dir().join(HANDOFF_FILE);
-    write_record(&session_copy, handoff.as_bytes())?;
-    // The round's copy is a second name for the file just written rather than a new file (a
-    // new file costs about half a millisecond on an ordinary disk, measured): the next
-    // round's handoff puts a new file under the session's name, and this name keeps these
-    // bytes. Written out where links are not possible.
     let round_copy = ctx.session.round_dir(input.round).join(HANDOFF_FILE);
-    // A conclusion written again after a crash replaces the copy it wrote before.
-    let _ = fs_err::remove_file(&round_copy);
-    if fs_err::hard_link(&session_copy, &round_copy).is_err() {
-        write_record(&round_copy, handoff.as_bytes())?;
-    }
-    Ok(Written { handoff, learnings })
+    let bytes = handoff.clone().into_bytes();
+    // Written off this thread, in order with the run's other copies.
+    ctx.copies.run(move || {
+        write_record(&session_copy, &bytes)?;
+        // The round's copy is a second name for the file just written rather than a new file
+        // (a new file costs about half a millisecond on an ordinary disk, measured): the next
+        // round's handoff puts a new file under the session's name, and this name keeps these
+        // bytes. Written out where links are not possible. A conclusion written again after a
+        // crash replaces the copy it wrote before.
+        let _ = fs_err::remove_file(&round_copy);
+        if fs_err::hard_link(&session_copy, &round_copy).is_err() {
+            write_record(&round_copy, &bytes)?;
+        }
+        Ok(())
+    });
+    Written { handoff, learnings }
 }
 
 /// The latest handoff, for the builder of `round` (none before round 2): `run.json`'s, or

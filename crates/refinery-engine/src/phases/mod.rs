@@ -45,6 +45,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use refinery_core::copies::Copies;
 use refinery_core::{Session, StateDir, WorkspaceScope};
 use tokio_util::sync::CancellationToken;
 
@@ -86,6 +87,8 @@ pub(crate) fn shared_sink(
 pub(crate) struct Context<'a> {
     pub store: &'a StateDir,
     pub session: &'a Session,
+    /// Writes the run's copies for people (briefs, event records, handoffs) off this thread.
+    pub copies: &'a Copies,
     /// What the run may snapshot and restore, fixed when it started.
     pub scope: &'a WorkspaceScope,
     pub meter: &'a Meter,

@@ -38,19 +38,25 @@ pub(crate) fn run(ctx: &Context<'_>, input: SubmitInput<'_>) -> Result<Submissio
         files: submission.files.len(),
         bytes: submission.total_bytes,
     });
-    let mut text = String::new();
-    for event in input.builder_events {
-        if let Ok(line) = serde_json::to_string(event) {
-            text.push_str(&ctx.env.scrubber.scrub(&line));
+    let lines: Vec<String> = input
+        .builder_events
+        .iter()
+        .filter_map(|event| serde_json::to_string(event).ok())
+        .collect();
+    // A record for people and reports (the trace analyzer reads the events in memory),
+    // scrubbed line by line with the run's scrubber and written off this thread.
+    let scrubber = ctx.env.scrubber.clone();
+    let path = ctx
+        .session
+        .round_dir(input.round)
+        .join("builder_events.jsonl");
+    ctx.copies.run(move || {
+        let mut text = String::new();
+        for line in &lines {
+            text.push_str(&scrubber.scrub(line));
             text.push('\n');
         }
-    }
-    // A record for people and reports (the trace analyzer reads the events in memory).
-    refinery_core::fsutil::write_record(
-        &ctx.session
-            .round_dir(input.round)
-            .join("builder_events.jsonl"),
-        text.as_bytes(),
-    )?;
+        refinery_core::fsutil::write_record(&path, text.as_bytes())
+    });
     Ok(submission)
 }

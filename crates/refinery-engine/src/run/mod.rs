@@ -17,6 +17,7 @@ mod record;
 
 use std::collections::BTreeMap;
 
+use refinery_core::copies::Copies;
 use refinery_core::fsutil::{LockGuard, write_json};
 use refinery_core::rounds::{LoopLimits, StopReason};
 use refinery_core::votes::{Agent, AnswerId, NoConsensus, RunStep, Standing, Vote, Winner};
@@ -73,6 +74,9 @@ pub struct ConsensusRun {
     models: Vec<Backend>,
     env: Environment,
     meter: Meter,
+    /// Writes the run's copies for people off the run's thread (before `_lock`: a dropped run
+    /// waits for them before the session is free).
+    copies: Copies,
     file: RecordFile,
     resumed: bool,
     _lock: LockGuard,
@@ -147,7 +151,8 @@ impl ConsensusRun {
         let task = env.scrubber.scrub(&config.task);
         let record = record::new_record(task, names, config.limits, source, started);
         let meter = Meter::new(record.limits, Spend::default(), std::time::Duration::ZERO);
-        let mut file = RecordFile::new(&session, record);
+        let copies = Copies::new();
+        let mut file = RecordFile::new(&session, record, &copies);
         file.save(&meter)?;
         Ok(Self {
             store,
@@ -156,6 +161,7 @@ impl ConsensusRun {
             models,
             env,
             meter,
+            copies,
             file,
             resumed: false,
             _lock: lock,
@@ -191,8 +197,10 @@ impl ConsensusRun {
         }
         record.limits = limits;
         let meter = Meter::new(limits, record.spend, record::elapsed_before(&record));
+        let copies = Copies::new();
         Ok(Self {
-            file: RecordFile::new(&session, record),
+            file: RecordFile::new(&session, record, &copies),
+            copies,
             store,
             session,
             scope,
@@ -227,6 +235,7 @@ impl ConsensusRun {
             let ctx = Context {
                 store: &self.store,
                 session: &self.session,
+                copies: &self.copies,
                 scope: &self.scope,
                 meter: &self.meter,
                 env: &self.env,
@@ -248,11 +257,14 @@ impl ConsensusRun {
                 };
                 // The original error matters more than a failure to record it.
                 let _ = self.file.save(&self.meter);
+                let _ = self.copies.flush();
                 return Err(error);
             }
         };
         self.file.record.status = status.clone();
         self.file.save(&self.meter)?;
+        // Reports read the copies: all of them are on disk before the run says it finished.
+        self.copies.flush()?;
         on_event(&RefineEvent::RunFinished { status });
         ConsensusSummary::of(
             self.store.workspace(),

@@ -1920,6 +1920,42 @@ async fn a_round_the_core_recorded_is_concluded_from_the_runs_record_after_a_pow
     );
 }
 
+/// The copies for people are written off the run's thread; one that cannot be written still
+/// fails the run, naming the file, as a failed write did when it was made in line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_cannot_be_written_fails_the_run() {
+    let server = FakeModelServer::start().await.unwrap();
+    Script::simple(content_by_round, |_| evaluation([5, 6, 4], "Weak.")).install(&server);
+    let run = Run::new(&server);
+    let (output, events) = run
+        .refine(&["Build a page", "--criteria", CRITERIA, "--max-rounds", "1"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let session = summary(&events)["session"].as_str().unwrap().to_owned();
+    let session_dir = PathBuf::from(summary(&events)["session_dir"].as_str().unwrap());
+    // A folder that is not empty where round 2's handoff goes: no rename can replace it.
+    let handoff = session_dir.join("handoff.md");
+    fs_err::remove_file(&handoff).unwrap();
+    fs_err::create_dir_all(handoff.join("blocked")).unwrap();
+
+    let output = run
+        .refinery(&[
+            "refine",
+            "--resume",
+            &session,
+            "--max-rounds",
+            "2",
+            "--json",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("handoff.md"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_rounds_holds_back_convergence_and_resume_can_raise_max_rounds() {
     let server = FakeModelServer::start().await.unwrap();
