@@ -5,10 +5,10 @@
 //! folder; on an ordinary disk the sync of a new file alone takes about a millisecond (two at
 //! times), one of the largest costs of a round. Appending the record as one line to a log
 //! that already exists and syncing that (`fdatasync`) makes the same promise for a fraction of
-//! it: the log is the truth, read back as its last complete line, and the JSON file of the
-//! same name is written after it, atomically but unsynced, for people and reports (after a
-//! power loss it can be one save behind the log; nothing that resumes reads it while a log
-//! exists).
+//! it: the log is the truth, read back as its last complete line, and the driver writes the
+//! JSON file of the same name after it, atomically but unsynced, for people and reports
+//! (after a power loss or a kill it can be behind the log; nothing that resumes reads it
+//! while a log exists).
 //!
 //! A save torn by a crash (a final line without its newline) was never acknowledged: readers
 //! skip it and the next save cuts it off before appending. A complete line that does not
@@ -29,17 +29,12 @@ use crate::fsutil;
 pub const COMPACT_FROM: u64 = 1024 * 1024;
 
 /// Saves `value` as the latest record: a line appended to `dir/log` and synced (the log and
-/// its name are synced when the save creates it), then `dir/copy` written as pretty JSON,
-/// atomically and unsynced. Secrets are masked in both, as in every state write.
-pub fn save<T: Serialize + ?Sized>(dir: &Path, log: &str, copy: &str, value: &T) -> Result<()> {
-    save_durably(dir, log, value)?;
-    fsutil::write_json_record(&dir.join(copy), value)
-}
-
-/// [`save`] without writing the copy: for a save only a resume needs, which people need not
-/// see before the next full one (the copy is a new file each time, which on an ordinary disk
-/// costs as much as the append and its sync together, measured).
-pub fn save_durably<T: Serialize + ?Sized>(dir: &Path, log: &str, value: &T) -> Result<()> {
+/// its name are synced when the save creates it), with secrets masked as in every state
+/// write. The JSON copy that [`load`] falls back to is the caller's to write after it,
+/// unsynced (`refine` and `run` hand it to their writer of copies, [`crate::copies`]), and
+/// only when people should see this save: a new file each time costs on an ordinary disk as
+/// much as the append and its sync together (measured).
+pub fn save<T: Serialize + ?Sized>(dir: &Path, log: &str, value: &T) -> Result<()> {
     let mut line = fsutil::scrubbed_json_line(value)?;
     line.push('\n');
     append(&dir.join(log), line.as_bytes())
@@ -132,13 +127,19 @@ mod tests {
     const LOG: &str = "run.jsonl";
     const COPY: &str = "run.json";
 
+    /// A save as a driver makes it: the log, then the copy for people.
+    fn save_with_copy(dir: &Path, value: &Value) -> Result<()> {
+        save(dir, LOG, value)?;
+        fsutil::write_json_record(&dir.join(COPY), value)
+    }
+
     #[test]
     fn the_latest_save_is_read_back_and_copied_for_people() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(load::<Value>(dir.path(), LOG, COPY).unwrap(), None);
         assert!(!exists(dir.path(), LOG, COPY));
         for round in 1..=3 {
-            save(dir.path(), LOG, COPY, &json!({"round": round})).unwrap();
+            save_with_copy(dir.path(), &json!({"round": round})).unwrap();
         }
         assert_eq!(
             load::<Value>(dir.path(), LOG, COPY).unwrap(),
@@ -164,7 +165,7 @@ mod tests {
             load::<Value>(dir.path(), LOG, COPY).unwrap(),
             Some(json!({"round": 7}))
         );
-        save(dir.path(), LOG, COPY, &json!({"round": 8})).unwrap();
+        save_with_copy(dir.path(), &json!({"round": 8})).unwrap();
         assert_eq!(
             load::<Value>(dir.path(), LOG, COPY).unwrap(),
             Some(json!({"round": 8}))
@@ -174,8 +175,8 @@ mod tests {
     #[test]
     fn a_torn_save_is_skipped_then_cut_off_by_the_next() {
         let dir = tempfile::tempdir().unwrap();
-        save(dir.path(), LOG, COPY, &json!({"round": 1})).unwrap();
-        save(dir.path(), LOG, COPY, &json!({"round": 2})).unwrap();
+        save_with_copy(dir.path(), &json!({"round": 1})).unwrap();
+        save_with_copy(dir.path(), &json!({"round": 2})).unwrap();
         let log = dir.path().join(LOG);
         let whole = fs_err::read(&log).unwrap();
         // Every cut inside the second line reads as the first record.
@@ -195,7 +196,7 @@ mod tests {
                 "cut at {cut}"
             );
         }
-        save(dir.path(), LOG, COPY, &json!({"round": 3})).unwrap();
+        save_with_copy(dir.path(), &json!({"round": 3})).unwrap();
         let text = fs_err::read_to_string(&log).unwrap();
         assert_eq!(text, "{\"round\":1}\n{\"round\":3}\n");
     }
@@ -203,7 +204,7 @@ mod tests {
     #[test]
     fn a_damaged_complete_record_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        save(dir.path(), LOG, COPY, &json!({"round": 1})).unwrap();
+        save_with_copy(dir.path(), &json!({"round": 1})).unwrap();
         let log = dir.path().join(LOG);
         let mut bytes = fs_err::read(&log).unwrap();
         bytes.extend_from_slice(b"{\"round\": 2,,}\n");
@@ -220,13 +221,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let padding = "x".repeat(64 * 1024);
         for round in 0..20 {
-            save(
-                dir.path(),
-                LOG,
-                COPY,
-                &json!({"round": round, "padding": padding}),
-            )
-            .unwrap();
+            save_with_copy(dir.path(), &json!({"round": round, "padding": padding})).unwrap();
         }
         let len = fs_err::metadata(dir.path().join(LOG)).unwrap().len();
         assert!(len < COMPACT_FROM + 70 * 1024, "{len}");
@@ -238,13 +233,7 @@ mod tests {
     fn secrets_are_masked_in_the_log_and_the_copy() {
         let dir = tempfile::tempdir().unwrap();
         let token = format!("ghp_{}", "Zq7Rk2Lw9Tn4Vb8Xc3Hy6Md1Pf5Sg0JaKu2E");
-        save(
-            dir.path(),
-            LOG,
-            COPY,
-            &json!({"task": format!("use {token}")}),
-        )
-        .unwrap();
+        save_with_copy(dir.path(), &json!({"task": format!("use {token}")})).unwrap();
         for name in [LOG, COPY] {
             let text = fs_err::read_to_string(dir.path().join(name)).unwrap();
             assert!(!text.contains(&token), "{name}: {text}");

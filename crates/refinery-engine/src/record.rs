@@ -384,11 +384,11 @@ impl<T: Journal + Clone + Send + 'static> JournalFile<T> {
     }
 
     /// [`JournalFile::save`] for a resume only: the copy for people is left as the last full
-    /// save wrote it ([`latest::save_durably`]).
+    /// save wrote it ([`latest::save`]).
     pub(crate) fn save_for_resume(&mut self, meter: &Meter) -> Result<(), EngineError> {
         self.copies.check()?;
         self.stamp(meter);
-        latest::save_durably(&self.dir, T::LOG, &self.record)?;
+        latest::save(&self.dir, T::LOG, &self.record)?;
         Ok(())
     }
 
