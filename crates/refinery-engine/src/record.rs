@@ -325,8 +325,7 @@ pub(crate) struct PanelVerdict {
     pub unverified: BTreeMap<String, Vec<String>>,
 }
 
-/// Reads a session's `run.json`, for `--resume` and reports.
-/// Whether `session_id` is a run whose start finished (its `run.json` was written): a session
+/// Whether `session_id` is a run whose start finished (its record was saved): a session
 /// killed while it was starting has none and cannot be resumed.
 pub fn run_started(store: &StateDir, session_id: &str) -> bool {
     store
@@ -334,6 +333,8 @@ pub fn run_started(store: &StateDir, session_id: &str) -> bool {
         .is_ok_and(|session| latest::exists(session.dir(), RUN_LOG, RUN_FILE))
 }
 
+/// Reads a session's run record (the log's latest, [`latest::load`]), for `--resume` and
+/// reports.
 pub fn load_run(store: &StateDir, session_id: &str) -> Result<(Session, RunRecord), EngineError> {
     let session = store.existing_session(session_id)?;
     let record = latest::load::<RunRecord>(session.dir(), RUN_LOG, RUN_FILE)?.ok_or_else(|| {

@@ -656,7 +656,7 @@ impl Rounds<'_> {
                 learnings: record.learnings.as_deref(),
             },
         );
-        // Made durable by the `run.json` write that follows every conclusion.
+        // Made durable by the save of the run's record that follows every conclusion.
         record.handoff = Some(written.handoff);
         record.learnings = Some(written.learnings);
         let scores = outcome.map(decide::scores).unwrap_or_default();
@@ -700,7 +700,7 @@ impl Rounds<'_> {
         Ok(criteria)
     }
 
-    /// Brings `run.json` in line with the core after a crash: a round the core finished is
+    /// Brings the run's record in line with the core after a crash: a round the core finished is
     /// recorded, and a round cut short is undone so it can start clean.
     fn recover(&mut self, criteria: &CriteriaSet) -> Result<(), EngineError> {
         let ctx = self.ctx;

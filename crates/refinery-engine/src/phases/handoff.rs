@@ -6,10 +6,10 @@
 //! It depends only on what the round left on disk and in the core, so recovery after a crash
 //! writes the same files again.
 //!
-//! The texts go back to the sequencer, which keeps them in `run.json`: the one durable write
-//! that concludes a round. The Markdown files are copies for people, handed to the run's
+//! The texts go back to the sequencer, which keeps them in the run's record (`run.jsonl`): the
+//! one durable write that concludes a round. The Markdown files are copies for people, handed to the run's
 //! writer of copies ([`refinery_core::copies`]): atomic, not synced, written off the run's
-//! thread; nothing resumes from them unless `run.json` predates the texts in it.
+//! thread; nothing resumes from them unless the record predates the texts in it.
 
 use std::collections::BTreeMap;
 
@@ -86,8 +86,8 @@ pub(crate) fn write(ctx: &Context<'_>, input: &HandoffWrite<'_>) -> Written {
         trajectory: input.trajectory,
     });
     let handoff = ctx.env.scrubber.scrub(&handoff);
-    // Both copies are for people: the next round reads the text from `run.json`, which the
-    // sequencer saves next whatever happens (a crash before that concludes the round again
+    // Both copies are for people: the next round reads the text from the run's record, which
+    // the sequencer saves next whatever happens (a crash before that concludes the round again
     // on resume).
     let session_copy = ctx.session.dir().join(HANDOFF_FILE);
     let round_copy = ctx.session.round_dir(input.round).join(HANDOFF_FILE);
